@@ -1,0 +1,189 @@
+//! Builds a running gateway from a `Config`: the upstream (embedded
+//! simulator or a URL), the catalog caches, the GraphQL schema, and both
+//! listeners; and stops it again, draining in-flight requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cache::{Invalidator, L2};
+use crate::catalog::Catalog;
+use crate::config::{Config, Secrets};
+use crate::error::Error;
+use crate::graphql::{self, Schema};
+use crate::shared::{self, Redis};
+use crate::upstream::{Settings, Upstreams};
+use crate::{admin, http, sim, telemetry};
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub secrets: Secrets,
+    pub schema: Schema,
+    pub catalog: Arc<Catalog>,
+    pub invalidator: Arc<Invalidator>,
+    /// The shared Redis, when configured.
+    pub redis: Option<Arc<Redis>>,
+    /// The upstream base URL in use (the embedded simulator's, by default).
+    pub upstream_url: String,
+    /// False once shutdown begins, so `/readyz` turns load balancers away.
+    pub ready: AtomicBool,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+impl Gateway {
+    /// Starts everything and returns once both listeners are bound.
+    pub async fn start(config: Config, secrets: Secrets) -> Result<Gateway, Error> {
+        // Metric handles made before the recorder exists would be no-ops.
+        telemetry::prometheus();
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let upstream_url = match &config.upstream.url {
+            Some(url) => url.clone(),
+            None => {
+                let (url, task) = start_embedded_sim(&config, stopped.clone()).await?;
+                tasks.push(task);
+                url
+            }
+        };
+        let upstreams = Upstreams::new(&Settings {
+            base_url: upstream_url.clone(),
+            timeout: config.upstream.timeout,
+            connect_timeout: config.upstream.connect_timeout,
+            max_batch: config.upstream.max_batch,
+        })?;
+        // Names this process in leases and broadcasts.
+        let replica = format!("{:016x}", fastrand::u64(..));
+        let redis = match &config.redis.url {
+            Some(url) => Some(Redis::connect(&shared::Settings {
+                url: url.clone(),
+                namespace: config.redis.namespace.clone(),
+                timeout: config.redis.timeout,
+            })?),
+            None => None,
+        };
+        let l2 = redis
+            .as_ref()
+            .map(|r| Arc::new(L2::new(r.clone(), replica.clone(), config.redis.lease_ttl)));
+        let catalog = Arc::new(Catalog::new(&config, &upstreams, l2.clone()));
+        let invalidator = Invalidator::new(
+            replica,
+            catalog.tiers(),
+            redis.clone().zip(l2),
+            config.upstream.timeout + Duration::from_millis(500),
+        );
+        if let Some(listener) = invalidator.clone().listen(stopped.clone()) {
+            tasks.push(listener);
+        }
+        let state = Arc::new(AppState {
+            schema: graphql::schema(&config.server),
+            catalog,
+            invalidator,
+            redis,
+            upstream_url,
+            secrets,
+            ready: AtomicBool::new(true),
+            config,
+        });
+
+        let public = bind(state.config.server.listen, "server.listen").await?;
+        let admin = bind(state.config.admin.listen, "admin.listen").await?;
+        let public_addr = public
+            .local_addr()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let admin_addr = admin
+            .local_addr()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        tasks.push(serve(public, http::router(state.clone()), stopped.clone()));
+        tasks.push(serve(admin, admin::router(state.clone()), stopped));
+        tracing::info!(%public_addr, %admin_addr, upstream = %state.upstream_url, "moat is serving");
+        Ok(Gateway {
+            public_addr,
+            admin_addr,
+            state,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to a deadline),
+    /// then stops background work.
+    pub async fn stop(self) {
+        self.state.ready.store(false, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(DRAIN, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::internal(format!("cannot listen on {addr} ({key}): {e}")))
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "listener failed");
+        }
+    })
+}
+
+/// The demo upstream, in process, on a loopback port of its own: Moat still
+/// talks to it over HTTP, exactly as to a real upstream.
+async fn start_embedded_sim(
+    config: &Config,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(String, JoinHandle<()>), Error> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "upstream.embedded").await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let simulator = sim::Simulator::new(sim::SimConfig {
+        products: config.upstream.embedded.products,
+        seed: config.upstream.embedded.seed,
+        ..sim::SimConfig::default()
+    });
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = sim::serve(listener, simulator, shutdown).await {
+            tracing::error!(error = %e, "embedded simulator failed");
+        }
+    });
+    tracing::info!(%addr, "embedded upstream simulator started (set MOAT_UPSTREAM_URL to use a real one)");
+    Ok((format!("http://{addr}"), task))
+}

@@ -1,0 +1,350 @@
+//! Loading: TOML file, then `MOAT_*` environment, then `validate()`, with
+//! every problem reported at once and named by file and key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+
+use super::{Config, EntityCache};
+use crate::domain::Currency;
+
+/// The file `moat serve` reads when no `--config` is given.
+pub const DEFAULT_PATH: &str = "config/moat.toml";
+
+/// Environment variables that always work, whatever the file says, and the
+/// key each one sets. Any other `MOAT_SECTION__KEY` sets `section.key`.
+const FIXED_ENV: &[(&str, &str)] = &[
+    ("listen", "server.listen"),
+    ("admin_listen", "admin.listen"),
+    ("upstream_url", "upstream.url"),
+    ("redis_url", "redis.url"),
+];
+
+/// One thing wrong with a config: where, which key, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub source: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: `{}`: {}", self.source, self.key, self.message)
+    }
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// What `moat serve` uses: the given file (or `config/moat.toml` when it
+    /// exists, else built-in defaults), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
+        };
+        Config::from_sources(path.as_deref(), true)
+    }
+
+    /// Reads `path` (if any) and, when `with_env`, the `MOAT_*` variables;
+    /// then validates.
+    pub fn from_sources(path: Option<&Path>, with_env: bool) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        let source = path.map(|p| p.display().to_string());
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    problems: vec![Problem {
+                        source: path.display().to_string(),
+                        key: "-".into(),
+                        message: "no such file".into(),
+                    }],
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        if with_env {
+            figment = figment.merge(Env::prefixed("MOAT_").filter_map(|key| {
+                let key = key.as_str();
+                if let Some((_, to)) = FIXED_ENV.iter().find(|(from, _)| *from == key) {
+                    Some((*to).into())
+                } else if key.contains("__") {
+                    Some(key.replace("__", ".").into())
+                } else {
+                    // Secrets (MOAT_ADMIN_TOKEN, …) are read by `Secrets`,
+                    // never merged into the config.
+                    None
+                }
+            }));
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError {
+            problems: e
+                .into_iter()
+                .map(|e| problem_from_figment(e, &source))
+                .collect(),
+        })?;
+        let problems = config.validate(source.as_deref().unwrap_or("defaults"));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Every semantic problem a parsed config has (types were checked by
+    /// serde already).
+    pub fn validate(&self, source: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, message: String| {
+            if !ok {
+                problems.push(Problem {
+                    source: source.to_string(),
+                    key: key.to_string(),
+                    message,
+                });
+            }
+        };
+        let s = &self.server;
+        check(
+            s.max_body_bytes.bytes() >= 1024,
+            "server.max_body_bytes",
+            "must be at least 1KiB".into(),
+        );
+        check(
+            (2..=64).contains(&s.max_query_depth),
+            "server.max_query_depth",
+            "must be between 2 and 64".into(),
+        );
+        check(
+            s.max_query_complexity >= 10,
+            "server.max_query_complexity",
+            "must be at least 10".into(),
+        );
+        check(
+            !s.request_timeout.is_zero(),
+            "server.request_timeout",
+            "must be more than 0s".into(),
+        );
+
+        let u = &self.upstream;
+        if let Some(url) = &u.url {
+            check(
+                reqwest::Url::parse(url)
+                    .map(|u| matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(false),
+                "upstream.url",
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
+        }
+        check(
+            !u.timeout.is_zero(),
+            "upstream.timeout",
+            "must be more than 0s".into(),
+        );
+        check(
+            !u.connect_timeout.is_zero(),
+            "upstream.connect_timeout",
+            "must be more than 0s".into(),
+        );
+        check(
+            (1..=500).contains(&u.max_batch),
+            "upstream.max_batch",
+            "must be between 1 and 500".into(),
+        );
+        check(
+            (1..=10_000_000).contains(&u.embedded.products),
+            "upstream.embedded.products",
+            "must be between 1 and 10000000".into(),
+        );
+
+        let c = &self.cache;
+        check(
+            (0.0..=0.5).contains(&c.jitter),
+            "cache.jitter",
+            "must be between 0.0 and 0.5".into(),
+        );
+        for (name, e) in c.entities() {
+            for (key, message) in entity_problems(e) {
+                check(false, &format!("cache.{name}.{key}"), message);
+            }
+        }
+
+        if let Some(url) = &self.redis.url {
+            check(
+                ["redis://", "rediss://", "unix://", "redis+unix://"]
+                    .iter()
+                    .any(|p| url.starts_with(p)),
+                "redis.url",
+                format!(
+                    "{:?} must start with redis://, rediss:// or unix://",
+                    redact(url)
+                ),
+            );
+        }
+
+        let r = &self.redis;
+        check(
+            !r.namespace.is_empty() && !r.namespace.contains([':', ' ', '*']),
+            "redis.namespace",
+            "must be non-empty, without ':', spaces or '*'".into(),
+        );
+        check(
+            (Duration::from_millis(1)..=Duration::from_secs(5)).contains(&r.timeout),
+            "redis.timeout",
+            "must be between 1ms and 5s".into(),
+        );
+        check(
+            r.lease_ttl >= Duration::from_millis(100),
+            "redis.lease_ttl",
+            "must be at least 100ms".into(),
+        );
+
+        let cat = &self.catalog;
+        for (i, code) in cat.currencies.iter().enumerate() {
+            check(
+                Currency::from_code(code).is_some(),
+                &format!("catalog.currencies[{i}]"),
+                format!("{code:?} is not a known ISO 4217 currency code"),
+            );
+        }
+        check(
+            !cat.currencies.is_empty(),
+            "catalog.currencies",
+            "must name at least one currency".into(),
+        );
+        check(
+            cat.currencies.contains(&cat.default_currency),
+            "catalog.default_currency",
+            format!(
+                "{:?} must be one of catalog.currencies {:?}",
+                cat.default_currency, cat.currencies
+            ),
+        );
+        check(
+            !cat.default_segment.trim().is_empty(),
+            "catalog.default_segment",
+            "must not be empty".into(),
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_ok(),
+            "telemetry.log_level",
+            format!(
+                "{:?} is not a tracing filter such as \"info\"",
+                self.telemetry.log_level
+            ),
+        );
+        problems
+    }
+}
+
+impl super::Cache {
+    /// Each entity's settings with its config name.
+    pub fn entities(&self) -> [(&'static str, &EntityCache); 6] {
+        [
+            ("product", &self.product),
+            ("category", &self.category),
+            ("price", &self.price),
+            ("inventory", &self.inventory),
+            ("customer", &self.customer),
+            ("order", &self.order),
+        ]
+    }
+}
+
+fn entity_problems(e: &EntityCache) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if e.soft_ttl.is_zero() {
+        out.push(("soft_ttl", "must be more than 0s".into()));
+    }
+    if e.hard_ttl < e.soft_ttl {
+        out.push(("hard_ttl", "must be at least soft_ttl".into()));
+    }
+    if e.max_stale < e.hard_ttl {
+        out.push(("max_stale", "must be at least hard_ttl".into()));
+    }
+    if e.l1_max_bytes.bytes() < 64 * 1024 {
+        out.push(("l1_max_bytes", "must be at least 64KiB".into()));
+    }
+    out
+}
+
+fn problem_from_figment(e: figment::Error, file: &Option<String>) -> Problem {
+    let (source, key) = match (&e.metadata, &e.profile) {
+        (Some(md), Some(profile)) if !e.path.is_empty() => {
+            let source = match &md.source {
+                Some(s) => s.to_string(),
+                None => md.name.to_string(),
+            };
+            (source, md.interpolate(profile, &e.path))
+        }
+        (Some(md), _) => (md.name.to_string(), e.path.join(".")),
+        (None, _) => (
+            file.clone().unwrap_or_else(|| "config".into()),
+            e.path.join("."),
+        ),
+    };
+    // figment prefixes file keys with the profile ("default."): users never
+    // write that, so it is dropped.
+    let key = key.strip_prefix("default.").unwrap_or(&key).to_string();
+    Problem {
+        source,
+        key: if key.is_empty() { "-".into() } else { key },
+        message: e.kind.to_string(),
+    }
+}
+
+/// A URL with any password replaced, for error messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Secrets, read from the environment only so they never sit in a committed
+/// file or in a printed config.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// `MOAT_ADMIN_TOKEN`: bearer token of `/admin/*`. None: admin refuses all.
+    pub admin_token: Option<String>,
+}
+
+impl Secrets {
+    pub fn from_env() -> Secrets {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Secrets {
+            admin_token: var("MOAT_ADMIN_TOKEN"),
+        }
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}

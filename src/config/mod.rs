@@ -1,0 +1,267 @@
+//! Typed configuration. Read once at start (and on SIGHUP) from TOML plus
+//! `MOAT_*` environment variables, checked strictly, then turned into the
+//! runtime settings each part holds. The doc comments here are the user docs
+//! for `config/moat.toml`, which documents every key.
+
+mod load;
+mod size;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, Problem, Secrets};
+pub use size::ByteSize;
+
+/// The whole configuration. Every section has defaults, so an empty file is
+/// a working demo config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub admin: Admin,
+    pub upstream: Upstream,
+    pub cache: Cache,
+    pub redis: Redis,
+    pub catalog: Catalog,
+    pub telemetry: Telemetry,
+}
+
+/// The public listener: GraphQL, health, webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address of the public listener (`MOAT_LISTEN`).
+    pub listen: SocketAddr,
+    /// Serve GraphiQL on `GET /graphql` for browsers. Off in production.
+    pub graphiql: bool,
+    /// Largest request body accepted; larger gets 413.
+    pub max_body_bytes: ByteSize,
+    /// Longest a whole HTTP request may take before it is answered 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deepest selection nesting a query may have (`QUERY_TOO_COMPLEX` past it).
+    pub max_query_depth: usize,
+    /// Highest query complexity (one per field, lists multiplied by their
+    /// page size) a query may have.
+    pub max_query_complexity: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            graphiql: true,
+            max_body_bytes: ByteSize(256 * 1024),
+            request_timeout: Duration::from_secs(10),
+            max_query_depth: 12,
+            max_query_complexity: 5_000,
+        }
+    }
+}
+
+/// The admin listener: metrics and the admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Address of the admin listener (`MOAT_ADMIN_LISTEN`). Keep it private.
+    pub listen: SocketAddr,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// Where the systems of record are and how Moat calls them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    /// Base URL of a server speaking upstream protocol v1 for every system
+    /// (`MOAT_UPSTREAM_URL`). Unset: Moat starts the simulator in-process.
+    pub url: Option<String>,
+    /// The embedded simulator, used only when `url` is unset.
+    pub embedded: Embedded,
+    /// Longest one upstream HTTP attempt may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Longest a TCP connect to an upstream may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Most keys sent in one batch call; larger batches are split.
+    pub max_batch: usize,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            url: None,
+            embedded: Embedded::default(),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+            max_batch: 100,
+        }
+    }
+}
+
+/// The in-process demo upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Embedded {
+    /// Number of products in the seeded catalog.
+    pub products: usize,
+    /// Seed of the catalog: same seed, same data.
+    pub seed: u64,
+}
+
+impl Default for Embedded {
+    fn default() -> Self {
+        Embedded {
+            products: 10_000,
+            seed: 42,
+        }
+    }
+}
+
+/// Cache settings: jitter for all, freshness and size per entity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Fraction (0 to 0.5) by which each entry's TTLs are shortened at
+    /// random, so entries filled together do not all expire together.
+    pub jitter: f64,
+    pub product: EntityCache,
+    pub category: EntityCache,
+    pub price: EntityCache,
+    pub inventory: EntityCache,
+    pub customer: EntityCache,
+    pub order: EntityCache,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        let entity = |soft: u64, hard: u64, max_stale: u64, mib: u64| EntityCache {
+            soft_ttl: Duration::from_secs(soft),
+            hard_ttl: Duration::from_secs(hard),
+            max_stale: Duration::from_secs(max_stale),
+            negative_ttl: Duration::from_secs(30),
+            l1_max_bytes: ByteSize(mib * 1024 * 1024),
+        };
+        Cache {
+            jitter: 0.1,
+            product: entity(300, 1_800, 86_400, 128),
+            category: entity(300, 1_800, 86_400, 4),
+            price: entity(60, 300, 3_600, 64),
+            inventory: entity(15, 60, 900, 32),
+            customer: entity(60, 300, 900, 16),
+            order: entity(30, 120, 600, 16),
+        }
+    }
+}
+
+/// Freshness and size of one entity's cache.
+///
+/// A value is fresh until `soft_ttl`; until `hard_ttl` it is served stale
+/// while one background refresh runs; after that it is fetched before it is
+/// served, and only if that fetch fails is it served stale, up to
+/// `max_stale`. `soft_ttl <= hard_ttl <= max_stale`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityCache {
+    #[serde(with = "humantime_serde")]
+    pub soft_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hard_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// How long "the upstream says this does not exist" is remembered.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Memory budget of the in-process (L1) cache for this entity.
+    pub l1_max_bytes: ByteSize,
+}
+
+/// The shared Redis tier (L2, invalidation, shared limits). Off unless a URL
+/// is set here or in `MOAT_REDIS_URL`. Moat starts and serves without it
+/// when it is down, and uses it again by itself when it returns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redis {
+    /// `redis://host:port/db`; a password belongs in `MOAT_REDIS_URL`, not here.
+    pub url: Option<String>,
+    /// Prefix of every key and channel, so environments can share a server.
+    pub namespace: String,
+    /// Longest one Redis call may take before Moat goes on without it.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long one replica may hold the lease to fill a key; the others
+    /// wait at most this long before fetching themselves.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis {
+            url: None,
+            namespace: "moat".into(),
+            timeout: Duration::from_millis(100),
+            lease_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the storefront sells and how stock is shown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Catalog {
+    /// Currency of `Product.price` when the query names none.
+    pub default_currency: String,
+    /// Currencies a query may ask for (ISO 4217 codes).
+    pub currencies: Vec<String>,
+    /// Price segment of anonymous shoppers.
+    pub default_segment: String,
+    /// Stock at or below this is `LOW_STOCK`.
+    pub low_stock_threshold: u32,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            default_currency: "EUR".into(),
+            currencies: vec!["EUR".into(), "USD".into()],
+            default_segment: "default".into(),
+            low_stock_threshold: 5,
+        }
+    }
+}
+
+/// Logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// `pretty` for people, `json` for log pipelines.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `moat=debug,info`; `RUST_LOG` wins.
+    pub log_level: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}

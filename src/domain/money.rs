@@ -1,0 +1,218 @@
+//! Money as Moat holds it: integer minor units and an ISO 4217 currency.
+//! Decimal strings exist only at the edges (GraphQL `Decimal`, checkout
+//! input); nothing here touches a float.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// A currency Moat knows, with the number of minor digits it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency(&'static str, u8);
+
+/// The ISO 4217 codes Moat accepts. A code outside this list is a bad input,
+/// whatever the upstream says, so a typo never reaches the ERP.
+const KNOWN: &[Currency] = &[
+    Currency("EUR", 2),
+    Currency("USD", 2),
+    Currency("GBP", 2),
+    Currency("CHF", 2),
+    Currency("SEK", 2),
+    Currency("NOK", 2),
+    Currency("DKK", 2),
+    Currency("PLN", 2),
+    Currency("CZK", 2),
+    Currency("CAD", 2),
+    Currency("AUD", 2),
+    Currency("JPY", 0),
+    Currency("KRW", 0),
+    Currency("BHD", 3),
+    Currency("KWD", 3),
+];
+
+impl Currency {
+    pub const EUR: Currency = Currency("EUR", 2);
+
+    /// Looks a code up; `None` for anything not in ISO 4217 as Moat knows it.
+    pub fn from_code(code: &str) -> Option<Currency> {
+        KNOWN.iter().copied().find(|c| c.0 == code)
+    }
+
+    pub fn code(self) -> &'static str {
+        self.0
+    }
+
+    pub fn minor_digits(self) -> u8 {
+        self.1
+    }
+
+    /// Parses a decimal string such as `"12.34"` into minor units. At most the
+    /// currency's minor digits are allowed (`"1.234"` is an error for EUR);
+    /// fewer are padded (`"12.3"` is 1230). Negative amounts are refused:
+    /// nothing Moat takes in is a negative price.
+    pub fn parse_amount(self, text: &str) -> Result<i64, AmountError> {
+        let (whole, fraction) = match text.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (text, ""),
+        };
+        let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits_only(whole) || (text.contains('.') && !digits_only(fraction)) {
+            return Err(AmountError::NotADecimal);
+        }
+        if fraction.len() > usize::from(self.1) {
+            return Err(AmountError::TooManyDigits(self));
+        }
+        let scale = 10i64.pow(u32::from(self.1));
+        let whole: i64 = whole.parse().map_err(|_| AmountError::TooLarge)?;
+        let mut minor = 0i64;
+        for (i, b) in fraction.bytes().enumerate() {
+            let place = 10i64.pow(u32::from(self.1) - 1 - i as u32);
+            minor += i64::from(b - b'0') * place;
+        }
+        whole
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(minor))
+            .ok_or(AmountError::TooLarge)
+    }
+
+    /// Formats minor units as a decimal string with exactly the minor digits.
+    pub fn format_amount(self, minor: i64) -> String {
+        let digits = usize::from(self.1);
+        if digits == 0 {
+            return minor.to_string();
+        }
+        let scale = 10i64.pow(u32::from(self.1));
+        let sign = if minor < 0 { "-" } else { "" };
+        let abs = minor.unsigned_abs();
+        let scale = scale.unsigned_abs();
+        format!("{sign}{}.{:0digits$}", abs / scale, abs % scale)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+// Stored (in Redis, in tokens) as the code alone; reading it back goes
+// through the table, so an unknown code can never come back in.
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Currency::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown currency {code:?}")))
+    }
+}
+
+/// Why a decimal amount was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("is not a decimal amount such as \"12.34\"")]
+    NotADecimal,
+    #[error("has more decimal places than {0} allows ({digits})", digits = .0.minor_digits())]
+    TooManyDigits(Currency),
+    #[error("is too large")]
+    TooLarge,
+}
+
+/// An amount in a currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(minor: i64, currency: Currency) -> Money {
+        Money { minor, currency }
+    }
+
+    /// The decimal string shown to clients, e.g. `"12.34"`.
+    pub fn decimal(&self) -> String {
+        self.currency.format_amount(self.minor)
+    }
+
+    /// Parses a client's `{amount, currencyCode}`; `field` names the input
+    /// field in the error.
+    pub fn parse(field: &str, amount: &str, currency_code: &str) -> Result<Money, Error> {
+        let currency = Currency::from_code(currency_code).ok_or_else(|| {
+            Error::bad_input(
+                &format!("{field}.currencyCode"),
+                format!("unknown currency code {currency_code:?}"),
+            )
+        })?;
+        let minor = currency
+            .parse_amount(amount)
+            .map_err(|e| Error::bad_input(&format!("{field}.amount"), format!("{amount:?} {e}")))?;
+        Ok(Money { minor, currency })
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.decimal(), self.currency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats_minor_units() {
+        let eur = Currency::EUR;
+        assert_eq!(eur.parse_amount("12.34"), Ok(1234));
+        assert_eq!(eur.parse_amount("12.3"), Ok(1230));
+        assert_eq!(eur.parse_amount("12"), Ok(1200));
+        assert_eq!(eur.parse_amount("0.05"), Ok(5));
+        assert_eq!(eur.format_amount(1234), "12.34");
+        assert_eq!(eur.format_amount(5), "0.05");
+        assert_eq!(eur.format_amount(-5), "-0.05");
+        let jpy = Currency::from_code("JPY").unwrap();
+        assert_eq!(jpy.parse_amount("1200"), Ok(1200));
+        assert_eq!(jpy.format_amount(1200), "1200");
+        let bhd = Currency::from_code("BHD").unwrap();
+        assert_eq!(bhd.format_amount(1005), "1.005");
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_amount() {
+        let eur = Currency::EUR;
+        assert_eq!(
+            eur.parse_amount("1.234"),
+            Err(AmountError::TooManyDigits(eur))
+        );
+        for bad in ["", ".5", "1.", "-1", "1e3", "12,34", " 1", "abc", "1.2.3"] {
+            assert_eq!(
+                eur.parse_amount(bad),
+                Err(AmountError::NotADecimal),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            eur.parse_amount("99999999999999999999"),
+            Err(AmountError::TooLarge)
+        );
+        assert!(Currency::from_code("XXX").is_none());
+    }
+
+    #[test]
+    fn money_parse_names_the_field() {
+        let err = Money::parse("displayedTotal", "1.234", "EUR").unwrap_err();
+        assert!(err.message().starts_with("displayedTotal.amount"), "{err}");
+        let err = Money::parse("lines[0].displayedUnitPrice", "1.00", "XXX").unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("lines[0].displayedUnitPrice.currencyCode")
+        );
+    }
+}

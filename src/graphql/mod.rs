@@ -1,0 +1,337 @@
+//! The storefront GraphQL API: schema, resolvers, per-request loaders,
+//! scalars, and where errors get their codes. A resolver reads through the
+//! request's `Scope` (loaders over the catalog's caches), never upstream.
+
+mod errors;
+mod loader;
+mod scalars;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::parser::Positioned;
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+};
+use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::catalog::{Catalog, PageKey, PriceKey};
+use crate::config::Server;
+use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
+use crate::error::Error;
+use crate::upstream::Priority;
+
+pub use loader::Loader;
+use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
+
+pub type Schema = async_graphql::Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Builds the schema with the query limits from config.
+pub fn schema(server: &Server) -> Schema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .extension(errors::QueryLimits {
+            max_depth: server.max_query_depth,
+            max_complexity: server.max_query_complexity,
+        })
+        // Our own limits run first with clear codes; this one stays as a
+        // backstop for the parser's recursion.
+        .limit_recursive_depth(server.max_query_depth + 32)
+        .finish()
+}
+
+/// The SDL `moat schema` prints and `schema/storefront.graphql` holds.
+pub fn sdl() -> String {
+    schema(&Server::default()).sdl()
+}
+
+/// Checks what must hold before a request runs and that async-graphql
+/// would only notice mid-execution (as a field error, where the spec wants a
+/// request error): every non-null variable without a default is given.
+pub fn check_variables(request: &mut async_graphql::Request) -> Result<(), String> {
+    let name = request.operation_name.clone();
+    let provided: Vec<String> = request.variables.keys().map(|k| k.to_string()).collect();
+    let Ok(doc) = request.parsed_query() else {
+        return Ok(()); // a syntax error: execution reports it
+    };
+    let Some(op) = selected_operation(doc, name.as_deref()) else {
+        return Ok(());
+    };
+    for def in &op.node.variable_definitions {
+        let def = &def.node;
+        let required = !def.var_type.node.nullable && def.default_value.is_none();
+        if required && !provided.iter().any(|p| p == def.name.node.as_str()) {
+            return Err(format!(
+                "variable ${} of type {} was not provided",
+                def.name.node, def.var_type.node
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the operation a request selects is a mutation (GET may not run
+/// one). A document that does not parse is left for execution to report.
+pub fn is_mutation(request: &mut async_graphql::Request) -> bool {
+    let name = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else {
+        return false;
+    };
+    selected_operation(doc, name.as_deref()).is_some_and(|op| op.node.ty == OperationType::Mutation)
+}
+
+fn selected_operation<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        _ => None,
+    }
+}
+
+/// What one GraphQL request reads through: who is asking and the loaders
+/// that batch its cache reads.
+pub struct Scope {
+    pub catalog: Arc<Catalog>,
+    /// The price segment of the shopper (the default one when anonymous).
+    pub segment: String,
+    /// One clock reading per request, so every `ageSeconds` agrees.
+    pub now: Timestamp,
+    pub products: Loader<String, domain::Product>,
+    pub prices: Loader<PriceKey, Price>,
+    pub stock: Loader<String, Stock>,
+}
+
+impl Scope {
+    pub fn new(catalog: Arc<Catalog>, segment: String) -> Scope {
+        Scope {
+            products: Loader::new(catalog.products.clone()),
+            prices: Loader::new(catalog.prices.clone()),
+            stock: Loader::new(catalog.stock.clone()),
+            catalog,
+            segment,
+            now: Timestamp::now(),
+        }
+    }
+
+    async fn categories(&self) -> Result<Arc<Vec<DomainCategory>>, Error> {
+        let tier = &self.catalog.categories;
+        let hit = match tier.get_cached(&()) {
+            Some(hit) => hit,
+            None => tier
+                .get_many(vec![()], Priority::Browse)
+                .await
+                .remove(&())
+                .unwrap_or_else(|| Err(Error::internal("categories lost")))?,
+        };
+        Ok(Arc::new(hit.value().cloned().unwrap_or_default()))
+    }
+
+    async fn product(&self, id: String) -> Result<Option<Product>, Error> {
+        Ok(self.products.load(id).await?.found().map(Product))
+    }
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// One product by `id` or by `sku` (exactly one of them).
+    async fn product(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        sku: Option<String>,
+    ) -> Result<Option<Product>> {
+        let scope = ctx.data::<Scope>()?;
+        match (id, sku) {
+            (Some(id), None) => {
+                check_key("id", &id)?;
+                Ok(scope.product(id.0).await?)
+            }
+            (None, Some(sku)) => {
+                check_key("sku", &sku)?;
+                let tier = &scope.catalog.product_ids;
+                let hit = match tier.get_cached(&sku) {
+                    Some(hit) => hit,
+                    None => tier
+                        .get_many(vec![sku.clone()], Priority::Browse)
+                        .await
+                        .remove(&sku)
+                        .unwrap_or_else(|| Err(Error::internal("sku lookup lost")))?,
+                };
+                match hit.value() {
+                    Some(id) => Ok(scope.product(id.clone()).await?),
+                    None => Ok(None),
+                }
+            }
+            _ => Err(Error::bad_input("product", "give exactly one of `id` or `sku`").into()),
+        }
+    }
+
+    /// Products in catalog order, optionally within one category.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        category_id: Option<ID>,
+    ) -> Result<ProductConnection> {
+        products_page(ctx, first, after, category_id.map(|c| c.0)).await
+    }
+
+    async fn category(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Category>> {
+        let all = ctx.data::<Scope>()?.categories().await?;
+        Ok(all
+            .iter()
+            .find(|c| c.id == id.0)
+            .map(|c| Category(c.clone())))
+    }
+
+    async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
+        let all = ctx.data::<Scope>()?.categories().await?;
+        Ok(all.iter().map(|c| Category(c.clone())).collect())
+    }
+}
+
+/// Page size when a query gives none, and the most it may ask for.
+const DEFAULT_PAGE: i32 = 20;
+const MAX_PAGE: i32 = 100;
+
+/// A list field costs its children once per item it may return.
+fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
+    let n = first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+    n.saturating_mul(child_complexity).saturating_add(1)
+}
+
+/// Ids and skus go into comma-separated batch calls upstream, so a comma
+/// (or anything unprintable) in one could never be looked up.
+fn check_key(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(Error::bad_input(field, "must be 1 to 128 characters"));
+    }
+    if value
+        .chars()
+        .any(|c| c == ',' || c.is_control() || c.is_whitespace())
+    {
+        return Err(Error::bad_input(
+            field,
+            "must not contain commas, spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A position in a listing: the PIM page it lies on and how many of that
+/// page's products come before it. Opaque to clients (base64).
+struct Cursor {
+    page: Option<String>,
+    skip: usize,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        let text = format!("{}:{}", self.skip, self.page.as_deref().unwrap_or(""));
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn decode(text: &str) -> Result<Cursor, Error> {
+        let bad = || Error::bad_input("after", "is not a cursor this API gave out");
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let (skip, page) = text.split_once(':').ok_or_else(bad)?;
+        let skip: usize = skip.parse().map_err(|_| bad())?;
+        if skip >= MAX_PAGE as usize {
+            return Err(bad());
+        }
+        Ok(Cursor {
+            page: Some(page.to_string()).filter(|p| !p.is_empty()),
+            skip,
+        })
+    }
+}
+
+async fn products_page(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    category_id: Option<String>,
+) -> Result<ProductConnection> {
+    let scope = ctx.data::<Scope>()?;
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(0..=MAX_PAGE).contains(&first) {
+        return Err(Error::bad_input("first", format!("must be between 0 and {MAX_PAGE}")).into());
+    }
+    if let Some(category) = &category_id {
+        check_key("categoryId", category)?;
+    }
+    let at = match after.as_deref() {
+        Some(text) => Cursor::decode(text)?,
+        None => Cursor {
+            page: None,
+            skip: 0,
+        },
+    };
+    // The PIM page is fetched from the cursor's page start, large enough to
+    // cover what was skipped plus what is asked; it never exceeds MAX_PAGE
+    // because a cursor moves to the next PIM page once one is used up.
+    let limit = (at.skip + first as usize).clamp(1, MAX_PAGE as usize);
+    let key = PageKey {
+        cursor: at.page.clone(),
+        limit,
+        category_id,
+    };
+    let tier = &scope.catalog.pages;
+    let hit = match tier.get_cached(&key) {
+        Some(hit) => hit,
+        None => tier
+            .get_many(vec![key.clone()], Priority::Browse)
+            .await
+            .remove(&key)
+            .unwrap_or_else(|| Err(Error::internal("page lost")))?,
+    };
+    let page = hit.value().cloned().unwrap_or(domain::ProductPage {
+        ids: Vec::new(),
+        next_cursor: None,
+    });
+    let wanted: Vec<&String> = page.ids.iter().skip(at.skip).take(first as usize).collect();
+    let products =
+        futures_util::future::join_all(wanted.iter().map(|id| scope.product((*id).clone()))).await;
+    let taken = at.skip + wanted.len();
+    let page_used_up = taken >= page.ids.len();
+    let mut edges = Vec::with_capacity(products.len());
+    for (i, product) in products.into_iter().enumerate() {
+        // A product that vanished between the listing and now is skipped.
+        let Some(product) = product? else { continue };
+        let position = at.skip + i + 1;
+        let cursor = if position == taken && page_used_up && page.next_cursor.is_some() {
+            Cursor {
+                page: page.next_cursor.clone(),
+                skip: 0,
+            }
+        } else {
+            Cursor {
+                page: at.page.clone(),
+                skip: position,
+            }
+        };
+        edges.push(ProductEdge {
+            cursor: cursor.encode(),
+            node: product,
+        });
+    }
+    let has_next_page = !page_used_up || page.next_cursor.is_some();
+    Ok(ProductConnection {
+        page_info: PageInfo {
+            has_next_page,
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        },
+        nodes: edges.iter().map(|e| e.node.clone()).collect(),
+        edges,
+    })
+}

@@ -1,0 +1,241 @@
+//! The storefront's GraphQL types. Each wraps a cached domain value and
+//! resolves its related data (price, stock, categories) through the
+//! request's loaders, so related reads batch.
+
+use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+
+use super::scalars::{DateTime, Decimal};
+use super::{Scope, products_page};
+use crate::cache::{Found, Freshness as CacheFreshness};
+use crate::catalog::PriceKey;
+use crate::domain::{self, AvailabilityStatus as Status};
+
+/// A product with its content from the PIM.
+#[derive(Clone)]
+pub struct Product(pub Found<domain::Product>);
+
+#[Object]
+impl Product {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    async fn attributes(&self) -> Vec<Attribute> {
+        self.0
+            .attributes
+            .iter()
+            .map(|a| Attribute {
+                name: a.name.clone(),
+                value: a.value.clone(),
+            })
+            .collect()
+    }
+
+    async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
+        let all = ctx.data::<Scope>()?.categories().await?;
+        Ok(self
+            .0
+            .category_ids
+            .iter()
+            .filter_map(|id| all.iter().find(|c| &c.id == id))
+            .map(|c| Category(c.clone()))
+            .collect())
+    }
+
+    /// The price for the shopper's segment, in `currencyCode` or the
+    /// storefront's default currency. Null when the ERP has no price for it.
+    async fn price(
+        &self,
+        ctx: &Context<'_>,
+        currency_code: Option<String>,
+    ) -> Result<Option<ProductPrice>> {
+        let scope = ctx.data::<Scope>()?;
+        let currency = scope.catalog.selling.currency(currency_code.as_deref())?;
+        let key = PriceKey {
+            sku: self.0.sku.clone(),
+            segment: scope.segment.clone(),
+            currency,
+        };
+        let hit = scope.prices.load(key).await?;
+        Ok(hit.found().map(|price| ProductPrice {
+            freshness: price.freshness(scope.now),
+            price,
+        }))
+    }
+
+    /// Stock as the storefront shows it. Null when the ERP does not know
+    /// the sku.
+    async fn availability(&self, ctx: &Context<'_>) -> Result<Option<Availability>> {
+        let scope = ctx.data::<Scope>()?;
+        let hit = scope.stock.load(self.0.sku.clone()).await?;
+        Ok(hit.found().map(|stock| Availability {
+            status: stock
+                .status(scope.catalog.selling.low_stock_threshold)
+                .into(),
+            quantity: i32::try_from(stock.available).ok(),
+            freshness: stock.freshness(scope.now).into(),
+        }))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Attribute {
+    name: String,
+    value: String,
+}
+
+/// A category of the catalog.
+pub struct Category(pub domain::Category);
+
+#[Object]
+impl Category {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Category>> {
+        let Some(parent_id) = &self.0.parent_id else {
+            return Ok(None);
+        };
+        let all = ctx.data::<Scope>()?.categories().await?;
+        Ok(all
+            .iter()
+            .find(|c| &c.id == parent_id)
+            .map(|c| Category(c.clone())))
+    }
+
+    #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ProductConnection> {
+        products_page(ctx, first, after, Some(self.0.id.clone())).await
+    }
+}
+
+/// A price as shown to one shopper.
+pub struct ProductPrice {
+    price: Found<domain::Price>,
+    freshness: CacheFreshness,
+}
+
+#[Object]
+impl ProductPrice {
+    async fn price(&self) -> Money {
+        self.price.money().into()
+    }
+
+    async fn compare_at_price(&self) -> Option<Money> {
+        self.price.compare_at_money().map(Money::from)
+    }
+
+    /// The price segment this price is for (`default` when anonymous).
+    async fn segment(&self) -> &str {
+        &self.price.segment
+    }
+
+    async fn freshness(&self) -> Freshness {
+        self.freshness.into()
+    }
+}
+
+/// An amount of money: a decimal string and an ISO 4217 code.
+#[derive(SimpleObject)]
+pub struct Money {
+    amount: Decimal,
+    currency_code: String,
+}
+
+impl From<domain::Money> for Money {
+    fn from(m: domain::Money) -> Money {
+        Money {
+            amount: Decimal(m.decimal()),
+            currency_code: m.currency.code().to_string(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Availability {
+    status: AvailabilityStatus,
+    /// Units on hand.
+    quantity: Option<i32>,
+    freshness: Freshness,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AvailabilityStatus {
+    InStock,
+    LowStock,
+    OutOfStock,
+    Unknown,
+}
+
+impl From<Status> for AvailabilityStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::InStock => AvailabilityStatus::InStock,
+            Status::LowStock => AvailabilityStatus::LowStock,
+            Status::OutOfStock => AvailabilityStatus::OutOfStock,
+            Status::Unknown => AvailabilityStatus::Unknown,
+        }
+    }
+}
+
+/// How current a value is: when Moat last had it from the system of record,
+/// how old that is, and whether it is past its freshness window (served
+/// while a refresh runs, or because the system of record is unavailable).
+#[derive(SimpleObject)]
+pub struct Freshness {
+    as_of: DateTime,
+    age_seconds: i32,
+    stale: bool,
+}
+
+impl From<CacheFreshness> for Freshness {
+    fn from(f: CacheFreshness) -> Freshness {
+        Freshness {
+            as_of: DateTime(f.as_of),
+            age_seconds: i32::try_from(f.age.as_secs()).unwrap_or(i32::MAX),
+            stale: f.stale,
+        }
+    }
+}
+
+/// A page of products (Relay-style cursor pagination).
+#[derive(SimpleObject)]
+pub struct ProductConnection {
+    pub edges: Vec<ProductEdge>,
+    pub nodes: Vec<Product>,
+    pub page_info: PageInfo,
+}
+
+#[derive(SimpleObject)]
+pub struct ProductEdge {
+    pub cursor: String,
+    pub node: Product,
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}

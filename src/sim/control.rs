@@ -1,0 +1,234 @@
+//! The `/_sim` control routes: not part of any real upstream, they let tests,
+//! load runs and demos inject faults, change data (optionally pushing a
+//! change event to Moat), sign in as a customer, read counters and reset.
+//!
+//! Bodies are strict (unknown fields are a 400): a typo in a test should
+//! fail loudly, not silently set nothing.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::faults::{FaultPatch, System};
+use super::seed;
+use super::upstream::path;
+use super::wire::{Items, currency_index, default_currency, segment_index};
+use super::{Refusal, Simulator, ok_json};
+
+/// A JSON body, or a JSON 400 instead of axum's plain-text rejection.
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Refusal> {
+    body.map(|Json(b)| b)
+        .map_err(|e| Refusal::bad_request(e.body_text()))
+}
+
+/// `GET /_sim/faults`: `{"pim": {...}, "erp": {...}, "crm": {...}, "oms": {...}}`.
+pub async fn faults(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    let states = sim.inner.faults.all();
+    let mut all = Map::new();
+    for system in System::ALL {
+        let state = serde_json::to_value(states[system as usize]).map_err(Refusal::internal)?;
+        all.insert(system.name().into(), state);
+    }
+    ok_json(&all)
+}
+
+/// `POST /_sim/faults/{system}`: changes the given fields, answers with the
+/// system's whole fault state.
+pub async fn set_faults(
+    State(sim): State<Simulator>,
+    system: Result<Path<String>, PathRejection>,
+    patch: Result<Json<FaultPatch>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let name = path(system)?;
+    let system = System::parse(&name).ok_or_else(|| {
+        Refusal::bad_request(format!(
+            "unknown system {name:?}; known: pim, erp, crm, oms"
+        ))
+    })?;
+    let patch = body(patch)?;
+    let state = sim
+        .inner
+        .faults
+        .apply(system, &patch)
+        .map_err(Refusal::bad_request)?;
+    tracing::info!(system = system.name(), ?state, "simulator faults changed");
+    ok_json(&state)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceWrite {
+    /// Decimal string with exactly the currency's two minor digits.
+    amount: String,
+    #[serde(default = "default_currency")]
+    currency: String,
+    /// None: every segment.
+    segment: Option<String>,
+    #[serde(default)]
+    emit_event: bool,
+}
+
+/// `"12.34"` → 1234. Exactly two minor digits (both currencies have two),
+/// no sign, no exponent: a price a test writes is a price a shop would show.
+pub fn parse_amount(amount: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("amount {amount:?} must be a decimal string with 2 minor digits, like \"12.34\"")
+    };
+    let (units, minor) = amount.split_once('.').ok_or_else(bad)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(units) || minor.len() != 2 || !digits(minor) {
+        return Err(bad());
+    }
+    let units: u64 = units.parse().map_err(|_| bad())?;
+    let minor: u64 = minor.parse().map_err(|_| bad())?;
+    units
+        .checked_mul(100)
+        .and_then(|u| u.checked_add(minor))
+        .ok_or_else(bad)
+}
+
+/// `PUT /_sim/prices/{sku}`.
+pub async fn set_price(
+    State(sim): State<Simulator>,
+    sku: Result<Path<String>, PathRejection>,
+    write: Result<Json<PriceWrite>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let sku = path(sku)?;
+    let write = body(write)?;
+    let amount = parse_amount(&write.amount).map_err(Refusal::bad_request)?;
+    let currency = currency_index(&write.currency).ok_or_else(|| {
+        Refusal::bad_request(format!(
+            "unknown currency {:?}; known: EUR, USD",
+            write.currency
+        ))
+    })?;
+    let segment = match write.segment.as_deref() {
+        None => None,
+        Some(name) => Some(segment_index(name).ok_or_else(|| {
+            Refusal::bad_request(format!(
+                "unknown segment {name:?}; known: default, wholesale, vip"
+            ))
+        })?),
+    };
+    let changed = sim.write().set_price(&sku, amount, currency, segment);
+    let items = changed.map_err(|_| Refusal::not_found(format!("no sku {sku:?}")))?;
+    if write.emit_event {
+        sim.inner.events.emit("erp", "price.updated", &items);
+    }
+    ok_json(&Items { items })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockWrite {
+    available: i64,
+    #[serde(default)]
+    emit_event: bool,
+}
+
+/// `PUT /_sim/inventory/{sku}`.
+pub async fn set_inventory(
+    State(sim): State<Simulator>,
+    sku: Result<Path<String>, PathRejection>,
+    write: Result<Json<StockWrite>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let sku = path(sku)?;
+    let write = body(write)?;
+    let available = u64::try_from(write.available)
+        .map_err(|_| Refusal::bad_request("available must not be negative"))?;
+    let changed = sim.write().set_stock(&sku, available);
+    let items = [changed.map_err(|_| Refusal::not_found(format!("no sku {sku:?}")))?];
+    if write.emit_event {
+        sim.inner.events.emit("erp", "inventory.updated", &items);
+    }
+    ok_json(&Items { items })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductWrite {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    emit_event: bool,
+}
+
+/// `PUT /_sim/products/{id}`: changes the given fields; with none it still
+/// bumps the version (a touch).
+pub async fn update_product(
+    State(sim): State<Simulator>,
+    id: Result<Path<String>, PathRejection>,
+    write: Result<Json<ProductWrite>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let id = path(id)?;
+    let write = body(write)?;
+    if write.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(Refusal::bad_request("name must not be empty"));
+    }
+    let changed = sim
+        .write()
+        .update_product(&id, write.name, write.description);
+    let items = [changed.ok_or_else(|| Refusal::not_found(format!("no product {id:?}")))?];
+    if write.emit_event {
+        sim.inner.events.emit("pim", "product.updated", &items);
+    }
+    ok_json(&Items { items })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignIn<'a> {
+    id: &'a str,
+    token: &'a str,
+    segment: &'a str,
+    order_ids: &'a [String],
+}
+
+/// `GET /_sim/customers`: ids, tokens, segments and orders, so demos and
+/// tests can sign in.
+pub async fn customers(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    let catalog = sim.read();
+    let items: Vec<SignIn<'_>> = catalog
+        .customers
+        .iter()
+        .map(|c| SignIn {
+            id: &c.id,
+            token: &c.token,
+            segment: c.segment,
+            order_ids: &c.order_ids,
+        })
+        .collect();
+    ok_json(&Items { items })
+}
+
+/// `GET /_sim/stats`.
+pub async fn stats(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    ok_json(&sim.inner.stats.to_json())
+}
+
+/// `POST /_sim/reset`: seeded catalog, default faults, zero counters.
+pub async fn reset(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    let (products, seed) = (sim.inner.config.products, sim.inner.config.seed);
+    // Building 100 000 products is CPU work worth keeping off the reactor.
+    let fresh = tokio::task::spawn_blocking(move || seed::build(products, seed))
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reset failed: {e}"),
+            )
+        })?;
+    let stale = std::mem::replace(&mut *sim.write(), fresh);
+    // Freed outside the lock: dropping 100 000 products is not free either.
+    drop(stale);
+    sim.inner.faults.reset();
+    sim.inner.stats.reset();
+    tracing::info!("simulator reset to its seeded state");
+    ok_json(&Value::Object(Map::from_iter([(
+        "ok".to_owned(),
+        Value::Bool(true),
+    )])))
+}

@@ -1,0 +1,180 @@
+//! Change events the simulator pushes to Moat's `POST /events/{source}`
+//! when a control write asks for one, signed the way a system of record
+//! would sign them.
+//!
+//! Sending happens in a spawned task so the control response never waits
+//! on the gateway; each event is retried a few times with backoff, since a
+//! gateway restarting under a test should not silently lose events.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::wire::rfc3339;
+
+/// Attempts per event, and the pause before each retry.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `Moat-Signature` header value: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>">`.
+pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
+    // HMAC takes keys of any length; the error arm is unreachable for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return format!("t={t},v1=");
+    };
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest.iter() {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    format!("t={t},v1={hex}")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    id: String,
+    source: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    occurred_at: SystemTime,
+    data: &'a Value,
+}
+
+struct Target {
+    client: reqwest::Client,
+    base: String,
+    secret: Option<String>,
+}
+
+pub struct Emitter {
+    target: Option<Arc<Target>>,
+    /// Event ids are `evt-<boot>-<n>`: the boot time keeps ids unique across
+    /// simulator restarts, `n` within one run (and across resets).
+    boot: u64,
+    next: AtomicU64,
+}
+
+impl Emitter {
+    pub fn new(events_to: Option<&str>, secret: Option<&str>) -> Emitter {
+        let boot = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let target = events_to.and_then(|base| {
+            // reqwest is built without a bundled crypto provider; whichever
+            // part of the process installs one first wins, so ignore "already set".
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match reqwest::Client::builder().timeout(SEND_TIMEOUT).build() {
+                Ok(client) => Some(Arc::new(Target {
+                    client,
+                    base: base.trim_end_matches('/').to_owned(),
+                    secret: secret.map(str::to_owned),
+                })),
+                Err(error) => {
+                    tracing::warn!(%error, "simulator cannot build an HTTP client; events are off");
+                    None
+                }
+            }
+        });
+        if target.as_ref().is_some_and(|t| t.secret.is_none()) {
+            tracing::warn!("simulator sends events unsigned: no events secret given");
+        }
+        Emitter {
+            target,
+            boot,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// Sends one event per item, in order, from a spawned task.
+    pub fn emit(&self, source: &'static str, kind: &'static str, items: &[Value]) {
+        let Some(target) = self.target.clone() else {
+            tracing::debug!(
+                source,
+                kind,
+                "emit_event ignored: simulator has no events_to"
+            );
+            return;
+        };
+        let mut bodies = Vec::with_capacity(items.len());
+        for data in items {
+            let event = Event {
+                id: format!(
+                    "evt-{:x}-{}",
+                    self.boot,
+                    self.next.fetch_add(1, Ordering::Relaxed)
+                ),
+                source,
+                kind,
+                occurred_at: SystemTime::now(),
+                data,
+            };
+            match serde_json::to_vec(&event) {
+                Ok(body) => bodies.push((event.id, body)),
+                Err(error) => tracing::warn!(%error, "simulator cannot encode an event"),
+            }
+        }
+        tokio::spawn(async move {
+            let url = format!("{}/events/{source}", target.base);
+            for (id, body) in bodies {
+                send(&target, &url, &id, body).await;
+            }
+        });
+    }
+}
+
+async fn send(target: &Target, url: &str, id: &str, body: Vec<u8>) {
+    let body = bytes::Bytes::from(body);
+    for attempt in 0..=BACKOFF.len() {
+        if attempt > 0 {
+            tokio::time::sleep(BACKOFF[attempt - 1]).await;
+        }
+        let mut request = target
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        if let Some(secret) = &target.secret {
+            // Signed per attempt: a retry must not carry a stale timestamp.
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            request = request.header("Moat-Signature", signature(secret.as_bytes(), t, &body));
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                tracing::debug!(id, url, "simulator event delivered");
+                return;
+            }
+            // The gateway understood and refused (bad signature, bad body):
+            // the same bytes will be refused again.
+            Ok(response)
+                if response.status().is_client_error() && !retryable(response.status()) =>
+            {
+                tracing::warn!(id, url, status = %response.status(), "simulator event refused");
+                return;
+            }
+            Ok(response) => {
+                tracing::debug!(id, url, attempt, status = %response.status(), "simulator event failed");
+            }
+            Err(error) => tracing::debug!(id, url, attempt, %error, "simulator event failed"),
+        }
+    }
+    tracing::warn!(id, url, "simulator gave up on an event after retries");
+}
+
+/// 4xx that can pass on a later try: the gateway shedding load.
+fn retryable(status: http::StatusCode) -> bool {
+    status == http::StatusCode::TOO_MANY_REQUESTS || status == http::StatusCode::REQUEST_TIMEOUT
+}

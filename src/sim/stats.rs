@@ -1,0 +1,107 @@
+//! What the upstream routes were asked and served, so tests and load runs
+//! can assert how much traffic Moat let through (`GET /_sim/stats`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value};
+
+use super::faults::System;
+
+/// An upstream route, as counted in the stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    PimProducts,
+    PimCategories,
+    ErpPrices,
+    ErpInventory,
+    ErpQuote,
+    OmsOrders,
+    CrmCustomers,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::PimProducts,
+        Endpoint::PimCategories,
+        Endpoint::ErpPrices,
+        Endpoint::ErpInventory,
+        Endpoint::ErpQuote,
+        Endpoint::OmsOrders,
+        Endpoint::CrmCustomers,
+    ];
+
+    /// The key in `/_sim/stats`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Endpoint::PimProducts => "pim.products",
+            Endpoint::PimCategories => "pim.categories",
+            Endpoint::ErpPrices => "erp.prices",
+            Endpoint::ErpInventory => "erp.inventory",
+            Endpoint::ErpQuote => "erp.quote",
+            Endpoint::OmsOrders => "oms.orders",
+            Endpoint::CrmCustomers => "crm.customers",
+        }
+    }
+
+    /// The system whose faults apply to this route.
+    pub fn system(self) -> System {
+        match self {
+            Endpoint::PimProducts | Endpoint::PimCategories => System::Pim,
+            Endpoint::ErpPrices | Endpoint::ErpInventory | Endpoint::ErpQuote => System::Erp,
+            Endpoint::OmsOrders => System::Oms,
+            Endpoint::CrmCustomers => System::Crm,
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters per endpoint. Relaxed atomics: each counter is independent and
+/// read only for reporting.
+#[derive(Default)]
+pub struct Stats {
+    requests: [AtomicU64; 7],
+    items: [AtomicU64; 7],
+}
+
+impl Stats {
+    /// Called on arrival, before latency or faults, so failed calls count.
+    pub fn arrived(&self, endpoint: Endpoint) {
+        self.requests[endpoint.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Entities in a 200 response (a quote counts its lines).
+    pub fn served(&self, endpoint: Endpoint, items: usize) {
+        self.items[endpoint.slot()].fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self, endpoint: Endpoint) -> u64 {
+        self.requests[endpoint.slot()].load(Ordering::Relaxed)
+    }
+
+    pub fn items(&self, endpoint: Endpoint) -> u64 {
+        self.items[endpoint.slot()].load(Ordering::Relaxed)
+    }
+
+    pub fn reset(&self) {
+        for counter in self.requests.iter().chain(self.items.iter()) {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// `{"requests": {key: n}, "items": {key: n}}`.
+    pub fn to_json(&self) -> Value {
+        let mut requests = Map::new();
+        let mut items = Map::new();
+        for endpoint in Endpoint::ALL {
+            requests.insert(endpoint.key().into(), self.requests(endpoint).into());
+            items.insert(endpoint.key().into(), self.items(endpoint).into());
+        }
+        let mut root = Map::new();
+        root.insert("requests".into(), Value::Object(requests));
+        root.insert("items".into(), Value::Object(items));
+        Value::Object(root)
+    }
+}

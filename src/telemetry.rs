@@ -1,0 +1,88 @@
+//! Logs and metrics: the tracing subscriber, the Prometheus recorder, and
+//! every metric name Moat exports, in one place.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::{LogFormat, Telemetry};
+use crate::upstream::System;
+
+pub const CACHE_REQUESTS: &str = "moat_cache_requests_total";
+pub const UPSTREAM_REQUESTS: &str = "moat_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "moat_upstream_request_duration_seconds";
+pub const CONTRACT_VIOLATIONS: &str = "moat_contract_violations_total";
+pub const BREAKER_STATE: &str = "moat_breaker_state";
+pub const GRAPHQL_DURATION: &str = "moat_graphql_request_duration_seconds";
+
+/// Installs the log subscriber once. `RUST_LOG` wins over the config.
+pub fn init_logs(config: &Telemetry) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder (metrics are global by nature; an
+/// in-process test with two gateways shares one). The first call installs it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let latency_buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_duration_seconds".into()),
+                &latency_buckets,
+            )
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        // Without the exporter's own listener, histograms are only drained
+        // when upkeep runs.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .ok();
+        handle
+    })
+}
+
+pub fn upstream_request(
+    system: System,
+    endpoint: &'static str,
+    outcome: &'static str,
+    took: Duration,
+) {
+    let upstream = system.name();
+    metrics::counter!(UPSTREAM_REQUESTS, "upstream" => upstream, "endpoint" => endpoint, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(UPSTREAM_DURATION, "upstream" => upstream, "endpoint" => endpoint)
+        .record(took.as_secs_f64());
+}
+
+pub fn contract_violation(system: System, entity: &'static str) {
+    metrics::counter!(CONTRACT_VIOLATIONS, "upstream" => system.name(), "entity" => entity)
+        .increment(1);
+}
+
+pub fn graphql_request(took: Duration) {
+    metrics::histogram!(GRAPHQL_DURATION).record(took.as_secs_f64());
+}

@@ -1,0 +1,118 @@
+//! The contract check at the boundary: a payload that breaks upstream
+//! protocol v1 (missing fields, wrong types, negative stock, unknown
+//! currency, not JSON at all) is rejected here, counted, logged, and never
+//! reaches the cache. The last good value stays.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::System;
+use crate::error::Error;
+use crate::telemetry;
+
+/// A wire item: how to read it and how to check it into a domain value.
+pub trait Wire: DeserializeOwned {
+    type Domain;
+    /// The entity name in metrics (`product`, `price`, …).
+    const ENTITY: &'static str;
+    /// Checks what serde cannot (ranges, known codes, timestamps) and maps.
+    fn check(self) -> Result<Self::Domain, String>;
+}
+
+/// `{"items": [...], "nextCursor": ...}` with items kept raw, so one bad item
+/// does not hide the good ones.
+#[derive(Deserialize)]
+struct RawList<'a> {
+    #[serde(borrow)]
+    items: Vec<&'a RawValue>,
+    #[serde(rename = "nextCursor", default)]
+    next_cursor: Option<String>,
+}
+
+/// A checked list: each item keyed by `key_field`, plus the paging cursor.
+pub struct Checked<K, D> {
+    pub items: Vec<(K, Result<D, Error>)>,
+    pub next_cursor: Option<String>,
+}
+
+impl<K: Eq + Hash, D> Checked<K, D> {
+    pub fn into_map(self) -> HashMap<K, Result<D, Error>> {
+        self.items.into_iter().collect()
+    }
+}
+
+/// Parses a list payload. `key_of` reads an item's key from the checked
+/// value; `key_field` reads it from the raw item when the item is broken, so
+/// the failure is charged to that key alone. A broken item whose key cannot
+/// be read fails the whole payload: otherwise its key would look absent,
+/// and "absent" means "does not exist".
+pub fn parse_list<W: Wire, K>(
+    system: System,
+    body: &[u8],
+    key_field: &str,
+    key_of: impl Fn(&W::Domain) -> K,
+    key_from_str: impl Fn(&str) -> K,
+) -> Result<Checked<K, W::Domain>, Error> {
+    let list: RawList = serde_json::from_slice(body)
+        .map_err(|e| violation(system, W::ENTITY, format!("the list is not valid: {e}")))?;
+    let mut items = Vec::with_capacity(list.items.len());
+    for raw in list.items {
+        let checked = serde_json::from_str::<W>(raw.get())
+            .map_err(|e| e.to_string())
+            .and_then(W::check);
+        match checked {
+            Ok(value) => items.push((key_of(&value), Ok(value))),
+            Err(reason) => {
+                let error = violation(system, W::ENTITY, reason);
+                match key_in(raw, key_field) {
+                    Some(key) => items.push((key_from_str(&key), Err(error))),
+                    None => return Err(error),
+                }
+            }
+        }
+    }
+    Ok(Checked {
+        items,
+        next_cursor: list.next_cursor,
+    })
+}
+
+/// Parses a single-entity payload.
+pub fn parse_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, Error> {
+    serde_json::from_slice::<W>(body)
+        .map_err(|e| e.to_string())
+        .and_then(W::check)
+        .map_err(|reason| violation(system, W::ENTITY, reason))
+}
+
+/// Counts and logs a contract violation and turns it into the error the
+/// caller sees (not retryable: the same payload would come back).
+pub fn violation(system: System, entity: &'static str, reason: String) -> Error {
+    telemetry::contract_violation(system, entity);
+    tracing::warn!(upstream = %system, entity, %reason, "upstream payload breaks protocol v1; not cached");
+    Error::unavailable(format!("{system} sent a {entity} that breaks the contract"))
+}
+
+fn key_in(raw: &RawValue, field: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    value.get(field)?.as_str().map(str::to_string)
+}
+
+/// RFC 3339 or a contract violation.
+pub fn timestamp(field: &str, text: &str) -> Result<crate::domain::Timestamp, String> {
+    crate::domain::Timestamp::parse_rfc3339(text)
+        .ok_or_else(|| format!("{field} {text:?} is not an RFC 3339 timestamp"))
+}
+
+/// A non-empty string or a contract violation.
+pub fn non_empty(field: &str, text: String) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err(format!("{field} is empty"))
+    } else {
+        Ok(text)
+    }
+}

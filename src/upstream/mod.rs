@@ -1,0 +1,150 @@
+//! The systems of record as Moat reaches them. Each system (PIM, ERP, CRM,
+//! OMS) has a folder-free module with its wire types and their mapping to
+//! `domain`; all of them call out through one `Client`, the outbound stack.
+//!
+//! A wire type never leaves this module: what comes back is a domain value
+//! that passed the contract check, or an `Error`.
+
+mod client;
+mod contract;
+pub mod erp;
+pub mod pim;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+pub use client::Client;
+pub use erp::Erp;
+pub use pim::Pim;
+
+use crate::error::Error;
+
+/// The systems of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum System {
+    Pim,
+    Erp,
+    Crm,
+    Oms,
+}
+
+impl System {
+    pub const ALL: [System; 4] = [System::Pim, System::Erp, System::Crm, System::Oms];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Pim => "pim",
+            System::Erp => "erp",
+            System::Crm => "crm",
+            System::Oms => "oms",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<System> {
+        System::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a call is made, which decides who gets upstream capacity first:
+/// a checkout must never wait behind a storefront browsing cold products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Verifying a cart before money moves.
+    Checkout,
+    /// Re-reading an entity a change event pointed at.
+    EventRefresh,
+    /// A storefront read the cache could not serve.
+    Browse,
+    /// The scheduled drift check.
+    Reconcile,
+}
+
+impl Priority {
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Checkout => "checkout",
+            Priority::EventRefresh => "event_refresh",
+            Priority::Browse => "browse",
+            Priority::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// Settings every system's client shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub base_url: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_batch: usize,
+}
+
+/// Every system of record, ready to call.
+#[derive(Clone)]
+pub struct Upstreams {
+    pub pim: Pim,
+    pub erp: Erp,
+}
+
+impl Upstreams {
+    pub fn new(settings: &Settings) -> Result<Upstreams, Error> {
+        // reqwest is built without a default TLS provider (ring is lighter
+        // than aws-lc); it panics at build unless one is installed first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        let client = |system| Client::new(system, http.clone(), settings);
+        Ok(Upstreams {
+            pim: Pim::new(client(System::Pim)),
+            erp: Erp::new(client(System::Erp)),
+        })
+    }
+}
+
+/// Splits `keys` into calls of at most `max` keys, runs them concurrently and
+/// merges the answers. A failed chunk fails only its own keys.
+pub(crate) async fn in_chunks<K, V, F, Fut>(
+    keys: Vec<K>,
+    max: usize,
+    call: F,
+) -> Result<HashMap<K, Result<V, Error>>, Error>
+where
+    K: Eq + Hash + Clone,
+    F: Fn(Vec<K>) -> Fut,
+    Fut: Future<Output = Result<HashMap<K, Result<V, Error>>, Error>>,
+{
+    if keys.len() <= max {
+        return call(keys).await;
+    }
+    let chunks: Vec<Vec<K>> = keys.chunks(max.max(1)).map(|c| c.to_vec()).collect();
+    let answers = join_all(chunks.iter().cloned().map(&call)).await;
+    if let Some(Err(e)) = answers
+        .iter()
+        .find(|a| a.is_err())
+        .filter(|_| answers.iter().all(Result::is_err))
+    {
+        return Err(e.clone());
+    }
+    let mut merged = HashMap::with_capacity(keys.len());
+    for (chunk, answer) in chunks.into_iter().zip(answers) {
+        match answer {
+            Ok(found) => merged.extend(found),
+            Err(e) => merged.extend(chunk.into_iter().map(|k| (k, Err(e.clone())))),
+        }
+    }
+    Ok(merged)
+}

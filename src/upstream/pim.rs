@@ -1,0 +1,193 @@
+//! PIM: product content and categories. Wire types and their checks.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::contract::{self, Wire, non_empty, timestamp};
+use super::{Client, Priority, in_chunks};
+use crate::domain::{Attribute, Category, Product, ProductPage};
+use crate::error::Error;
+
+#[derive(Clone)]
+pub struct Pim {
+    client: Client,
+}
+
+/// Which product field a batch lookup goes by.
+#[derive(Debug, Clone, Copy)]
+pub enum ProductKey {
+    Id,
+    Sku,
+}
+
+impl Pim {
+    pub fn new(client: Client) -> Pim {
+        Pim { client }
+    }
+
+    /// `GET /pim/v1/products?ids=` (or `?skus=`): the products found, keyed
+    /// by the id (or sku) asked for.
+    pub async fn products(
+        &self,
+        by: ProductKey,
+        keys: Vec<String>,
+        priority: Priority,
+    ) -> Result<HashMap<String, Result<Product, Error>>, Error> {
+        let (param, field) = match by {
+            ProductKey::Id => ("ids", "id"),
+            ProductKey::Sku => ("skus", "sku"),
+        };
+        in_chunks(keys, self.client.max_batch(), |chunk| async move {
+            let joined = chunk.join(",");
+            let reply = self
+                .client
+                .get(
+                    "products",
+                    "/pim/v1/products",
+                    &[(param, &joined)],
+                    priority,
+                )
+                .await?;
+            let checked = contract::parse_list::<WireProduct, _>(
+                self.client.system(),
+                &reply.body,
+                field,
+                |p: &Product| match by {
+                    ProductKey::Id => p.id.clone(),
+                    ProductKey::Sku => p.sku.clone(),
+                },
+                str::to_string,
+            )?;
+            Ok(checked.into_map())
+        })
+        .await
+    }
+
+    /// One page of the catalog, optionally within a category. The products
+    /// come back whole, so the caller can cache them as well as the page.
+    pub async fn product_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        category_id: Option<&str>,
+        priority: Priority,
+    ) -> Result<(ProductPage, Vec<Product>), Error> {
+        let limit = limit.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor));
+        }
+        if let Some(category) = category_id {
+            query.push(("categoryId", category));
+        }
+        let reply = self
+            .client
+            .get("products", "/pim/v1/products", &query, priority)
+            .await?;
+        let checked = contract::parse_list::<WireProduct, _>(
+            self.client.system(),
+            &reply.body,
+            "id",
+            |p: &Product| p.id.clone(),
+            str::to_string,
+        )?;
+        // A page with a broken item cannot be served in part: the listing
+        // would silently skip a product.
+        let next_cursor = checked.next_cursor;
+        let products = checked
+            .items
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect::<Result<Vec<_>, _>>()?;
+        let page = ProductPage {
+            ids: products.iter().map(|p| p.id.clone()).collect(),
+            next_cursor,
+        };
+        Ok((page, products))
+    }
+
+    /// `GET /pim/v1/categories`: the whole tree, which is small.
+    pub async fn categories(&self, priority: Priority) -> Result<Vec<Category>, Error> {
+        let reply = self
+            .client
+            .get("categories", "/pim/v1/categories", &[], priority)
+            .await?;
+        let checked = contract::parse_list::<WireCategory, _>(
+            self.client.system(),
+            &reply.body,
+            "id",
+            |c: &Category| c.id.clone(),
+            str::to_string,
+        )?;
+        checked.items.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireProduct {
+    id: String,
+    sku: String,
+    name: String,
+    description: String,
+    attributes: Vec<WireAttribute>,
+    category_ids: Vec<String>,
+    version: u64,
+    updated_at: String,
+}
+
+#[derive(Deserialize)]
+struct WireAttribute {
+    name: String,
+    value: String,
+}
+
+impl Wire for WireProduct {
+    type Domain = Product;
+    const ENTITY: &'static str = "product";
+
+    fn check(self) -> Result<Product, String> {
+        Ok(Product {
+            id: non_empty("id", self.id)?,
+            sku: non_empty("sku", self.sku)?,
+            name: non_empty("name", self.name)?,
+            description: self.description,
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|a| Attribute {
+                    name: a.name,
+                    value: a.value,
+                })
+                .collect(),
+            category_ids: self.category_ids,
+            version: self.version,
+            updated_at: timestamp("updatedAt", &self.updated_at)?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireCategory {
+    id: String,
+    name: String,
+    #[serde(default)]
+    parent_id: Option<String>,
+    version: u64,
+}
+
+impl Wire for WireCategory {
+    type Domain = Category;
+    const ENTITY: &'static str = "category";
+
+    fn check(self) -> Result<Category, String> {
+        Ok(Category {
+            id: non_empty("id", self.id)?,
+            name: non_empty("name", self.name)?,
+            parent_id: self.parent_id,
+            version: self.version,
+        })
+    }
+}

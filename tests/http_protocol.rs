@@ -1,0 +1,329 @@
+//! GraphQL over HTTP as the spec has it, and bad input answered clearly:
+//! malformed GraphQL, wrong media types, huge or deep queries, bad
+//! arguments. Also health and the admin listener's refusals.
+
+mod support;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{Value, json};
+use support::{Moat, Sim, config, error_codes};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+async fn post(moat: &Moat, accept: &str, body: String) -> (u16, String, Value) {
+    let r = moat
+        .http
+        .post(format!("{}/graphql", moat.url))
+        .header(ACCEPT, accept)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, content_type, r.json().await.unwrap_or(Value::Null))
+}
+
+fn query(q: &str, variables: Value) -> String {
+    json!({ "query": q, "variables": variables }).to_string()
+}
+
+async fn setup() -> (Sim, Moat) {
+    let sim = Sim::start().await;
+    let moat = Moat::start(config(&sim.url)).await;
+    (sim, moat)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_errors_get_the_specs_status_per_media_type() {
+    let (_sim, moat) = setup().await;
+    let cases = [
+        (
+            "syntax error",
+            query("{ product(id: \"prod-000001\") { name ", json!({})),
+        ),
+        (
+            "unknown field",
+            query("{ product(id: \"prod-000001\") { colour } }", json!({})),
+        ),
+        (
+            "wrong variable type",
+            query(
+                "query($id: ID!) { product(id: $id) { name } }",
+                json!({ "id": { "not": "an id" } }),
+            ),
+        ),
+        (
+            "missing variable",
+            query("query($id: ID!) { product(id: $id) { name } }", json!({})),
+        ),
+    ];
+    for (what, body) in cases {
+        let (status, content_type, r) = post(&moat, GRAPHQL_RESPONSE, body.clone()).await;
+        assert_eq!(status, 400, "{what}: {r}");
+        assert!(
+            content_type.starts_with(GRAPHQL_RESPONSE),
+            "{what}: {content_type}"
+        );
+        assert!(
+            r.get("data").is_none(),
+            "{what}: a request error has no data: {r}"
+        );
+        let message = r["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(!message.is_empty(), "{what}: {r}");
+
+        let (status, content_type, r) = post(&moat, "application/json", body).await;
+        assert_eq!(status, 200, "{what}: legacy JSON answers 200: {r}");
+        assert!(content_type.starts_with("application/json"));
+        assert!(r["errors"][0]["message"].is_string(), "{what}: {r}");
+    }
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_with_a_reason() {
+    let (_sim, moat) = setup().await;
+    for accept in [GRAPHQL_RESPONSE, "application/json"] {
+        let (status, _, r) = post(&moat, accept, "{ this is not json".into()).await;
+        assert_eq!(status, 400, "{r}");
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a GraphQL request in JSON")
+        );
+
+        let (status, _, r) = post(&moat, accept, json!({ "variables": {} }).to_string()).await;
+        assert_eq!(status, 400, "no query: {r}");
+
+        let (status, _, r) = post(
+            &moat,
+            accept,
+            json!({ "query": "{ categories { id } }", "variables": [1] }).to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "variables not an object: {r}");
+    }
+
+    let r = moat
+        .http
+        .post(format!("{}/graphql", moat.url))
+        .header(CONTENT_TYPE, "text/plain")
+        .body("{ categories { id } }")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+
+    let r = moat
+        .http
+        .post(format!("{}/graphql", moat.url))
+        .header(ACCEPT, "text/plain")
+        .header(CONTENT_TYPE, "application/json")
+        .body(query("{ categories { id } }", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 406);
+
+    let huge = query(
+        &format!("{{ categories {{ id }} }} #{}", "x".repeat(400 * 1024)),
+        json!({}),
+    );
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, huge).await;
+    assert_eq!(status, 413, "{r}");
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_serves_queries_but_not_mutations() {
+    let (_sim, moat) = setup().await;
+    let r = moat
+        .http
+        .get(format!("{}/graphql", moat.url))
+        .query(&[
+            ("query", "query($id: ID!) { product(id: $id) { sku } }"),
+            ("variables", r#"{"id":"prod-000005"}"#),
+        ])
+        .header(ACCEPT, GRAPHQL_RESPONSE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["product"]["sku"], "SKU-000005");
+
+    let r = moat
+        .http
+        .get(format!("{}/graphql", moat.url))
+        .query(&[("query", "mutation { verifyCheckout }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+
+    let r = moat
+        .http
+        .get(format!("{}/graphql", moat.url))
+        .query(&[
+            ("query", "{ categories { id } }"),
+            ("variables", "{not json"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
+    // A browser gets GraphiQL.
+    let r = moat
+        .http
+        .get(format!("{}/graphql", moat.url))
+        .header(ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("GraphiQL"));
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_or_complex_queries_are_refused_before_they_run() {
+    let (sim, moat) = setup().await;
+    // Deeper than max_query_depth through the category tree.
+    let deep = format!(
+        "{{ categories {{ {} id {} }} }}",
+        "parent { ".repeat(14),
+        "}".repeat(14)
+    );
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, query(&deep, json!({}))).await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(error_codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+
+    // Pathologically nested text never reaches the parser.
+    let nested = format!("{}{}", "{a".repeat(50_000), "}".repeat(50_000));
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, query(&nested, json!({}))).await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(error_codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+
+    // Wide: many aliases of full pages.
+    let aliases: String = (0..60)
+        .map(|i| {
+            format!(
+                "p{i}: products(first: 100) {{ nodes {{ name price {{ price {{ amount }} }} }} }} "
+            )
+        })
+        .collect();
+    let (status, _, r) = post(
+        &moat,
+        GRAPHQL_RESPONSE,
+        query(&format!("{{ {aliases} }}"), json!({})),
+    )
+    .await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(error_codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+
+    assert_eq!(
+        sim.requests("pim.products").await,
+        0,
+        "nothing reached upstream"
+    );
+    let alive = moat.query("{ categories { id } }", json!({})).await;
+    assert!(
+        alive["data"]["categories"].is_array(),
+        "still serving: {alive}"
+    );
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_are_bad_user_input_naming_the_field() {
+    let (_sim, moat) = setup().await;
+    let cases = [
+        (r#"{ product(id: "a,b") { name } }"#, "id"),
+        (
+            r#"{ product(id: "prod-000001", sku: "SKU-000001") { name } }"#,
+            "product",
+        ),
+        (r#"{ product { name } }"#, "product"),
+        (
+            r#"{ product(id: "prod-000001") { price(currencyCode: "GBP") { segment } } }"#,
+            "currencyCode",
+        ),
+        (
+            r#"{ product(id: "prod-000001") { price(currencyCode: "XXX") { segment } } }"#,
+            "currencyCode",
+        ),
+        (r#"{ products(first: 500) { nodes { id } } }"#, "first"),
+        (r#"{ products(first: -1) { nodes { id } } }"#, "first"),
+        (
+            r#"{ products(after: "garbage!") { nodes { id } } }"#,
+            "after",
+        ),
+    ];
+    for (q, field) in cases {
+        let r = moat.query(q, json!({})).await;
+        assert_eq!(error_codes(&r), ["BAD_USER_INPUT"], "{q}: {r}");
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(field),
+            "{q}: message {message:?} names {field}"
+        );
+    }
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_admin_refusals() {
+    let (_sim, moat) = setup().await;
+    for path in ["/healthz", "/readyz"] {
+        let r = moat
+            .http
+            .get(format!("{}{path}", moat.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let r = moat
+        .http
+        .get(format!("{}/metrics", moat.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("moat_"));
+
+    let r = moat
+        .http
+        .get(format!("{}/admin/status", moat.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token");
+    let r = moat
+        .http
+        .get(format!("{}/admin/status", moat.admin_url))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "wrong token");
+    let (status, body) = moat.admin_get("/admin/status").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["cache"]["l1"]["product"]["entries"].is_number());
+    moat.stop().await;
+
+    // No token configured: admin routes refuse even a bearer.
+    let sim = Sim::start().await;
+    let closed = Moat::start_with_secrets(config(&sim.url), Default::default()).await;
+    let (status, _) = closed.admin_get("/admin/status").await;
+    assert_eq!(status, 403);
+    closed.stop().await;
+}
