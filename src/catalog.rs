@@ -259,18 +259,20 @@ impl Fetch<String, String> for ProductIdsBySku {
         let products = self.products.clone();
         async move {
             let found = pim.products(ProductKey::Sku, skus, priority).await?;
-            let now = Timestamp::now();
-            Ok(found
-                .into_iter()
-                .map(|(sku, product)| {
-                    let id = product.map(|p| {
+            let mut ids = HashMap::with_capacity(found.len());
+            let mut fills = Vec::with_capacity(found.len());
+            for (sku, product) in found {
+                ids.insert(
+                    sku,
+                    product.map(|p| {
                         let id = p.id.clone();
-                        products.insert(id.clone(), Some(p), now);
+                        fills.push((id.clone(), Some(p)));
                         id
-                    });
-                    (sku, id)
-                })
-                .collect())
+                    }),
+                );
+            }
+            products.insert_many(fills, Timestamp::now()).await;
+            Ok(ids)
         }
         .boxed()
     }
@@ -306,17 +308,16 @@ impl Fetch<PageKey, ProductPage> for Pages {
                 }
             }))
             .await;
-            let now = Timestamp::now();
             let mut out = HashMap::new();
+            let mut fills = Vec::new();
             for (key, page) in pages {
                 let page = page.map(|(page, items)| {
-                    for p in items {
-                        products.insert(p.id.clone(), Some(p), now);
-                    }
+                    fills.extend(items.into_iter().map(|p| (p.id.clone(), Some(p))));
                     page
                 });
                 out.insert(key, page);
             }
+            products.insert_many(fills, Timestamp::now()).await;
             Ok(out)
         }
         .boxed()

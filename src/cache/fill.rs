@@ -92,6 +92,14 @@ impl<K: Key, V: Value> Tier<K, V> {
                         theirs.push(key)
                     }
                 }
+                // A holder may have filled and let go between our L2 read
+                // and our lease: look once more before calling upstream.
+                let (landed, mine) = self.fresh_in_l2(mine).await;
+                if !landed.is_empty() {
+                    let keys: Vec<String> = landed.iter().map(|(k, _)| k.encode()).collect();
+                    l2.release(self.entity, &keys).await;
+                    from_l2.extend(landed);
+                }
                 (mine, theirs)
             }
             _ => (need, Vec::new()),
@@ -180,40 +188,43 @@ impl<K: Key, V: Value> Tier<K, V> {
         let mut landed = Vec::new();
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(FOLLOW_POLL).await;
-            let encoded: Vec<String> = waiting.iter().map(Key::encode).collect();
-            let Ok(found) = l2.get::<V>(self.entity, &encoded).await else {
-                break; // Redis went away: fetch ourselves
-            };
-            let now = Timestamp::now();
-            let policy = **self.policy.load();
-            let mut still = Vec::new();
-            for (key, entry) in waiting.into_iter().zip(found) {
-                match entry {
-                    Some(e) if policy.state(&e, now) == State::Fresh => {
-                        landed.push((key, Arc::new(e)))
-                    }
-                    _ => still.push(key),
-                }
-            }
+            let (found, still) = self.fresh_in_l2(waiting).await;
+            landed.extend(found);
             if still.is_empty() {
                 return (landed, still);
             }
             let encoded: Vec<String> = still.iter().map(Key::encode).collect();
-            let Ok(held) = l2.leased(self.entity, &encoded).await else {
-                return (landed, still);
-            };
-            let (held, gone): (Vec<_>, Vec<_>) = still.into_iter().zip(held).partition(|(_, h)| *h);
-            if !gone.is_empty() {
-                // The holder let go without a fresh value (its fetch failed
-                // or the value landed and expired at once): one more look
-                // is not worth it; fetch.
-                let mut orphaned: Vec<K> = gone.into_iter().map(|(k, _)| k).collect();
-                orphaned.extend(held.into_iter().map(|(k, _)| k));
-                return (landed, orphaned);
+            match l2.leased(self.entity, &encoded).await {
+                // The holder let go without a fresh value (its fetch
+                // failed): fetch ourselves.
+                Ok(held) if held.iter().all(|h| *h) => waiting = still,
+                _ => return (landed, still),
             }
-            waiting = held.into_iter().map(|(k, _)| k).collect();
         }
         (landed, waiting)
+    }
+
+    /// Splits `keys` into those with a fresh value in L2 and the rest.
+    /// Redis being unavailable means "the rest".
+    async fn fresh_in_l2(&self, keys: Vec<K>) -> (Vec<(K, Arc<Cached<V>>)>, Vec<K>) {
+        let Some(l2) = self.l2.as_ref().filter(|_| !keys.is_empty()) else {
+            return (Vec::new(), keys);
+        };
+        let encoded: Vec<String> = keys.iter().map(Key::encode).collect();
+        let Ok(found) = l2.get::<V>(self.entity, &encoded).await else {
+            return (Vec::new(), keys);
+        };
+        let now = Timestamp::now();
+        let policy = **self.policy.load();
+        let mut fresh = Vec::new();
+        let mut rest = Vec::new();
+        for (key, entry) in keys.into_iter().zip(found) {
+            match entry {
+                Some(e) if policy.state(&e, now) == State::Fresh => fresh.push((key, Arc::new(e))),
+                _ => rest.push(key),
+            }
+        }
+        (fresh, rest)
     }
 
     /// Stale-if-error: the last good value (from L1, or an expired one read

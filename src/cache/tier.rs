@@ -292,14 +292,33 @@ impl<K: Key, V: Value> Tier<K, V> {
         out
     }
 
-    /// Puts a value fetched elsewhere (a listing, a checkout quote, an
-    /// event) into L1. A fetch of the same key still running will not
-    /// overwrite it.
-    pub fn insert(&self, key: K, value: Option<V>, fetched_at: Timestamp) {
-        let entry = Arc::new(Cached::new(value.clone(), fetched_at, weight(&value)));
-        let mut flights = self.lock_flights();
-        flights.by_key.remove(&key);
-        self.l1.insert(key, entry);
+    /// Puts values fetched elsewhere (a listing, a checkout quote, an event)
+    /// into L1 and L2. A fetch of the same keys still running will not
+    /// overwrite them.
+    pub async fn insert_many(&self, values: Vec<(K, Option<V>)>, fetched_at: Timestamp) {
+        let policy = **self.policy.load();
+        let entries: Vec<(K, Arc<Cached<V>>)> = values
+            .into_iter()
+            .map(|(k, v)| {
+                let weight = weight(&v);
+                (k, Arc::new(Cached::new(v, fetched_at, weight)))
+            })
+            .collect();
+        {
+            let mut flights = self.lock_flights();
+            for (key, entry) in &entries {
+                flights.by_key.remove(key);
+                self.l1.insert(key.clone(), entry.clone());
+            }
+        }
+        if let Some(l2) = &self.l2 {
+            let now = Timestamp::now();
+            let shared: Vec<(String, &Cached<V>, Duration)> = entries
+                .iter()
+                .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
+                .collect();
+            let _ = l2.put(self.entity, &shared).await;
+        }
     }
 
     /// Drops keys from L1 and detaches any fetch of them that is running,

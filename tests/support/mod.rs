@@ -199,6 +199,10 @@ impl Moat {
     }
 
     pub async fn start_with_secrets(config: Config, secrets: Secrets) -> Moat {
+        // RUST_LOG=moat=debug cargo test … shows the gateway's logs.
+        if std::env::var_os("RUST_LOG").is_some() {
+            moat::telemetry::init_logs(&Default::default());
+        }
         let gateway = Gateway::start(config, secrets)
             .await
             .expect("gateway starts");
