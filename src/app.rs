@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,23 +17,33 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::graphql::{self, Schema};
+use crate::http::client_limit::ClientLimits;
 use crate::shared::{self, Redis};
 use crate::upstream::{Settings, Upstreams};
 use crate::{admin, http, sim, telemetry};
 
 /// What every handler shares.
 pub struct AppState {
-    pub config: Config,
+    /// The settings in force; swapped whole on reload.
+    config: ArcSwap<Config>,
     pub secrets: Secrets,
     pub schema: Schema,
     pub catalog: Arc<Catalog>,
     pub invalidator: Arc<Invalidator>,
+    pub upstreams: Upstreams,
+    pub client_limits: Arc<ClientLimits>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<Redis>>,
     /// The upstream base URL in use (the embedded simulator's, by default).
     pub upstream_url: String,
     /// False once shutdown begins, so `/readyz` turns load balancers away.
     pub ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
 }
 
 /// A running gateway.
@@ -63,12 +74,6 @@ impl Gateway {
                 url
             }
         };
-        let upstreams = Upstreams::new(&Settings {
-            base_url: upstream_url.clone(),
-            timeout: config.upstream.timeout,
-            connect_timeout: config.upstream.connect_timeout,
-            max_batch: config.upstream.max_batch,
-        })?;
         // Names this process in leases and broadcasts.
         let replica = format!("{:016x}", fastrand::u64(..));
         let redis = match &config.redis.url {
@@ -79,6 +84,16 @@ impl Gateway {
             })?),
             None => None,
         };
+        let upstreams = Upstreams::new(
+            &Settings {
+                base_url: upstream_url.clone(),
+                timeout: config.upstream.timeout,
+                connect_timeout: config.upstream.connect_timeout,
+                max_batch: config.upstream.max_batch,
+            },
+            &config.upstream,
+            redis.clone(),
+        )?;
         let l2 = redis
             .as_ref()
             .map(|r| Arc::new(L2::new(r.clone(), replica.clone(), config.redis.lease_ttl)));
@@ -96,15 +111,18 @@ impl Gateway {
             schema: graphql::schema(&config.server),
             catalog,
             invalidator,
+            upstreams,
+            client_limits: ClientLimits::new(&config.server.client_limit),
             redis,
             upstream_url,
             secrets,
             ready: AtomicBool::new(true),
-            config,
+            config: ArcSwap::from_pointee(config),
         });
 
-        let public = bind(state.config.server.listen, "server.listen").await?;
-        let admin = bind(state.config.admin.listen, "admin.listen").await?;
+        let config = state.config();
+        let public = bind(config.server.listen, "server.listen").await?;
+        let admin = bind(config.admin.listen, "admin.listen").await?;
         let public_addr = public
             .local_addr()
             .map_err(|e| Error::internal(e.to_string()))?;
@@ -112,7 +130,8 @@ impl Gateway {
             .local_addr()
             .map_err(|e| Error::internal(e.to_string()))?;
         tasks.push(serve(public, http::router(state.clone()), stopped.clone()));
-        tasks.push(serve(admin, admin::router(state.clone()), stopped));
+        tasks.push(serve(admin, admin::router(state.clone()), stopped.clone()));
+        tasks.push(housekeeping(state.clone(), stopped));
         tracing::info!(%public_addr, %admin_addr, upstream = %state.upstream_url, "moat is serving");
         Ok(Gateway {
             public_addr,
@@ -121,6 +140,57 @@ impl Gateway {
             stop,
             tasks,
         })
+    }
+
+    /// Applies a new config (SIGHUP): upstream limits, breaker thresholds,
+    /// retries, cache freshness, client limits, and the per-request
+    /// settings take effect at once. Settings that shape what was built at
+    /// start (listen addresses, the upstream URL, Redis, query limits) are
+    /// reported as needing a restart and otherwise ignored.
+    pub fn reload(&self, new: Config) -> Vec<&'static str> {
+        let old = self.state.config();
+        let s = &self.state;
+        for p in &s.upstreams.protection {
+            let (before, after) = (p.limit(), new.upstream.limits.for_system(p.system));
+            p.reload(&new.upstream);
+            if before != after {
+                admin::audit(
+                    "reload",
+                    "limits.set",
+                    p.system.name(),
+                    serde_json::json!(before),
+                    serde_json::json!(after),
+                );
+            }
+        }
+        s.catalog.set_freshness(&new.cache);
+        s.client_limits.apply(&new.server.client_limit);
+        let mut restart = Vec::new();
+        let checks: [(&'static str, bool); 7] = [
+            ("server.listen", old.server.listen != new.server.listen),
+            ("admin.listen", old.admin.listen != new.admin.listen),
+            ("upstream.url", old.upstream.url != new.upstream.url),
+            ("redis.url", old.redis.url != new.redis.url),
+            (
+                "server.max_query_depth",
+                old.server.max_query_depth != new.server.max_query_depth,
+            ),
+            (
+                "server.max_query_complexity",
+                old.server.max_query_complexity != new.server.max_query_complexity,
+            ),
+            ("cache.*.l1_max_bytes", {
+                let sizes = |c: &Config| c.cache.entities().map(|(_, e)| e.l1_max_bytes);
+                sizes(&old) != sizes(&new)
+            }),
+        ];
+        for (key, changed) in checks {
+            if changed {
+                restart.push(key);
+            }
+        }
+        s.config.store(Arc::new(new));
+        restart
     }
 
     /// Stops accepting, lets in-flight requests finish (up to a deadline),
@@ -135,6 +205,19 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Periodic upkeep: forget idle clients of the inbound limiter.
+fn housekeeping(state: Arc<AppState>, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => state.client_limits.forget_idle(),
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+    })
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
@@ -152,7 +235,8 @@ fn serve(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -215,6 +215,17 @@ impl Catalog {
         ]
     }
 
+    /// Applies reloaded freshness rules to every tier.
+    pub fn set_freshness(&self, c: &crate::config::Cache) {
+        let policy = |e| Policy::from_config(e, c.jitter);
+        self.products.set_policy(policy(&c.product));
+        self.product_ids.set_policy(policy(&c.product));
+        self.pages.set_policy(policy(&c.category));
+        self.categories.set_policy(policy(&c.category));
+        self.prices.set_policy(policy(&c.price));
+        self.stock.set_policy(policy(&c.inventory));
+    }
+
     /// L1 entries and bytes per entity, for `/admin/status`.
     pub fn usage(&self) -> serde_json::Value {
         let usage = |(entries, bytes): (u64, u64)| serde_json::json!({ "entries": entries, "bytes": bytes });

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use moat::admin::cli::{self, AdminCommand};
 use moat::app::Gateway;
 use moat::config::{Config, Secrets};
 use moat::{sim, telemetry};
@@ -53,6 +54,14 @@ enum Command {
     CheckConfig { path: PathBuf },
     /// Print the storefront GraphQL schema (SDL).
     Schema,
+    /// Talk to a running gateway's admin API (token from MOAT_ADMIN_TOKEN).
+    Admin {
+        /// The admin listener.
+        #[arg(long, env = "MOAT_ADMIN_URL", default_value = "http://127.0.0.1:9090")]
+        url: String,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +96,21 @@ fn main() -> ExitCode {
         Command::Schema => {
             print!("{}", moat::graphql::sdl());
             ExitCode::SUCCESS
+        }
+        Command::Admin { url, command } => {
+            let token = std::env::var("MOAT_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            match runtime().block_on(cli::run(&url, token.as_deref(), command)) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("moat admin: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -125,11 +149,60 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             "moat: GraphQL on http://{}/graphql, admin on http://{}",
             gateway.public_addr, gateway.admin_addr
         );
-        shutdown_signal().await;
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = hangup() => reload(&gateway, path.as_deref()),
+            }
+        }
         tracing::info!("shutting down: draining requests");
         gateway.stop().await;
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP: read the config file again. A bad file is refused with its
+/// problems and the running settings stay.
+fn reload(gateway: &Gateway, path: Option<&std::path::Path>) {
+    match Config::load(path) {
+        Ok(config) => {
+            let restart = gateway.reload(config);
+            tracing::info!("configuration reloaded");
+            if !restart.is_empty() {
+                tracing::warn!(keys = ?restart, "these changes take effect only after a restart");
+            }
+        }
+        Err(e) => {
+            tracing::error!(problems = %e, "configuration reload refused; the running settings stay")
+        }
+    }
+}
+
+/// Resolves at the next SIGHUP (never on platforms without it).
+async fn hangup() {
+    #[cfg(unix)]
+    {
+        use std::sync::OnceLock;
+        use tokio::sync::Mutex;
+        // One signal stream for the process, so no SIGHUP between two
+        // waits is lost.
+        static HUP: OnceLock<Option<Mutex<tokio::signal::unix::Signal>>> = OnceLock::new();
+        let hup = HUP.get_or_init(|| {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .ok()
+                .map(Mutex::new)
+        });
+        match hup {
+            Some(s) => {
+                s.lock().await.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
 }
 
 fn run_sim(listen: SocketAddr, config: sim::SimConfig) -> ExitCode {

@@ -14,6 +14,8 @@ pub const UPSTREAM_REQUESTS: &str = "moat_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "moat_upstream_request_duration_seconds";
 pub const CONTRACT_VIOLATIONS: &str = "moat_contract_violations_total";
 pub const BREAKER_STATE: &str = "moat_breaker_state";
+pub const RATELIMIT_REJECTED: &str = "moat_ratelimit_rejected_total";
+pub const RATELIMIT_LIMIT: &str = "moat_ratelimit_limit_rps";
 pub const GRAPHQL_DURATION: &str = "moat_graphql_request_duration_seconds";
 
 /// Installs the log subscriber once. `RUST_LOG` wins over the config.

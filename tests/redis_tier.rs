@@ -19,6 +19,9 @@ fn with_redis(sim: &Sim, redis: &RedisServer) -> moat::config::Config {
     let mut c = config(&sim.url);
     c.redis.url = Some(redis.url());
     c.redis.timeout = Duration::from_millis(200);
+    // Upstream limits are not what these tests are about.
+    c.upstream.limits.rps = 100_000;
+    c.upstream.limits.burst = 10_000;
     c
 }
 

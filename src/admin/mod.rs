@@ -9,20 +9,25 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
+use axum::routing::{get, post, put};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
-use crate::cache::invalidation::Target;
 use crate::telemetry;
+
+mod cache;
+pub mod cli;
+mod limits;
 
 pub fn router(app: Arc<AppState>) -> Router {
     let admin = Router::new()
         .route("/admin/status", get(status))
-        .route("/admin/cache/purge", post(purge))
+        .route("/admin/cache/purge", post(cache::purge))
+        .route("/admin/limits", get(limits::list))
+        .route("/admin/limits/{upstream}", put(limits::set))
+        .route("/admin/breakers/{upstream}", post(limits::breaker))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
@@ -82,51 +87,37 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         "cache": { "l1": app.catalog.usage(), "entities": app.invalidator.entities() },
         "redis": redis,
         "upstream": { "url": app.upstream_url },
+        "upstreams": app
+            .upstreams
+            .protection
+            .iter()
+            .map(|p| (p.system.name().to_string(), p.status()))
+            .collect::<serde_json::Map<_, _>>(),
     }))
     .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Purge {
-    entity: String,
-    /// Without ids: the whole entity.
-    ids: Option<Vec<String>>,
+/// One audit line per change made through the admin API (or a reload):
+/// who, what, old, new.
+pub(crate) fn audit(
+    who: &str,
+    what: &str,
+    target: &str,
+    old: serde_json::Value,
+    new: serde_json::Value,
+) {
+    tracing::info!(target: "moat::audit", who, action = what, target_name = target, old = %old, new = %new, "admin change");
 }
 
-/// `POST /admin/cache/purge`: drops keys here, in L2, and on every replica.
-async fn purge(State(app): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
-    let purge: Purge = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"entity\", \"ids\"?}}: {e}"),
-            );
-        }
-    };
-    let target = match &purge.ids {
-        Some(ids) if ids.is_empty() => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "`ids` is empty; leave it out to purge the whole entity",
-            );
-        }
-        Some(ids) => Target::Ids(ids.clone()),
-        None => Target::All,
-    };
-    match app.invalidator.invalidate(&purge.entity, target).await {
-        Ok(()) => {
-            audit("cache.purge", &purge.entity, json!(null), json!(purge.ids));
-            axum::Json(json!({ "purged": purge.entity, "ids": purge.ids })).into_response()
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, e.message()),
-    }
-}
-
-/// One audit line per change made through the admin API.
-pub(crate) fn audit(what: &str, target: &str, old: serde_json::Value, new: serde_json::Value) {
-    tracing::info!(target: "moat::audit", action = what, target_name = target, old = %old, new = %new, "admin change");
+/// Who made an admin change, for the audit line: the caller's
+/// `X-Moat-Actor` header (the CLI sends the user name), else "admin-api".
+pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-moat-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or("admin-api")
+        .to_string()
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {

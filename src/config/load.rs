@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Toml};
 
 use super::{Config, EntityCache};
 use crate::domain::Currency;
+use crate::resilience::ratelimit::LimitSettings;
 
 /// The file `moat serve` reads when no `--config` is given.
 pub const DEFAULT_PATH: &str = "config/moat.toml";
@@ -85,6 +86,8 @@ impl Config {
         }
         if with_env {
             figment = figment.merge(Env::prefixed("MOAT_").filter_map(|key| {
+                // figment lowercases keys only after this filter runs.
+                let key = key.as_str().to_ascii_lowercase();
                 let key = key.as_str();
                 if let Some((_, to)) = FIXED_ENV.iter().find(|(from, _)| *from == key) {
                     Some((*to).into())
@@ -177,6 +180,80 @@ impl Config {
             "must be between 1 and 10000000".into(),
         );
 
+        check(
+            u.replicas >= 1,
+            "upstream.replicas",
+            "must be at least 1".into(),
+        );
+        for system in crate::upstream::System::ALL {
+            if let Some(problem) = u.limits.for_system(system).problem() {
+                check(false, &format!("upstream.limits.{system}"), problem);
+            }
+        }
+        let b = &u.breaker;
+        check(
+            b.failure_rate > 0.0 && b.failure_rate <= 1.0,
+            "upstream.breaker.failure_rate",
+            "must be above 0.0 and at most 1.0".into(),
+        );
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&b.window),
+            "upstream.breaker.window",
+            "must be between 1s and 60s".into(),
+        );
+        check(
+            b.consecutive_failures >= 1,
+            "upstream.breaker.consecutive_failures",
+            "must be at least 1".into(),
+        );
+        check(
+            b.probes >= 1,
+            "upstream.breaker.probes",
+            "must be at least 1".into(),
+        );
+        check(
+            !b.cooldown.is_zero(),
+            "upstream.breaker.cooldown",
+            "must be more than 0s".into(),
+        );
+        let r = &u.retry;
+        check(
+            (1..=10).contains(&r.max_attempts),
+            "upstream.retry.max_attempts",
+            "must be between 1 and 10".into(),
+        );
+        check(
+            (0.0..=1.0).contains(&r.budget_ratio),
+            "upstream.retry.budget_ratio",
+            "must be between 0.0 and 1.0".into(),
+        );
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&r.budget_window),
+            "upstream.retry.budget_window",
+            "must be between 1s and 60s".into(),
+        );
+        check(
+            !s.deadline.is_zero() && s.deadline <= s.request_timeout,
+            "server.deadline",
+            "must be more than 0s and at most server.request_timeout".into(),
+        );
+        let cl = &s.client_limit;
+        check(
+            cl.rps >= 1,
+            "server.client_limit.rps",
+            "must be at least 1".into(),
+        );
+        check(
+            cl.burst >= 1,
+            "server.client_limit.burst",
+            "must be at least 1".into(),
+        );
+        check(
+            axum::http::HeaderName::from_bytes(cl.api_key_header.as_bytes()).is_ok(),
+            "server.client_limit.api_key_header",
+            format!("{:?} is not a valid header name", cl.api_key_header),
+        );
+
         let c = &self.cache;
         check(
             (0.0..=0.5).contains(&c.jitter),
@@ -254,6 +331,25 @@ impl Config {
             ),
         );
         problems
+    }
+}
+
+impl super::Limits {
+    /// The defaults with `system`'s overrides applied.
+    pub fn for_system(&self, system: crate::upstream::System) -> LimitSettings {
+        use crate::upstream::System;
+        let o = match system {
+            System::Pim => &self.pim,
+            System::Erp => &self.erp,
+            System::Crm => &self.crm,
+            System::Oms => &self.oms,
+        };
+        LimitSettings {
+            rps: o.rps.unwrap_or(self.rps),
+            burst: o.burst.unwrap_or(self.burst),
+            checkout_reserve: o.checkout_reserve.unwrap_or(self.checkout_reserve),
+            browse_wait: o.browse_wait.unwrap_or(self.browse_wait),
+        }
     }
 }
 

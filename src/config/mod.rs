@@ -46,6 +46,36 @@ pub struct Server {
     /// Highest query complexity (one per field, lists multiplied by their
     /// page size) a query may have.
     pub max_query_complexity: usize,
+    /// Longest a GraphQL request waits on upstream data; fields still
+    /// waiting then fail alone with UPSTREAM_UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Per-client limits on the public listener.
+    pub client_limit: ClientLimit,
+}
+
+/// Inbound limits per client: by API key header when sent, else by IP.
+/// Over the limit: HTTP 429 with Retry-After and a RATE_LIMITED error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientLimit {
+    pub enabled: bool,
+    /// Requests per second per client.
+    pub rps: u32,
+    pub burst: u32,
+    /// Header naming the client; requests without it are limited by IP.
+    pub api_key_header: String,
+}
+
+impl Default for ClientLimit {
+    fn default() -> Self {
+        ClientLimit {
+            enabled: false,
+            rps: 50,
+            burst: 100,
+            api_key_header: "x-api-key".into(),
+        }
+    }
 }
 
 impl Default for Server {
@@ -57,6 +87,8 @@ impl Default for Server {
             request_timeout: Duration::from_secs(10),
             max_query_depth: 12,
             max_query_complexity: 5_000,
+            deadline: Duration::from_secs(5),
+            client_limit: ClientLimit::default(),
         }
     }
 }
@@ -94,6 +126,17 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Most keys sent in one batch call; larger batches are split.
     pub max_batch: usize,
+    /// How many Moat replicas share the upstreams. With Redis the limits
+    /// are shared exactly; when Redis is unreachable each replica falls
+    /// back to its share, the limit divided by this.
+    pub replicas: u32,
+    /// Rate limits: defaults, and per-system overrides under
+    /// `[upstream.limits.pim]`, `.erp`, `.crm`, `.oms`.
+    pub limits: Limits,
+    /// Circuit breaker thresholds, the same for every system.
+    pub breaker: BreakerConfig,
+    /// Retries of idempotent reads and their budget.
+    pub retry: Retry,
 }
 
 impl Default for Upstream {
@@ -104,6 +147,118 @@ impl Default for Upstream {
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_millis(500),
             max_batch: 100,
+            replicas: 1,
+            limits: Limits::default(),
+            breaker: BreakerConfig::default(),
+            retry: Retry::default(),
+        }
+    }
+}
+
+/// Upstream rate limits. The top-level keys are the defaults; a system's
+/// table overrides any of them for that system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Calls per second to one system, all priorities together.
+    pub rps: u32,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+    /// Share (0 to 0.9) of the limit only checkout may use.
+    pub checkout_reserve: f64,
+    /// Longest a browse miss waits for a permit before it is served stale
+    /// or fails with RATE_LIMITED.
+    #[serde(with = "humantime_serde")]
+    pub browse_wait: Duration,
+    pub pim: LimitOverride,
+    pub erp: LimitOverride,
+    pub crm: LimitOverride,
+    pub oms: LimitOverride,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rps: 200,
+            burst: 100,
+            checkout_reserve: 0.2,
+            browse_wait: Duration::from_millis(50),
+            pim: LimitOverride::default(),
+            erp: LimitOverride::default(),
+            crm: LimitOverride::default(),
+            oms: LimitOverride::default(),
+        }
+    }
+}
+
+/// Any subset of the limit keys, for one system.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitOverride {
+    pub rps: Option<u32>,
+    pub burst: Option<u32>,
+    pub checkout_reserve: Option<f64>,
+    #[serde(with = "humantime_serde::option")]
+    pub browse_wait: Option<Duration>,
+}
+
+/// When a system's breaker opens and how it recovers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Failure fraction over `window` that opens it (once `min_calls` ran).
+    pub failure_rate: f64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub min_calls: u32,
+    /// Failures in a row that open it regardless of the rate.
+    pub consecutive_failures: u32,
+    /// How long it stays open before letting probes through.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Probes let through half-open; this many successes close it.
+    pub probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_rate: 0.5,
+            window: Duration::from_secs(10),
+            min_calls: 20,
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(5),
+            probes: 3,
+        }
+    }
+}
+
+/// Retries, for idempotent reads only, paid from a budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Attempts per call, the first included (1: never retry).
+    pub max_attempts: u32,
+    /// First backoff; doubled per retry, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Retries allowed as a fraction of recent requests.
+    pub budget_ratio: f64,
+    /// Retries per second allowed regardless of traffic.
+    pub budget_floor: u32,
+    /// How far back "recent" reaches.
+    #[serde(with = "humantime_serde")]
+    pub budget_window: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 3,
+            backoff: Duration::from_millis(25),
+            budget_ratio: 0.1,
+            budget_floor: 5,
+            budget_window: Duration::from_secs(10),
         }
     }
 }

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::FutureExt;
 use futures_util::future::Shared;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-use crate::cache::{Hit, Tier};
-use crate::cache::{Key, Value};
+use crate::cache::{Hit, Key, Tier, Value};
 use crate::error::Error;
 use crate::upstream::Priority;
 
@@ -31,13 +31,17 @@ struct Pending<K, V> {
 pub struct Loader<K, V> {
     tier: Arc<Tier<K, V>>,
     pending: Mutex<Option<Pending<K, V>>>,
+    /// The request's deadline: a field still waiting then fails alone
+    /// (the fetch goes on and fills the cache for the next request).
+    deadline: Instant,
 }
 
 impl<K: Key, V: Value> Loader<K, V> {
-    pub fn new(tier: Arc<Tier<K, V>>) -> Loader<K, V> {
+    pub fn new(tier: Arc<Tier<K, V>>, deadline: Instant) -> Loader<K, V> {
         Loader {
             tier,
             pending: Mutex::new(None),
+            deadline,
         }
     }
 
@@ -72,15 +76,26 @@ impl<K: Key, V: Value> Loader<K, V> {
                 .take()
                 .map(|batch| batch.keys)
                 .unwrap_or_default();
-            let results = self.tier.get_many(keys, Priority::Browse).await;
-            let _ = tx.send(Arc::new(results));
+            let results = self.tier.get_many(keys, Priority::Browse);
+            match tokio::time::timeout_at(self.deadline, results).await {
+                Ok(results) => {
+                    let _ = tx.send(Arc::new(results));
+                }
+                Err(_) => return Err(past_deadline()),
+            }
         }
-        match done.await {
-            Ok(results) => results
+        match tokio::time::timeout_at(self.deadline, done).await {
+            Ok(Ok(results)) => results
                 .get(&key)
                 .cloned()
                 .unwrap_or_else(|| Err(Error::internal(format!("batch lost key {key:?}")))),
-            Err(_) => Err(Error::internal("the batch of this request was dropped")),
+            Ok(Err(_)) => Err(past_deadline()),
+            Err(_) => Err(past_deadline()),
         }
     }
+}
+
+/// A field that ran out of the request's time.
+pub fn past_deadline() -> Error {
+    Error::unavailable("the upstream did not answer within the request deadline")
 }

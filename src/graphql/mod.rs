@@ -8,6 +8,7 @@ mod scalars;
 mod types;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
@@ -17,6 +18,9 @@ use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Resul
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use tokio::time::Instant;
+
+use crate::cache::{Hit, Key, Tier, Value};
 use crate::catalog::{Catalog, PageKey, PriceKey};
 use crate::config::Server;
 use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
@@ -101,33 +105,48 @@ pub struct Scope {
     pub segment: String,
     /// One clock reading per request, so every `ageSeconds` agrees.
     pub now: Timestamp,
+    /// When this request stops waiting on upstream data.
+    pub deadline: Instant,
     pub products: Loader<String, domain::Product>,
     pub prices: Loader<PriceKey, Price>,
     pub stock: Loader<String, Stock>,
 }
 
 impl Scope {
-    pub fn new(catalog: Arc<Catalog>, segment: String) -> Scope {
+    pub fn new(catalog: Arc<Catalog>, segment: String, deadline: Duration) -> Scope {
+        let deadline = Instant::now() + deadline;
         Scope {
-            products: Loader::new(catalog.products.clone()),
-            prices: Loader::new(catalog.prices.clone()),
-            stock: Loader::new(catalog.stock.clone()),
+            products: Loader::new(catalog.products.clone(), deadline),
+            prices: Loader::new(catalog.prices.clone(), deadline),
+            stock: Loader::new(catalog.stock.clone(), deadline),
             catalog,
             segment,
             now: Timestamp::now(),
+            deadline,
+        }
+    }
+
+    /// One key of a tier read outside the loaders (lists, lookups that
+    /// do not batch), under the request's deadline.
+    async fn get_one<K: Key, V: Value>(
+        &self,
+        tier: &Arc<Tier<K, V>>,
+        key: K,
+    ) -> Result<Hit<V>, Error> {
+        if let Some(hit) = tier.get_cached(&key) {
+            return Ok(hit);
+        }
+        let read = tier.get_many(vec![key.clone()], Priority::Browse);
+        match tokio::time::timeout_at(self.deadline, read).await {
+            Ok(mut found) => found
+                .remove(&key)
+                .unwrap_or_else(|| Err(Error::internal(format!("{} lost {key:?}", tier.entity())))),
+            Err(_) => Err(loader::past_deadline()),
         }
     }
 
     async fn categories(&self) -> Result<Arc<Vec<DomainCategory>>, Error> {
-        let tier = &self.catalog.categories;
-        let hit = match tier.get_cached(&()) {
-            Some(hit) => hit,
-            None => tier
-                .get_many(vec![()], Priority::Browse)
-                .await
-                .remove(&())
-                .unwrap_or_else(|| Err(Error::internal("categories lost")))?,
-        };
+        let hit = self.get_one(&self.catalog.categories, ()).await?;
         Ok(Arc::new(hit.value().cloned().unwrap_or_default()))
     }
 
@@ -155,15 +174,7 @@ impl Query {
             }
             (None, Some(sku)) => {
                 check_key("sku", &sku)?;
-                let tier = &scope.catalog.product_ids;
-                let hit = match tier.get_cached(&sku) {
-                    Some(hit) => hit,
-                    None => tier
-                        .get_many(vec![sku.clone()], Priority::Browse)
-                        .await
-                        .remove(&sku)
-                        .unwrap_or_else(|| Err(Error::internal("sku lookup lost")))?,
-                };
+                let hit = scope.get_one(&scope.catalog.product_ids, sku).await?;
                 match hit.value() {
                     Some(id) => Ok(scope.product(id.clone()).await?),
                     None => Ok(None),
@@ -286,15 +297,7 @@ async fn products_page(
         limit,
         category_id,
     };
-    let tier = &scope.catalog.pages;
-    let hit = match tier.get_cached(&key) {
-        Some(hit) => hit,
-        None => tier
-            .get_many(vec![key.clone()], Priority::Browse)
-            .await
-            .remove(&key)
-            .unwrap_or_else(|| Err(Error::internal("page lost")))?,
-    };
+    let hit = scope.get_one(&scope.catalog.pages, key).await?;
     let page = hit.value().cloned().unwrap_or(domain::ProductPage {
         ids: Vec::new(),
         next_cursor: None,

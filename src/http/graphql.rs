@@ -67,7 +67,7 @@ struct GetParams {
 }
 
 pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
-    let Some(media) = negotiate(&headers, app.config.server.graphiql) else {
+    let Some(media) = negotiate(&headers, app.config().server.graphiql) else {
         return not_acceptable();
     };
     if media == Media::Html {
@@ -119,7 +119,7 @@ pub async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             "POST bodies must be `Content-Type: application/json`",
         );
     }
-    let limit = app.config.server.max_body_bytes.bytes() as usize;
+    let limit = app.config().server.max_body_bytes.bytes() as usize;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
@@ -186,6 +186,7 @@ async fn execute(
     let scope = Scope::new(
         app.catalog.clone(),
         app.catalog.selling.default_segment.clone(),
+        app.config().server.deadline,
     );
     let response = app.schema.execute(request.data(scope)).await;
     telemetry::graphql_request(started.elapsed());

@@ -1,6 +1,7 @@
 //! The public listener: `/graphql`, health checks, and (later) signed
 //! webhooks, with the inbound layers every request passes.
 
+pub mod client_limit;
 mod graphql;
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -17,9 +19,17 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 
 pub fn router(app: Arc<AppState>) -> Router {
-    let timeout = app.config.server.request_timeout;
+    let timeout = app.config().server.request_timeout;
     Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql::get)
+                .post(graphql::post)
+                .layer(middleware::from_fn_with_state(
+                    app.client_limits.clone(),
+                    client_limit::limit,
+                )),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)

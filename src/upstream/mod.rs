@@ -9,10 +9,12 @@ mod client;
 mod contract;
 pub mod erp;
 pub mod pim;
+pub mod protection;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -20,6 +22,7 @@ use futures_util::future::join_all;
 pub use client::Client;
 pub use erp::Erp;
 pub use pim::Pim;
+pub use protection::Protection;
 
 use crate::error::Error;
 
@@ -94,10 +97,16 @@ pub struct Settings {
 pub struct Upstreams {
     pub pim: Pim,
     pub erp: Erp,
+    /// Each system's limits, breaker and retry state, for the admin API.
+    pub protection: Vec<Arc<Protection>>,
 }
 
 impl Upstreams {
-    pub fn new(settings: &Settings) -> Result<Upstreams, Error> {
+    pub fn new(
+        settings: &Settings,
+        config: &crate::config::Upstream,
+        shared: Option<Arc<crate::shared::Redis>>,
+    ) -> Result<Upstreams, Error> {
         // reqwest is built without a default TLS provider (ring is lighter
         // than aws-lc); it panics at build unless one is installed first.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -107,11 +116,25 @@ impl Upstreams {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
-        let client = |system| Client::new(system, http.clone(), settings);
+        let protection: Vec<Arc<Protection>> = System::ALL
+            .into_iter()
+            .map(|system| Protection::new(system, config, shared.clone()))
+            .collect();
+        let client = |system: System| {
+            let p = protection.iter().find(|p| p.system == system).cloned();
+            p.map(|p| Client::new(p, http.clone(), settings))
+                .ok_or_else(|| Error::internal(format!("no protection for {system}")))
+        };
         Ok(Upstreams {
-            pim: Pim::new(client(System::Pim)),
-            erp: Erp::new(client(System::Erp)),
+            pim: Pim::new(client(System::Pim)?),
+            erp: Erp::new(client(System::Erp)?),
+            protection,
         })
+    }
+
+    /// One system's protection state.
+    pub fn protection(&self, system: System) -> Option<&Arc<Protection>> {
+        self.protection.iter().find(|p| p.system == system)
     }
 }
 

@@ -1,0 +1,59 @@
+//! `POST /admin/cache/purge`: an operator drops cached entries on every
+//! replica.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{actor, audit, error};
+use crate::app::AppState;
+use crate::cache::invalidation::Target;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purge {
+    entity: String,
+    /// Without ids: the whole entity.
+    ids: Option<Vec<String>>,
+}
+
+/// `POST /admin/cache/purge`: drops keys here, in L2, and on every replica.
+pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let purge: Purge = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"entity\", \"ids\"?}}: {e}"),
+            );
+        }
+    };
+    let target = match &purge.ids {
+        Some(ids) if ids.is_empty() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`ids` is empty; leave it out to purge the whole entity",
+            );
+        }
+        Some(ids) => Target::Ids(ids.clone()),
+        None => Target::All,
+    };
+    match app.invalidator.invalidate(&purge.entity, target).await {
+        Ok(()) => {
+            audit(
+                &actor(&headers),
+                "cache.purge",
+                &purge.entity,
+                json!(null),
+                json!(purge.ids),
+            );
+            axum::Json(json!({ "purged": purge.entity, "ids": purge.ids })).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.message()),
+    }
+}

@@ -1,0 +1,138 @@
+//! Live tuning of upstream protection: `GET /admin/limits`,
+//! `PUT /admin/limits/{upstream}`, `POST /admin/breakers/{upstream}`.
+//! A change applies at once, is logged as an audit line, and shows in
+//! `moat_ratelimit_limit_rps` / `moat_breaker_state`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{actor, audit, error};
+use crate::app::AppState;
+use crate::resilience::breaker::Forced;
+use crate::upstream::{Protection, System};
+
+/// `GET /admin/limits`: every upstream's limit.
+pub async fn list(State(app): State<Arc<AppState>>) -> Response {
+    let limits: serde_json::Map<String, serde_json::Value> = app
+        .upstreams
+        .protection
+        .iter()
+        .map(|p| (p.system.name().to_string(), json!(p.limit())))
+        .collect();
+    axum::Json(limits).into_response()
+}
+
+/// The fields an operator may change; any subset.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitChange {
+    rps: Option<u32>,
+    burst: Option<u32>,
+    checkout_reserve: Option<f64>,
+    #[serde(default, with = "humantime_serde::option")]
+    browse_wait: Option<Duration>,
+}
+
+/// `PUT /admin/limits/{upstream}` `{"rps": 50, "burst": 100, "checkout_reserve": 0.2}`.
+pub async fn set(
+    State(app): State<Arc<AppState>>,
+    Path(upstream): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let protection = match find(&app, &upstream) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::NOT_FOUND, &message),
+    };
+    let change: LimitChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "expected any of {{\"rps\", \"burst\", \"checkout_reserve\", \"browse_wait\"}}: {e}"
+                ),
+            );
+        }
+    };
+    let old = protection.limit();
+    let mut new = old;
+    new.rps = change.rps.unwrap_or(old.rps);
+    new.burst = change.burst.unwrap_or(old.burst);
+    new.checkout_reserve = change.checkout_reserve.unwrap_or(old.checkout_reserve);
+    new.browse_wait = change.browse_wait.unwrap_or(old.browse_wait);
+    if let Some(problem) = new.problem() {
+        return error(StatusCode::BAD_REQUEST, &problem);
+    }
+    protection.set_limit(new);
+    audit(
+        &actor(&headers),
+        "limits.set",
+        &upstream,
+        json!(old),
+        json!(new),
+    );
+    axum::Json(json!(new)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakerAction {
+    action: String,
+}
+
+/// `POST /admin/breakers/{upstream}` `{"action": "open" | "close" | "reset"}`.
+/// `open` and `close` hold the breaker there until `reset` hands it back to
+/// its thresholds.
+pub async fn breaker(
+    State(app): State<Arc<AppState>>,
+    Path(upstream): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let protection = match find(&app, &upstream) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::NOT_FOUND, &message),
+    };
+    let forced = match serde_json::from_slice::<BreakerAction>(&body).map(|a| a.action) {
+        Ok(a) if a == "open" => Some(Forced::Open),
+        Ok(a) if a == "close" => Some(Forced::Closed),
+        Ok(a) if a == "reset" => None,
+        Ok(a) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("action {a:?} is not one of open, close, reset"),
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"action\": ...}}: {e}"),
+            );
+        }
+    };
+    let old = protection.breaker.report();
+    protection.force_breaker(forced);
+    let new = protection.breaker.report();
+    audit(
+        &actor(&headers),
+        "breaker.force",
+        &upstream,
+        json!(old.state),
+        json!(new.state),
+    );
+    axum::Json(json!(new)).into_response()
+}
+
+fn find(app: &AppState, upstream: &str) -> Result<Arc<Protection>, String> {
+    System::from_name(upstream)
+        .and_then(|s| app.upstreams.protection(s).cloned())
+        .ok_or_else(|| format!("no upstream {upstream:?}; use one of pim, erp, crm, oms"))
+}
