@@ -494,3 +494,46 @@ async fn the_admin_cli_reads_and_changes_limits() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     moat.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_browse_miss_is_served_stale_when_it_can_be() {
+    let sim = big_sim().await;
+    let mut c = config(&sim.url);
+    erp_limit(&mut c, 1, 1);
+    c.upstream.limits.checkout_reserve = 0.0;
+    c.upstream.limits.browse_wait = Duration::ZERO;
+    c.cache.jitter = 0.0;
+    c.cache.price.soft_ttl = Duration::from_millis(300);
+    c.cache.price.hard_ttl = Duration::from_millis(300);
+    let moat = Moat::start(c).await;
+    warm_products(&moat, 1).await;
+    let first = moat.query(PRICE, json!({ "id": id(1) })).await;
+    let price = first["data"]["product"]["price"]["price"]["amount"].clone();
+    assert!(price.is_string(), "{first}");
+
+    // Past its hard TTL the price must be fetched; with the ERP bucket
+    // drained by another read, the fetch is refused and the old price is
+    // served, marked stale, without an error.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut served_stale = false;
+    while !served_stale && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let _ = moat.query(PRICE, json!({ "id": id(2) })).await; // drains the bucket
+        let r = moat.query("query($id: ID!) { product(id: $id) { price { price { amount } freshness { stale } } } }", json!({ "id": id(1) })).await;
+        if r["data"]["product"]["price"]["freshness"]["stale"] == true {
+            assert_eq!(r["data"]["product"]["price"]["price"]["amount"], price);
+            assert!(r.get("errors").is_none(), "{r}");
+            served_stale = true;
+        }
+    }
+    assert!(served_stale, "served stale instead of RATE_LIMITED");
+    // A cold read in the same spot fails fast instead.
+    let cold = moat.query(PRICE, json!({ "id": id(3) })).await;
+    let cold2 = moat.query(PRICE, json!({ "id": id(4) })).await;
+    assert!(
+        error_codes(&cold).contains(&"RATE_LIMITED".to_string())
+            || error_codes(&cold2).contains(&"RATE_LIMITED".to_string()),
+        "{cold} {cold2}"
+    );
+    moat.stop().await;
+}

@@ -286,3 +286,19 @@ async fn categories_and_category_listings() {
     assert_eq!(sim.requests("pim.categories").await, 1, "categories cached");
     moat.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_product_is_remembered_briefly() {
+    let sim = Sim::start().await;
+    let moat = Moat::start(config(&sim.url)).await;
+    for _ in 0..5 {
+        let r = moat.query(PRODUCT, json!({ "id": "prod-999999" })).await;
+        assert_eq!(r["data"]["product"], Value::Null, "{r}");
+    }
+    assert_eq!(
+        sim.requests("pim.products").await,
+        1,
+        "negative answer cached"
+    );
+    moat.stop().await;
+}
