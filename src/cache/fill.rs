@@ -186,22 +186,31 @@ impl<K: Key, V: Value> Tier<K, V> {
         let deadline = tokio::time::Instant::now() + l2.lease_ttl();
         let mut waiting = keys;
         let mut landed = Vec::new();
+        let mut orphaned = Vec::new();
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(FOLLOW_POLL).await;
             let (found, still) = self.fresh_in_l2(waiting).await;
             landed.extend(found);
             if still.is_empty() {
-                return (landed, still);
+                return (landed, orphaned);
             }
             let encoded: Vec<String> = still.iter().map(Key::encode).collect();
-            match l2.leased(self.entity, &encoded).await {
-                // The holder let go without a fresh value (its fetch
-                // failed): fetch ourselves.
-                Ok(held) if held.iter().all(|h| *h) => waiting = still,
-                _ => return (landed, still),
+            let Ok(held) = l2.leased(self.entity, &encoded).await else {
+                orphaned.extend(still);
+                return (landed, orphaned); // Redis went away: fetch ourselves
+            };
+            let (held, gone): (Vec<_>, Vec<_>) = still.into_iter().zip(held).partition(|(_, h)| *h);
+            if !gone.is_empty() {
+                // A holder let go: either it wrote its value just after we
+                // looked (look again), or its fetch failed (fetch ourselves).
+                let (found, lost) = self.fresh_in_l2(gone.into_iter().map(|(k, _)| k).collect()).await;
+                landed.extend(found);
+                orphaned.extend(lost);
             }
+            waiting = held.into_iter().map(|(k, _)| k).collect();
         }
-        (landed, waiting)
+        orphaned.extend(waiting);
+        (landed, orphaned)
     }
 
     /// Splits `keys` into those with a fresh value in L2 and the rest.
