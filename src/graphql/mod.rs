@@ -209,22 +209,9 @@ fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
     n.saturating_mul(child_complexity).saturating_add(1)
 }
 
-/// Ids and skus go into comma-separated batch calls upstream, so a comma
-/// (or anything unprintable) in one could never be looked up.
+/// Ids and skus are checked before they reach a cache key or an upstream.
 fn check_key(field: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.len() > 128 {
-        return Err(Error::bad_input(field, "must be 1 to 128 characters"));
-    }
-    if value
-        .chars()
-        .any(|c| c == ',' || c.is_control() || c.is_whitespace())
-    {
-        return Err(Error::bad_input(
-            field,
-            "must not contain commas, spaces or control characters",
-        ));
-    }
-    Ok(())
+    domain::check_key(value).map_err(|problem| Error::bad_input(field, problem))
 }
 
 /// A position in a listing: the PIM page it lies on and how many of that
