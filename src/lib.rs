@@ -10,7 +10,8 @@
 //!   inbound layers;
 //! - [`graphql`]: schema and resolvers; per-request loaders batch keys;
 //! - [`catalog`]: which entities are cached under which keys, and how each
-//!   cache fills itself;
+//!   cache fills itself; [`customers`]: customer tokens (CRM) and orders
+//!   (OMS), resolved and cached the same way;
 //! - [`cache`]: per entity L1 (moka), single-flight, freshness;
 //! - [`upstream`]: the outbound stack per system and the contract check;
 //!   wire types stay there, [`domain`] types come out.
@@ -28,6 +29,7 @@ pub mod app;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod customers;
 pub mod domain;
 pub mod error;
 pub mod graphql;

@@ -1,7 +1,9 @@
 //! The storefront GraphQL API: schema, resolvers, per-request loaders,
 //! scalars, and where errors get their codes. A resolver reads through the
-//! request's `Scope` (loaders over the catalog's caches), never upstream.
+//! request's `Scope` (loaders over the catalog's caches, and who is asking),
+//! never upstream.
 
+mod customer;
 mod errors;
 mod loader;
 mod scalars;
@@ -19,10 +21,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::catalog::{Catalog, PageKey, PriceKey};
 use crate::config::Server;
+use crate::customers::Viewer;
 use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::upstream::Priority;
 
+use customer::{Customer, Order};
 pub use loader::Loader;
 use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
 
@@ -97,8 +101,12 @@ fn selected_operation<'a>(
 /// that batch its cache reads.
 pub struct Scope {
     pub catalog: Arc<Catalog>,
-    /// The price segment of the shopper (the default one when anonymous).
-    pub segment: String,
+    /// Who is asking (resolved by `http` before the request runs).
+    pub viewer: Viewer,
+    /// The price segment of the shopper, or why it is unknown (the CRM
+    /// could not say who a token belongs to): then every price fails
+    /// rather than showing a signed-in shopper anonymous prices.
+    segment: Result<String, Error>,
     /// One clock reading per request, so every `ageSeconds` agrees.
     pub now: Timestamp,
     pub products: Loader<String, domain::Product>,
@@ -107,15 +115,38 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// An anonymous request priced in `segment` (benches and tests use
+    /// this; the HTTP handler uses `for_viewer`).
     pub fn new(catalog: Arc<Catalog>, segment: String) -> Scope {
+        Scope::build(catalog, Viewer::Anonymous, Ok(segment))
+    }
+
+    /// A request by `viewer`: anonymous shoppers get the default segment,
+    /// customers their own.
+    pub fn for_viewer(catalog: Arc<Catalog>, viewer: Viewer) -> Scope {
+        let segment = match &viewer {
+            Viewer::Anonymous => Ok(catalog.selling.default_segment.clone()),
+            Viewer::Customer(c) => Ok(c.segment.clone()),
+            Viewer::Unresolved(e) => Err(e.clone()),
+        };
+        Scope::build(catalog, viewer, segment)
+    }
+
+    fn build(catalog: Arc<Catalog>, viewer: Viewer, segment: Result<String, Error>) -> Scope {
         Scope {
             products: Loader::new(catalog.products.clone()),
             prices: Loader::new(catalog.prices.clone()),
             stock: Loader::new(catalog.stock.clone()),
             catalog,
+            viewer,
             segment,
             now: Timestamp::now(),
         }
+    }
+
+    /// The segment prices are read in, or why it is unknown.
+    pub fn segment(&self) -> Result<&str, Error> {
+        self.segment.as_deref().map_err(Clone::clone)
     }
 
     async fn categories(&self) -> Result<Arc<Vec<DomainCategory>>, Error> {
@@ -196,6 +227,37 @@ impl Query {
     async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
         let all = ctx.data::<Scope>()?.categories().await?;
         Ok(all.iter().map(|c| Category(c.clone())).collect())
+    }
+
+    /// The signed-in customer (`Authorization: Bearer <customer token>`);
+    /// null when anonymous.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
+        match &ctx.data::<Scope>()?.viewer {
+            Viewer::Anonymous => Ok(None),
+            Viewer::Customer(c) => Ok(Some(Customer(c.clone()))),
+            Viewer::Unresolved(e) => Err(e.clone().into()),
+        }
+    }
+
+    /// One of the signed-in customer's orders. Null with `FORBIDDEN` for
+    /// another customer's order, `UNAUTHENTICATED` when anonymous; null
+    /// without an error when there is no such order.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
+        let scope = ctx.data::<Scope>()?;
+        let customer = match &scope.viewer {
+            Viewer::Customer(c) => c,
+            Viewer::Anonymous => {
+                return Err(Error::new(
+                    Kind::Unauthenticated,
+                    "sign in to see orders (Authorization: Bearer <customer token>)",
+                )
+                .into());
+            }
+            Viewer::Unresolved(e) => return Err(e.clone().into()),
+        };
+        check_key("id", &id)?;
+        let order = scope.catalog.customers.order(customer, &id).await?;
+        Ok(order.map(Order))
     }
 }
 

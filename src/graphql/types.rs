@@ -65,7 +65,7 @@ impl Product {
         let currency = scope.catalog.selling.currency(currency_code.as_deref())?;
         let key = PriceKey {
             sku: self.0.sku.clone(),
-            segment: scope.segment.clone(),
+            segment: scope.segment()?.to_string(),
             currency,
         };
         let hit = scope.prices.load(key).await?;
