@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::{Invalidator, L2};
 use crate::catalog::Catalog;
+use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::graphql::{self, Schema};
@@ -27,6 +28,8 @@ pub struct AppState {
     pub schema: Schema,
     pub catalog: Arc<Catalog>,
     pub invalidator: Arc<Invalidator>,
+    /// `verifyCheckout`, and the price token signer it trusts.
+    pub checkout: Arc<Checkout>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<Redis>>,
     /// The upstream base URL in use (the embedded simulator's, by default).
@@ -92,10 +95,22 @@ impl Gateway {
         if let Some(listener) = invalidator.clone().listen(stopped.clone()) {
             tasks.push(listener);
         }
+        let tokens = Arc::new(PriceTokens::from_secrets(
+            &secrets,
+            config.checkout.price_token_max_age,
+        )?);
+        let checkout = Arc::new(Checkout::new(
+            &config,
+            upstreams.erp.clone(),
+            catalog.clone(),
+            invalidator.clone(),
+            tokens,
+        ));
         let state = Arc::new(AppState {
-            schema: graphql::schema(&config.server),
+            schema: graphql::schema(&config.server, checkout.clone()),
             catalog,
             invalidator,
+            checkout,
             redis,
             upstream_url,
             secrets,

@@ -12,6 +12,8 @@
 //! - [`catalog`]: which entities are cached under which keys, and how each
 //!   cache fills itself; [`customers`]: customer tokens (CRM) and orders
 //!   (OMS), resolved and cached the same way;
+//! - [`checkout`]: `verifyCheckout` against an authoritative ERP quote, and
+//!   the signed price tokens it checks;
 //! - [`cache`]: per entity L1 (moka), single-flight, freshness;
 //! - [`upstream`]: the outbound stack per system and the contract check;
 //!   wire types stay there, [`domain`] types come out.
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod customers;
 pub mod domain;

@@ -5,6 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::shop::{cart, shown, verify};
 use support::{Moat, Sim, config, customer_in, decimal, error_codes};
 
 const ORDER: &str = r#"query($id: ID!) {
@@ -167,6 +168,11 @@ async fn with_the_crm_down_customer_fields_fail_and_never_show_anonymous_prices(
         error_codes(&r).iter().all(|c| c == "UPSTREAM_UNAVAILABLE"),
         "{r}"
     );
+
+    // Checkout cannot know the segment either: it fails closed.
+    let warm = shown(&moat, None, sku).await;
+    let v = verify(&moat, Some(&token), cart(&[(&warm, 1)])).await;
+    assert_eq!(error_codes(&v), ["UPSTREAM_UNAVAILABLE"], "{v}");
 
     // Once the CRM answers, the customer is back.
     sim.fault("crm", json!({ "down": false })).await;

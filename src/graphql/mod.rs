@@ -1,8 +1,9 @@
 //! The storefront GraphQL API: schema, resolvers, per-request loaders,
 //! scalars, and where errors get their codes. A resolver reads through the
 //! request's `Scope` (loaders over the catalog's caches, and who is asking),
-//! never upstream.
+//! never upstream; the one mutation hands the cart to `checkout`.
 
+mod checkout;
 mod customer;
 mod errors;
 mod loader;
@@ -15,26 +16,33 @@ use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
 };
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result};
+use async_graphql::{Context, EmptySubscription, ID, Object, Result, SchemaBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::catalog::{Catalog, PageKey, PriceKey};
+use crate::checkout::Checkout;
 use crate::config::Server;
 use crate::customers::Viewer;
 use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
 use crate::error::{Error, Kind};
 use crate::upstream::Priority;
 
+pub use checkout::Mutation;
 use customer::{Customer, Order};
 pub use loader::Loader;
 use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
 
-pub type Schema = async_graphql::Schema<Query, EmptyMutation, EmptySubscription>;
+pub type Schema = async_graphql::Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema with the query limits from config.
-pub fn schema(server: &Server) -> Schema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+/// Builds the schema with the query limits from config; resolvers reach
+/// the checkout service (and its price token signer) as schema data.
+pub fn schema(server: &Server, checkout: Arc<Checkout>) -> Schema {
+    builder(server).data(checkout).finish()
+}
+
+fn builder(server: &Server) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query, Mutation, EmptySubscription)
         .extension(errors::QueryLimits {
             max_depth: server.max_query_depth,
             max_complexity: server.max_query_complexity,
@@ -42,12 +50,11 @@ pub fn schema(server: &Server) -> Schema {
         // Our own limits run first with clear codes; this one stays as a
         // backstop for the parser's recursion.
         .limit_recursive_depth(server.max_query_depth + 32)
-        .finish()
 }
 
 /// The SDL `moat schema` prints and `schema/storefront.graphql` holds.
 pub fn sdl() -> String {
-    schema(&Server::default()).sdl()
+    builder(&Server::default()).finish().sdl()
 }
 
 /// Checks what must hold before a request runs and that async-graphql

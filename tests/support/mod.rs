@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod shop;
 
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use moat::config::{Config, Secrets};
 use moat::sim::{SimConfig, Simulator};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Shared by every test gateway, so replicas verify each other's tokens.
+pub const PRICE_TOKEN_SECRET: &str = "test-price-token-secret-0123456789abcdef";
 
 /// A simulator serving on 127.0.0.1 with an ephemeral port.
 pub struct Sim {
@@ -193,6 +196,8 @@ impl Moat {
             config,
             Secrets {
                 admin_token: Some(ADMIN_TOKEN.into()),
+                price_token_secret: Some(PRICE_TOKEN_SECRET.into()),
+                price_token_previous_secret: None,
             },
         )
         .await
