@@ -383,7 +383,28 @@ impl fmt::Debug for Secrets {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::Secrets;
+    use crate::config::Config;
+
+    #[test]
+    fn checkout_limits_are_validated_with_their_keys() {
+        assert!(Config::default().validate("defaults").is_empty());
+        let mut config = Config::default();
+        config.checkout.max_quantity = 0;
+        config.checkout.max_lines = 501;
+        config.checkout.price_token_max_age = Duration::from_secs(1);
+        let keys: Vec<String> = config.validate("test").into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "checkout.max_quantity",
+                "checkout.max_lines",
+                "checkout.price_token_max_age"
+            ]
+        );
+    }
 
     #[test]
     fn secrets_never_show_in_debug() {
