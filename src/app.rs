@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::{Invalidator, L2};
 use crate::catalog::Catalog;
+use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::graphql::{self, Schema};
@@ -32,6 +33,8 @@ pub struct AppState {
     pub invalidator: Arc<Invalidator>,
     pub upstreams: Upstreams,
     pub client_limits: Arc<ClientLimits>,
+    /// `verifyCheckout`, and the price token signer it trusts.
+    pub checkout: Arc<Checkout>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<Redis>>,
     /// The upstream base URL in use (the embedded simulator's, by default).
@@ -107,12 +110,24 @@ impl Gateway {
         if let Some(listener) = invalidator.clone().listen(stopped.clone()) {
             tasks.push(listener);
         }
+        let tokens = Arc::new(PriceTokens::from_secrets(
+            &secrets,
+            config.checkout.price_token_max_age,
+        )?);
+        let checkout = Arc::new(Checkout::new(
+            &config,
+            upstreams.erp.clone(),
+            catalog.clone(),
+            invalidator.clone(),
+            tokens,
+        ));
         let state = Arc::new(AppState {
-            schema: graphql::schema(&config.server),
+            schema: graphql::schema(&config.server, checkout.clone()),
             catalog,
             invalidator,
             upstreams,
             client_limits: ClientLimits::new(&config.server.client_limit),
+            checkout,
             redis,
             upstream_url,
             secrets,

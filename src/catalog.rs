@@ -13,6 +13,7 @@ use crate::cache::invalidation::Invalidate;
 use crate::cache::key::{join, split};
 use crate::cache::{Batch, Fetch, Key, L2, Policy, Tier};
 use crate::config::Config;
+use crate::customers::Customers;
 use crate::domain::{Category, Currency, Price, Product, ProductPage, Stock, Timestamp};
 use crate::error::Error;
 use crate::upstream::pim::ProductKey;
@@ -140,6 +141,8 @@ pub struct Catalog {
     pub categories: Arc<Tier<(), Vec<Category>>>,
     pub prices: Arc<Tier<PriceKey, Price>>,
     pub stock: Arc<Tier<String, Stock>>,
+    /// Customers by token and their orders.
+    pub customers: Customers,
     pub selling: Selling,
 }
 
@@ -193,9 +196,10 @@ impl Catalog {
                 "inventory",
                 policy(&c.inventory),
                 c.inventory.l1_max_bytes.bytes(),
-                l2,
+                l2.clone(),
                 Inventory(upstreams.erp.clone()),
             ),
+            customers: Customers::new(config, upstreams, l2),
             products,
             selling: Selling::from_config(config),
         }
@@ -205,14 +209,16 @@ impl Catalog {
 impl Catalog {
     /// Every tier, for invalidation.
     pub fn tiers(&self) -> Vec<Arc<dyn Invalidate>> {
-        vec![
+        let mut tiers: Vec<Arc<dyn Invalidate>> = vec![
             self.products.clone(),
             self.product_ids.clone(),
             self.pages.clone(),
             self.categories.clone(),
             self.prices.clone(),
             self.stock.clone(),
-        ]
+        ];
+        tiers.extend(self.customers.tiers());
+        tiers
     }
 
     /// Applies reloaded freshness rules to every tier.
@@ -236,6 +242,8 @@ impl Catalog {
             "category": usage(self.categories.usage()),
             "price": usage(self.prices.usage()),
             "inventory": usage(self.stock.usage()),
+            "customer": usage(self.customers.by_token.usage()),
+            "order": usage(self.customers.orders.usage()),
         })
     }
 }

@@ -10,7 +10,10 @@
 //!   inbound layers;
 //! - [`graphql`]: schema and resolvers; per-request loaders batch keys;
 //! - [`catalog`]: which entities are cached under which keys, and how each
-//!   cache fills itself;
+//!   cache fills itself; [`customers`]: customer tokens (CRM) and orders
+//!   (OMS), resolved and cached the same way;
+//! - [`checkout`]: `verifyCheckout` against an authoritative ERP quote, and
+//!   the signed price tokens it checks;
 //! - [`cache`]: per entity L1 (moka), single-flight, freshness;
 //! - [`upstream`]: the outbound stack per system and the contract check;
 //!   wire types stay there, [`domain`] types come out.
@@ -27,7 +30,9 @@ pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod catalog;
+pub mod checkout;
 pub mod config;
+pub mod customers;
 pub mod domain;
 pub mod error;
 pub mod graphql;

@@ -17,6 +17,11 @@ pub const BREAKER_STATE: &str = "moat_breaker_state";
 pub const RATELIMIT_REJECTED: &str = "moat_ratelimit_rejected_total";
 pub const RATELIMIT_LIMIT: &str = "moat_ratelimit_limit_rps";
 pub const GRAPHQL_DURATION: &str = "moat_graphql_request_duration_seconds";
+/// `outcome`: `ok`, `mismatch`, `unavailable`, `bad_input`.
+pub const CHECKOUT_VERIFICATIONS: &str = "moat_checkout_verifications_total";
+/// `kind`: `PRICE`, `AVAILABILITY`, `TOTAL`, `UNKNOWN_SKU`, `CURRENCY`,
+/// `INVALID_TOKEN` (as in the schema).
+pub const CHECKOUT_MISMATCHES: &str = "moat_checkout_mismatches_total";
 
 /// Installs the log subscriber once. `RUST_LOG` wins over the config.
 pub fn init_logs(config: &Telemetry) {
@@ -87,4 +92,12 @@ pub fn contract_violation(system: System, entity: &'static str) {
 
 pub fn graphql_request(took: Duration) {
     metrics::histogram!(GRAPHQL_DURATION).record(took.as_secs_f64());
+}
+
+pub fn checkout_verification(outcome: &'static str) {
+    metrics::counter!(CHECKOUT_VERIFICATIONS, "outcome" => outcome).increment(1);
+}
+
+pub fn checkout_mismatch(kind: &'static str) {
+    metrics::counter!(CHECKOUT_MISMATCHES, "kind" => kind).increment(1);
 }

@@ -203,7 +203,9 @@ impl<K: Key, V: Value> Tier<K, V> {
             if !gone.is_empty() {
                 // A holder let go: either it wrote its value just after we
                 // looked (look again), or its fetch failed (fetch ourselves).
-                let (found, lost) = self.fresh_in_l2(gone.into_iter().map(|(k, _)| k).collect()).await;
+                let (found, lost) = self
+                    .fresh_in_l2(gone.into_iter().map(|(k, _)| k).collect())
+                    .await;
                 landed.extend(found);
                 orphaned.extend(lost);
             }

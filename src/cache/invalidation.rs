@@ -1,7 +1,11 @@
 //! Invalidation across replicas. An invalidation (an operator's purge, a
-//! change event, a checkout repair) drops the keys from this replica's L1,
-//! deletes them from L2, and is broadcast on Redis pub/sub so every other
-//! replica drops its L1 copy too, within a second.
+//! change event) drops the keys from this replica's L1, deletes them from
+//! L2, and is broadcast on Redis pub/sub so every other replica drops its L1
+//! copy too, within a second.
+//!
+//! A repair (checkout found the cache wrong and wrote the authoritative
+//! value into L1 and L2 itself) needs only the broadcast: the other
+//! replicas drop their L1 copy and read the repaired value from L2.
 //!
 //! A replica that loses its subscription cannot know what it missed while
 //! it was gone, so when it subscribes again it drops its whole L1: it can no
@@ -119,29 +123,7 @@ impl Invalidator {
             return Ok(());
         };
         delete_shared(l2, tier.entity(), tier.composite(), &target).await;
-        let message = Message {
-            from: self.replica.clone(),
-            entity: tier.entity().to_string(),
-            target: target.clone(),
-        };
-        let channel = channel(redis);
-        if let Ok(payload) = serde_json::to_string(&message) {
-            let published = redis
-                .run("publish", |mut c| async move {
-                    redis::cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(payload)
-                        .query_async::<i64>(&mut c)
-                        .await
-                })
-                .await;
-            if published.is_err() {
-                tracing::warn!(
-                    entity,
-                    "Redis unavailable: invalidation applied on this replica only"
-                );
-            }
-        }
+        self.broadcast(redis, tier.entity(), &target).await;
         let (l2, entity, composite, delay) = (
             l2.clone(),
             tier.entity(),
@@ -153,6 +135,48 @@ impl Invalidator {
             delete_shared(&l2, entity, composite, &target).await;
         });
         Ok(())
+    }
+
+    /// Tells the other replicas to drop their L1 copies of `target`, after
+    /// this replica wrote authoritative values for it into its L1 and L2:
+    /// they read the new values from L2 at their next miss. Deleting L2 as
+    /// `invalidate` does would throw the repair away.
+    pub async fn refreshed(&self, entity: &str, target: Target) -> Result<(), Error> {
+        let Some(tier) = self.tiers.get(entity) else {
+            return Err(Error::internal(format!("no cache named {entity:?}")));
+        };
+        if let Some((redis, _)) = &self.shared {
+            self.broadcast(redis, tier.entity(), &target).await;
+        }
+        Ok(())
+    }
+
+    /// Publishes `target` to every other replica's listener.
+    async fn broadcast(&self, redis: &Redis, entity: &'static str, target: &Target) {
+        let message = Message {
+            from: self.replica.clone(),
+            entity: entity.to_string(),
+            target: target.clone(),
+        };
+        let channel = channel(redis);
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return;
+        };
+        let published = redis
+            .run("publish", |mut c| async move {
+                redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(payload)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+        if published.is_err() {
+            tracing::warn!(
+                entity,
+                "Redis unavailable: invalidation applied on this replica only"
+            );
+        }
     }
 
     /// Subscribes to the broadcast and applies what other replicas send,

@@ -292,6 +292,33 @@ impl<K: Key, V: Value> Tier<K, V> {
         out
     }
 
+    /// What the cache holds for `keys` right now (L1, else L2), whatever
+    /// its age, without fetching: for checking a cached value against an
+    /// authoritative one. A key absent from the result is not cached.
+    pub async fn peek(&self, keys: &[K]) -> HashMap<K, Arc<Cached<V>>> {
+        let mut held = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.l1.get(key) {
+                Some(entry) => {
+                    held.insert(key.clone(), entry);
+                }
+                None => missing.push(key.clone()),
+            }
+        }
+        if let Some(l2) = self.l2.as_ref().filter(|_| !missing.is_empty()) {
+            let encoded: Vec<String> = missing.iter().map(Key::encode).collect();
+            if let Ok(found) = l2.get::<V>(self.entity, &encoded).await {
+                for (key, entry) in missing.into_iter().zip(found) {
+                    if let Some(entry) = entry {
+                        held.insert(key, Arc::new(entry));
+                    }
+                }
+            }
+        }
+        held
+    }
+
     /// Puts values fetched elsewhere (a listing, a checkout quote, an event)
     /// into L1 and L2. A fetch of the same keys still running will not
     /// overwrite them.

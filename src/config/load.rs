@@ -322,6 +322,23 @@ impl Config {
             "catalog.default_segment",
             "must not be empty".into(),
         );
+        let co = &self.checkout;
+        check(
+            (1..=100_000).contains(&co.max_quantity),
+            "checkout.max_quantity",
+            "must be between 1 and 100000".into(),
+        );
+        check(
+            (1..=500).contains(&co.max_lines),
+            "checkout.max_lines",
+            "must be between 1 and 500 (the most one ERP quote takes)".into(),
+        );
+        check(
+            (Duration::from_secs(60)..=Duration::from_secs(30 * 86_400))
+                .contains(&co.price_token_max_age),
+            "checkout.price_token_max_age",
+            "must be between 1m and 30d".into(),
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_ok(),
             "telemetry.log_level",
@@ -426,6 +443,13 @@ pub(crate) fn redact(url: &str) -> String {
 pub struct Secrets {
     /// `MOAT_ADMIN_TOKEN`: bearer token of `/admin/*`. None: admin refuses all.
     pub admin_token: Option<String>,
+    /// `MOAT_PRICE_TOKEN_SECRET`: signs price tokens and verifies them.
+    /// Every replica needs the same one. None: a random key per process
+    /// (tokens then verify only on the replica that issued them).
+    pub price_token_secret: Option<String>,
+    /// `MOAT_PRICE_TOKEN_PREVIOUS_SECRET`: the secret before the last
+    /// rotation; tokens it signed still verify until they expire.
+    pub price_token_previous_secret: Option<String>,
 }
 
 impl Secrets {
@@ -433,14 +457,61 @@ impl Secrets {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Secrets {
             admin_token: var("MOAT_ADMIN_TOKEN"),
+            price_token_secret: var("MOAT_PRICE_TOKEN_SECRET"),
+            price_token_previous_secret: var("MOAT_PRICE_TOKEN_PREVIOUS_SECRET"),
         }
     }
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "***");
         f.debug_struct("Secrets")
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("price_token_secret", &redacted(&self.price_token_secret))
+            .field(
+                "price_token_previous_secret",
+                &redacted(&self.price_token_previous_secret),
+            )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Secrets;
+    use crate::config::Config;
+
+    #[test]
+    fn checkout_limits_are_validated_with_their_keys() {
+        assert!(Config::default().validate("defaults").is_empty());
+        let mut config = Config::default();
+        config.checkout.max_quantity = 0;
+        config.checkout.max_lines = 501;
+        config.checkout.price_token_max_age = Duration::from_secs(1);
+        let keys: Vec<String> = config.validate("test").into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "checkout.max_quantity",
+                "checkout.max_lines",
+                "checkout.price_token_max_age"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let secrets = Secrets {
+            admin_token: Some("admin-123".into()),
+            price_token_secret: Some("current-456".into()),
+            price_token_previous_secret: Some("previous-789".into()),
+        };
+        let shown = format!("{secrets:?}");
+        for secret in ["admin-123", "current-456", "previous-789"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

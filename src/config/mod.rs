@@ -25,6 +25,7 @@ pub struct Config {
     pub cache: Cache,
     pub redis: Redis,
     pub catalog: Catalog,
+    pub checkout: Checkout,
     pub telemetry: Telemetry,
 }
 
@@ -391,6 +392,33 @@ impl Default for Catalog {
             currencies: vec!["EUR".into(), "USD".into()],
             default_segment: "default".into(),
             low_stock_threshold: 5,
+        }
+    }
+}
+
+/// `verifyCheckout`: how large a cart may be, and how long a price token
+/// Moat issued stays valid. Token secrets come from the environment only
+/// (`MOAT_PRICE_TOKEN_SECRET`, `MOAT_PRICE_TOKEN_PREVIOUS_SECRET`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checkout {
+    /// Most units one cart line may ask for (1 to 100000).
+    pub max_quantity: u32,
+    /// Most lines one verification may carry (1 to 500, the most one ERP
+    /// quote takes).
+    pub max_lines: usize,
+    /// How long after Moat showed a price its `priceToken` still verifies;
+    /// an older token is an `INVALID_TOKEN` mismatch (1m to 30d).
+    #[serde(with = "humantime_serde")]
+    pub price_token_max_age: Duration,
+}
+
+impl Default for Checkout {
+    fn default() -> Self {
+        Checkout {
+            max_quantity: 999,
+            max_lines: 100,
+            price_token_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -184,6 +184,48 @@ pub struct Order {
     pub updated_at: Timestamp,
 }
 
+/// An authoritative ERP quote for one cart: current unit prices and stock,
+/// never from a cache. Lines follow the request one for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub segment: String,
+    pub currency: Currency,
+    /// One per requested line, in request order; `None` where the ERP does
+    /// not know the sku.
+    pub lines: Vec<Option<QuotedLine>>,
+    pub total_amount: i64,
+    pub quoted_at: Timestamp,
+}
+
+/// One quoted line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotedLine {
+    pub sku: String,
+    pub quantity: u32,
+    pub unit_amount: i64,
+    pub line_amount: i64,
+    /// Stock on hand now; may be below `quantity`.
+    pub available: u32,
+    pub price_version: u64,
+    pub inventory_version: u64,
+}
+
+/// Why an id or sku cannot be used: they travel in comma-separated batch
+/// calls and URL paths upstream, so a comma, a space or a control character
+/// in one could never be looked up.
+pub fn check_key(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() || value.len() > 128 {
+        return Err("must be 1 to 128 characters");
+    }
+    if value
+        .chars()
+        .any(|c| c == ',' || c.is_control() || c.is_whitespace())
+    {
+        return Err("must not contain commas, spaces or control characters");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

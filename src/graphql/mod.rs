@@ -1,7 +1,10 @@
 //! The storefront GraphQL API: schema, resolvers, per-request loaders,
 //! scalars, and where errors get their codes. A resolver reads through the
-//! request's `Scope` (loaders over the catalog's caches), never upstream.
+//! request's `Scope` (loaders over the catalog's caches, and who is asking),
+//! never upstream; the one mutation hands the cart to `checkout`.
 
+mod checkout;
+mod customer;
 mod errors;
 mod loader;
 mod scalars;
@@ -14,7 +17,7 @@ use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
 };
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Result};
+use async_graphql::{Context, EmptySubscription, ID, Object, Result, SchemaBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -22,19 +25,28 @@ use tokio::time::Instant;
 
 use crate::cache::{Hit, Key, Tier, Value};
 use crate::catalog::{Catalog, PageKey, PriceKey};
+use crate::checkout::Checkout;
 use crate::config::Server;
+use crate::customers::Viewer;
 use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::upstream::Priority;
 
+pub use checkout::Mutation;
+use customer::{Customer, Order};
 pub use loader::Loader;
 use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
 
-pub type Schema = async_graphql::Schema<Query, EmptyMutation, EmptySubscription>;
+pub type Schema = async_graphql::Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema with the query limits from config.
-pub fn schema(server: &Server) -> Schema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+/// Builds the schema with the query limits from config; resolvers reach
+/// the checkout service (and its price token signer) as schema data.
+pub fn schema(server: &Server, checkout: Arc<Checkout>) -> Schema {
+    builder(server).data(checkout).finish()
+}
+
+fn builder(server: &Server) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query, Mutation, EmptySubscription)
         .extension(errors::QueryLimits {
             max_depth: server.max_query_depth,
             max_complexity: server.max_query_complexity,
@@ -42,12 +54,11 @@ pub fn schema(server: &Server) -> Schema {
         // Our own limits run first with clear codes; this one stays as a
         // backstop for the parser's recursion.
         .limit_recursive_depth(server.max_query_depth + 32)
-        .finish()
 }
 
 /// The SDL `moat schema` prints and `schema/storefront.graphql` holds.
 pub fn sdl() -> String {
-    schema(&Server::default()).sdl()
+    builder(&Server::default()).finish().sdl()
 }
 
 /// Checks what must hold before a request runs and that async-graphql
@@ -101,8 +112,12 @@ fn selected_operation<'a>(
 /// that batch its cache reads.
 pub struct Scope {
     pub catalog: Arc<Catalog>,
-    /// The price segment of the shopper (the default one when anonymous).
-    pub segment: String,
+    /// Who is asking (resolved by `http` before the request runs).
+    pub viewer: Viewer,
+    /// The price segment of the shopper, or why it is unknown (the CRM
+    /// could not say who a token belongs to): then every price fails
+    /// rather than showing a signed-in shopper anonymous prices.
+    segment: Result<String, Error>,
     /// One clock reading per request, so every `ageSeconds` agrees.
     pub now: Timestamp,
     /// When this request stops waiting on upstream data.
@@ -113,13 +128,36 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// An anonymous request priced in `segment` (benches and tests use
+    /// this; the HTTP handler uses `for_viewer`).
     pub fn new(catalog: Arc<Catalog>, segment: String, deadline: Duration) -> Scope {
+        Scope::build(catalog, Viewer::Anonymous, Ok(segment), deadline)
+    }
+
+    /// A request by `viewer`: anonymous shoppers get the default segment,
+    /// customers their own.
+    pub fn for_viewer(catalog: Arc<Catalog>, viewer: Viewer, deadline: Duration) -> Scope {
+        let segment = match &viewer {
+            Viewer::Anonymous => Ok(catalog.selling.default_segment.clone()),
+            Viewer::Customer(c) => Ok(c.segment.clone()),
+            Viewer::Unresolved(e) => Err(e.clone()),
+        };
+        Scope::build(catalog, viewer, segment, deadline)
+    }
+
+    fn build(
+        catalog: Arc<Catalog>,
+        viewer: Viewer,
+        segment: Result<String, Error>,
+        deadline: Duration,
+    ) -> Scope {
         let deadline = Instant::now() + deadline;
         Scope {
             products: Loader::new(catalog.products.clone(), deadline),
             prices: Loader::new(catalog.prices.clone(), deadline),
             stock: Loader::new(catalog.stock.clone(), deadline),
             catalog,
+            viewer,
             segment,
             now: Timestamp::now(),
             deadline,
@@ -143,6 +181,11 @@ impl Scope {
                 .unwrap_or_else(|| Err(Error::internal(format!("{} lost {key:?}", tier.entity())))),
             Err(_) => Err(loader::past_deadline()),
         }
+    }
+
+    /// The segment prices are read in, or why it is unknown.
+    pub fn segment(&self) -> Result<&str, Error> {
+        self.segment.as_deref().map_err(Clone::clone)
     }
 
     async fn categories(&self) -> Result<Arc<Vec<DomainCategory>>, Error> {
@@ -208,6 +251,37 @@ impl Query {
         let all = ctx.data::<Scope>()?.categories().await?;
         Ok(all.iter().map(|c| Category(c.clone())).collect())
     }
+
+    /// The signed-in customer (`Authorization: Bearer <customer token>`);
+    /// null when anonymous.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
+        match &ctx.data::<Scope>()?.viewer {
+            Viewer::Anonymous => Ok(None),
+            Viewer::Customer(c) => Ok(Some(Customer(c.clone()))),
+            Viewer::Unresolved(e) => Err(e.clone().into()),
+        }
+    }
+
+    /// One of the signed-in customer's orders. Null with `FORBIDDEN` for
+    /// another customer's order, `UNAUTHENTICATED` when anonymous; null
+    /// without an error when there is no such order.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
+        let scope = ctx.data::<Scope>()?;
+        let customer = match &scope.viewer {
+            Viewer::Customer(c) => c,
+            Viewer::Anonymous => {
+                return Err(Error::new(
+                    Kind::Unauthenticated,
+                    "sign in to see orders (Authorization: Bearer <customer token>)",
+                )
+                .into());
+            }
+            Viewer::Unresolved(e) => return Err(e.clone().into()),
+        };
+        check_key("id", &id)?;
+        let order = scope.catalog.customers.order(customer, &id).await?;
+        Ok(order.map(Order))
+    }
 }
 
 /// Page size when a query gives none, and the most it may ask for.
@@ -220,22 +294,9 @@ fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
     n.saturating_mul(child_complexity).saturating_add(1)
 }
 
-/// Ids and skus go into comma-separated batch calls upstream, so a comma
-/// (or anything unprintable) in one could never be looked up.
+/// Ids and skus are checked before they reach a cache key or an upstream.
 fn check_key(field: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.len() > 128 {
-        return Err(Error::bad_input(field, "must be 1 to 128 characters"));
-    }
-    if value
-        .chars()
-        .any(|c| c == ',' || c.is_control() || c.is_whitespace())
-    {
-        return Err(Error::bad_input(
-            field,
-            "must not contain commas, spaces or control characters",
-        ));
-    }
-    Ok(())
+    domain::check_key(value).map_err(|problem| Error::bad_input(field, problem))
 }
 
 /// A position in a listing: the PIM page it lies on and how many of that

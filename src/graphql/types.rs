@@ -2,12 +2,15 @@
 //! resolves its related data (price, stock, categories) through the
 //! request's loaders, so related reads batch.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 
 use super::scalars::{DateTime, Decimal};
 use super::{Scope, products_page};
 use crate::cache::{Found, Freshness as CacheFreshness};
 use crate::catalog::PriceKey;
+use crate::checkout::{Checkout, Claims};
 use crate::domain::{self, AvailabilityStatus as Status};
 
 /// A product with its content from the PIM.
@@ -65,7 +68,7 @@ impl Product {
         let currency = scope.catalog.selling.currency(currency_code.as_deref())?;
         let key = PriceKey {
             sku: self.0.sku.clone(),
-            segment: scope.segment.clone(),
+            segment: scope.segment()?.to_string(),
             currency,
         };
         let hit = scope.prices.load(key).await?;
@@ -154,6 +157,23 @@ impl ProductPrice {
 
     async fn freshness(&self) -> Freshness {
         self.freshness.into()
+    }
+
+    /// Moat's signed snapshot of this price (sku, segment, currency,
+    /// amount, version, time). Send it back with the line to
+    /// `verifyCheckout`, which tells a price Moat showed from one a client
+    /// made up.
+    async fn price_token(&self, ctx: &Context<'_>) -> Result<String> {
+        let tokens = ctx.data::<Arc<Checkout>>()?.tokens();
+        let scope = ctx.data::<Scope>()?;
+        Ok(tokens.sign(&Claims {
+            sku: self.price.sku.clone(),
+            segment: self.price.segment.clone(),
+            currency: self.price.currency,
+            amount: self.price.amount,
+            price_version: self.price.version,
+            issued_at: scope.now,
+        }))
     }
 }
 

@@ -12,6 +12,12 @@
 //! | no acceptable media type                    | 406                   | 406  |
 //! | mutation over GET                           | 405                   | 405  |
 //! | body too large                              | 413                   | 413  |
+//! | customer token unknown or malformed         | 401                   | 401  |
+//!
+//! A customer token (`Authorization: Bearer …`) is resolved here, before
+//! the request runs, because an invalid one is an error of the whole
+//! request; an unresolvable one (the CRM is down) is not, and fails only
+//! the fields that need the customer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,8 +30,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::customers::Viewer;
+use crate::error::{Error, Kind};
 use crate::graphql::{self, Scope};
 use crate::telemetry;
+use crate::upstream::Priority;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -146,7 +155,7 @@ pub async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
 async fn execute(
     app: &AppState,
     media: Media,
-    _headers: &HeaderMap,
+    headers: &HeaderMap,
     params: Params,
     via_get: bool,
 ) -> Response {
@@ -169,7 +178,8 @@ async fn execute(
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
-    if via_get && graphql::is_mutation(&mut request) {
+    let is_mutation = graphql::is_mutation(&mut request);
+    if via_get && is_mutation {
         let mut response = request_problem(
             media,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -183,11 +193,17 @@ async fn execute(
     if let Err(message) = graphql::check_variables(&mut request) {
         return graphql_request_error(media, &message);
     }
-    let scope = Scope::new(
-        app.catalog.clone(),
-        app.catalog.selling.default_segment.clone(),
-        app.config().server.deadline,
-    );
+    // A mutation is a checkout: its sign-in must not queue behind browsing.
+    let priority = if is_mutation {
+        Priority::Checkout
+    } else {
+        Priority::Browse
+    };
+    let viewer = match viewer(app, headers, priority).await {
+        Ok(viewer) => viewer,
+        Err(e) => return unauthenticated(media, &e),
+    };
+    let scope = Scope::for_viewer(app.catalog.clone(), viewer, app.config().server.deadline);
     let response = app.schema.execute(request.data(scope)).await;
     telemetry::graphql_request(started.elapsed());
 
@@ -209,6 +225,53 @@ async fn execute(
             &format!("cannot encode the response: {e}"),
         ),
     }
+}
+
+/// Who is asking: anonymous without `Authorization`, a customer for a
+/// bearer token the CRM knows. Anything else there is `UNAUTHENTICATED`,
+/// never quietly anonymous.
+async fn viewer(app: &AppState, headers: &HeaderMap, priority: Priority) -> Result<Viewer, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Viewer::Anonymous);
+    };
+    let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        Error::new(
+            Kind::Unauthenticated,
+            "the Authorization header must be `Bearer <customer token>`",
+        )
+    })?;
+    app.catalog.customers.sign_in(token, priority).await
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750
+/// token68 characters), or `None` for anything else.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    (scheme.eq_ignore_ascii_case("bearer")
+        && !token.is_empty()
+        && token.len() <= 512
+        && token.chars().all(token68))
+    .then_some(token)
+}
+
+/// 401 with a `Bearer` challenge (RFC 6750); no data, as for any request
+/// error. The body says what was wrong; the token is never echoed.
+fn unauthenticated(media: Media, error: &Error) -> Response {
+    let body = json!({ "errors": [{
+        "message": error.message(),
+        "extensions": { "code": error.kind().code() },
+    }] });
+    let mut response = reply(
+        media,
+        StatusCode::UNAUTHORIZED,
+        body.to_string().into_bytes(),
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 /// 400 for a request error with graphql-response+json; legacy JSON clients
@@ -318,6 +381,25 @@ fn negotiate(headers: &HeaderMap, html_allowed: bool) -> Option<Media> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_well_formed_bearer_token_is_taken() {
+        assert_eq!(bearer_token("Bearer ct_abc123"), Some("ct_abc123"));
+        assert_eq!(bearer_token("bearer  ct_abc123 "), Some("ct_abc123"));
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic dXNlcjpwYXNz",
+            "ct_abc123",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer t\u{e9}",
+        ] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
+        assert_eq!(bearer_token(&format!("Bearer {}", "a".repeat(513))), None);
+    }
 
     fn accept(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -82,7 +82,6 @@ pub fn parse_list<W: Wire, K>(
 }
 
 /// Parses a single-entity payload.
-#[allow(dead_code)] // for the single-entity routes (CRM customers, OMS orders)
 pub fn parse_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, Error> {
     serde_json::from_slice::<W>(body)
         .map_err(|e| e.to_string())

@@ -1,12 +1,13 @@
-//! ERP: prices per segment and currency, stock. Wire types and their checks.
+//! ERP: prices per segment and currency, stock, and the authoritative quote
+//! checkout verifies against. Wire types and their checks.
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::contract::{self, Wire, non_empty, timestamp};
 use super::{Client, Priority, in_chunks};
-use crate::domain::{Currency, Price, Stock};
+use crate::domain::{Currency, Price, Quote, QuotedLine, Stock, Timestamp};
 use crate::error::Error;
 
 #[derive(Clone)]
@@ -101,6 +102,214 @@ impl Erp {
         })
         .await
     }
+
+    /// `POST /erp/v1/quote`: current unit prices, stock and total for
+    /// `lines` (sku, quantity) in one segment and currency. Never cached. A
+    /// quote that does not answer the request it was given (another
+    /// segment, lines out of order, a total that is not the sum of its
+    /// lines) breaks the contract: checkout must not compare against it.
+    pub async fn quote(
+        &self,
+        segment: &str,
+        currency: Currency,
+        lines: &[(String, u32)],
+        priority: Priority,
+    ) -> Result<Quote, Error> {
+        let request = QuoteRequest {
+            segment,
+            currency: currency.code(),
+            lines: lines
+                .iter()
+                .map(|(sku, quantity)| QuoteRequestLine {
+                    sku,
+                    quantity: *quantity,
+                })
+                .collect(),
+        };
+        let reply = self
+            .client
+            .post("quote", "/erp/v1/quote", &request, priority)
+            .await?;
+        let system = self.client.system();
+        if reply.is_not_found() {
+            return Err(Error::unavailable(format!("{system} has no quote route")));
+        }
+        let answer = contract::parse_one::<WireQuote>(system, &reply.body)?;
+        answer
+            .answers(segment, currency, lines)
+            .map_err(|reason| contract::violation(system, WireQuote::ENTITY, reason))
+    }
+}
+
+#[derive(Serialize)]
+struct QuoteRequest<'a> {
+    segment: &'a str,
+    currency: &'static str,
+    lines: Vec<QuoteRequestLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct QuoteRequestLine<'a> {
+    sku: &'a str,
+    quantity: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireQuote {
+    segment: String,
+    currency: String,
+    lines: Vec<WireQuoteLine>,
+    unknown_skus: Vec<String>,
+    total_amount: i64,
+    quoted_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireQuoteLine {
+    sku: String,
+    quantity: i64,
+    unit_amount: i64,
+    line_amount: i64,
+    available: i64,
+    price_version: u64,
+    inventory_version: u64,
+}
+
+/// A quote that passed the field checks, before it is matched with the
+/// request it answers.
+struct CheckedQuote {
+    segment: String,
+    currency: Currency,
+    lines: Vec<QuotedLine>,
+    unknown_skus: Vec<String>,
+    total_amount: i64,
+    quoted_at: Timestamp,
+}
+
+impl Wire for WireQuote {
+    type Domain = CheckedQuote;
+    const ENTITY: &'static str = "quote";
+
+    fn check(self) -> Result<CheckedQuote, String> {
+        let currency = Currency::from_code(&self.currency)
+            .ok_or_else(|| format!("currency {:?} is not a known ISO 4217 code", self.currency))?;
+        let lines = self
+            .lines
+            .into_iter()
+            .map(WireQuoteLine::check)
+            .collect::<Result<Vec<_>, _>>()?;
+        let sum = lines
+            .iter()
+            .try_fold(0i64, |sum, l| sum.checked_add(l.line_amount))
+            .ok_or("the line amounts overflow")?;
+        if self.total_amount != sum {
+            return Err(format!(
+                "totalAmount {} is not the sum of the lines ({sum})",
+                self.total_amount
+            ));
+        }
+        Ok(CheckedQuote {
+            segment: non_empty("segment", self.segment)?,
+            currency,
+            lines,
+            unknown_skus: self.unknown_skus,
+            total_amount: self.total_amount,
+            quoted_at: timestamp("quotedAt", &self.quoted_at)?,
+        })
+    }
+}
+
+impl WireQuoteLine {
+    fn check(self) -> Result<QuotedLine, String> {
+        let sku = non_empty("sku", self.sku)?;
+        let quantity = u32::try_from(self.quantity)
+            .ok()
+            .filter(|q| *q > 0)
+            .ok_or_else(|| format!("quantity {} of {sku} is out of range", self.quantity))?;
+        let available = u32::try_from(self.available)
+            .map_err(|_| format!("available {} of {sku} is out of range", self.available))?;
+        if self.unit_amount < 0 {
+            return Err(format!(
+                "unitAmount {} of {sku} is negative",
+                self.unit_amount
+            ));
+        }
+        if self.unit_amount.checked_mul(i64::from(quantity)) != Some(self.line_amount) {
+            return Err(format!(
+                "lineAmount {} of {sku} is not {quantity} x {}",
+                self.line_amount, self.unit_amount
+            ));
+        }
+        Ok(QuotedLine {
+            sku,
+            quantity,
+            unit_amount: self.unit_amount,
+            line_amount: self.line_amount,
+            available,
+            price_version: self.price_version,
+            inventory_version: self.inventory_version,
+        })
+    }
+}
+
+impl CheckedQuote {
+    /// Matches the quote with the request: the same segment and currency,
+    /// and for each requested line in order either the next quoted line
+    /// (same sku and quantity) or a listed unknown sku. Nothing left over.
+    fn answers(
+        self,
+        segment: &str,
+        currency: Currency,
+        requested: &[(String, u32)],
+    ) -> Result<Quote, String> {
+        if self.segment != segment || self.currency != currency {
+            return Err(format!(
+                "asked for {segment}/{currency}, got {}/{}",
+                self.segment, self.currency
+            ));
+        }
+        if let Some(sku) = self
+            .unknown_skus
+            .iter()
+            .find(|u| !requested.iter().any(|(sku, _)| sku == *u))
+        {
+            return Err(format!(
+                "unknownSkus names {sku:?}, which was not asked for"
+            ));
+        }
+        let mut quoted = self.lines.into_iter();
+        let mut lines = Vec::with_capacity(requested.len());
+        for (sku, quantity) in requested {
+            if self.unknown_skus.contains(sku) {
+                lines.push(None);
+                continue;
+            }
+            match quoted.next() {
+                Some(line) if line.sku == *sku && line.quantity == *quantity => {
+                    lines.push(Some(line))
+                }
+                Some(line) => {
+                    return Err(format!(
+                        "expected a line for {quantity} x {sku}, got {} x {}",
+                        line.quantity, line.sku
+                    ));
+                }
+                None => return Err(format!("no line and no unknownSkus entry for {sku}")),
+            }
+        }
+        if let Some(extra) = quoted.next() {
+            return Err(format!("a line for {} was not asked for", extra.sku));
+        }
+        Ok(Quote {
+            segment: self.segment,
+            currency: self.currency,
+            lines,
+            total_amount: self.total_amount,
+            quoted_at: self.quoted_at,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -163,5 +372,76 @@ impl Wire for WireStock {
             version: self.version,
             updated_at: timestamp("updatedAt", &self.updated_at)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(body: serde_json::Value) -> Result<CheckedQuote, String> {
+        serde_json::from_value::<WireQuote>(body)
+            .map_err(|e| e.to_string())
+            .and_then(WireQuote::check)
+    }
+
+    fn body(lines: serde_json::Value, unknown: &[&str], total: i64) -> serde_json::Value {
+        serde_json::json!({
+            "segment": "default", "currency": "EUR", "lines": lines,
+            "unknownSkus": unknown, "totalAmount": total,
+            "quotedAt": "2026-01-01T00:00:00Z"
+        })
+    }
+
+    fn line(sku: &str, quantity: i64, unit: i64, available: i64) -> serde_json::Value {
+        serde_json::json!({
+            "sku": sku, "quantity": quantity, "unitAmount": unit,
+            "lineAmount": unit * quantity, "available": available,
+            "priceVersion": 1, "inventoryVersion": 1
+        })
+    }
+
+    fn asked(lines: &[(&str, u32)]) -> Vec<(String, u32)> {
+        lines.iter().map(|(s, q)| (s.to_string(), *q)).collect()
+    }
+
+    #[test]
+    fn a_quote_is_matched_line_by_line_with_its_request() {
+        let lines = serde_json::json!([line("A", 2, 150, 9), line("C", 1, 99, 0)]);
+        let quote = wire(body(lines, &["B"], 399))
+            .unwrap()
+            .answers(
+                "default",
+                Currency::EUR,
+                &asked(&[("A", 2), ("B", 1), ("C", 1)]),
+            )
+            .unwrap();
+        assert_eq!(quote.lines.len(), 3);
+        assert_eq!(quote.lines[0].as_ref().unwrap().unit_amount, 150);
+        assert!(quote.lines[1].is_none());
+        assert_eq!(quote.lines[2].as_ref().unwrap().available, 0);
+        assert_eq!(quote.total_amount, 399);
+    }
+
+    #[test]
+    fn a_quote_that_does_not_add_up_or_answer_the_request_breaks_the_contract() {
+        let one = || serde_json::json!([line("A", 2, 150, 9)]);
+        assert!(wire(body(one(), &[], 301)).is_err(), "total");
+        let mut broken = line("A", 2, 150, 9);
+        broken["lineAmount"] = 299.into();
+        assert!(wire(body(serde_json::json!([broken]), &[], 299)).is_err());
+        assert!(wire(body(serde_json::json!([line("A", 1, 5, -1)]), &[], 5)).is_err());
+        assert!(wire(body(serde_json::json!([line("A", 1, -5, 1)]), &[], -5)).is_err());
+        let ok = |answer: &[(&str, u32)], segment: &str| {
+            wire(body(one(), &[], 300))
+                .unwrap()
+                .answers(segment, Currency::EUR, &asked(answer))
+                .is_ok()
+        };
+        assert!(ok(&[("A", 2)], "default"));
+        assert!(!ok(&[("A", 2)], "vip"), "another segment");
+        assert!(!ok(&[("A", 3)], "default"), "another quantity");
+        assert!(!ok(&[("A", 2), ("B", 1)], "default"), "a line missing");
+        assert!(!ok(&[], "default"), "a line not asked for");
     }
 }

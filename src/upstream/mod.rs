@@ -7,7 +7,9 @@
 
 mod client;
 mod contract;
+pub mod crm;
 pub mod erp;
+pub mod oms;
 pub mod pim;
 pub mod protection;
 
@@ -18,9 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use client::Client;
+pub use crm::Crm;
 pub use erp::Erp;
+pub use oms::Oms;
 pub use pim::Pim;
 pub use protection::Protection;
 
@@ -97,6 +102,8 @@ pub struct Settings {
 pub struct Upstreams {
     pub pim: Pim,
     pub erp: Erp,
+    pub crm: Crm,
+    pub oms: Oms,
     /// Each system's limits, breaker and retry state, for the admin API.
     pub protection: Vec<Arc<Protection>>,
 }
@@ -128,6 +135,8 @@ impl Upstreams {
         Ok(Upstreams {
             pim: Pim::new(client(System::Pim)?),
             erp: Erp::new(client(System::Erp)?),
+            crm: Crm::new(client(System::Crm)?),
+            oms: Oms::new(client(System::Oms)?),
             protection,
         })
     }
@@ -136,6 +145,23 @@ impl Upstreams {
     pub fn protection(&self, system: System) -> Option<&Arc<Protection>> {
         self.protection.iter().find(|p| p.system == system)
     }
+}
+
+/// What a path segment may carry unescaped (RFC 3986 unreserved).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id or token as one URL path segment, escaped so it can never add a
+/// segment or a query. `None` for `.` and `..`, which URL parsing would
+/// resolve (even escaped) into another path: no upstream entity has them.
+pub(crate) fn path_segment(value: &str) -> Option<String> {
+    if value.is_empty() || value == "." || value == ".." {
+        return None;
+    }
+    Some(utf8_percent_encode(value, PATH_SEGMENT).to_string())
 }
 
 /// Splits `keys` into calls of at most `max` keys, runs them concurrently and
@@ -170,4 +196,21 @@ where
         }
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn path_segments_cannot_escape_their_segment() {
+        assert_eq!(path_segment("ord-00001").as_deref(), Some("ord-00001"));
+        assert_eq!(
+            path_segment("a/b?c#d%").as_deref(),
+            Some("a%2Fb%3Fc%23d%25")
+        );
+        assert_eq!(path_segment(".."), None);
+        assert_eq!(path_segment("."), None);
+        assert_eq!(path_segment(""), None);
+    }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod shop;
 
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use moat::config::{Config, Secrets};
 use moat::sim::{SimConfig, Simulator};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Shared by every test gateway, so replicas verify each other's tokens.
+pub const PRICE_TOKEN_SECRET: &str = "test-price-token-secret-0123456789abcdef";
 
 /// A simulator serving on 127.0.0.1 with an ephemeral port.
 pub struct Sim {
@@ -193,6 +196,8 @@ impl Moat {
             config,
             Secrets {
                 admin_token: Some(ADMIN_TOKEN.into()),
+                price_token_secret: Some(PRICE_TOKEN_SECRET.into()),
+                price_token_previous_secret: None,
             },
         )
         .await
@@ -225,6 +230,34 @@ impl Moat {
             .json()
             .await
             .expect("graphql json")
+    }
+
+    /// POSTs a query with an `Authorization` header (`None`: without one)
+    /// and returns the status, headers and JSON body.
+    pub async fn query_as(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("graphql request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.expect("graphql json");
+        (status, headers, body)
+    }
+
+    /// A query as a signed-in customer; the JSON body (any status).
+    pub async fn query_with_token(&self, token: &str, query: &str, variables: Value) -> Value {
+        let bearer = format!("Bearer {token}");
+        self.query_as(Some(&bearer), query, variables).await.2
     }
 
     pub async fn admin_get(&self, path: &str) -> (u16, Value) {
@@ -294,6 +327,40 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A customer of the simulator by segment: `(id, token, order ids)`.
+pub async fn customer_in(sim: &Sim, segment: &str) -> (String, String, Vec<String>) {
+    let all = sim.customers().await;
+    let c = all
+        .iter()
+        .find(|c| c["segment"] == segment)
+        .unwrap_or_else(|| panic!("no {segment} customer in {all:?}"));
+    let orders = c["orderIds"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        c["id"].as_str().unwrap_or_default().to_string(),
+        c["token"].as_str().unwrap_or_default().to_string(),
+        orders,
+    )
+}
+
+/// `"12.34"` → 1234 (two minor digits, as EUR and USD have).
+pub fn cents(decimal: &str) -> i64 {
+    let (whole, fraction) = decimal.split_once('.').unwrap_or((decimal, "0"));
+    let fraction = format!("{fraction:0<2}");
+    whole.parse::<i64>().expect("whole part") * 100 + fraction[..2].parse::<i64>().expect("cents")
+}
+
+/// 1234 → `"12.34"`.
+pub fn decimal(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// The `extensions.code` of every error in a response.

@@ -1,0 +1,339 @@
+//! Signed-in shoppers: a customer token resolved through the CRM, and the
+//! orders (OMS) a customer may read. `http` resolves the token before
+//! GraphQL runs (an unknown one is answered 401 there); `graphql` reads a
+//! customer's orders through here. Both are cached like the catalog, in
+//! tiers of their own.
+//!
+//! A token is a credential. It is never a cache key, a log field or a
+//! metric label: the customer cache is keyed by its SHA-256, and the key's
+//! `Debug` shows only a prefix of that digest.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, join_all};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cache::invalidation::Invalidate;
+use crate::cache::key::{join, split};
+use crate::cache::{Batch, Fetch, Hit, Key, L2, Policy, Tier, Value};
+use crate::config::Config;
+use crate::domain::{Customer, Order};
+use crate::error::{Error, Kind};
+use crate::upstream::{Crm, Oms, Priority, Upstreams};
+
+/// Who is asking, as one request sees it.
+#[derive(Debug, Clone)]
+pub enum Viewer {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A token the CRM knows.
+    Customer(Customer),
+    /// A token given, but the CRM could not say whose it is and nothing was
+    /// cached. Fields that depend on the customer fail with this error;
+    /// they must not fall back to what an anonymous shopper would see.
+    Unresolved(Error),
+}
+
+/// The customer cache key: the token's SHA-256 (hex), plus the token itself
+/// in memory only, because the CRM must be asked with it. Equality and
+/// hashing use the digest alone.
+#[derive(Clone)]
+pub struct TokenKey {
+    digest: String,
+    /// `None` for a key read back from Redis or the invalidation channel,
+    /// which only ever see the digest.
+    token: Option<Arc<str>>,
+}
+
+impl TokenKey {
+    pub fn new(token: &str) -> TokenKey {
+        TokenKey {
+            digest: hex(&Sha256::digest(token.as_bytes())),
+            token: Some(token.into()),
+        }
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &TokenKey) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for TokenKey {}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenKey(sha256:{}…)", &self.digest[..12])
+    }
+}
+
+impl Key for TokenKey {
+    fn encode(&self) -> String {
+        self.digest.clone()
+    }
+
+    fn decode(text: &str) -> Option<TokenKey> {
+        let is_digest = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        is_digest.then(|| TokenKey {
+            digest: text.to_ascii_lowercase(),
+            token: None,
+        })
+    }
+
+    fn id(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// An order is cached per order and asking customer, so what one customer
+/// may see is never decided by what another one fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrderKey {
+    pub order_id: String,
+    pub customer_id: String,
+}
+
+/// `order:customer`; purged by order id (what an OMS change names).
+impl Key for OrderKey {
+    const COMPOSITE: bool = true;
+
+    fn encode(&self) -> String {
+        join(&[&self.order_id, &self.customer_id])
+    }
+
+    fn decode(text: &str) -> Option<OrderKey> {
+        let mut parts = split(text, 2)?.into_iter();
+        Some(OrderKey {
+            order_id: parts.next()?,
+            customer_id: parts.next()?,
+        })
+    }
+
+    fn id(&self) -> &str {
+        &self.order_id
+    }
+}
+
+/// What the order cache holds for one customer: the order when it is
+/// theirs, or only the fact that it is someone else's (so another
+/// customer's order is never stored under this customer's key, and asking
+/// again does not reach the OMS every time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderAccess {
+    Owned(Order),
+    OtherCustomers,
+}
+
+/// The customer and order caches.
+pub struct Customers {
+    pub by_token: Arc<Tier<TokenKey, Customer>>,
+    pub orders: Arc<Tier<OrderKey, OrderAccess>>,
+}
+
+impl Customers {
+    pub fn new(config: &Config, upstreams: &Upstreams, l2: Option<Arc<L2>>) -> Customers {
+        let c = &config.cache;
+        Customers {
+            by_token: Tier::new(
+                "customer",
+                Policy::from_config(&c.customer, c.jitter),
+                c.customer.l1_max_bytes.bytes(),
+                l2.clone(),
+                CustomersByToken(upstreams.crm.clone()),
+            ),
+            orders: Tier::new(
+                "order",
+                Policy::from_config(&c.order, c.jitter),
+                c.order.l1_max_bytes.bytes(),
+                l2,
+                OrdersFor(upstreams.oms.clone()),
+            ),
+        }
+    }
+
+    pub fn tiers(&self) -> Vec<Arc<dyn Invalidate>> {
+        vec![self.by_token.clone(), self.orders.clone()]
+    }
+
+    /// Resolves a bearer token. `Err(UNAUTHENTICATED)` when the CRM does
+    /// not know it; `Viewer::Unresolved` when the CRM cannot answer and no
+    /// answer is cached.
+    pub async fn sign_in(&self, token: &str, priority: Priority) -> Result<Viewer, Error> {
+        let key = TokenKey::new(token);
+        match read_one(&self.by_token, key, priority).await {
+            Ok(hit) => match hit.value() {
+                Some(customer) => Ok(Viewer::Customer(customer.clone())),
+                None => Err(Error::new(
+                    Kind::Unauthenticated,
+                    "the customer token is not valid; sign in again",
+                )),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve a customer token; customer fields will fail");
+                Ok(Viewer::Unresolved(e))
+            }
+        }
+    }
+
+    /// One of `customer`'s orders. `None` when no such order exists;
+    /// `FORBIDDEN` when it belongs to someone else.
+    pub async fn order(&self, customer: &Customer, order_id: &str) -> Result<Option<Order>, Error> {
+        let key = OrderKey {
+            order_id: order_id.to_string(),
+            customer_id: customer.id.clone(),
+        };
+        let hit = read_one(&self.orders, key, Priority::Browse).await?;
+        match hit.value() {
+            None => Ok(None),
+            Some(OrderAccess::Owned(order)) => Ok(Some(order.clone())),
+            Some(OrderAccess::OtherCustomers) => Err(Error::new(
+                Kind::Forbidden,
+                "this order belongs to another customer",
+            )),
+        }
+    }
+}
+
+/// One key through L1, else a (single-flight) fetch.
+async fn read_one<K: Key, V: Value>(
+    tier: &Arc<Tier<K, V>>,
+    key: K,
+    priority: Priority,
+) -> Result<Hit<V>, Error> {
+    if let Some(hit) = tier.get_cached(&key) {
+        return Ok(hit);
+    }
+    tier.get_many(vec![key.clone()], priority)
+        .await
+        .remove(&key)
+        .unwrap_or_else(|| {
+            Err(Error::internal(format!(
+                "{} read lost its key",
+                tier.entity()
+            )))
+        })
+}
+
+struct CustomersByToken(Crm);
+
+impl Fetch<TokenKey, Customer> for CustomersByToken {
+    fn fetch(
+        &self,
+        keys: Vec<TokenKey>,
+        priority: Priority,
+    ) -> BoxFuture<'static, Batch<TokenKey, Customer>> {
+        let crm = self.0.clone();
+        async move {
+            let lookups = keys.into_iter().map(|key| {
+                let crm = crm.clone();
+                async move {
+                    let found = match &key.token {
+                        Some(token) => crm.customer_by_token(token, priority).await,
+                        // Only keys read back from Redis lack the token, and
+                        // those are never fetched (they come from a purge).
+                        None => Err(Error::internal("a customer key without its token")),
+                    };
+                    (key, found)
+                }
+            });
+            let mut out = HashMap::new();
+            for (key, found) in join_all(lookups).await {
+                match found {
+                    Ok(Some(customer)) => {
+                        out.insert(key, Ok(customer));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        out.insert(key, Err(e));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+}
+
+struct OrdersFor(Oms);
+
+impl Fetch<OrderKey, OrderAccess> for OrdersFor {
+    fn fetch(
+        &self,
+        keys: Vec<OrderKey>,
+        priority: Priority,
+    ) -> BoxFuture<'static, Batch<OrderKey, OrderAccess>> {
+        let oms = self.0.clone();
+        async move {
+            let lookups = keys.into_iter().map(|key| {
+                let oms = oms.clone();
+                async move {
+                    let found = oms.order(&key.order_id, priority).await;
+                    (key, found)
+                }
+            });
+            let mut out = HashMap::new();
+            for (key, found) in join_all(lookups).await {
+                let access = match found {
+                    Ok(None) => continue,
+                    Ok(Some(order)) if order.customer_id == key.customer_id => {
+                        Ok(OrderAccess::Owned(order))
+                    }
+                    Ok(Some(_)) => Ok(OrderAccess::OtherCustomers),
+                    Err(e) => Err(e),
+                };
+                out.insert(key, access);
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_key_never_shows_the_token() {
+        let key = TokenKey::new("ct_secret_token_value");
+        assert_eq!(key.encode().len(), 64);
+        assert!(!key.encode().contains("secret"));
+        let debug = format!("{key:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        // Read back from Redis: the same key, without the token.
+        let decoded = TokenKey::decode(&key.encode()).unwrap();
+        assert_eq!(decoded, key);
+        assert!(decoded.token.is_none());
+        assert!(TokenKey::decode("ct_secret_token_value").is_none());
+    }
+
+    #[test]
+    fn order_keys_round_trip_and_purge_by_order() {
+        let key = OrderKey {
+            order_id: "ord-00001".into(),
+            customer_id: "cust:001".into(),
+        };
+        assert_eq!(OrderKey::decode(&key.encode()), Some(key.clone()));
+        assert_eq!(key.id(), "ord-00001");
+    }
+}

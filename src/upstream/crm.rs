@@ -1,0 +1,85 @@
+//! CRM: who a customer token belongs to. Wire type and its check.
+//!
+//! The token is a credential: it travels only in the request path to the
+//! CRM and is never logged, counted or echoed in an error.
+
+use serde::Deserialize;
+
+use super::contract::{self, Wire, non_empty, timestamp};
+use super::{Client, Priority, path_segment};
+use crate::domain::Customer;
+use crate::error::Error;
+
+#[derive(Clone)]
+pub struct Crm {
+    client: Client,
+}
+
+impl Crm {
+    pub fn new(client: Client) -> Crm {
+        Crm { client }
+    }
+
+    /// `GET /crm/v1/customers/by-token/{token}`: the customer, or `None`
+    /// when the CRM knows no such token.
+    pub async fn customer_by_token(
+        &self,
+        token: &str,
+        priority: Priority,
+    ) -> Result<Option<Customer>, Error> {
+        let Some(segment) = path_segment(token) else {
+            return Ok(None);
+        };
+        let path = format!("/crm/v1/customers/by-token/{segment}");
+        let reply = self
+            .client
+            .get("customers", &path, &[], priority)
+            .await
+            .map_err(without_detail)?;
+        if reply.is_not_found() {
+            return Ok(None);
+        }
+        contract::parse_one::<WireCustomer>(self.client.system(), &reply.body).map(Some)
+    }
+}
+
+/// A refusal (4xx) carries the start of the CRM's answer, which might
+/// quote the token back: that message goes to logs and to the client, so
+/// it is replaced. Timeouts and 5xx messages name no request detail.
+fn without_detail(e: Error) -> Error {
+    if e.is_retryable() {
+        e
+    } else {
+        Error::unavailable("crm refused the customer lookup")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireCustomer {
+    id: String,
+    email: String,
+    name: String,
+    segment: String,
+    version: u64,
+    updated_at: String,
+}
+
+impl Wire for WireCustomer {
+    type Domain = Customer;
+    const ENTITY: &'static str = "customer";
+
+    fn check(self) -> Result<Customer, String> {
+        // Checked for the contract only: the timestamp is not kept.
+        timestamp("updatedAt", &self.updated_at)?;
+        Ok(Customer {
+            id: non_empty("id", self.id)?,
+            email: self.email,
+            name: self.name,
+            // The segment picks the prices a customer sees: an empty one
+            // must not quietly become some default.
+            segment: non_empty("segment", self.segment)?,
+            version: self.version,
+        })
+    }
+}

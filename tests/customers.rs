@@ -1,0 +1,192 @@
+//! Customers end to end: bearer tokens resolved through the CRM, prices in
+//! the customer's segment, `viewer`, and orders from the OMS that only
+//! their owner may read, over real TCP.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::shop::{cart, shown, verify};
+use support::{Moat, Sim, config, customer_in, decimal, error_codes, eventually};
+
+const ORDER: &str = r#"query($id: ID!) {
+  order(id: $id) { id status total { amount currencyCode } lines { sku quantity unitPrice { amount } } placedAt }
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_read_their_own_orders_and_only_those() {
+    let sim = Sim::start().await;
+    let moat = Moat::start(config(&sim.url)).await;
+    let (a_id, a_token, a_orders) = customer_in(&sim, "default").await;
+    let (_, b_token, b_orders) = customer_in(&sim, "vip").await;
+
+    let own = moat
+        .query_with_token(&a_token, ORDER, json!({ "id": a_orders[0] }))
+        .await;
+    assert!(own.get("errors").is_none(), "{own}");
+    let order = &own["data"]["order"];
+    let oms = sim
+        .get_json(&format!("/oms/v1/orders/{}", a_orders[0]))
+        .await;
+    assert_eq!(oms["customerId"], json!(a_id));
+    assert_eq!(order["id"], oms["id"]);
+    assert_eq!(order["status"], oms["status"]);
+    assert_eq!(
+        order["total"]["amount"],
+        json!(decimal(oms["totalAmount"].as_i64().unwrap()))
+    );
+    assert_eq!(order["total"]["currencyCode"], oms["currency"]);
+    assert_eq!(order["lines"][0]["sku"], oms["lines"][0]["sku"]);
+    assert!(order["placedAt"].is_string());
+    let calls = sim.requests("oms.orders").await;
+    moat.query_with_token(&a_token, ORDER, json!({ "id": a_orders[0] }))
+        .await;
+    assert_eq!(
+        sim.requests("oms.orders").await,
+        calls,
+        "cached per customer"
+    );
+
+    // B's order, asked for by A: null and FORBIDDEN, the rest intact.
+    let q = r#"query($id: ID!) { viewer { id } order(id: $id) { id total { amount } } }"#;
+    let theirs = moat
+        .query_with_token(&a_token, q, json!({ "id": b_orders[0] }))
+        .await;
+    assert_eq!(theirs["data"]["order"], Value::Null, "{theirs}");
+    assert_eq!(theirs["data"]["viewer"]["id"], json!(a_id));
+    assert_eq!(error_codes(&theirs), ["FORBIDDEN"]);
+    assert_eq!(theirs["errors"][0]["path"], json!(["order"]));
+    let again = moat
+        .query_with_token(&a_token, q, json!({ "id": b_orders[0] }))
+        .await;
+    assert_eq!(error_codes(&again), ["FORBIDDEN"], "from the cache too");
+    let mine = moat
+        .query_with_token(&b_token, q, json!({ "id": b_orders[0] }))
+        .await;
+    assert!(
+        mine["data"]["order"]["id"].is_string(),
+        "B reads it: {mine}"
+    );
+
+    // Anonymous: UNAUTHENTICATED on the field, the request still runs.
+    let (status, _, anon) = moat
+        .query_as(
+            None,
+            r#"{ order(id: "ord-00001") { id } categories { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(anon["data"]["order"], Value::Null);
+    assert!(anon["data"]["categories"].is_array());
+    assert_eq!(error_codes(&anon), ["UNAUTHENTICATED"]);
+
+    // No such order: null, no error.
+    let none = moat
+        .query_with_token(&a_token, ORDER, json!({ "id": "ord-99999" }))
+        .await;
+    assert_eq!(none["data"]["order"], Value::Null);
+    assert!(none.get("errors").is_none(), "{none}");
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_or_malformed_token_is_a_401_request_error() {
+    let sim = Sim::start().await;
+    let moat = Moat::start(config(&sim.url)).await;
+    let q = "{ categories { id } }";
+    for header in [
+        "Bearer ct_000000000000000000000000",
+        "Bearer ",
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "ct_000000000000000000000000",
+    ] {
+        let (status, headers, body) = moat.query_as(Some(header), q, json!({})).await;
+        assert_eq!(status, 401, "{header}: {body}");
+        let challenge = headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{header}: {challenge}");
+        assert!(body.get("data").is_none(), "{body}");
+        assert_eq!(error_codes(&body), ["UNAUTHENTICATED"]);
+        assert!(
+            !body.to_string().contains("ct_000000000000000000000000"),
+            "the token is not echoed: {body}"
+        );
+    }
+    // An unknown token is remembered briefly, not asked about every time.
+    let calls = sim.requests("crm.customers").await;
+    moat.query_as(Some("Bearer ct_000000000000000000000000"), q, json!({}))
+        .await;
+    assert_eq!(sim.requests("crm.customers").await, calls);
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_crm_down_customer_fields_fail_and_never_show_anonymous_prices() {
+    let sim = Sim::start().await;
+    let mut c = config(&sim.url);
+    // The CRM's breaker opens while it is down; a short cooldown lets the
+    // test see it come back.
+    c.upstream.breaker.cooldown = std::time::Duration::from_millis(200);
+    let moat = Moat::start(c).await;
+    let (_, token, orders) = customer_in(&sim, "vip").await;
+    let sku = "SKU-000001";
+    sim.fault("crm", json!({ "down": true })).await;
+
+    let q = r#"query($sku: String!, $order: ID!) {
+      viewer { id }
+      order(id: $order) { id }
+      product(sku: $sku) { name price { price { amount } } availability { status } }
+    }"#;
+    let (status, _, r) = moat
+        .query_as(
+            Some(&format!("Bearer {token}")),
+            q,
+            json!({ "sku": sku, "order": orders[0] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["data"]["viewer"], Value::Null, "{r}");
+    assert_eq!(r["data"]["order"], Value::Null);
+    assert_eq!(
+        r["data"]["product"]["price"],
+        Value::Null,
+        "no anonymous price: {r}"
+    );
+    assert!(r["data"]["product"]["name"].is_string());
+    assert!(r["data"]["product"]["availability"]["status"].is_string());
+    let mut paths: Vec<String> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [r#"["order"]"#, r#"["product","price"]"#, r#"["viewer"]"#]
+    );
+    assert!(
+        error_codes(&r).iter().all(|c| c == "UPSTREAM_UNAVAILABLE"),
+        "{r}"
+    );
+
+    // Checkout cannot know the segment either: it fails closed.
+    let warm = shown(&moat, None, sku).await;
+    let v = verify(&moat, Some(&token), cart(&[(&warm, 1)])).await;
+    assert_eq!(error_codes(&v), ["UPSTREAM_UNAVAILABLE"], "{v}");
+
+    // Once the CRM answers (and its breaker has probed), the customer is back.
+    sim.fault("crm", json!({ "down": false })).await;
+    let back = eventually(std::time::Duration::from_secs(10), || async {
+        let r = moat
+            .query_with_token(&token, "{ viewer { segment } }", json!({}))
+            .await;
+        r["data"]["viewer"]["segment"] == "vip"
+    })
+    .await;
+    assert!(back, "the customer is back once the CRM answers");
+    moat.stop().await;
+}
