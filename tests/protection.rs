@@ -61,16 +61,33 @@ async fn a_burst_of_cold_reads_stays_within_the_erp_limit() {
     c.upstream.limits.checkout_reserve = 0.2;
     let moat = Moat::start(c).await;
     warm_products(&moat, 20).await;
-    let before = sim.requests("erp.prices").await;
+    // A cart shown before the campaign starts.
+    let shown = support::shop::shown(&moat, None, "SKU-002500").await;
+    let erp_calls = || async {
+        sim.requests("erp.prices").await
+            + sim.requests("erp.inventory").await
+            + sim.requests("erp.quote").await
+    };
+    let before = erp_calls().await;
 
     let started = Instant::now();
     let reads = futures_util::stream::iter(1..=2_000)
         .map(|n| moat.query(PRICE, json!({ "id": id(n) })))
-        .buffer_unordered(64);
-    let responses: Vec<Value> = futures_util::StreamExt::collect(reads).await;
+        .buffer_unordered(64)
+        .collect::<Vec<Value>>();
+    // Checkouts keep verifying during the burst, on their reserved share.
+    let checkouts = async {
+        let mut results = Vec::new();
+        for _ in 0..5 {
+            let input = support::shop::cart(&[(&shown, 1)]);
+            results.push(support::shop::verify(&moat, None, input).await);
+        }
+        results
+    };
+    let (responses, checkouts) = tokio::join!(reads, checkouts);
     let elapsed = started.elapsed().as_secs_f64();
 
-    let calls = sim.requests("erp.prices").await - before;
+    let calls = erp_calls().await - before;
     let allowed = (10.0 * elapsed).ceil() as u64 + 10;
     assert!(
         calls <= allowed,
@@ -90,6 +107,12 @@ async fn a_burst_of_cold_reads_stays_within_the_erp_limit() {
             .all(|r| r["data"]["product"]["name"].is_string()),
         "content still served"
     );
+    for v in &checkouts {
+        assert_eq!(
+            v["data"]["verifyCheckout"]["ok"], true,
+            "checkout got through: {v}"
+        );
+    }
     assert!(
         moat.metric("moat_ratelimit_rejected_total{upstream=\"erp\",priority=\"browse\"}")
             .await
