@@ -1,9 +1,10 @@
 //! Scenario "cold-replica": how much a new replica costs the upstreams when
 //! it starts with an empty L1, with and without the shared L2.
 //!
-//! Replica A serves 1,000 product-page requests (a skewed mix over 2,000
-//! products, as storefront traffic is), then replica B starts cold and
-//! serves another 1,000 drawn the same way. The figure is B's upstream
+//! Replica A, standing for the fleet already running, serves 10,000
+//! product-page requests (a skewed mix over 2,000 products, as storefront
+//! traffic is), then replica B starts cold and serves 1,000 drawn the same
+//! way. The figure is B's upstream
 //! calls per 1,000 requests, read from the simulator's counters. Run by
 //! `loadtests/run cold-replica`, or directly:
 //! `cargo run --release --example cold_replica` (needs redis-server on PATH).
@@ -19,6 +20,9 @@ use serde_json::{Value, json};
 
 const QUERY: &str = "query($id: ID!) { product(id: $id) { name price { price { amount } } availability { status } } }";
 const PRODUCTS: u64 = 2_000;
+/// What the running fleet has served before B starts.
+const FLEET_REQUESTS: usize = 10_000;
+/// What B serves, cold.
 const REQUESTS: usize = 1_000;
 
 #[tokio::main]
@@ -82,22 +86,22 @@ async fn run(with_redis: bool) -> (u64, u64) {
     let a = Gateway::start(config(), Secrets::default())
         .await
         .expect("replica A");
-    drive(&http, &format!("http://{}/graphql", a.public_addr), 1).await;
+    drive(&http, &format!("http://{}/graphql", a.public_addr), 1, FLEET_REQUESTS).await;
     let before = counts(&http, &sim_url).await;
     let b = Gateway::start(config(), Secrets::default())
         .await
         .expect("replica B");
-    drive(&http, &format!("http://{}/graphql", b.public_addr), 2).await;
+    drive(&http, &format!("http://{}/graphql", b.public_addr), 2, REQUESTS).await;
     let after = counts(&http, &sim_url).await;
     a.stop().await;
     b.stop().await;
     (after.0 - before.0, after.1 - before.1)
 }
 
-/// REQUESTS product reads, skewed: most traffic on few products.
-async fn drive(http: &reqwest::Client, url: &str, seed: u64) {
+/// `n` product reads, skewed: most traffic on few products.
+async fn drive(http: &reqwest::Client, url: &str, seed: u64, n: usize) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    for _ in 0..REQUESTS {
+    for _ in 0..n {
         // Squaring a uniform draw puts most requests on low ids.
         let u = rng.f64();
         let n = 1 + ((u * u) * (PRODUCTS - 1) as f64) as u64;
