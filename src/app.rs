@@ -17,7 +17,7 @@ use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Secrets};
 use crate::error::Error;
-use crate::graphql::{self, Schema};
+use crate::graphql::{self, Documents, Schema};
 use crate::http::client_limit::ClientLimits;
 use crate::shared::{self, Redis};
 use crate::upstream::{Settings, Upstreams};
@@ -29,6 +29,8 @@ pub struct AppState {
     config: ArcSwap<Config>,
     pub secrets: Secrets,
     pub schema: Schema,
+    /// Parsed documents by query text (see `graphql::prepare`).
+    pub documents: Documents,
     pub catalog: Arc<Catalog>,
     pub invalidator: Arc<Invalidator>,
     pub upstreams: Upstreams,
@@ -123,6 +125,7 @@ impl Gateway {
         ));
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
+            documents: Documents::new(config.server.max_query_depth),
             catalog,
             invalidator,
             upstreams,

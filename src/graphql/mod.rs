@@ -7,16 +7,13 @@ mod checkout;
 mod customer;
 mod errors;
 mod loader;
+mod prepare;
 mod scalars;
 mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::parser::Positioned;
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
-};
 use async_graphql::{Context, EmptySubscription, ID, Object, Result, SchemaBuilder};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,6 +32,7 @@ use crate::upstream::Priority;
 pub use checkout::Mutation;
 use customer::{Customer, Order};
 pub use loader::Loader;
+pub use prepare::{Documents, Prepared};
 use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
 
 pub type Schema = async_graphql::Schema<Query, Mutation, EmptySubscription>;
@@ -59,53 +57,6 @@ fn builder(server: &Server) -> SchemaBuilder<Query, Mutation, EmptySubscription>
 /// The SDL `moat schema` prints and `schema/storefront.graphql` holds.
 pub fn sdl() -> String {
     builder(&Server::default()).finish().sdl()
-}
-
-/// Checks what must hold before a request runs and that async-graphql
-/// would only notice mid-execution (as a field error, where the spec wants a
-/// request error): every non-null variable without a default is given.
-pub fn check_variables(request: &mut async_graphql::Request) -> Result<(), String> {
-    let name = request.operation_name.clone();
-    let provided: Vec<String> = request.variables.keys().map(|k| k.to_string()).collect();
-    let Ok(doc) = request.parsed_query() else {
-        return Ok(()); // a syntax error: execution reports it
-    };
-    let Some(op) = selected_operation(doc, name.as_deref()) else {
-        return Ok(());
-    };
-    for def in &op.node.variable_definitions {
-        let def = &def.node;
-        let required = !def.var_type.node.nullable && def.default_value.is_none();
-        if required && !provided.iter().any(|p| p == def.name.node.as_str()) {
-            return Err(format!(
-                "variable ${} of type {} was not provided",
-                def.name.node, def.var_type.node
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Whether the operation a request selects is a mutation (GET may not run
-/// one). A document that does not parse is left for execution to report.
-pub fn is_mutation(request: &mut async_graphql::Request) -> bool {
-    let name = request.operation_name.clone();
-    let Ok(doc) = request.parsed_query() else {
-        return false;
-    };
-    selected_operation(doc, name.as_deref()).is_some_and(|op| op.node.ty == OperationType::Mutation)
-}
-
-fn selected_operation<'a>(
-    doc: &'a ExecutableDocument,
-    name: Option<&str>,
-) -> Option<&'a Positioned<OperationDefinition>> {
-    match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        _ => None,
-    }
 }
 
 /// What one GraphQL request reads through: who is asking and the loaders

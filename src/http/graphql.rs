@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::customers::Viewer;
 use crate::error::{Error, Kind};
-use crate::graphql::{self, Scope};
+use crate::graphql::Scope;
 use crate::telemetry;
 use crate::upstream::Priority;
 
@@ -178,7 +178,11 @@ async fn execute(
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }
-    let is_mutation = graphql::is_mutation(&mut request);
+    let prepared = match app.documents.prepare(&mut request) {
+        Ok(p) => p,
+        Err(error) => return graphql_request_error(media, error),
+    };
+    let is_mutation = prepared.is_mutation;
     if via_get && is_mutation {
         let mut response = request_problem(
             media,
@@ -189,9 +193,6 @@ async fn execute(
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
-    }
-    if let Err(message) = graphql::check_variables(&mut request) {
-        return graphql_request_error(media, &message);
     }
     // A mutation is a checkout: its sign-in must not queue behind browsing.
     let priority = if is_mutation {
@@ -300,8 +301,8 @@ fn request_problem(media: Media, status: StatusCode, message: &str) -> Response 
 }
 
 /// A GraphQL request error found before execution.
-fn graphql_request_error(media: Media, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message }] });
+fn graphql_request_error(media: Media, error: async_graphql::ServerError) -> Response {
+    let body = json!({ "errors": [error] });
     reply(
         media,
         status_for(media, true),
