@@ -29,7 +29,16 @@ impl Redis {
             .map(|a| a.port())
             .expect("free port");
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
@@ -57,7 +66,9 @@ fn tiers(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let gateway = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let sim_url = format!("http://{}", listener.local_addr().expect("addr"));
         let sim = Simulator::new(SimConfig {
             products: 100,
@@ -72,7 +83,9 @@ fn tiers(c: &mut Criterion) {
         config.cache.product.soft_ttl = Duration::from_secs(3600);
         config.cache.product.hard_ttl = Duration::from_secs(7200);
         config.cache.product.max_stale = Duration::from_secs(14400);
-        Gateway::start(config, Secrets::default()).await.expect("gateway")
+        Gateway::start(config, Secrets::default())
+            .await
+            .expect("gateway")
     });
     let products = gateway.state.catalog.products.clone();
     let id = "prod-000007".to_string();

@@ -86,12 +86,24 @@ async fn run(with_redis: bool) -> (u64, u64) {
     let a = Gateway::start(config(), Secrets::default())
         .await
         .expect("replica A");
-    drive(&http, &format!("http://{}/graphql", a.public_addr), 1, FLEET_REQUESTS).await;
+    drive(
+        &http,
+        &format!("http://{}/graphql", a.public_addr),
+        1,
+        FLEET_REQUESTS,
+    )
+    .await;
     let before = counts(&http, &sim_url).await;
     let b = Gateway::start(config(), Secrets::default())
         .await
         .expect("replica B");
-    drive(&http, &format!("http://{}/graphql", b.public_addr), 2, REQUESTS).await;
+    drive(
+        &http,
+        &format!("http://{}/graphql", b.public_addr),
+        2,
+        REQUESTS,
+    )
+    .await;
     let after = counts(&http, &sim_url).await;
     a.stop().await;
     b.stop().await;
