@@ -2,8 +2,9 @@
 //!
 //! - `tier_get_cached`: one product L1 lookup (`Tier::get_cached`), the fast
 //!   path every resolver tries first;
-//! - `graphql_product_hit`: one product query through the schema with a fresh
-//!   `Scope`, plus the JSON encoding the handler does: a request minus HTTP;
+//! - `graphql_product_hit`: one product query prepared (parsed document
+//!   from the cache) and run through the schema with a fresh `Scope`, plus
+//!   the JSON encoding the handler does: a request minus HTTP;
 //! - `http_product_hit`: the same query over loopback HTTP on a keep-alive
 //!   connection, one request at a time (latency, not throughput; the load
 //!   test in `loadtests/` measures throughput).
@@ -13,6 +14,9 @@
 //! measuring; a stale read would queue a background refresh and this bench
 //! would no longer measure the hit path alone.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +24,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
-use moat::app::Gateway;
-use moat::config::{Config, Secrets};
 use moat::graphql::Scope;
-use moat::sim::{SimConfig, Simulator};
+use support::{Moat, Sim};
 
 const PRODUCT_ID: &str = "prod-000007";
 const QUERY: &str =
@@ -32,52 +34,34 @@ const QUERY: &str =
 /// The simulator and a gateway in front of it, on one runtime.
 struct Setup {
     runtime: tokio::runtime::Runtime,
-    gateway: Gateway,
+    _sim: Sim,
+    moat: Moat,
     url: String,
-    stop_sim: tokio::sync::oneshot::Sender<()>,
 }
 
 fn start() -> Setup {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (gateway, stop_sim) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind sim");
-        let sim_url = format!("http://{}", listener.local_addr().expect("sim addr"));
-        let (stop_sim, stopped) = tokio::sync::oneshot::channel::<()>();
-        let sim = Simulator::new(SimConfig {
-            products: 500,
-            ..SimConfig::default()
-        });
-        tokio::spawn(async move {
-            let _ = moat::sim::serve(listener, sim, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        let gateway = Gateway::start(config(&sim_url), Secrets::default())
-            .await
-            .expect("gateway starts");
-        (gateway, stop_sim)
+    let (sim, moat) = runtime.block_on(async {
+        let sim = Sim::start().await;
+        let moat = Moat::start(config(&sim.url)).await;
+        (sim, moat)
     });
-    let url = format!("http://{}/graphql", gateway.public_addr);
+    let url = format!("{}/graphql", moat.url);
     Setup {
         runtime,
-        gateway,
+        _sim: sim,
+        moat,
         url,
-        stop_sim,
     }
 }
 
-fn config(upstream_url: &str) -> Config {
-    let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".parse().expect("addr");
-    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
-    config.upstream.url = Some(upstream_url.to_string());
+/// Long TTLs: a stale read would queue a background refresh, and this
+/// bench would no longer measure the hit path alone.
+fn config(upstream_url: &str) -> moat::config::Config {
+    let mut config = support::config(upstream_url);
     let hour = Duration::from_secs(3600);
     for entity in [
         &mut config.cache.product,
@@ -99,10 +83,13 @@ async fn execute(state: &moat::app::AppState) -> Vec<u8> {
         state.catalog.selling.default_segment.clone(),
         state.config().server.deadline,
     );
-    let response = state
-        .schema
-        .execute(async_graphql::Request::new(QUERY).data(scope))
-        .await;
+    // As the handler does: the parsed document comes from the cache.
+    let mut request = async_graphql::Request::new(QUERY);
+    state
+        .documents
+        .prepare(&mut request)
+        .expect("query prepares");
+    let response = state.schema.execute(request.data(scope)).await;
     serde_json::to_vec(&response).expect("response encodes")
 }
 
@@ -125,7 +112,7 @@ fn check(body: &[u8]) {
 
 fn cache_hit(c: &mut Criterion) {
     let setup = start();
-    let state = setup.gateway.state.clone();
+    let state = setup.moat.state().clone();
     let http = reqwest::Client::new();
     let body = json!({ "query": QUERY }).to_string();
 
@@ -176,14 +163,8 @@ fn cache_hit(c: &mut Criterion) {
     group.finish();
     drop(context);
 
-    let Setup {
-        runtime,
-        gateway,
-        stop_sim,
-        ..
-    } = setup;
-    runtime.block_on(gateway.stop());
-    let _ = stop_sim.send(());
+    let Setup { runtime, moat, .. } = setup;
+    runtime.block_on(moat.stop());
 }
 
 criterion_group!(benches, cache_hit);

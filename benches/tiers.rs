@@ -7,87 +7,37 @@
 //!   another replica fetched.
 //!
 //! A throwaway redis-server on a free loopback port, the simulator and a
-//! gateway, as the integration tests run them. Needs redis-server on PATH.
+//! gateway, as the integration tests start them. Needs redis-server on PATH.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use moat::app::Gateway;
-use moat::config::{Config, Secrets};
-use moat::sim::{SimConfig, Simulator};
 use moat::upstream::Priority;
-
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Redis(child, port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::redis::RedisServer;
+use support::{Moat, Sim, config};
 
 fn tiers(c: &mut Criterion) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let gateway = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let sim_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let sim = Simulator::new(SimConfig {
-            products: 100,
-            ..SimConfig::default()
-        });
-        tokio::spawn(moat::sim::serve(listener, sim, std::future::pending()));
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".parse().expect("addr");
-        config.admin.listen = "127.0.0.1:0".parse().expect("addr");
-        config.upstream.url = Some(sim_url);
-        config.redis.url = Some(format!("redis://127.0.0.1:{}/0", redis.1));
+    let (_sim, moat) = runtime.block_on(async {
+        let sim = Sim::start().await;
+        let mut config = config(&sim.url);
+        config.redis.url = Some(redis.url());
         config.cache.product.soft_ttl = Duration::from_secs(3600);
         config.cache.product.hard_ttl = Duration::from_secs(7200);
         config.cache.product.max_stale = Duration::from_secs(14400);
-        Gateway::start(config, Secrets::default())
-            .await
-            .expect("gateway")
+        let moat = Moat::start(config).await;
+        (sim, moat)
     });
-    let products = gateway.state.catalog.products.clone();
+    let products = moat.state().catalog.products.clone();
     let id = "prod-000007".to_string();
     let read = || {
         let products = products.clone();
@@ -113,7 +63,7 @@ fn tiers(c: &mut Criterion) {
         })
     });
     group.finish();
-    runtime.block_on(gateway.stop());
+    runtime.block_on(moat.stop());
 }
 
 criterion_group!(benches, tiers);

@@ -9,14 +9,12 @@
 //! `loadtests/run cold-replica`, or directly:
 //! `cargo run --release --example cold_replica` (needs redis-server on PATH).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use moat::app::Gateway;
-use moat::config::{Config, Secrets};
-use moat::sim::{SimConfig, Simulator};
 use serde_json::{Value, json};
+use support::redis::RedisServer;
+use support::{Moat, Sim};
 
 const QUERY: &str = "query($id: ID!) { product(id: $id) { name price { price { amount } } availability { status } } }";
 const PRODUCTS: u64 = 2_000;
@@ -27,7 +25,6 @@ const REQUESTS: usize = 1_000;
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     println!(
         "scenario: cold-replica — upstream calls per {REQUESTS} requests of a replica that starts cold"
     );
@@ -55,56 +52,30 @@ async fn main() {
 
 /// B's (pim, erp) calls for its requests.
 async fn run(with_redis: bool) -> (u64, u64) {
-    let sim = Simulator::new(SimConfig {
+    let sim = Sim::start_with(moat::sim::SimConfig {
         products: PRODUCTS as usize,
-        ..SimConfig::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sim_url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(moat::sim::serve(listener, sim, std::future::pending()));
-    let http = reqwest::Client::new();
-    for system in ["pim", "erp", "crm", "oms"] {
-        http.post(format!("{sim_url}/_sim/faults/{system}"))
-            .json(&json!({ "latency_ms": 2 }))
-            .send()
-            .await
-            .expect("faults");
+        ..Default::default()
+    })
+    .await;
+    // A little latency, as real upstreams have.
+    for system in ["pim", "erp"] {
+        sim.fault(system, json!({ "latency_ms": 2 })).await;
     }
-    let redis = with_redis.then(Redis::start);
+    let redis = with_redis.then(RedisServer::start);
     let config = || {
-        let mut c = Config::default();
-        c.server.listen = "127.0.0.1:0".parse().expect("addr");
-        c.admin.listen = "127.0.0.1:0".parse().expect("addr");
-        c.upstream.url = Some(sim_url.clone());
+        let mut c = support::config(&sim.url);
         c.upstream.limits.rps = 100_000;
         c.upstream.limits.burst = 10_000;
-        c.redis.url = redis.as_ref().map(Redis::url);
+        c.redis.url = redis.as_ref().map(RedisServer::url);
         c
     };
-    let a = Gateway::start(config(), Secrets::default())
-        .await
-        .expect("replica A");
-    drive(
-        &http,
-        &format!("http://{}/graphql", a.public_addr),
-        1,
-        FLEET_REQUESTS,
-    )
-    .await;
-    let before = counts(&http, &sim_url).await;
-    let b = Gateway::start(config(), Secrets::default())
-        .await
-        .expect("replica B");
-    drive(
-        &http,
-        &format!("http://{}/graphql", b.public_addr),
-        2,
-        REQUESTS,
-    )
-    .await;
-    let after = counts(&http, &sim_url).await;
+    let http = reqwest::Client::new();
+    let a = Moat::start(config()).await;
+    drive(&http, &format!("{}/graphql", a.url), 1, FLEET_REQUESTS).await;
+    let before = counts(&sim).await;
+    let b = Moat::start(config()).await;
+    drive(&http, &format!("{}/graphql", b.url), 2, REQUESTS).await;
+    let after = counts(&sim).await;
     a.stop().await;
     b.stop().await;
     (after.0 - before.0, after.1 - before.1)
@@ -130,61 +101,8 @@ async fn drive(http: &reqwest::Client, url: &str, seed: u64, n: usize) {
     }
 }
 
-async fn counts(http: &reqwest::Client, sim_url: &str) -> (u64, u64) {
-    let s: Value = http
-        .get(format!("{sim_url}/_sim/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("stats json");
-    let n = |k: &str| s["requests"][k].as_u64().unwrap_or(0);
-    (n("pim.products"), n("erp.prices") + n("erp.inventory"))
-}
-
-/// A throwaway redis-server on a free loopback port.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Redis { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn counts(sim: &Sim) -> (u64, u64) {
+    let pim = sim.requests("pim.products").await;
+    let erp = sim.requests("erp.prices").await + sim.requests("erp.inventory").await;
+    (pim, erp)
 }

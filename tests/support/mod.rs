@@ -1,6 +1,8 @@
 //! Test harness: the simulator and gateways on free loopback ports, a
 //! throwaway `redis-server`, and small clients for GraphQL, the simulator's
-//! control API and the admin API. Everything talks over real TCP.
+//! control API and the admin API. Everything talks over real TCP. Benches
+//! and load-test programs include it too (`#[path]`), so they start the
+//! same real pieces the same way.
 
 #![allow(dead_code)]
 
@@ -191,6 +193,11 @@ pub struct Moat {
 }
 
 impl Moat {
+    /// The running gateway's shared state (for benches that go around HTTP).
+    pub fn state(&self) -> &std::sync::Arc<moat::app::AppState> {
+        &self.gateway.as_ref().expect("running").state
+    }
+
     pub async fn start(config: Config) -> Moat {
         Moat::start_with_secrets(
             config,
