@@ -97,9 +97,11 @@ async fn a_burst_of_cold_reads_stays_within_the_erp_limit() {
         .iter()
         .filter(|r| error_codes(r).contains(&"RATE_LIMITED".to_string()))
         .count();
+    // Every read the limit kept from the ERP was refused at once, none
+    // queued until it got through.
     assert!(
-        limited > 1_000,
-        "most cold reads are refused fast ({limited})"
+        limited as u64 + calls >= 2_000,
+        "{limited} refused and {calls} called of 2000 reads"
     );
     assert!(
         responses
