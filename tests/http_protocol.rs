@@ -132,7 +132,7 @@ async fn malformed_requests_are_refused_with_a_reason() {
     assert_eq!(r.status().as_u16(), 406);
 
     let huge = query(
-        &format!("{{ categories {{ id }} }} #{}", "x".repeat(400 * 1024)),
+        &format!("{{ categories {{ id }} }} #{}", "x".repeat(3 * 1024 * 1024)),
         json!({}),
     );
     let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, huge).await;

@@ -84,7 +84,7 @@ impl Default for Server {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             graphiql: true,
-            max_body_bytes: ByteSize(256 * 1024),
+            max_body_bytes: ByteSize(2 * 1024 * 1024),
             request_timeout: Duration::from_secs(10),
             max_query_depth: 12,
             max_query_complexity: 5_000,
