@@ -230,6 +230,8 @@ impl Catalog {
         self.categories.set_policy(policy(&c.category));
         self.prices.set_policy(policy(&c.price));
         self.stock.set_policy(policy(&c.inventory));
+        self.customers.by_token.set_policy(policy(&c.customer));
+        self.customers.orders.set_policy(policy(&c.order));
     }
 
     /// L1 entries and bytes per entity, for `/admin/status`.
