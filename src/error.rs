@@ -1,9 +1,14 @@
-//! The gateway's one error type. Every failure on the request path becomes an
-//! [`Error`] with a [`Kind`]; it is turned into a GraphQL `extensions.code` or
-//! an HTTP status in exactly one place (`graphql::errors` and `http`).
+//! The gateway's one error type, and the one table that turns an error's
+//! [`Kind`] into what a client sees: a stable `extensions.code` and an HTTP
+//! status. The GraphQL layer, the public listener and the admin API all go
+//! through [`Kind::code`] and [`Kind::status`]; nothing else names a code.
+//!
+//! A leaf: it imports nothing of the crate.
 
 use std::fmt;
 use std::sync::Arc;
+
+use http::StatusCode;
 
 /// What went wrong, as a caller can act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -13,7 +18,7 @@ pub enum Kind {
     UpstreamUnavailable,
     /// A rate limit (ours towards an upstream, or ours towards a client) said no.
     RateLimited,
-    /// The request itself is wrong; the message names the field.
+    /// A value in the request is wrong; the message names the field.
     BadUserInput,
     /// A customer token was given and is not valid.
     Unauthenticated,
@@ -21,6 +26,27 @@ pub enum Kind {
     Forbidden,
     /// The query is too deep, too complex or too large.
     QueryTooComplex,
+    /// The query text is not GraphQL.
+    ParseFailed,
+    /// The query is GraphQL but not valid against the schema.
+    ValidationFailed,
+    /// The HTTP request is not a GraphQL request (body not a JSON object,
+    /// no `query`, parameters of the wrong type, a batch).
+    BadRequest,
+    /// The method is not allowed here (a mutation over GET).
+    MethodNotAllowed,
+    /// No media type the client accepts can be produced.
+    NotAcceptable,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The request body's media type is not one this endpoint reads.
+    UnsupportedMediaType,
+    /// No such route or resource.
+    NotFound,
+    /// A route or command this version does not serve yet.
+    NotAvailable,
+    /// The request outlived its deadline.
+    Timeout,
     /// A bug or an impossible state inside Moat.
     Internal,
 }
@@ -37,27 +63,70 @@ pub enum Origin {
 }
 
 impl Kind {
+    /// Every kind, for the table's test and the docs.
+    pub const ALL: [Kind; 17] = [
+        Kind::UpstreamUnavailable,
+        Kind::RateLimited,
+        Kind::BadUserInput,
+        Kind::Unauthenticated,
+        Kind::Forbidden,
+        Kind::QueryTooComplex,
+        Kind::ParseFailed,
+        Kind::ValidationFailed,
+        Kind::BadRequest,
+        Kind::MethodNotAllowed,
+        Kind::NotAcceptable,
+        Kind::PayloadTooLarge,
+        Kind::UnsupportedMediaType,
+        Kind::NotFound,
+        Kind::NotAvailable,
+        Kind::Timeout,
+        Kind::Internal,
+    ];
+
+    /// The table: the stable `extensions.code` clients match on, and the
+    /// HTTP status of a response that is this error alone.
+    fn row(self) -> (&'static str, StatusCode) {
+        match self {
+            Kind::UpstreamUnavailable => ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+            Kind::RateLimited => ("RATE_LIMITED", StatusCode::TOO_MANY_REQUESTS),
+            Kind::BadUserInput => ("BAD_USER_INPUT", StatusCode::BAD_REQUEST),
+            Kind::Unauthenticated => ("UNAUTHENTICATED", StatusCode::UNAUTHORIZED),
+            Kind::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
+            Kind::QueryTooComplex => ("QUERY_TOO_COMPLEX", StatusCode::BAD_REQUEST),
+            Kind::ParseFailed => ("GRAPHQL_PARSE_FAILED", StatusCode::BAD_REQUEST),
+            Kind::ValidationFailed => ("GRAPHQL_VALIDATION_FAILED", StatusCode::BAD_REQUEST),
+            Kind::BadRequest => ("BAD_REQUEST", StatusCode::BAD_REQUEST),
+            Kind::MethodNotAllowed => ("METHOD_NOT_ALLOWED", StatusCode::METHOD_NOT_ALLOWED),
+            Kind::NotAcceptable => ("NOT_ACCEPTABLE", StatusCode::NOT_ACCEPTABLE),
+            Kind::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
+            Kind::UnsupportedMediaType => {
+                ("UNSUPPORTED_MEDIA_TYPE", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            Kind::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            Kind::NotAvailable => ("NOT_AVAILABLE", StatusCode::NOT_IMPLEMENTED),
+            Kind::Timeout => ("TIMEOUT", StatusCode::GATEWAY_TIMEOUT),
+            Kind::Internal => ("INTERNAL_SERVER_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
     /// The stable `extensions.code` clients match on.
     pub fn code(self) -> &'static str {
-        match self {
-            Kind::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
-            Kind::RateLimited => "RATE_LIMITED",
-            Kind::BadUserInput => "BAD_USER_INPUT",
-            Kind::Unauthenticated => "UNAUTHENTICATED",
-            Kind::Forbidden => "FORBIDDEN",
-            Kind::QueryTooComplex => "QUERY_TOO_COMPLEX",
-            Kind::Internal => "INTERNAL_SERVER_ERROR",
-        }
+        self.row().0
+    }
+
+    /// The HTTP status when this error is the whole answer. (GraphQL over
+    /// HTTP answers legacy `application/json` clients 200 for a GraphQL
+    /// request error; `http::graphql` applies that rule on top.)
+    pub fn status(self) -> StatusCode {
+        self.row().1
     }
 
     pub fn origin(self) -> Origin {
         match self {
             Kind::UpstreamUnavailable | Kind::RateLimited => Origin::Upstream,
-            Kind::BadUserInput
-            | Kind::Unauthenticated
-            | Kind::Forbidden
-            | Kind::QueryTooComplex => Origin::Downstream,
-            Kind::Internal => Origin::Internal,
+            Kind::Internal | Kind::Timeout => Origin::Internal,
+            _ => Origin::Downstream,
         }
     }
 }
@@ -100,6 +169,14 @@ impl Error {
         Error::new(Kind::BadUserInput, format!("{field}: {problem}"))
     }
 
+    pub fn bad_request(message: impl Into<Arc<str>>) -> Error {
+        Error::new(Kind::BadRequest, message)
+    }
+
+    pub fn too_complex(message: impl Into<Arc<str>>) -> Error {
+        Error::new(Kind::QueryTooComplex, message)
+    }
+
     pub fn internal(message: impl Into<Arc<str>>) -> Error {
         Error::new(Kind::Internal, message)
     }
@@ -110,6 +187,15 @@ impl Error {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// What a client may be shown: the message, except for Moat's own
+    /// failures, whose details are for the logs only.
+    pub fn public_message(&self) -> &str {
+        match self.kind {
+            Kind::Internal => "internal error; the details are in the gateway's logs",
+            _ => &self.message,
+        }
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -126,3 +212,53 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code and status a client of either listener can see. A new
+    /// kind must be added here on purpose.
+    #[test]
+    fn the_table_lists_every_code_once() {
+        let table: Vec<(&str, u16)> = Kind::ALL
+            .iter()
+            .map(|k| (k.code(), k.status().as_u16()))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("UPSTREAM_UNAVAILABLE", 503),
+                ("RATE_LIMITED", 429),
+                ("BAD_USER_INPUT", 400),
+                ("UNAUTHENTICATED", 401),
+                ("FORBIDDEN", 403),
+                ("QUERY_TOO_COMPLEX", 400),
+                ("GRAPHQL_PARSE_FAILED", 400),
+                ("GRAPHQL_VALIDATION_FAILED", 400),
+                ("BAD_REQUEST", 400),
+                ("METHOD_NOT_ALLOWED", 405),
+                ("NOT_ACCEPTABLE", 406),
+                ("PAYLOAD_TOO_LARGE", 413),
+                ("UNSUPPORTED_MEDIA_TYPE", 415),
+                ("NOT_FOUND", 404),
+                ("NOT_AVAILABLE", 501),
+                ("TIMEOUT", 504),
+                ("INTERNAL_SERVER_ERROR", 500),
+            ]
+        );
+        let mut codes: Vec<&str> = table.iter().map(|(c, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Kind::ALL.len(), "a code stands for one kind");
+    }
+
+    #[test]
+    fn internal_details_stay_in_the_logs() {
+        let e = Error::internal("batch lost key \"p-1\" in flight 7");
+        assert!(!e.public_message().contains("flight"));
+        assert!(e.message().contains("flight"));
+        let e = Error::bad_input("first", "must be between 0 and 100");
+        assert_eq!(e.public_message(), "first: must be between 0 and 100");
+    }
+}

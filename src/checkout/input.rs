@@ -224,4 +224,66 @@ mod tests {
         negative.displayed_total = eur("-1.00");
         assert!(refused(negative).starts_with("displayedTotal.amount: "));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn money() -> impl Strategy<Value = MoneyInput> {
+            (
+                prop_oneof![
+                    ".{0,8}",
+                    "[0-9]{1,20}(\\.[0-9]{0,4})?",
+                    Just("-1".to_string())
+                ],
+                prop_oneof!["[A-Z]{3}", Just("EUR".to_string()), Just("USD".to_string())],
+            )
+                .prop_map(|(amount, currency_code)| MoneyInput {
+                    amount,
+                    currency_code,
+                })
+        }
+
+        fn line_input() -> impl Strategy<Value = LineInput> {
+            (
+                prop_oneof![".{0,10}", "SKU-[0-9]{6}"],
+                any::<i32>(),
+                money(),
+                prop::option::of(".{0,20}"),
+            )
+                .prop_map(|(sku, quantity, displayed_unit_price, price_token)| {
+                    LineInput {
+                        sku,
+                        quantity,
+                        displayed_unit_price,
+                        price_token,
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any cart is accepted or refused with BAD_USER_INPUT naming a
+            /// field; never a panic.
+            #[test]
+            fn any_cart_is_checked_or_refused_by_field(
+                currency_code in prop_oneof!["[A-Z]{3}", Just("EUR".to_string())],
+                lines in prop::collection::vec(line_input(), 0..6),
+                displayed_total in money(),
+            ) {
+                let input = CartInput { currency_code, lines, displayed_total };
+                if let Err(e) = validate(input, &selling(), LIMITS) {
+                    prop_assert_eq!(e.kind(), crate::error::Kind::BadUserInput);
+                    let field = e.message().split(':').next().unwrap_or("");
+                    prop_assert!(
+                        ["currencyCode", "lines", "displayedTotal"]
+                            .iter()
+                            .any(|f| field.starts_with(f)),
+                        "{}", e
+                    );
+                }
+            }
+        }
+    }
 }

@@ -215,4 +215,31 @@ mod tests {
                 .starts_with("lines[0].displayedUnitPrice.currencyCode")
         );
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any text is an amount or a clear refusal; never a panic.
+            #[test]
+            fn any_text_is_parsed_or_refused(text in ".{0,24}", code in "[A-Z]{3}") {
+                let _ = Money::parse("amount", &text, &code);
+                for currency in KNOWN {
+                    let _ = currency.parse_amount(&text);
+                }
+            }
+
+            /// What Moat shows reads back as the same minor units.
+            #[test]
+            fn formatted_amounts_read_back(minor in 0i64..=i64::MAX) {
+                for currency in KNOWN {
+                    let text = currency.format_amount(minor);
+                    prop_assert_eq!(currency.parse_amount(&text), Ok(minor));
+                }
+            }
+        }
+    }
 }

@@ -1,70 +1,62 @@
-//! Where a gateway `Error` becomes a GraphQL error (with its stable
-//! `extensions.code`), and the query limits that answer
-//! `QUERY_TOO_COMPLEX` before anything runs.
+//! Where a gateway `Error` becomes a GraphQL error, with its stable
+//! `extensions.code` from the error table, and where the errors the
+//! library raises on its own (validation, input coercion) get one too: a
+//! client never sees an error without a code.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
-use async_graphql::{ErrorExtensionValues, ServerError, ValidationResult};
+use async_graphql::{ErrorExtensionValues, Response, ServerError};
 
 use crate::error::{Error, Kind};
 
 impl From<Error> for async_graphql::Error {
     fn from(e: Error) -> Self {
-        let mut extensions = ErrorExtensionValues::default();
-        extensions.set("code", e.kind().code());
+        if e.kind() == Kind::Internal {
+            tracing::error!(error = %e, "internal error");
+        }
         async_graphql::Error {
-            message: e.message().to_string(),
+            message: e.public_message().to_string(),
             source: None,
-            extensions: Some(extensions),
+            extensions: Some(extensions(e.kind())),
         }
     }
 }
 
-pub(super) fn too_complex(message: String) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", Kind::QueryTooComplex.code());
-    error.extensions = Some(extensions);
+/// A gateway error as a GraphQL request error (no path, no data).
+pub fn request_error(e: &Error) -> ServerError {
+    if e.kind() == Kind::Internal {
+        tracing::error!(error = %e, "internal error");
+    }
+    let mut error = ServerError::new(e.public_message(), None);
+    error.extensions = Some(extensions(e.kind()));
     error
 }
 
-/// Limits on query shape, from async-graphql's own validation pass (the
-/// nesting pre-check on the raw text is in `prepare`, before the parser).
-pub struct QueryLimits {
-    pub max_depth: usize,
-    pub max_complexity: usize,
+fn extensions(kind: Kind) -> ErrorExtensionValues {
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", kind.code());
+    extensions
 }
 
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(QueryLimits {
-            max_depth: self.max_depth,
-            max_complexity: self.max_complexity,
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for QueryLimits {
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        if result.depth > self.max_depth {
-            return Err(vec![too_complex(format!(
-                "query depth {} exceeds the limit of {}",
-                result.depth, self.max_depth
-            ))]);
+/// Gives every error of `response` that the library raised without a code
+/// the one it stands for: before execution (no path) the document failed
+/// validation; during execution, an argument failed to coerce to its type
+/// (our resolvers always set a code).
+pub fn code_every_error(response: &mut Response) {
+    for error in &mut response.errors {
+        let coded = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if coded {
+            continue;
         }
-        if result.complexity > self.max_complexity {
-            return Err(vec![too_complex(format!(
-                "query complexity {} exceeds the limit of {}",
-                result.complexity, self.max_complexity
-            ))]);
-        }
-        Ok(result)
+        let kind = if error.path.is_empty() {
+            Kind::ValidationFailed
+        } else {
+            Kind::BadUserInput
+        };
+        error
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default)
+            .set("code", kind.code());
     }
 }

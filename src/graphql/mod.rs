@@ -4,8 +4,10 @@
 //! never upstream; the one mutation hands the cart to `checkout`.
 
 mod checkout;
+mod cost;
 mod customer;
 mod errors;
+mod guard;
 mod loader;
 mod prepare;
 mod scalars;
@@ -24,34 +26,66 @@ use crate::cache::{Hit, Key, Tier, Value};
 use crate::catalog::{Catalog, PageKey, PriceKey};
 use crate::checkout::Checkout;
 use crate::config::Server;
-use crate::customers::Viewer;
+use crate::customers::{OrderAccess, OrderKey, Viewer};
 use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
 use crate::error::{Error, Kind};
 use crate::upstream::Priority;
 
 pub use checkout::Mutation;
+pub use cost::{Cost, Limits as CostLimits};
 use customer::{Customer, Order};
+pub use errors::{code_every_error, request_error};
+pub use guard::Bounds;
 pub use loader::Loader;
-pub use prepare::{Documents, Prepared};
+pub use prepare::{Documents, Prepared, QueryLimits};
 use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
 
 pub type Schema = async_graphql::Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema with the query limits from config; resolvers reach
-/// the checkout service (and its price token signer) as schema data.
+/// Builds the schema; resolvers reach the checkout service (and its price
+/// token signer) as schema data. Query limits are not the library's: they
+/// run earlier, in `prepare`, before any recursive walk of the document.
 pub fn schema(server: &Server, checkout: Arc<Checkout>) -> Schema {
-    builder(server).data(checkout).finish()
+    let mut builder = builder(server);
+    if !server.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.data(checkout).finish()
 }
 
-fn builder(server: &Server) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .extension(errors::QueryLimits {
+/// The limits `prepare` holds every request to, from config.
+pub fn query_limits(server: &Server, checkout: &crate::config::Checkout) -> QueryLimits {
+    QueryLimits {
+        text: Bounds {
+            max_nesting: server.max_query_depth + NESTING_SLACK,
+            max_tokens: server.max_query_tokens,
+            max_aliases: server.max_query_aliases,
+        },
+        cost: CostLimits {
             max_depth: server.max_query_depth,
+            max_introspection_depth: server.max_introspection_depth,
             max_complexity: server.max_query_complexity,
-        })
-        // Our own limits run first with clear codes; this one stays as a
-        // backstop for the parser's recursion.
-        .limit_recursive_depth(server.max_query_depth + 32)
+            max_fragment_depth: server.max_fragment_depth,
+            max_verifications: checkout.max_per_request,
+            introspection: server.introspection,
+        },
+    }
+}
+
+/// Brackets that input values (lists, objects, argument lists) may add on
+/// top of selection depth.
+const NESTING_SLACK: usize = 16;
+
+fn builder(server: &Server) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    // A backstop only: the guard has bounded nesting and fragment depth
+    // before the library's own recursion check could see the document.
+    let recursion = server.max_query_depth + NESTING_SLACK + server.max_fragment_depth + 1;
+    Schema::build(Query, Mutation, EmptySubscription).limit_recursive_depth(recursion)
+}
+
+#[cfg(test)]
+pub(crate) fn schema_for_tests() -> Schema {
+    builder(&Server::default()).finish()
 }
 
 /// The SDL `moat schema` prints and `schema/storefront.graphql` holds.
@@ -74,8 +108,11 @@ pub struct Scope {
     /// When this request stops waiting on upstream data.
     pub deadline: Instant,
     pub products: Loader<String, domain::Product>,
+    /// sku → product id, so `product(sku:)` aliases batch like `product(id:)`.
+    pub product_ids: Loader<String, String>,
     pub prices: Loader<PriceKey, Price>,
     pub stock: Loader<String, Stock>,
+    pub orders: Loader<OrderKey, OrderAccess>,
 }
 
 impl Scope {
@@ -105,8 +142,10 @@ impl Scope {
         let deadline = Instant::now() + deadline;
         Scope {
             products: Loader::new(catalog.products.clone(), deadline),
+            product_ids: Loader::new(catalog.product_ids.clone(), deadline),
             prices: Loader::new(catalog.prices.clone(), deadline),
             stock: Loader::new(catalog.stock.clone(), deadline),
+            orders: Loader::new(catalog.customers.orders.clone(), deadline),
             catalog,
             viewer,
             segment,
@@ -168,7 +207,7 @@ impl Query {
             }
             (None, Some(sku)) => {
                 check_key("sku", &sku)?;
-                let hit = scope.get_one(&scope.catalog.product_ids, sku).await?;
+                let hit = scope.product_ids.load(sku).await?;
                 match hit.value() {
                     Some(id) => Ok(scope.product(id.clone()).await?),
                     None => Ok(None),
@@ -179,7 +218,6 @@ impl Query {
     }
 
     /// Products in catalog order, optionally within one category.
-    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -230,8 +268,12 @@ impl Query {
             Viewer::Unresolved(e) => return Err(e.clone().into()),
         };
         check_key("id", &id)?;
-        let order = scope.catalog.customers.order(customer, &id).await?;
-        Ok(order.map(Order))
+        let key = OrderKey {
+            order_id: id.0,
+            customer_id: customer.id.clone(),
+        };
+        let order = scope.orders.load(key).await?;
+        Ok(OrderAccess::visible(order.value())?.map(Order))
     }
 }
 
@@ -239,11 +281,16 @@ impl Query {
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
 
-/// A list field costs its children once per item it may return.
-fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
-    let n = first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
-    n.saturating_mul(child_complexity).saturating_add(1)
+/// How many items a page of `first` holds at most, for its cost.
+fn page_size(first: Option<i64>) -> usize {
+    first
+        .unwrap_or(i64::from(DEFAULT_PAGE))
+        .clamp(1, i64::from(MAX_PAGE)) as usize
 }
+
+/// Longest `after` cursor accepted: Moat's own cursors are far shorter,
+/// and a cursor reaches an upstream URL and a cache key.
+const MAX_CURSOR: usize = 1024;
 
 /// Ids and skus are checked before they reach a cache key or an upstream.
 fn check_key(field: &str, value: &str) -> Result<(), Error> {
@@ -265,9 +312,18 @@ impl Cursor {
 
     fn decode(text: &str) -> Result<Cursor, Error> {
         let bad = || Error::bad_input("after", "is not a cursor this API gave out");
+        if text.len() > MAX_CURSOR {
+            return Err(Error::bad_input(
+                "after",
+                format!("is longer than {MAX_CURSOR} characters; use a cursor this API gave out"),
+            ));
+        }
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         let (skip, page) = text.split_once(':').ok_or_else(bad)?;
+        if page.chars().any(char::is_control) {
+            return Err(bad());
+        }
         let skip: usize = skip.parse().map_err(|_| bad())?;
         if skip >= MAX_PAGE as usize {
             return Err(bad());

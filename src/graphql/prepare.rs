@@ -1,28 +1,42 @@
-//! What happens to a request between HTTP and execution: the nesting check
-//! that must come before the parser (a deeply nested document could exhaust
-//! the parser's stack before any depth rule runs), a cache of parsed
-//! documents (storefronts send the same few queries over and over, and
-//! parsing is the largest single cost of a cache hit), and the checks the
-//! spec wants as request errors that async-graphql would only notice
-//! mid-execution.
+//! What happens to a request between HTTP and execution, in order:
+//!
+//! 1. the guard (`guard`): the raw text is lexed once and refused if it
+//!    nests, or holds tokens or aliases, past the limits, so nothing
+//!    recursive ever sees an unbounded document;
+//! 2. the parser, whose result is cached by query text (storefronts send
+//!    the same few queries over and over, and parsing is the largest
+//!    single cost of a cache hit); a document is cached only once its
+//!    whole expansion (every operation and fragment) fits the budget, so
+//!    the library's own validation, which expands every fragment, never
+//!    meets an exponential document;
+//! 3. the selected operation's cost (`cost`), with this request's
+//!    variables: depth, complexity and `verifyCheckout` count;
+//! 4. the checks the spec wants as request errors that async-graphql would
+//!    only notice mid-execution (a missing required variable).
 
 use std::sync::Arc;
 
+use async_graphql::Request;
 use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
 };
-use async_graphql::{Request, ServerError};
 
-use super::errors::too_complex;
+use super::cost::{self, Cost};
+use super::guard::{self, Bounds, Refusal};
+use crate::error::{Error, Kind};
 
-/// Brackets that input values may add on top of selection depth.
-const NESTING_SLACK: usize = 16;
+/// Every bound a query is held to before it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub text: Bounds,
+    pub cost: cost::Limits,
+}
 
 /// Parsed documents by query text, bounded by the text's size.
 pub struct Documents {
     cache: moka::sync::Cache<String, Arc<ExecutableDocument>>,
-    max_depth: usize,
+    limits: QueryLimits,
 }
 
 /// What the handler needs to know about a prepared request.
@@ -31,66 +45,77 @@ pub struct Prepared {
     /// The selected operation is a mutation (GET may not run one; a
     /// mutation's upstream calls go at checkout priority).
     pub is_mutation: bool,
+    pub cost: Cost,
 }
 
 impl Documents {
-    pub fn new(max_depth: usize) -> Documents {
+    pub fn new(limits: QueryLimits) -> Documents {
         Documents {
             cache: moka::sync::Cache::builder()
                 .max_capacity(8 * 1024 * 1024)
                 // A parsed document takes several times its text.
                 .weigher(|text: &String, _| u32::try_from(text.len() * 8).unwrap_or(u32::MAX))
                 .build(),
-            max_depth,
+            limits,
         }
     }
 
-    /// Checks nesting, attaches the parsed document (from the cache when
-    /// the same text came before), and checks variables. A document that
-    /// does not parse is left for execution to report.
-    pub fn prepare(&self, request: &mut Request) -> Result<Prepared, ServerError> {
-        let nesting = bracket_nesting(&request.query);
-        if nesting > self.max_depth + NESTING_SLACK {
-            return Err(too_complex(format!(
-                "query nests {nesting} levels deep; the limit is {}",
-                self.max_depth
-            )));
-        }
-        match self.cache.get(&request.query) {
-            Some(doc) => request.set_parsed_query(ExecutableDocument::clone(&doc)),
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    /// Guards and parses the text (or takes the cached document), attaches
+    /// it to the request, and measures the selected operation.
+    pub fn prepare(&self, request: &mut Request) -> Result<Prepared, Error> {
+        let doc = match self.cache.get(&request.query) {
+            Some(doc) => doc,
             None => {
-                if let Ok(doc) = request.parsed_query() {
-                    let doc = Arc::new(doc.clone());
-                    self.cache.insert(request.query.clone(), doc);
-                }
+                let doc = Arc::new(self.parse(&request.query)?);
+                self.cache.insert(request.query.clone(), doc.clone());
+                doc
             }
-        }
-        let name = request.operation_name.clone();
-        let provided: Vec<String> = request.variables.keys().map(|k| k.to_string()).collect();
-        let Ok(doc) = request.parsed_query() else {
-            return Ok(Prepared { is_mutation: false });
         };
-        let Some(op) = selected_operation(doc, name.as_deref()) else {
-            return Ok(Prepared { is_mutation: false });
+        request.set_parsed_query(ExecutableDocument::clone(&doc));
+        let Some(op) = selected_operation(&doc, request.operation_name.as_deref()) else {
+            // No such operation, or several without a name: the library
+            // reports it as a request error.
+            return Ok(Prepared {
+                is_mutation: false,
+                cost: Cost {
+                    complexity: 0,
+                    depth: 0,
+                    verifications: 0,
+                },
+            });
         };
+        let cost = cost::measure(&doc, &op.node, &request.variables, self.limits.cost)?;
         // GraphQL's "coerce variable values": a missing non-null variable
         // without a default is a request error, not a field error.
         for def in &op.node.variable_definitions {
             let def = &def.node;
             let required = !def.var_type.node.nullable && def.default_value.is_none();
-            if required && !provided.iter().any(|p| p == def.name.node.as_str()) {
-                return Err(ServerError::new(
-                    format!(
-                        "variable ${} of type {} was not provided",
-                        def.name.node, def.var_type.node
-                    ),
-                    None,
+            if required && !request.variables.contains_key(&def.name.node) {
+                return Err(Error::bad_input(
+                    &format!("${}", def.name.node),
+                    format!("variable of type {} was not provided", def.var_type.node),
                 ));
             }
         }
         Ok(Prepared {
             is_mutation: op.node.ty == OperationType::Mutation,
+            cost,
         })
+    }
+
+    fn parse(&self, text: &str) -> Result<ExecutableDocument, Error> {
+        guard::check(text, self.limits.text).map_err(|refusal| match refusal {
+            Refusal::TooLarge(message) => Error::too_complex(message),
+            Refusal::Syntax(message) => Error::new(Kind::ParseFailed, message),
+        })?;
+        let doc = async_graphql::parser::parse_query(text)
+            .map_err(|e| Error::new(Kind::ParseFailed, e.to_string()))?;
+        cost::check_expansion(&doc, self.limits.cost)?;
+        Ok(doc)
     }
 }
 
@@ -106,56 +131,29 @@ fn selected_operation<'a>(
     }
 }
 
-/// Deepest nesting of `{`, `[` and `(` outside strings and comments.
-fn bracket_nesting(query: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    let mut chars = query.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' | '[' | '(' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            '}' | ']' | ')' => depth = depth.saturating_sub(1),
-            '#' => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' => {
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    match (escaped, c) {
-                        (true, _) => escaped = false,
-                        (false, '\\') => escaped = true,
-                        (false, '"') => break,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    max
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn nesting_ignores_strings_and_comments() {
-        assert_eq!(bracket_nesting("{ a { b } }"), 2);
-        assert_eq!(bracket_nesting(r#"{ a(x: "{{{{") }"#), 2);
-        assert_eq!(bracket_nesting("# {{{{\n{ a }"), 1);
-        assert_eq!(bracket_nesting(&"{a".repeat(1000)), 1000);
-    }
+    pub(crate) const LIMITS: QueryLimits = QueryLimits {
+        text: Bounds {
+            max_nesting: 28,
+            max_tokens: 5_000,
+            max_aliases: 100,
+        },
+        cost: cost::Limits {
+            max_depth: 12,
+            max_introspection_depth: 20,
+            max_complexity: 5_000,
+            max_fragment_depth: 10,
+            max_verifications: 1,
+            introspection: true,
+        },
+    };
 
     #[test]
     fn a_document_is_parsed_once_and_reused() {
-        let documents = Documents::new(12);
+        let documents = Documents::new(LIMITS);
         let query = "query($id: ID!) { product(id: $id) { name } }";
         let vars = async_graphql::Variables::from_json(serde_json::json!({ "id": "p" }));
         let mut first = Request::new(query).variables(vars.clone());
@@ -165,10 +163,94 @@ mod tests {
         documents.prepare(&mut second).unwrap();
         let mut missing = Request::new(query);
         let refused = documents.prepare(&mut missing).unwrap_err();
-        assert!(refused.message.contains("$id"), "{}", refused.message);
+        assert_eq!(refused.kind(), Kind::BadUserInput);
+        assert!(refused.message().starts_with("$id"), "{refused}");
         let mut mutation = Request::new("mutation { verifyCheckout }");
         assert!(documents.prepare(&mut mutation).unwrap().is_mutation);
-        let mut deep = Request::new("{a".repeat(100));
-        assert!(documents.prepare(&mut deep).is_err());
+    }
+
+    #[test]
+    fn refusals_are_coded_and_never_cached() {
+        let documents = Documents::new(LIMITS);
+        let deep = "{a".repeat(100);
+        let refused = documents
+            .prepare(&mut Request::new(deep.clone()))
+            .unwrap_err();
+        assert_eq!(refused.kind(), Kind::QueryTooComplex);
+        assert!(!documents.cache.contains_key(&deep));
+        let refused = documents
+            .prepare(&mut Request::new("{ product(id: "))
+            .unwrap_err();
+        assert_eq!(refused.kind(), Kind::ParseFailed);
+        let refused = documents
+            .prepare(&mut Request::new("{ a(x: \"open\n) }"))
+            .unwrap_err();
+        assert_eq!(refused.kind(), Kind::ParseFailed);
+    }
+
+    #[test]
+    fn unused_exponential_fragments_are_refused_too() {
+        // The library's validation expands every fragment definition, used
+        // or not: the budget covers them all.
+        let mut query = String::from("{ __typename }\nfragment F0 on Query { __typename }\n");
+        for i in 1..=9 {
+            query.push_str(&format!(
+                "fragment F{i} on Query {{ ...F{} ...F{} ...F{} ...F{} }}\n",
+                i - 1,
+                i - 1,
+                i - 1,
+                i - 1
+            ));
+        }
+        let refused = Documents::new(LIMITS)
+            .prepare(&mut Request::new(query))
+            .unwrap_err();
+        assert_eq!(refused.kind(), Kind::QueryTooComplex, "{refused}");
+    }
+
+    /// Whatever the guard lets through, parsing, validation, execution and
+    /// dropping it fit in a small stack: a quarter of a tokio worker's.
+    #[test]
+    fn the_deepest_admitted_document_runs_on_a_small_stack() {
+        let n = 64 + 16; // the deepest `max_query_depth` plus value slack
+        let limits = QueryLimits {
+            text: Bounds {
+                max_nesting: n,
+                ..LIMITS.text
+            },
+            cost: cost::Limits {
+                max_depth: 64,
+                ..LIMITS.cost
+            },
+        };
+        let list = format!("{}1{}", "[".repeat(n - 2), "]".repeat(n - 2));
+        let object = format!("{}1{}", "{a: ".repeat(n - 2), "}".repeat(n - 2));
+        let selections = format!("{}id{}", "{ parent ".repeat(n - 1), " }".repeat(n - 1));
+        let texts = [
+            format!("{{ product(sku: {list}) {{ id }} }}"),
+            format!("{{ product(sku: {object}) {{ id }} }}"),
+            format!("query($v: [Int] = {list}) {{ categories {{ id }} }}"),
+            format!("{{ categories @include(if: {list}) {{ id }} }}"),
+            selections,
+        ];
+        let schema = super::super::schema_for_tests();
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let documents = Documents::new(limits);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                for text in texts {
+                    let mut request = Request::new(text);
+                    if documents.prepare(&mut request).is_ok() {
+                        // Validation and execution recurse over the same tree.
+                        let _ = runtime.block_on(schema.execute(request));
+                    }
+                }
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
     }
 }

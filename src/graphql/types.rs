@@ -123,7 +123,6 @@ impl Category {
             .map(|c| Category(c.clone())))
     }
 
-    #[graphql(complexity = "super::page_complexity(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

@@ -1,7 +1,9 @@
 //! Inbound per-client limits on `/graphql`: a client is its API key (the
 //! configured header) when it sends one, else its IP. Over the limit it
 //! gets HTTP 429 with `Retry-After` and a GraphQL `RATE_LIMITED` error,
-//! and other clients are served as before.
+//! and other clients are served as before. `verifyCheckout` has a limit
+//! of its own per client, since each one spends an ERP quote from
+//! checkout's reserved capacity.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -10,21 +12,22 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::reply::{Media, problem};
 use crate::config::ClientLimit;
-use crate::error::Kind;
+use crate::error::{Error, Kind};
 
 /// Who a request counts against. API keys are kept as a digest: bounded in
-/// size, and never held in the clear.
+/// size, and never held in the clear. Set as a request extension for the
+/// handler when limits are on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Client {
+pub enum Client {
     Ip(IpAddr),
     ApiKey([u8; 16]),
 }
@@ -32,6 +35,7 @@ enum Client {
 struct Active {
     header: axum::http::HeaderName,
     limiter: DefaultKeyedRateLimiter<Client>,
+    verifications: DefaultKeyedRateLimiter<Client>,
 }
 
 /// The limits, swappable on reload.
@@ -50,14 +54,16 @@ impl ClientLimits {
 
     /// Applies (new) settings. Counting starts afresh.
     pub fn apply(&self, config: &ClientLimit) {
-        let active = config.enabled.then(|| {
-            let rps = NonZeroU32::new(config.rps).unwrap_or(NonZeroU32::MIN);
-            let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
-            Active {
-                header: axum::http::HeaderName::from_bytes(config.api_key_header.as_bytes())
-                    .unwrap_or(axum::http::HeaderName::from_static("x-api-key")),
-                limiter: RateLimiter::keyed(Quota::per_second(rps).allow_burst(burst)),
-            }
+        let quota = |rps: u32, burst: u32| {
+            let rps = NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            Quota::per_second(rps).allow_burst(burst)
+        };
+        let active = config.enabled.then(|| Active {
+            header: axum::http::HeaderName::from_bytes(config.api_key_header.as_bytes())
+                .unwrap_or(axum::http::HeaderName::from_static("x-api-key")),
+            limiter: RateLimiter::keyed(quota(config.rps, config.burst)),
+            verifications: RateLimiter::keyed(quota(config.checkout_rps, config.checkout_burst)),
         });
         self.active.store(Arc::new(active));
     }
@@ -66,8 +72,26 @@ impl ClientLimits {
     /// does not grow with every IP that ever called.
     pub fn forget_idle(&self) {
         if let Some(active) = self.active.load().as_ref() {
-            active.limiter.retain_recent();
-            active.limiter.shrink_to_fit();
+            for limiter in [&active.limiter, &active.verifications] {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Takes `n` `verifyCheckout` permits for `client`, or says how long
+    /// until they would be there.
+    pub fn verifications(&self, client: &Client, n: usize) -> Result<(), Duration> {
+        let active = self.active.load();
+        let Some(active) = active.as_ref() else {
+            return Ok(());
+        };
+        let n = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        match active.verifications.check_key_n(client, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
+            // More at once than the burst: never possible.
+            Err(_) => Err(Duration::from_secs(1)),
         }
     }
 }
@@ -76,7 +100,7 @@ impl ClientLimits {
 pub async fn limit(
     State(limits): State<Arc<ClientLimits>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let active = limits.active.load();
@@ -93,18 +117,22 @@ pub async fn limit(
         None => Client::Ip(peer.ip()),
     };
     match active.limiter.check_key(&client) {
-        Ok(()) => next.run(request).await,
-        Err(not_until) => too_many(not_until.wait_time_from(DefaultClock::default().now())),
+        Ok(()) => {
+            request.extensions_mut().insert(client);
+            next.run(request).await
+        }
+        Err(not_until) => too_many(
+            not_until.wait_time_from(DefaultClock::default().now()),
+            "this client is over its request limit",
+        ),
     }
 }
 
-fn too_many(wait: Duration) -> Response {
+/// 429 with `Retry-After`, as a GraphQL `RATE_LIMITED` request error.
+pub(super) fn too_many(wait: Duration, why: &str) -> Response {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let body = json!({ "errors": [{
-        "message": format!("this client is over its request limit; retry in {seconds} s"),
-        "extensions": { "code": Kind::RateLimited.code() },
-    }]});
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    let error = Error::new(Kind::RateLimited, format!("{why}; retry in {seconds} s"));
+    let mut response = problem(Media::Json, &error);
     if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }

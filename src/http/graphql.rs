@@ -29,41 +29,27 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::client_limit::Client;
+use super::reply::{Media, problem, reply};
 use crate::app::AppState;
 use crate::customers::Viewer;
 use crate::error::{Error, Kind};
-use crate::graphql::Scope;
+use crate::graphql::{self, Scope};
 use crate::telemetry;
 use crate::upstream::Priority;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
 
-/// What the client will read back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Media {
-    GraphqlResponse,
-    Json,
-    Html,
-}
-
-impl Media {
-    fn content_type(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
-            Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
-            Media::Json | Media::Html => "application/json; charset=utf-8",
-        })
-    }
-}
-
-/// The GET parameters (and, with the same names, the POST body).
+/// A POST body (and, once decoded, the GET parameters). `operationName`
+/// must be a string and `variables` and `extensions` objects when given;
+/// anything else is a malformed request.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Params {
     query: Option<String>,
     operation_name: Option<String>,
     variables: Option<serde_json::Value>,
-    #[allow(dead_code)]
     extensions: Option<serde_json::Value>,
 }
 
@@ -73,9 +59,15 @@ struct GetParams {
     query: Option<String>,
     operation_name: Option<String>,
     variables: Option<String>,
+    extensions: Option<String>,
 }
 
-pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
+pub async fn get(
+    State(app): State<Arc<AppState>>,
+    client: Option<axum::Extension<Client>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let Some(media) = negotiate(&headers, app.config().server.graphiql) else {
         return not_acceptable();
     };
@@ -84,35 +76,36 @@ pub async fn get(State(app): State<Arc<AppState>>, headers: HeaderMap, uri: Uri)
     }
     let params = match Query::<GetParams>::try_from_uri(&uri) {
         Ok(Query(p)) => p,
-        Err(e) => {
-            return request_problem(
-                media,
-                StatusCode::BAD_REQUEST,
-                &format!("bad query string: {e}"),
-            );
-        }
+        Err(e) => return problem(media, &Error::bad_request(format!("bad query string: {e}"))),
     };
-    let variables = match params.variables.as_deref().map(serde_json::from_str) {
-        None => None,
-        Some(Ok(v)) => Some(v),
-        Some(Err(e)) => {
-            return request_problem(
-                media,
-                StatusCode::BAD_REQUEST,
-                &format!("`variables` is not JSON: {e}"),
-            );
-        }
+    let json_param =
+        |name: &str, text: Option<String>| match text.as_deref().map(serde_json::from_str) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(e)) => Err(Error::bad_request(format!("`{name}` is not JSON: {e}"))),
+        };
+    let (variables, extensions) = match (
+        json_param("variables", params.variables),
+        json_param("extensions", params.extensions),
+    ) {
+        (Ok(v), Ok(e)) => (v, e),
+        (Err(e), _) | (_, Err(e)) => return problem(media, &e),
     };
     let params = Params {
         query: params.query,
         operation_name: params.operation_name,
         variables,
-        extensions: None,
+        extensions,
     };
-    execute(&app, media, &headers, params, true).await
+    execute(&app, media, &headers, client.map(|c| c.0), params, true).await
 }
 
-pub async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(app): State<Arc<AppState>>,
+    client: Option<axum::Extension<Client>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(media) = negotiate(&headers, false) else {
         return not_acceptable();
     };
@@ -122,80 +115,118 @@ pub async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase());
     if content_type.as_deref() != Some(JSON) {
-        return request_problem(
+        return problem(
             media,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "POST bodies must be `Content-Type: application/json`",
+            &Error::new(
+                Kind::UnsupportedMediaType,
+                "POST bodies must be `Content-Type: application/json`",
+            ),
         );
     }
     let limit = app.config().server.max_body_bytes.bytes() as usize;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            return request_problem(
+            return problem(
                 media,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body is larger than {limit} bytes"),
+                &Error::new(
+                    Kind::PayloadTooLarge,
+                    format!("request body is larger than {limit} bytes"),
+                ),
             );
         }
     };
-    let params: Params = match serde_json::from_slice(&bytes) {
+    let params = match decode_post(&bytes) {
         Ok(p) => p,
-        Err(e) => {
-            return request_problem(
-                media,
-                StatusCode::BAD_REQUEST,
-                &format!("request body is not a GraphQL request in JSON: {e}"),
-            );
-        }
+        Err(e) => return problem(media, &e),
     };
-    execute(&app, media, &headers, params, false).await
+    execute(&app, media, &headers, client.map(|c| c.0), params, false).await
+}
+
+/// A POST body as a GraphQL request: a JSON object (an array is a batch,
+/// which is refused by name: serde would read a struct from one).
+fn decode_post(bytes: &[u8]) -> Result<Params, Error> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(Error::bad_request(
+                "batched requests (a JSON array) are not supported; send one request per POST",
+            ));
+        }
+        _ => {
+            return Err(Error::bad_request(
+                "request body is not a GraphQL request: a JSON object",
+            ));
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_request(format!(
+            "request body is not a GraphQL request in JSON: {e}"
+        ))
+    })
+}
+
+/// The parameters as a GraphQL request: a non-empty `query`, and
+/// `variables` and `extensions` objects when given.
+fn graphql_request(params: Params) -> Result<async_graphql::Request, Error> {
+    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
+        return Err(Error::bad_request("the request has no `query`"));
+    };
+    let variables = match params.variables {
+        None | Some(serde_json::Value::Null) => async_graphql::Variables::default(),
+        Some(v @ serde_json::Value::Object(_)) => async_graphql::Variables::from_json(v),
+        Some(_) => return Err(Error::bad_request("`variables` must be a JSON object")),
+    };
+    if !matches!(
+        params.extensions,
+        None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
+    ) {
+        return Err(Error::bad_request("`extensions` must be a JSON object"));
+    }
+    let mut request = async_graphql::Request::new(query).variables(variables);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    Ok(request)
 }
 
 async fn execute(
     app: &AppState,
     media: Media,
     headers: &HeaderMap,
+    client: Option<Client>,
     params: Params,
     via_get: bool,
 ) -> Response {
     let started = Instant::now();
-    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
-        return request_problem(media, StatusCode::BAD_REQUEST, "the request has no `query`");
+    let mut request = match graphql_request(params) {
+        Ok(r) => r,
+        Err(e) => return problem(media, &e),
     };
-    let variables = match params.variables {
-        None | Some(serde_json::Value::Null) => async_graphql::Variables::default(),
-        Some(v @ serde_json::Value::Object(_)) => async_graphql::Variables::from_json(v),
-        Some(_) => {
-            return request_problem(
-                media,
-                StatusCode::BAD_REQUEST,
-                "`variables` must be a JSON object",
-            );
-        }
-    };
-    let mut request = async_graphql::Request::new(query).variables(variables);
-    if let Some(name) = params.operation_name {
-        request = request.operation_name(name);
-    }
     let prepared = match app.documents.prepare(&mut request) {
         Ok(p) => p,
-        Err(error) => return graphql_request_error(media, error),
+        Err(error) => return graphql_request_error(media, &error),
     };
-    let is_mutation = prepared.is_mutation;
-    if via_get && is_mutation {
-        let mut response = request_problem(
+    if via_get && prepared.is_mutation {
+        let mut response = problem(
             media,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "mutations must be sent with POST",
+            &Error::new(Kind::MethodNotAllowed, "mutations must be sent with POST"),
         );
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    if prepared.cost.verifications > 0
+        && let Some(client) = &client
+        && let Err(wait) = app
+            .client_limits
+            .verifications(client, prepared.cost.verifications)
+    {
+        return super::client_limit::too_many(wait, "this client is over its verifyCheckout limit");
+    }
     // A mutation is a checkout: its sign-in must not queue behind browsing.
-    let priority = if is_mutation {
+    let priority = if prepared.is_mutation {
         Priority::Checkout
     } else {
         Priority::Browse
@@ -205,8 +236,9 @@ async fn execute(
         Err(e) => return unauthenticated(media, &e),
     };
     let scope = Scope::for_viewer(app.catalog.clone(), viewer, app.config().server.deadline);
-    let response = app.schema.execute(request.data(scope)).await;
+    let mut response = app.schema.execute(request.data(scope)).await;
     telemetry::graphql_request(started.elapsed());
+    graphql::code_every_error(&mut response);
 
     // A request error happens before execution: there is no data and no
     // error is tied to a field path. Field errors always carry a path.
@@ -220,10 +252,9 @@ async fn execute(
     };
     match body {
         Ok(body) => reply(media, status_for(media, request_error), body),
-        Err(e) => request_problem(
+        Err(e) => problem(
             media,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot encode the response: {e}"),
+            &Error::internal(format!("cannot encode the response: {e}")),
         ),
     }
 }
@@ -260,15 +291,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// 401 with a `Bearer` challenge (RFC 6750); no data, as for any request
 /// error. The body says what was wrong; the token is never echoed.
 fn unauthenticated(media: Media, error: &Error) -> Response {
-    let body = json!({ "errors": [{
-        "message": error.message(),
-        "extensions": { "code": error.kind().code() },
-    }] });
-    let mut response = reply(
-        media,
-        StatusCode::UNAUTHORIZED,
-        body.to_string().into_bytes(),
-    );
+    let mut response = problem(media, error);
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -285,24 +308,10 @@ fn status_for(media: Media, request_error: bool) -> StatusCode {
     }
 }
 
-fn reply(media: Media, status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, media.content_type());
-    response
-}
-
-/// An error answered before GraphQL ran, in the GraphQL error shape.
-fn request_problem(media: Media, status: StatusCode, message: &str) -> Response {
-    let body =
-        json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] });
-    reply(media, status, body.to_string().into_bytes())
-}
-
-/// A GraphQL request error found before execution.
-fn graphql_request_error(media: Media, error: async_graphql::ServerError) -> Response {
-    let body = json!({ "errors": [error] });
+/// A GraphQL request error found before execution (parse, validation,
+/// limits, variables): 400, or 200 for legacy JSON clients.
+fn graphql_request_error(media: Media, error: &Error) -> Response {
+    let body = json!({ "errors": [graphql::request_error(error)] });
     reply(
         media,
         status_for(media, true),
@@ -311,10 +320,12 @@ fn graphql_request_error(media: Media, error: async_graphql::ServerError) -> Res
 }
 
 fn not_acceptable() -> Response {
-    request_problem(
+    problem(
         Media::Json,
-        StatusCode::NOT_ACCEPTABLE,
-        "this endpoint answers application/graphql-response+json or application/json",
+        &Error::new(
+            Kind::NotAcceptable,
+            "this endpoint answers application/graphql-response+json or application/json",
+        ),
     )
 }
 
@@ -436,5 +447,72 @@ mod tests {
         assert_eq!(negotiate(&accept(browser), true), Some(Media::Html));
         assert_eq!(negotiate(&accept(browser), false), Some(Media::Json));
         assert_eq!(negotiate(&accept("application/json;q=0"), true), None);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                ".{0,16}".prop_map(serde_json::Value::String),
+                Just(json!("{ __typename }")),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec![
+                            "query",
+                            "variables",
+                            "operationName",
+                            "extensions",
+                            "id",
+                            "x",
+                        ])
+                        .prop_map(str::to_string),
+                        inner,
+                        0..5
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..64),
+                json_value().prop_map(|v| v.to_string().into_bytes()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any body is a request or a refusal with a code and a status
+            /// from the error table; a request then goes through the
+            /// guard and the cost check the same way.
+            #[test]
+            fn any_body_is_decoded_or_refused(body in body()) {
+                let documents = crate::graphql::Documents::new(crate::graphql::query_limits(
+                    &crate::config::Server::default(),
+                    &crate::config::Checkout::default(),
+                ));
+                match decode_post(&body).and_then(graphql_request) {
+                    Ok(mut request) => {
+                        if let Err(e) = documents.prepare(&mut request) {
+                            prop_assert!(e.kind().status().is_client_error(), "{}", e);
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.kind(), Kind::BadRequest);
+                        prop_assert!(!e.message().is_empty());
+                    }
+                }
+            }
+        }
     }
 }

@@ -3,23 +3,24 @@
 
 pub mod client_limit;
 mod graphql;
+mod reply;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
+use crate::error::{Error, Kind};
 
 pub fn router(app: Arc<AppState>) -> Router {
-    let timeout = app.config().server.request_timeout;
     Router::new()
         .route(
             "/graphql",
@@ -32,13 +33,29 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(middleware::from_fn_with_state(app.clone(), request_timeout))
         .with_state(app)
         .layer(TraceLayer::new_for_http())
-        // A request that outlives its deadline is answered 504, not hung.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            timeout,
-        ))
+}
+
+/// A request that outlives `server.request_timeout` is answered 504 with a
+/// coded error, not hung.
+async fn request_timeout(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let timeout = app.config().server.request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => reply::problem(
+            reply::Media::Json,
+            &Error::new(
+                Kind::Timeout,
+                format!("the request took longer than {timeout:?}"),
+            ),
+        ),
+    }
 }
 
 /// Liveness: the process answers.
