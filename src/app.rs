@@ -21,7 +21,7 @@ use crate::graphql::{self, Documents, Schema};
 use crate::http::client_limit::ClientLimits;
 use crate::shared::{self, Redis};
 use crate::upstream::{Settings, Upstreams};
-use crate::{admin, http, sim, telemetry};
+use crate::{admin, http, listener, sim, telemetry};
 
 /// What every handler shares.
 pub struct AppState {
@@ -125,7 +125,7 @@ impl Gateway {
         ));
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
-            documents: Documents::new(config.server.max_query_depth),
+            documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
             catalog,
             invalidator,
             upstreams,
@@ -147,8 +147,20 @@ impl Gateway {
         let admin_addr = admin
             .local_addr()
             .map_err(|e| Error::internal(e.to_string()))?;
-        tasks.push(serve(public, http::router(state.clone()), stopped.clone()));
-        tasks.push(serve(admin, admin::router(state.clone()), stopped.clone()));
+        tasks.push(listener::serve(
+            "public",
+            public,
+            http::router(state.clone()),
+            config.server.connections.clone(),
+            stopped.clone(),
+        ));
+        tasks.push(listener::serve(
+            "admin",
+            admin,
+            admin::router(state.clone()),
+            config.admin.connections.clone(),
+            stopped.clone(),
+        ));
         tasks.push(housekeeping(state.clone(), stopped));
         tracing::info!(%public_addr, %admin_addr, upstream = %state.upstream_url, "moat is serving");
         Ok(Gateway {
@@ -182,20 +194,45 @@ impl Gateway {
             }
         }
         s.catalog.set_freshness(&new.cache);
+        s.catalog.customers.apply(&new.customers);
         s.client_limits.apply(&new.server.client_limit);
         let mut restart = Vec::new();
+        let query_limits = |c: &Config| {
+            let s = &c.server;
+            (
+                s.max_query_depth,
+                s.max_query_complexity,
+                s.max_query_tokens,
+                s.max_query_aliases,
+                s.max_introspection_depth,
+                s.max_fragment_depth,
+                s.introspection,
+                c.checkout.max_per_request,
+            )
+        };
+        let connections = |c: &Config| {
+            [&c.server.connections, &c.admin.connections].map(|k| {
+                (
+                    k.max,
+                    k.header_read_timeout,
+                    k.idle_timeout,
+                    k.http2,
+                    k.http2_max_streams,
+                )
+            })
+        };
         let checks: [(&'static str, bool); 7] = [
             ("server.listen", old.server.listen != new.server.listen),
             ("admin.listen", old.admin.listen != new.admin.listen),
             ("upstream.url", old.upstream.url != new.upstream.url),
             ("redis.url", old.redis.url != new.redis.url),
             (
-                "server.max_query_depth",
-                old.server.max_query_depth != new.server.max_query_depth,
+                "server.max_query_* and introspection, checkout.max_per_request",
+                query_limits(&old) != query_limits(&new),
             ),
             (
-                "server.max_query_complexity",
-                old.server.max_query_complexity != new.server.max_query_complexity,
+                "server.connections, admin.connections",
+                connections(&old) != connections(&new),
             ),
             ("cache.*.l1_max_bytes", {
                 let sizes = |c: &Config| c.cache.entities().map(|(_, e)| e.l1_max_bytes);
@@ -242,25 +279,6 @@ async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {addr} ({key}): {e}")))
-}
-
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stopped: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "listener failed");
-        }
-    })
 }
 
 /// The demo upstream, in process, on a loopback port of its own: Moat still

@@ -37,6 +37,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod listener;
 pub mod resilience;
 pub mod shared;
 pub mod sim;

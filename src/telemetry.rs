@@ -22,6 +22,15 @@ pub const CHECKOUT_VERIFICATIONS: &str = "moat_checkout_verifications_total";
 /// `kind`: `PRICE`, `AVAILABILITY`, `TOTAL`, `UNKNOWN_SKU`, `CURRENCY`,
 /// `INVALID_TOKEN` (as in the schema).
 pub const CHECKOUT_MISMATCHES: &str = "moat_checkout_mismatches_total";
+/// Sign-ins with never-seen customer tokens refused by the unknown-token limit.
+pub const SIGN_INS_REFUSED: &str = "moat_customer_sign_ins_refused_total";
+/// `listener`: `public`, `admin`.
+pub const CONNECTIONS_OPEN: &str = "moat_connections_open";
+/// New connections refused because every connection was busy at the cap.
+pub const CONNECTIONS_REFUSED: &str = "moat_connections_refused_total";
+/// `reason`: `header_timeout` (headers too slow), `idle_timeout`,
+/// `evicted` (idle longest when the cap was reached).
+pub const CONNECTIONS_CLOSED: &str = "moat_connections_closed_total";
 
 /// Installs the log subscriber once. `RUST_LOG` wins over the config.
 pub fn init_logs(config: &Telemetry) {

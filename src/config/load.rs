@@ -148,6 +148,57 @@ impl Config {
             "server.request_timeout",
             "must be more than 0s".into(),
         );
+        check(
+            (15..=100).contains(&s.max_introspection_depth),
+            "server.max_introspection_depth",
+            "must be between 15 (the standard introspection query) and 100".into(),
+        );
+        check(
+            (100..=100_000).contains(&s.max_query_tokens),
+            "server.max_query_tokens",
+            "must be between 100 and 100000".into(),
+        );
+        check(
+            (1..=10_000).contains(&s.max_query_aliases),
+            "server.max_query_aliases",
+            "must be between 1 and 10000".into(),
+        );
+        check(
+            (1..=64).contains(&s.max_fragment_depth),
+            "server.max_fragment_depth",
+            "must be between 1 and 64".into(),
+        );
+        check(
+            !s.graphiql || s.introspection,
+            "server.graphiql",
+            "GraphiQL needs server.introspection = true (its docs are built from it)".into(),
+        );
+        for (section, c) in [
+            ("server", &s.connections),
+            ("admin", &self.admin.connections),
+        ] {
+            check(
+                (1..=1_000_000).contains(&c.max),
+                &format!("{section}.connections.max"),
+                "must be between 1 and 1000000".into(),
+            );
+            check(
+                (Duration::from_millis(100)..=Duration::from_secs(10))
+                    .contains(&c.header_read_timeout),
+                &format!("{section}.connections.header_read_timeout"),
+                "must be between 100ms and 10s".into(),
+            );
+            check(
+                (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&c.idle_timeout),
+                &format!("{section}.connections.idle_timeout"),
+                "must be between 100ms and 1h".into(),
+            );
+            check(
+                (1..=1000).contains(&c.http2_max_streams),
+                &format!("{section}.connections.http2_max_streams"),
+                "must be between 1 and 1000".into(),
+            );
+        }
 
         let u = &self.upstream;
         if let Some(url) = &u.url {
@@ -249,6 +300,11 @@ impl Config {
             "must be at least 1".into(),
         );
         check(
+            cl.checkout_rps >= 1 && cl.checkout_burst >= 1,
+            "server.client_limit.checkout_rps",
+            "checkout_rps and checkout_burst must be at least 1".into(),
+        );
+        check(
             axum::http::HeaderName::from_bytes(cl.api_key_header.as_bytes()).is_ok(),
             "server.client_limit.api_key_header",
             format!("{:?} is not a valid header name", cl.api_key_header),
@@ -340,6 +396,17 @@ impl Config {
             "must be between 1m and 30d".into(),
         );
         check(
+            (1..=10).contains(&co.max_per_request),
+            "checkout.max_per_request",
+            "must be between 1 and 10".into(),
+        );
+        let cu = &self.customers;
+        check(
+            cu.unknown_token_rps >= 1 && cu.unknown_token_burst >= 1,
+            "customers.unknown_token_rps",
+            "unknown_token_rps and unknown_token_burst must be at least 1".into(),
+        );
+        check(
             tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_ok(),
             "telemetry.log_level",
             format!(
@@ -402,15 +469,17 @@ fn entity_problems(e: &EntityCache) -> Vec<(&'static str, String)> {
 }
 
 fn problem_from_figment(e: figment::Error, file: &Option<String>) -> Problem {
+    // A file's problems name the file; the environment's name themselves.
+    let source_of = |md: &figment::Metadata| match &md.source {
+        Some(s) => s.to_string(),
+        None if md.name.contains("TOML") => file.clone().unwrap_or_else(|| md.name.to_string()),
+        None => md.name.to_string(),
+    };
     let (source, key) = match (&e.metadata, &e.profile) {
         (Some(md), Some(profile)) if !e.path.is_empty() => {
-            let source = match &md.source {
-                Some(s) => s.to_string(),
-                None => md.name.to_string(),
-            };
-            (source, md.interpolate(profile, &e.path))
+            (source_of(md), md.interpolate(profile, &e.path))
         }
-        (Some(md), _) => (md.name.to_string(), e.path.join(".")),
+        (Some(md), _) => (source_of(md), e.path.join(".")),
         (None, _) => (
             file.clone().unwrap_or_else(|| "config".into()),
             e.path.join("."),

@@ -26,6 +26,7 @@ pub struct Config {
     pub redis: Redis,
     pub catalog: Catalog,
     pub checkout: Checkout,
+    pub customers: Customers,
     pub telemetry: Telemetry,
 }
 
@@ -36,7 +37,11 @@ pub struct Server {
     /// Address of the public listener (`MOAT_LISTEN`).
     pub listen: SocketAddr,
     /// Serve GraphiQL on `GET /graphql` for browsers. Off in production.
+    /// Needs `introspection`.
     pub graphiql: bool,
+    /// Answer introspection (`__schema`, `__type`): GraphiQL, code
+    /// generators and client schema checks need it. Off in production.
+    pub introspection: bool,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: ByteSize,
     /// Longest a whole HTTP request may take before it is answered 504.
@@ -44,15 +49,61 @@ pub struct Server {
     pub request_timeout: Duration,
     /// Deepest selection nesting a query may have (`QUERY_TOO_COMPLEX` past it).
     pub max_query_depth: usize,
-    /// Highest query complexity (one per field, lists multiplied by their
-    /// page size) a query may have.
+    /// Deepest nesting under `__schema` or `__type` (the standard
+    /// introspection query needs 15).
+    pub max_introspection_depth: usize,
+    /// Highest query complexity (one per field, fragments included, lists
+    /// multiplied by their page size) a query may have.
     pub max_query_complexity: usize,
+    /// Most tokens (names, punctuation, values) in a query text, counted
+    /// before it is parsed.
+    pub max_query_tokens: usize,
+    /// Most aliases in a query text.
+    pub max_query_aliases: usize,
+    /// Deepest chain of fragment spreads.
+    pub max_fragment_depth: usize,
     /// Longest a GraphQL request waits on upstream data; fields still
     /// waiting then fail alone with UPSTREAM_UNAVAILABLE.
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
     /// Per-client limits on the public listener.
     pub client_limit: ClientLimit,
+    /// Connection limits and timeouts of the public listener.
+    pub connections: Connections,
+}
+
+/// What one listener allows its connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Connections {
+    /// Most connections open at once. At the cap a new connection takes the
+    /// place of the one idle longest; when none is idle it is refused
+    /// (`moat_connections_refused_total`).
+    pub max: usize,
+    /// Longest a client may take to send a request's headers (a client
+    /// trickling them is closed). At most 10s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may sit without a request. Behind
+    /// a load balancer, keep it above the balancer's own idle timeout.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Serve HTTP/2 (cleartext, prior knowledge) beside HTTP/1.1.
+    pub http2: bool,
+    /// Most concurrent requests (streams) on one HTTP/2 connection.
+    pub http2_max_streams: u32,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max: 4096,
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            http2: true,
+            http2_max_streams: 100,
+        }
+    }
 }
 
 /// Inbound limits per client: by API key header when sent, else by IP.
@@ -66,6 +117,10 @@ pub struct ClientLimit {
     pub burst: u32,
     /// Header naming the client; requests without it are limited by IP.
     pub api_key_header: String,
+    /// `verifyCheckout` calls per second per client (each one is an ERP
+    /// quote on checkout's reserved capacity).
+    pub checkout_rps: u32,
+    pub checkout_burst: u32,
 }
 
 impl Default for ClientLimit {
@@ -75,6 +130,8 @@ impl Default for ClientLimit {
             rps: 50,
             burst: 100,
             api_key_header: "x-api-key".into(),
+            checkout_rps: 2,
+            checkout_burst: 5,
         }
     }
 }
@@ -84,12 +141,18 @@ impl Default for Server {
         Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             graphiql: true,
+            introspection: true,
             max_body_bytes: ByteSize(2 * 1024 * 1024),
             request_timeout: Duration::from_secs(10),
             max_query_depth: 12,
+            max_introspection_depth: 20,
             max_query_complexity: 5_000,
+            max_query_tokens: 5_000,
+            max_query_aliases: 100,
+            max_fragment_depth: 10,
             deadline: Duration::from_secs(5),
             client_limit: ClientLimit::default(),
+            connections: Connections::default(),
         }
     }
 }
@@ -100,12 +163,18 @@ impl Default for Server {
 pub struct Admin {
     /// Address of the admin listener (`MOAT_ADMIN_LISTEN`). Keep it private.
     pub listen: SocketAddr,
+    /// Connection limits and timeouts of the admin listener.
+    pub connections: Connections,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            connections: Connections {
+                max: 256,
+                ..Connections::default()
+            },
         }
     }
 }
@@ -411,6 +480,9 @@ pub struct Checkout {
     /// an older token is an `INVALID_TOKEN` mismatch (1m to 30d).
     #[serde(with = "humantime_serde")]
     pub price_token_max_age: Duration,
+    /// Most `verifyCheckout` fields one request may hold (1 to 10): each
+    /// is an ERP quote on checkout's reserved capacity.
+    pub max_per_request: usize,
 }
 
 impl Default for Checkout {
@@ -419,6 +491,28 @@ impl Default for Checkout {
             max_quantity: 999,
             max_lines: 100,
             price_token_max_age: Duration::from_secs(24 * 3600),
+            max_per_request: 1,
+        }
+    }
+}
+
+/// Signed-in shoppers (`Authorization: Bearer <customer token>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Customers {
+    /// CRM lookups per second (per replica) for tokens never seen before;
+    /// tokens already cached are not limited by this. Beyond it, a new
+    /// token's customer fields fail with RATE_LIMITED, so a flood of
+    /// made-up tokens cannot spend the CRM's limit.
+    pub unknown_token_rps: u32,
+    pub unknown_token_burst: u32,
+}
+
+impl Default for Customers {
+    fn default() -> Self {
+        Customers {
+            unknown_token_rps: 10,
+            unknown_token_burst: 20,
         }
     }
 }
