@@ -17,6 +17,11 @@ pub trait Key: Hash + Eq + Clone + Debug + Send + Sync + 'static {
     /// Whether `encode` is `escape(id)` followed by more components (then a
     /// purge by id must match a prefix).
     const COMPOSITE: bool = false;
+    /// Bytes the key takes in memory, for L1's byte budget: keys carry
+    /// client-chosen text (skus, cursors), so they are weighed too.
+    fn weight(&self) -> usize {
+        self.encode().len()
+    }
 }
 
 impl Key for String {

@@ -180,8 +180,12 @@ impl<K: Key, V: Value> Tier<K, V> {
         let l1 = moka::sync::Cache::builder()
             .name(entity)
             .max_capacity(max_bytes)
-            // The key and the Arc cost about as much again as a small value.
-            .weigher(|_k, v: &Arc<Cached<V>>| v.weight.saturating_add(96))
+            // The key's text, and about 96 bytes of key, Arc and entry
+            // overhead besides.
+            .weigher(|k: &K, v: &Arc<Cached<V>>| {
+                let bytes = v.weight as usize + k.weight() + 96;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
             .expire_after(Retention {
                 policy: policy.clone(),
             })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, Request, StatusCode};
 use serde::Serialize;
 
 use super::protection::Protection;
@@ -82,7 +82,7 @@ impl Client {
     ) -> Result<Reply, Error> {
         let url = format!("{}{path}", self.base_url);
         self.call(endpoint, priority, true, || {
-            self.http.request(Method::GET, &url).query(query)
+            self.http.request(Method::GET, &url).query(query).build()
         })
         .await
     }
@@ -98,7 +98,7 @@ impl Client {
         let url = format!("{}{path}", self.base_url);
         // A POST may not be idempotent: it is never retried.
         self.call(endpoint, priority, false, || {
-            self.http.request(Method::POST, &url).json(body)
+            self.http.request(Method::POST, &url).json(body).build()
         })
         .await
     }
@@ -108,14 +108,19 @@ impl Client {
         endpoint: &'static str,
         priority: Priority,
         idempotent: bool,
-        request: impl Fn() -> RequestBuilder,
+        request: impl Fn() -> reqwest::Result<Request>,
     ) -> Result<Reply, Error> {
         let retry = self.protection.retry();
         let budget = self.protection.budget();
-        budget.deposit();
         let mut attempt = 1;
         loop {
-            let result = self.guarded(endpoint, priority, request()).await;
+            // A request Moat cannot build is no upstream's failure: it is
+            // refused before any permit, breaker or budget sees it.
+            let request = self.buildable(endpoint, request())?;
+            if attempt == 1 {
+                budget.deposit();
+            }
+            let result = self.guarded(endpoint, priority, request).await;
             let retry_may_help = matches!(&result, Err(e) if e.is_retryable());
             if !(retry_may_help && idempotent && attempt < retry.max_attempts && budget.withdraw())
             {
@@ -126,12 +131,32 @@ impl Client {
         }
     }
 
+    /// The built request, or the client error it is: a URL that cannot be
+    /// made, or one longer than an HTTP server takes (what a client's
+    /// oversized cursor or key list would produce).
+    fn buildable(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::Result<Request>,
+    ) -> Result<Request, Error> {
+        let system = self.system;
+        let request = request.map_err(|e| {
+            tracing::warn!(upstream = %system, endpoint, error = %e, "cannot build an upstream request");
+            too_big_to_send(system)
+        })?;
+        if request.url().as_str().len() > MAX_URL {
+            tracing::warn!(upstream = %system, endpoint, bytes = request.url().as_str().len(), "upstream URL too long; not sent");
+            return Err(too_big_to_send(system));
+        }
+        Ok(request)
+    }
+
     /// One attempt through limit, breaker and timeout.
     async fn guarded(
         &self,
         endpoint: &'static str,
         priority: Priority,
-        request: RequestBuilder,
+        request: Request,
     ) -> Result<Reply, Error> {
         let system = self.system;
         if let Err(limited) = self.protection.limiter().acquire(priority).await {
@@ -152,52 +177,109 @@ impl Client {
             }
         };
         let started = Instant::now();
-        let result = self.attempt(request).await;
+        let result = self.attempt(endpoint, request).await;
         let took = started.elapsed();
         let outcome = match &result {
             Ok(reply) if reply.is_not_found() => "not_found",
             Ok(_) => "ok",
-            Err(e) if e.is_retryable() => "error",
-            Err(_) => "rejected",
+            Err(Failure::Upstream(e)) if e.is_retryable() => "error",
+            Err(Failure::Upstream(_)) => "rejected",
+            Err(Failure::Local(_)) => "not_sent",
         };
         // Only failures that say the upstream is unwell count against it:
-        // a 4xx means it is up and answering.
+        // a 4xx means it is up and answering, and a request that never
+        // left Moat says nothing about it (the permit goes back unused).
         match &result {
-            Err(e) if e.is_retryable() => permit.failure(),
+            Err(Failure::Upstream(e)) if e.is_retryable() => permit.failure(),
+            Err(Failure::Local(_)) => drop(permit),
             _ => permit.success(),
         }
         self.protection.record_latency(took);
         telemetry::upstream_request(system, endpoint, outcome, took);
-        result
+        result.map_err(|f| match f {
+            Failure::Upstream(e) | Failure::Local(e) => e,
+        })
     }
 
-    /// One HTTP exchange, bounded by the per-attempt timeout.
-    async fn attempt(&self, request: RequestBuilder) -> Result<Reply, Error> {
+    /// One HTTP exchange, bounded by the per-attempt timeout. What went
+    /// wrong in detail goes to the log; the error says only what a client
+    /// may know.
+    async fn attempt(
+        &self,
+        endpoint: &'static str,
+        mut request: Request,
+    ) -> Result<Reply, Failure> {
         let system = self.system;
-        let response = request.timeout(self.timeout).send().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::transient(format!("{system} did not answer within {:?}", self.timeout))
-            } else {
-                Error::transient(format!("{system} is unreachable: {}", root_cause(&e)))
+        let timed_out = || {
+            Failure::Upstream(Error::transient(format!(
+                "{system} did not answer within {:?}",
+                self.timeout
+            )))
+        };
+        // One deadline for the whole exchange, body included.
+        *request.timeout_mut() = Some(self.timeout);
+        let response = match self.http.execute(request).await {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => return Err(timed_out()),
+            Err(e) if e.is_builder() => {
+                tracing::warn!(upstream = %system, endpoint, error = %root_cause(&e), "upstream request not sent");
+                return Err(Failure::Local(too_big_to_send(system)));
             }
-        })?;
+            Err(e) => {
+                tracing::warn!(upstream = %system, endpoint, error = %root_cause(&e), "upstream unreachable");
+                return Err(Failure::Upstream(Error::transient(format!(
+                    "{system} is unreachable"
+                ))));
+            }
+        };
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| {
-            Error::transient(format!("{system} broke off its answer: {}", root_cause(&e)))
-        })?;
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) if e.is_timeout() => return Err(timed_out()),
+            Err(e) => {
+                tracing::warn!(upstream = %system, endpoint, error = %root_cause(&e), "upstream broke off its answer");
+                return Err(Failure::Upstream(Error::transient(format!(
+                    "{system} broke off its answer"
+                ))));
+            }
+        };
         if status.is_success() || status == StatusCode::NOT_FOUND {
             Ok(Reply { status, body })
         } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Error::transient(format!("{system} failed ({status})")))
+            Err(Failure::Upstream(Error::transient(format!(
+                "{system} failed ({status})"
+            ))))
         } else {
             // A 4xx other than 404 means Moat sent something the upstream
-            // does not accept; repeating it will not help.
+            // does not accept; repeating it will not help. Its text may say
+            // why, for the logs only.
             let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            Err(Error::unavailable(format!(
-                "{system} refused the request ({status}): {detail}"
-            )))
+            tracing::warn!(upstream = %system, endpoint, %status, %detail, "upstream refused a request");
+            Err(Failure::Upstream(Error::unavailable(format!(
+                "{system} refused the request ({status})"
+            ))))
         }
     }
+}
+
+/// Why an attempt produced no reply.
+enum Failure {
+    /// The upstream failed or refused: counted by its breaker when
+    /// retryable.
+    Upstream(Error),
+    /// The request never left Moat.
+    Local(Error),
+}
+
+/// Longest URL sent upstream; common HTTP servers refuse longer request
+/// lines (and http's own limit is 64 KiB).
+const MAX_URL: usize = 16 * 1024;
+
+fn too_big_to_send(system: System) -> Error {
+    Error::new(
+        Kind::BadUserInput,
+        format!("the request asks {system} for more than one call can carry; ask for less"),
+    )
 }
 
 /// `base` doubled per retry, with ±50 % jitter so retries from many

@@ -14,6 +14,9 @@ use super::System;
 use crate::error::Error;
 use crate::telemetry;
 
+/// Longest paging cursor an upstream may hand out.
+const MAX_CURSOR: usize = 512;
+
 /// A wire item: how to read it and how to check it into a domain value.
 pub trait Wire: DeserializeOwned {
     type Domain;
@@ -59,6 +62,16 @@ pub fn parse_list<W: Wire, K>(
 ) -> Result<Checked<K, W::Domain>, Error> {
     let list: RawList = serde_json::from_slice(body)
         .map_err(|e| violation(system, W::ENTITY, format!("the list is not valid: {e}")))?;
+    if let Some(cursor) = &list.next_cursor
+        && (cursor.len() > MAX_CURSOR || cursor.chars().any(char::is_control))
+    {
+        // It goes back out in a URL and into a cache key.
+        return Err(violation(
+            system,
+            W::ENTITY,
+            format!("nextCursor is longer than {MAX_CURSOR} bytes or holds control characters"),
+        ));
+    }
     let mut items = Vec::with_capacity(list.items.len());
     for raw in list.items {
         let checked = serde_json::from_str::<W>(raw.get())

@@ -56,7 +56,7 @@ fn without_detail(e: Error) -> Error {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireCustomer {
+pub(super) struct WireCustomer {
     id: String,
     email: String,
     name: String,

@@ -156,7 +156,7 @@ struct QuoteRequestLine<'a> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireQuote {
+pub(super) struct WireQuote {
     segment: String,
     currency: String,
     lines: Vec<WireQuoteLine>,
@@ -179,7 +179,7 @@ struct WireQuoteLine {
 
 /// A quote that passed the field checks, before it is matched with the
 /// request it answers.
-struct CheckedQuote {
+pub(super) struct CheckedQuote {
     segment: String,
     currency: Currency,
     lines: Vec<QuotedLine>,
@@ -314,7 +314,7 @@ impl CheckedQuote {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WirePrice {
+pub(super) struct WirePrice {
     sku: String,
     segment: String,
     currency: String,
@@ -352,7 +352,7 @@ impl Wire for WirePrice {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireStock {
+pub(super) struct WireStock {
     sku: String,
     available: i64,
     version: u64,

@@ -7,6 +7,8 @@
 
 mod client;
 mod contract;
+#[cfg(test)]
+mod contract_props;
 pub mod crm;
 pub mod erp;
 pub mod oms;

@@ -45,7 +45,7 @@ impl Oms {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireOrder {
+pub(super) struct WireOrder {
     id: String,
     customer_id: String,
     status: String,

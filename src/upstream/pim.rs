@@ -126,7 +126,7 @@ impl Pim {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireProduct {
+pub(super) struct WireProduct {
     id: String,
     sku: String,
     name: String,
@@ -170,7 +170,7 @@ impl Wire for WireProduct {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireCategory {
+pub(super) struct WireCategory {
     id: String,
     name: String,
     #[serde(default)]
