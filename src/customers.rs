@@ -11,19 +11,23 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cache::invalidation::Invalidate;
 use crate::cache::key::{join, split};
 use crate::cache::{Batch, Fetch, Hit, Key, L2, Policy, Tier, Value};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
+use crate::telemetry;
 use crate::upstream::{Crm, Oms, Priority, Upstreams};
 
 /// Who is asking, as one request sees it.
@@ -144,6 +148,10 @@ pub enum OrderAccess {
 pub struct Customers {
     pub by_token: Arc<Tier<TokenKey, Customer>>,
     pub orders: Arc<Tier<OrderKey, OrderAccess>>,
+    /// Lookups of tokens neither this replica nor Redis has seen. A flood
+    /// of made-up tokens would otherwise spend the CRM's limit and leave
+    /// real customers unresolved; this caps what it can spend.
+    unknown_tokens: ArcSwap<DefaultDirectRateLimiter>,
 }
 
 impl Customers {
@@ -164,7 +172,14 @@ impl Customers {
                 l2,
                 OrdersFor(upstreams.oms.clone()),
             ),
+            unknown_tokens: ArcSwap::from_pointee(unknown_token_limiter(&config.customers)),
         }
+    }
+
+    /// Applies reloaded `[customers]` settings (counting starts afresh).
+    pub fn apply(&self, config: &config::Customers) {
+        self.unknown_tokens
+            .store(Arc::new(unknown_token_limiter(config)));
     }
 
     pub fn tiers(&self) -> Vec<Arc<dyn Invalidate>> {
@@ -174,32 +189,65 @@ impl Customers {
     /// Resolves a bearer token. `Err(UNAUTHENTICATED)` when the CRM does
     /// not know it; `Viewer::Unresolved` when the CRM cannot answer and no
     /// answer is cached.
+    ///
+    /// A token seen before (in L1, or in Redis from another replica) is
+    /// looked up as usual; a token never seen must first get a permit from
+    /// the unknown-token limit, and without one is `Unresolved` with
+    /// `RATE_LIMITED`, so guessing tokens cannot crowd out real customers.
     pub async fn sign_in(&self, token: &str, priority: Priority) -> Result<Viewer, Error> {
         let key = TokenKey::new(token);
+        if let Some(hit) = self.by_token.get_cached(&key) {
+            return viewer_of(&hit);
+        }
+        let known = !self
+            .by_token
+            .peek(std::slice::from_ref(&key))
+            .await
+            .is_empty();
+        if !known && self.unknown_tokens.load().check().is_err() {
+            metrics::counter!(telemetry::SIGN_INS_REFUSED).increment(1);
+            return Ok(Viewer::Unresolved(Error::new(
+                Kind::RateLimited,
+                "too many sign-ins with new customer tokens right now; retry in a moment",
+            )));
+        }
         match read_one(&self.by_token, key, priority).await {
-            Ok(hit) => match hit.value() {
-                Some(customer) => Ok(Viewer::Customer(customer.clone())),
-                None => Err(Error::new(
-                    Kind::Unauthenticated,
-                    "the customer token is not valid; sign in again",
-                )),
-            },
+            Ok(hit) => viewer_of(&hit),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve a customer token; customer fields will fail");
                 Ok(Viewer::Unresolved(e))
             }
         }
     }
+}
 
-    /// One of `customer`'s orders. `None` when no such order exists;
-    /// `FORBIDDEN` when it belongs to someone else.
-    pub async fn order(&self, customer: &Customer, order_id: &str) -> Result<Option<Order>, Error> {
-        let key = OrderKey {
-            order_id: order_id.to_string(),
-            customer_id: customer.id.clone(),
-        };
-        let hit = read_one(&self.orders, key, Priority::Browse).await?;
-        match hit.value() {
+/// What a cached token answer means for the request: a customer, or a
+/// token the CRM said it does not know (negative answers are cached too).
+fn viewer_of(hit: &Hit<Customer>) -> Result<Viewer, Error> {
+    match hit.value() {
+        Some(customer) => Ok(Viewer::Customer(customer.clone())),
+        None => Err(invalid_token()),
+    }
+}
+
+fn invalid_token() -> Error {
+    Error::new(
+        Kind::Unauthenticated,
+        "the customer token is not valid; sign in again",
+    )
+}
+
+fn unknown_token_limiter(config: &config::Customers) -> DefaultDirectRateLimiter {
+    let rps = NonZeroU32::new(config.unknown_token_rps).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(config.unknown_token_burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
+}
+
+impl OrderAccess {
+    /// What the asking customer may see of a cached order: `None` when no
+    /// such order exists, `FORBIDDEN` when it belongs to someone else.
+    pub fn visible(access: Option<&OrderAccess>) -> Result<Option<Order>, Error> {
+        match access {
             None => Ok(None),
             Some(OrderAccess::Owned(order)) => Ok(Some(order.clone())),
             Some(OrderAccess::OtherCustomers) => Err(Error::new(
