@@ -331,3 +331,57 @@ async fn bad_input_is_refused_naming_the_field_before_the_erp_is_asked() {
     );
     moat.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_capacity_cannot_be_spent_by_one_request_or_one_client() {
+    let sim = Sim::start().await;
+    let mut c = config(&sim.url);
+    c.server.client_limit.enabled = true;
+    c.server.client_limit.checkout_rps = 1;
+    c.server.client_limit.checkout_burst = 2;
+    let moat = Moat::start(c).await;
+    let item = shown(&moat, None, "SKU-000001").await;
+    let input = cart(&[(&item, 1)]);
+
+    // Two verifications in one request: refused before the ERP is asked.
+    let aliases: String = (0..2)
+        .map(|i| format!("v{i}: verifyCheckout(input: $input) {{ ok }} "))
+        .collect();
+    let r = moat
+        .query(
+            &format!("mutation($input: VerifyCheckoutInput!) {{ {aliases} }}"),
+            json!({ "input": input }),
+        )
+        .await;
+    assert_eq!(error_codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("verifyCheckout")
+    );
+    assert_eq!(sim.requests("erp.quote").await, 0);
+
+    // One at a time, one client: its burst, then 429 with Retry-After.
+    let ask = |key: &'static str| {
+        moat.http
+            .post(format!("{}/graphql", moat.url))
+            .header("x-api-key", key)
+            .json(&json!({ "query": support::shop::VERIFY, "variables": { "input": input } }))
+            .send()
+    };
+    for _ in 0..2 {
+        let r = ask("checkout-a").await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let refused = ask("checkout-a").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(error_codes(&body), ["RATE_LIMITED"], "{body}");
+    // Another client still verifies.
+    let other: Value = ask("checkout-b").await.unwrap().json().await.unwrap();
+    assert_eq!(other["data"]["verifyCheckout"]["ok"], true, "{other}");
+    assert_eq!(sim.requests("erp.quote").await, 3);
+    moat.stop().await;
+}

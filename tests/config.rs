@@ -115,3 +115,77 @@ fn the_schema_file_matches_the_code() {
         assert!(sdl.contains(name), "{name}");
     }
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A TOML line: a real or made-up section and key, with a value of any
+    /// TOML type (or not TOML at all).
+    fn line() -> impl Strategy<Value = String> {
+        let section = prop::sample::select(vec![
+            "server",
+            "server.connections",
+            "server.client_limit",
+            "admin",
+            "upstream",
+            "upstream.limits",
+            "upstream.limits.erp",
+            "upstream.breaker",
+            "upstream.retry",
+            "cache",
+            "cache.price",
+            "redis",
+            "catalog",
+            "checkout",
+            "customers",
+            "telemetry",
+            "nonsense",
+        ]);
+        let key = prop::sample::select(vec![
+            "listen",
+            "max",
+            "rps",
+            "burst",
+            "soft_ttl",
+            "hard_ttl",
+            "max_query_depth",
+            "header_read_timeout",
+            "url",
+            "currencies",
+            "max_per_request",
+            "enabled",
+            "log_level",
+            "bogus",
+        ]);
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[a-z0-9:./ ]{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("\"250ms\"".to_string()),
+            Just("[\"EUR\", 3]".to_string()),
+            Just("{ a = 1 }".to_string()),
+            "[^\n]{0,8}",
+        ];
+        (section, key, value)
+            .prop_map(|(section, key, value)| format!("[{section}]\n{key} = {value}\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any file is a config or a list of problems, each naming the file
+        /// and a key; never a panic.
+        #[test]
+        fn any_file_is_loaded_or_refused_by_key(lines in prop::collection::vec(line(), 0..6)) {
+            let path = write("prop.toml", &lines.concat());
+            if let Err(e) = Config::from_sources(Some(&path), false) {
+                prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    prop_assert!(p.source.contains("prop.toml"), "{}", p);
+                    prop_assert!(!p.key.is_empty() && !p.message.is_empty(), "{}", p);
+                }
+            }
+        }
+    }
+}

@@ -190,3 +190,58 @@ async fn with_the_crm_down_customer_fields_fail_and_never_show_anonymous_prices(
     assert!(back, "the customer is back once the CRM answers");
     moat.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_tokens_cannot_spend_the_crm_limit() {
+    let sim = Sim::start().await;
+    let mut c = config(&sim.url);
+    c.customers.unknown_token_rps = 5;
+    c.customers.unknown_token_burst = 10;
+    let moat = Moat::start(c).await;
+    let (_, known, _) = customer_in(&sim, "wholesale").await;
+    let (_, fresh, _) = customer_in(&sim, "vip").await;
+    let viewer = "{ viewer { id segment } }";
+    let r = moat.query_with_token(&known, viewer, json!({})).await;
+    assert_eq!(r["data"]["viewer"]["segment"], "wholesale", "{r}");
+    let calls_before = sim.requests("crm.customers").await;
+
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    for round in 0..10 {
+        let flood = (0..20).map(|i| {
+            let token = format!("Bearer ct_made_up_{round}_{i}_{:08x}", fastrand::u32(..));
+            let moat = &moat;
+            async move { moat.query_as(Some(&token), viewer, json!({})).await }
+        });
+        for (status, _, body) in futures_util::future::join_all(flood).await {
+            match status {
+                401 => assert_eq!(error_codes(&body), ["UNAUTHENTICATED"]),
+                200 => {
+                    assert_eq!(error_codes(&body), ["RATE_LIMITED"], "{body}");
+                    refused += 1;
+                }
+                other => panic!("{other}: {body}"),
+            }
+        }
+        // A customer Moat knows is never held up by the flood.
+        let r = moat.query_with_token(&known, viewer, json!({})).await;
+        assert_eq!(r["data"]["viewer"]["segment"], "wholesale", "{r}");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let crm_calls = sim.requests("crm.customers").await - calls_before;
+    assert!(refused > 0, "the flood met the limit");
+    assert!(
+        (crm_calls as f64) <= 10.0 + 5.0 * elapsed + 1.0,
+        "{crm_calls} CRM calls in {elapsed:.2} s"
+    );
+    assert!(moat.metric("moat_customer_sign_ins_refused_total").await >= refused as f64);
+    // A real new customer gets through once the flood is over.
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || async {
+            let r = moat.query_with_token(&fresh, viewer, json!({})).await;
+            r["data"]["viewer"]["segment"] == "vip"
+        })
+        .await
+    );
+    moat.stop().await;
+}

@@ -46,10 +46,12 @@ async fn request_errors_get_the_specs_status_per_media_type() {
         (
             "syntax error",
             query("{ product(id: \"prod-000001\") { name ", json!({})),
+            "GRAPHQL_PARSE_FAILED",
         ),
         (
             "unknown field",
             query("{ product(id: \"prod-000001\") { colour } }", json!({})),
+            "GRAPHQL_VALIDATION_FAILED",
         ),
         (
             "wrong variable type",
@@ -57,15 +59,18 @@ async fn request_errors_get_the_specs_status_per_media_type() {
                 "query($id: ID!) { product(id: $id) { name } }",
                 json!({ "id": { "not": "an id" } }),
             ),
+            "GRAPHQL_VALIDATION_FAILED",
         ),
         (
             "missing variable",
             query("query($id: ID!) { product(id: $id) { name } }", json!({})),
+            "BAD_USER_INPUT",
         ),
     ];
-    for (what, body) in cases {
+    for (what, body, code) in cases {
         let (status, content_type, r) = post(&moat, GRAPHQL_RESPONSE, body.clone()).await;
         assert_eq!(status, 400, "{what}: {r}");
+        assert_eq!(error_codes(&r), [code], "{what}: {r}");
         assert!(
             content_type.starts_with(GRAPHQL_RESPONSE),
             "{what}: {content_type}"
@@ -91,6 +96,7 @@ async fn malformed_requests_are_refused_with_a_reason() {
     for accept in [GRAPHQL_RESPONSE, "application/json"] {
         let (status, _, r) = post(&moat, accept, "{ this is not json".into()).await;
         assert_eq!(status, 400, "{r}");
+        assert_eq!(error_codes(&r), ["BAD_REQUEST"]);
         assert!(
             r["errors"][0]["message"]
                 .as_str()
@@ -100,6 +106,21 @@ async fn malformed_requests_are_refused_with_a_reason() {
 
         let (status, _, r) = post(&moat, accept, json!({ "variables": {} }).to_string()).await;
         assert_eq!(status, 400, "no query: {r}");
+        assert_eq!(error_codes(&r), ["BAD_REQUEST"]);
+
+        let (status, _, r) = post(
+            &moat,
+            accept,
+            json!([{ "query": "{ categories { id } }" }]).to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "a batch: {r}");
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("batch")
+        );
 
         let (status, _, r) = post(
             &moat,
@@ -119,6 +140,10 @@ async fn malformed_requests_are_refused_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 415);
+    assert_eq!(
+        error_codes(&r.json().await.unwrap()),
+        ["UNSUPPORTED_MEDIA_TYPE"]
+    );
 
     let r = moat
         .http
@@ -130,6 +155,7 @@ async fn malformed_requests_are_refused_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 406);
+    assert_eq!(error_codes(&r.json().await.unwrap()), ["NOT_ACCEPTABLE"]);
 
     let huge = query(
         &format!("{{ categories {{ id }} }} #{}", "x".repeat(3 * 1024 * 1024)),
@@ -137,6 +163,7 @@ async fn malformed_requests_are_refused_with_a_reason() {
     );
     let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, huge).await;
     assert_eq!(status, 413, "{r}");
+    assert_eq!(error_codes(&r), ["PAYLOAD_TOO_LARGE"]);
     moat.stop().await;
 }
 
@@ -167,6 +194,10 @@ async fn get_serves_queries_but_not_mutations() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(
+        error_codes(&r.json().await.unwrap()),
+        ["METHOD_NOT_ALLOWED"]
+    );
 
     let r = moat
         .http
@@ -326,4 +357,35 @@ async fn health_and_admin_refusals() {
     let (status, _) = closed.admin_get("/admin/status").await;
     assert_eq!(status, 403);
     closed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_passes_its_own_depth_rule_and_can_be_turned_off() {
+    let sim = Sim::start().await;
+    // The standard query nests `ofType` 9 deep: 15 levels in all.
+    let type_ref = format!(
+        "kind name {}",
+        "ofType { kind name ".repeat(9) + &"}".repeat(9)
+    );
+    let introspection = format!(
+        "{{ __schema {{ types {{ name fields {{ name args {{ name type {{ {type_ref} }} }} type {{ {type_ref} }} }} }} }} }}"
+    );
+    let moat = Moat::start(config(&sim.url)).await;
+    let r = moat.query(&introspection, json!({})).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    assert!(r["data"]["__schema"]["types"].as_array().unwrap().len() > 10);
+    moat.stop().await;
+
+    let mut production = config(&sim.url);
+    production.server.introspection = false;
+    production.server.graphiql = false;
+    let moat = Moat::start(production).await;
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, query(&introspection, json!({}))).await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(error_codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{r}");
+    let r = moat
+        .query("{ __typename categories { id } }", json!({}))
+        .await;
+    assert_eq!(r["data"]["__typename"], "Query", "{r}");
+    moat.stop().await;
 }

@@ -127,6 +127,22 @@ async fn concurrent_identical_queries_for_a_cold_product_make_one_call_per_endpo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_product_by_sku_aliases_cost_one_pim_call() {
+    let sim = Sim::start().await;
+    let moat = Moat::start(config(&sim.url)).await;
+    let aliases: String = (1..=50)
+        .map(|i| format!(r#"p{i}: product(sku: "SKU-{i:06}") {{ id sku }} "#))
+        .collect();
+    let r = moat.query(&format!("{{ {aliases} }}"), json!({})).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    for i in 1..=50 {
+        assert_eq!(r["data"][format!("p{i}")]["sku"], format!("SKU-{i:06}"));
+    }
+    assert_eq!(sim.requests("pim.products").await, 1, "one batch by sku");
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_of_twenty_products_costs_one_call_per_endpoint() {
     let sim = Sim::start().await;
     let moat = Moat::start(config(&sim.url)).await;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod redis;
 pub mod shop;
 

@@ -1,0 +1,97 @@
+//! Real GraphQL tooling against the real binary: the `graphql-http`
+//! package's GraphQL-over-HTTP server audits, and graphql-js's full
+//! introspection query sent through graphql-request, built into a client
+//! schema (what GraphiQL and code generators do). Needs Node.js and npm;
+//! the packages are pinned in `tests/js/package-lock.json` and installed
+//! on first use.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+use serde_json::Value;
+use support::Sim;
+use support::process::{Running, config_file};
+
+fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+/// `npm ci` once, when the pinned packages are not there yet.
+fn install_packages() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if js_dir().join("node_modules/graphql-http").is_dir() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(js_dir())
+            .status()
+            .expect("npm (Node.js) is needed for these tests");
+        assert!(status.success(), "npm ci in tests/js failed");
+    });
+}
+
+/// Runs `node SCRIPT URL` and returns its JSON line and whether it exited 0.
+fn node(script: &str, url: &str) -> (bool, Value) {
+    let out = Command::new("node")
+        .arg(script)
+        .arg(url)
+        .current_dir(js_dir())
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "{script}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_over_http_audits_pass_and_clients_build_the_schema() {
+    install_packages();
+    let sim = Sim::start().await;
+    let file = config_file("clients", "");
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let url = format!("{}/graphql", moat.public);
+    let (url_for_audit, url_for_schema) = (url.clone(), url);
+
+    let audit = tokio::task::spawn_blocking(move || node("audit.mjs", &url_for_audit));
+    let (passed, report) = audit.await.unwrap();
+    assert_eq!(report["total"], 61, "{report}");
+    assert!(
+        passed && report["failed"] == Value::Array(vec![]),
+        "{report:#}"
+    );
+
+    let schema = tokio::task::spawn_blocking(move || node("introspect.mjs", &url_for_schema));
+    let (built, schema) = schema.await.unwrap();
+    assert!(built, "{schema}");
+    for field in [
+        "product",
+        "products",
+        "category",
+        "categories",
+        "viewer",
+        "order",
+    ] {
+        assert!(
+            schema["queryFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == field),
+            "{field}: {schema}"
+        );
+    }
+    assert_eq!(
+        schema["mutationFields"],
+        serde_json::json!(["verifyCheckout"])
+    );
+}

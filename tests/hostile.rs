@@ -1,0 +1,588 @@
+//! Hostile input against the real binary: a corpus of queries an attacker
+//! would send (hidden nesting, exponential fragments, alias floods, poison
+//! cursors, broken bodies), slow and idle connections, and oversized
+//! upstream requests. Every refusal carries a code, nothing reaches an
+//! upstream it should not, no breaker opens, and the process stays up
+//! within its memory.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::process::{Running, config_file};
+use support::{Sim, eventually};
+
+/// One hostile request: what it is, the body, and the codes it may get.
+struct Case {
+    name: String,
+    body: Vec<u8>,
+    codes: &'static [&'static str],
+}
+
+fn case(name: &str, body: Value, codes: &'static [&'static str]) -> Case {
+    Case {
+        name: name.into(),
+        body: body.to_string().into_bytes(),
+        codes,
+    }
+}
+
+fn query(name: &str, text: String, codes: &'static [&'static str]) -> Case {
+    case(name, json!({ "query": text }), codes)
+}
+
+const TOO_COMPLEX: &[&str] = &["QUERY_TOO_COMPLEX"];
+const PARSE: &[&str] = &["GRAPHQL_PARSE_FAILED"];
+const INPUT: &[&str] = &["BAD_USER_INPUT"];
+const REQUEST: &[&str] = &["BAD_REQUEST"];
+
+/// Fragments F1..Fn, each spreading the previous one twice.
+fn doubling_fragments(n: usize, root: &str) -> String {
+    let mut text = format!("{root}\nfragment F0 on Query {{ __typename }}\n");
+    for i in 1..=n {
+        text.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
+            i - 1,
+            i - 1
+        ));
+    }
+    text
+}
+
+fn corpus() -> Vec<Case> {
+    let deep = |open: &str, inner: &str, close: &str, n: usize| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    let selection = deep("{a", "", "}", 2_000);
+    let list = deep("[", "1", "]", 5_000);
+    let object = deep("{a: ", "1", "}", 3_000);
+    let line = json!({
+        "sku": "SKU-000001", "quantity": 1,
+        "displayedUnitPrice": { "amount": "1.00", "currencyCode": "EUR" },
+    });
+    let cart = json!({
+        "currencyCode": "EUR", "lines": [line],
+        "displayedTotal": { "amount": "1.00", "currencyCode": "EUR" },
+    });
+    let verify = "mutation($c: VerifyCheckoutInput!) { verifyCheckout(input: $c) { ok } }";
+    let mut cases = vec![
+        // The crash: nesting the old pre-check could not see.
+        query(
+            "selection behind a \\r comment",
+            format!("# c\r{selection}"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "selection behind a \\r\\n comment",
+            format!("# c\r\n{selection}"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "list behind a block string",
+            format!(r#"{{ product(sku: """ " """, x: {list}) {{ id }} }}"#),
+            TOO_COMPLEX,
+        ),
+        query(
+            "list behind a block string with escaped quotes",
+            format!(r#"{{ product(sku: """ \""" " """, x: {list}) {{ id }} }}"#),
+            TOO_COMPLEX,
+        ),
+        query(
+            "deep list value",
+            format!("{{ product(sku: {list}) {{ id }} }}"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "deep object value",
+            format!("{{ product(sku: {object}) {{ id }} }}"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "deep variable default",
+            format!("query($v: [Int] = {list}) {{ categories {{ id }} }}"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "deep directive argument",
+            format!("{{ categories @include(if: {list}) {{ id }} }}"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "BOM then deep selection",
+            format!("\u{feff}{selection}"),
+            TOO_COMPLEX,
+        ),
+        // Exponential work.
+        query(
+            "fragment chain n=22",
+            doubling_fragments(22, "{ ...F22 }"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "fragment chain n=30",
+            doubling_fragments(30, "{ ...F30 }"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "unused fragment chain",
+            doubling_fragments(30, "{ __typename }"),
+            TOO_COMPLEX,
+        ),
+        query(
+            "mutually spreading fragments",
+            "{ ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }".into(),
+            &["QUERY_TOO_COMPLEX", "GRAPHQL_VALIDATION_FAILED"],
+        ),
+        query(
+            "__typename is not free",
+            format!(
+                "{{ products(first: 100) {{ nodes {{ {} }} }} }}",
+                "__typename ".repeat(60)
+            ),
+            TOO_COMPLEX,
+        ),
+        query(
+            "alias flood",
+            format!(
+                "{{ {} }}",
+                (0..1_000)
+                    .map(|i| format!("a{i}: __typename "))
+                    .collect::<String>()
+            ),
+            TOO_COMPLEX,
+        ),
+        query(
+            "token flood",
+            format!("{{ {} }}", "a ".repeat(60_000)),
+            TOO_COMPLEX,
+        ),
+        query(
+            "deep introspection",
+            format!(
+                "{{ __schema {{ types {{ fields {{ type {{ {} }} }} }} }} }}",
+                deep("ofType { ", "kind", " }", 30)
+            ),
+            TOO_COMPLEX,
+        ),
+        query(
+            "directive flood",
+            format!("{{ __typename {} }}", "@skip(if: false) ".repeat(1_000)),
+            TOO_COMPLEX,
+        ),
+        case(
+            "200 verifyCheckout aliases",
+            json!({
+                "query": format!(
+                    "mutation($c: VerifyCheckoutInput!) {{ {} }}",
+                    (0..200).map(|i| format!("v{i}: verifyCheckout(input: $c) {{ ok }} ")).collect::<String>()
+                ),
+                "variables": { "c": cart },
+            }),
+            TOO_COMPLEX,
+        ),
+        // Lexically broken.
+        query(
+            "unterminated string",
+            "{ product(sku: \"x) { id } }".into(),
+            PARSE,
+        ),
+        query(
+            "unterminated block string",
+            "{ product(sku: \"\"\"x) { id } }".into(),
+            PARSE,
+        ),
+        query("a stray character", "{ product % }".into(), PARSE),
+        query(
+            "a 100 KB name",
+            format!("{{ {} }}", "n".repeat(100_000)),
+            &["GRAPHQL_VALIDATION_FAILED"],
+        ),
+        // Values a resolver must refuse.
+        query(
+            "a 70 KB cursor",
+            format!(
+                r#"{{ products(after: "{}") {{ nodes {{ id }} }} }}"#,
+                "A".repeat(70_000)
+            ),
+            INPUT,
+        ),
+        query(
+            "a 1 MB sku",
+            format!(
+                r#"{{ product(sku: "{}") {{ id }} }}"#,
+                "s".repeat(1_000_000)
+            ),
+            INPUT,
+        ),
+        case(
+            "quantity 2147483648",
+            json!({ "query": verify, "variables": { "c": {
+                "currencyCode": "EUR",
+                "lines": [{ "sku": "SKU-000001", "quantity": 2_147_483_648u64,
+                    "displayedUnitPrice": { "amount": "1.00", "currencyCode": "EUR" } }],
+                "displayedTotal": { "amount": "1.00", "currencyCode": "EUR" },
+            } } }),
+            INPUT,
+        ),
+        case(
+            "an amount as a JSON number",
+            json!({ "query": verify, "variables": { "c": {
+                "currencyCode": "EUR",
+                "lines": [{ "sku": "SKU-000001", "quantity": 1,
+                    "displayedUnitPrice": { "amount": 1.5, "currencyCode": "EUR" } }],
+                "displayedTotal": { "amount": "1.50", "currencyCode": "EUR" },
+            } } }),
+            INPUT,
+        ),
+        case(
+            "deep JSON variables",
+            json!({ "query": "query($v: String) { categories { id } }" , "variables": { "v": serde_json::from_str::<Value>(&deep("[", "1", "]", 120)).unwrap() } }),
+            &["BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"],
+        ),
+        // Bodies that are not one GraphQL request.
+        case("a batch", json!([{ "query": "{ __typename }" }]), REQUEST),
+        case(
+            "operationName a number",
+            json!({ "query": "{ __typename }", "operationName": 1 }),
+            REQUEST,
+        ),
+        case(
+            "extensions a string",
+            json!({ "query": "{ __typename }", "extensions": "x" }),
+            REQUEST,
+        ),
+        case(
+            "variables a list",
+            json!({ "query": "{ __typename }", "variables": [1] }),
+            REQUEST,
+        ),
+    ];
+    cases.push(Case {
+        name: "JSON nested past serde's limit".into(),
+        body: format!(
+            r#"{{"query": "{{ __typename }}", "variables": {{"v": {}}}}}"#,
+            deep("[", "1", "]", 10_000)
+        )
+        .into_bytes(),
+        codes: REQUEST,
+    });
+    cases.push(Case {
+        name: "not UTF-8".into(),
+        body: b"{\"query\": \"{ \xff\xfe }\"}".to_vec(),
+        codes: REQUEST,
+    });
+    cases.push(Case {
+        name: "NUL bytes".into(),
+        body: b"{\"query\": \"{ __typename \\u0000 }\"}".to_vec(),
+        codes: PARSE,
+    });
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_corpus_is_refused_with_codes_and_the_process_stays_up() {
+    let sim = Sim::start().await;
+    let file = config_file("hostile", "[upstream]\ntimeout = \"2s\"\n");
+    let mut moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let http = reqwest::Client::new();
+    let cases = corpus();
+    let rss_before = moat.rss_bytes();
+    let mut slowest_chain = Duration::ZERO;
+    // Each case three times, the rounds concurrently, as an attacker would.
+    for round in 0..3 {
+        let sends = cases.iter().map(|c| {
+            let http = http.clone();
+            let url = format!("{}/graphql", moat.public);
+            async move {
+                let started = Instant::now();
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/graphql-response+json")
+                    .body(c.body.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: no answer: {e}", c.name));
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                (c, status, body, started.elapsed())
+            }
+        });
+        for (c, status, body, took) in futures_util::future::join_all(sends).await {
+            let codes = support::error_codes(&body);
+            assert!(
+                !codes.is_empty() && codes.iter().all(|code| c.codes.contains(&code.as_str())),
+                "round {round}, {}: got {status} {codes:?}, want {:?}: {}",
+                c.name,
+                c.codes,
+                &body.to_string()[..body.to_string().len().min(300)]
+            );
+            let errors = body["errors"].as_array().map_or(0, Vec::len);
+            assert_eq!(codes.len(), errors, "{}: every error has a code", c.name);
+            assert!(
+                (400..500).contains(&status) || status == 200,
+                "{}: {status}",
+                c.name
+            );
+            if c.name.starts_with("fragment chain") {
+                slowest_chain = slowest_chain.max(took);
+            }
+        }
+        let health = http
+            .get(format!("{}/healthz", moat.public))
+            .send()
+            .await
+            .expect("healthz answers");
+        assert_eq!(health.status().as_u16(), 200);
+        assert!(moat.alive(), "moat is still running after round {round}");
+    }
+    // Exponential work would take minutes here (n=22 took 3.5 s before);
+    // this bounds the class of the work, not its speed.
+    assert!(slowest_chain < Duration::from_secs(5), "{slowest_chain:?}");
+    let rss = moat.rss_bytes();
+    eprintln!(
+        "hostile corpus: {} cases x 3 rounds; RSS {:.1} MB before, {:.1} MB after; slowest fragment chain {:?}",
+        cases.len(),
+        rss_before as f64 / 1e6,
+        rss as f64 / 1e6,
+        slowest_chain
+    );
+    assert!(rss < 300 * 1024 * 1024, "RSS {rss} bytes");
+    assert_eq!(sim.requests("erp.quote").await, 0, "no checkout was spent");
+    let served = http
+        .post(format!("{}/graphql", moat.public))
+        .json(&json!({ "query": "{ product(sku: \"SKU-000002\") { name } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(served["data"]["product"]["name"].is_string(), "{served}");
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+fn connect(base: &str) -> TcpStream {
+    TcpStream::connect(base.trim_start_matches("http://")).expect("connect")
+}
+
+async fn metric(admin: &str, needle: &str) -> f64 {
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_and_the_cap_holds() {
+    let sim = Sim::start().await;
+    let file = config_file(
+        "connections",
+        "[server.connections]\nmax = 32\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n",
+    );
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+
+    // Headers one byte at a time: closed at the header timeout, long
+    // before the request could be complete.
+    let mut slow = connect(&moat.public);
+    let head = b"GET /healthz HTTP/1.1\r\nHost: moat\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut_off = false;
+    for byte in head {
+        if slow.write_all(&[*byte]).is_err() || closed_within(&mut slow, Duration::from_millis(200))
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "a client trickling its headers is cut off");
+
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut idle = connect(&moat.public);
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: moat\r\n\r\n")
+        .unwrap();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(15)),
+        "idle keep-alive closed"
+    );
+
+    // A flood of idle sockets past the cap: the idle ones give way, and a
+    // real request is still served.
+    let flood: Vec<TcpStream> = (0..80).map(|_| connect(&moat.public)).collect();
+    let served = reqwest::get(format!("{}/healthz", moat.public))
+        .await
+        .expect("a real request during the flood");
+    assert_eq!(served.status().as_u16(), 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(&moat.admin, "moat_connections_open{listener=\"public\"}").await <= 32.0
+        })
+        .await,
+        "no more connections open than the cap"
+    );
+    let evicted = metric(
+        &moat.admin,
+        "moat_connections_closed_total{listener=\"public\",reason=\"evicted\"}",
+    )
+    .await;
+    assert!(
+        evicted >= 48.0,
+        "idle connections beyond the cap gave way: {evicted}"
+    );
+    let header_timeouts = metric(
+        &moat.admin,
+        "moat_connections_closed_total{listener=\"public\",reason=\"header_timeout\"}",
+    )
+    .await;
+    assert!(header_timeouts >= 1.0);
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_connection_is_busy_a_new_one_is_refused() {
+    let sim = Sim::start().await;
+    sim.fault("pim", json!({ "latency_ms": 1500 })).await;
+    let file = config_file("busy", "[server.connections]\nmax = 4\n");
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let busy: Vec<_> = (1..=4)
+        .map(|i| {
+            let url = format!("{}/graphql", moat.public);
+            tokio::spawn(async move {
+                // A client of its own: one connection each.
+                reqwest::Client::new()
+                    .post(url)
+                    .json(&json!({ "query": format!("{{ product(id: \"prod-00000{i}\") {{ name }} }}") }))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            sim.requests("pim.products").await >= 4
+        })
+        .await
+    );
+    let mut refused = connect(&moat.public);
+    refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: moat\r\n\r\n")
+        .ok();
+    assert!(
+        closed_within(&mut refused, Duration::from_secs(1)),
+        "refused at the cap"
+    );
+    for request in busy {
+        assert_eq!(request.await.unwrap().unwrap(), 200, "busy requests finish");
+    }
+    assert!(
+        metric(
+            &moat.admin,
+            "moat_connections_refused_total{listener=\"public\"}"
+        )
+        .await
+            >= 1.0
+    );
+    let after = reqwest::get(format!("{}/healthz", moat.public))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status().as_u16(),
+        200,
+        "served again once there is room"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_moat_cannot_send_never_open_a_breaker() {
+    let sim = Sim::start().await;
+    // Wide batches of long ids make PIM URLs no server takes.
+    let file = config_file(
+        "unsendable",
+        "[server]\nmax_query_aliases = 1000\nmax_query_complexity = 100000\nmax_query_tokens = 100000\n[upstream]\nmax_batch = 500\n",
+    );
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let http = reqwest::Client::new();
+    let graphql = |q: String| {
+        let http = http.clone();
+        let url = format!("{}/graphql", moat.public);
+        async move {
+            http.post(url)
+                .json(&json!({ "query": q }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..10 {
+        let r = graphql(format!(
+            r#"{{ products(after: "{}") {{ nodes {{ id }} }} }}"#,
+            "A".repeat(70_000)
+        ))
+        .await;
+        assert_eq!(support::error_codes(&r), ["BAD_USER_INPUT"], "{r}");
+        let wide: String = (0..500)
+            .map(|i| format!(r#"p{i}: product(id: "{i:0>120}") {{ id }} "#))
+            .collect();
+        let r = graphql(format!("{{ {wide} }}")).await;
+        let codes = support::error_codes(&r);
+        assert!(
+            !codes.is_empty() && codes.iter().all(|c| c == "BAD_USER_INPUT"),
+            "{codes:?}"
+        );
+    }
+    let r = graphql(r#"{ product(id: "prod-000003") { name } }"#.into()).await;
+    assert!(
+        r["data"]["product"]["name"].is_string(),
+        "an uncached read works: {r}"
+    );
+    let status: Value = http
+        .get(format!("{}/admin/status", moat.admin))
+        .bearer_auth(support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["upstreams"]["pim"]["breaker"]["state"], "closed",
+        "{status}"
+    );
+    assert_eq!(
+        metric(&moat.admin, "moat_breaker_state{upstream=\"pim\"}").await,
+        0.0
+    );
+}

@@ -1,0 +1,154 @@
+//! The real `moat` binary as a child process: started with a config file
+//! and environment, its log lines collected, signalled, measured, and
+//! killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Running {
+    pub child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    /// `http://host:port` of the public listener.
+    pub public: String,
+    /// `http://host:port` of the admin listener.
+    pub admin: String,
+}
+
+impl Running {
+    /// `moat serve --config FILE` with `env` on top of a clean environment
+    /// (no Redis, admin on a free port, the test admin token). Returns once
+    /// the banner names both listeners.
+    pub fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Running {
+        // Set for integration tests; benches and examples that include this
+        // harness never start the binary.
+        let Some(binary) = option_env!("CARGO_BIN_EXE_moat") else {
+            panic!("only integration tests start the moat binary");
+        };
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("MOAT_LISTEN", "127.0.0.1:0")
+            .env("MOAT_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("MOAT_ADMIN_TOKEN", super::ADMIN_TOKEN)
+            .env_remove("MOAT_UPSTREAM_URL")
+            .env_remove("MOAT_REDIS_URL")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start moat");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let banner = log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with("moat: GraphQL on"))
+                .cloned();
+            if let Some(line) = banner {
+                // "moat: GraphQL on http://A/graphql, admin on http://B"
+                let public = line
+                    .split("http://")
+                    .nth(1)
+                    .unwrap()
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let admin = line.rsplit("http://").next().unwrap().trim().to_string();
+                return Running {
+                    child,
+                    log,
+                    public: format!("http://{public}"),
+                    admin: format!("http://{admin}"),
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moat exited with {status}: {:?}", log.lock().unwrap());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moat did not start: {:?}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Still running (not exited, not crashed)?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident memory now, from `/proc` (Linux).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS")
+    }
+
+    /// Waits for the process to exit by itself, up to `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file in a fresh temporary directory.
+pub fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("moat-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("moat.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
