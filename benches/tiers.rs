@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use moat::upstream::Priority;
+use moat::vocab::Priority;
 use support::redis::RedisServer;
 use support::{Moat, Sim, config};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::{LogFormat, Telemetry};
-use crate::upstream::System;
+use crate::vocab::System;
 
 pub const CACHE_REQUESTS: &str = "moat_cache_requests_total";
 pub const UPSTREAM_REQUESTS: &str = "moat_upstream_requests_total";
@@ -65,20 +65,15 @@ pub fn prometheus() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
         }
-        // Without the exporter's own listener, histograms are only drained
-        // when upkeep runs.
-        let upkeep = handle.clone();
-        std::thread::Builder::new()
-            .name("metrics-upkeep".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(Duration::from_secs(5));
-                    upkeep.run_upkeep();
-                }
-            })
-            .ok();
         handle
     })
+}
+
+/// Drains histograms into what `/metrics` shows. Without the exporter's own
+/// listener nothing else does: the gateway's housekeeping calls it, and
+/// shutdown once more at the end.
+pub fn flush() {
+    prometheus().run_upkeep();
 }
 
 pub fn upstream_request(

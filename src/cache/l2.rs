@@ -6,7 +6,7 @@
 //! Fill leases let one replica fetch a hot key while the others wait
 //! briefly for it to appear here.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -15,7 +15,17 @@ use serde::{Deserialize, Serialize};
 use super::freshness::Cached;
 use super::key::escape;
 use crate::domain::Timestamp;
-use crate::shared::{Redis, Unavailable};
+use crate::redis_link::{RedisLink, Unavailable};
+
+/// Deletes each lease key still held by ARGV[1]. Hashed once.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"for i, k in ipairs(KEYS) do
+            if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+          end
+          return 0",
+    )
+});
 
 /// What is stored per key.
 #[derive(Serialize, Deserialize)]
@@ -26,7 +36,7 @@ struct Stored<V> {
 
 /// The shared tier, for all entities.
 pub struct L2 {
-    redis: Arc<Redis>,
+    redis: Arc<RedisLink>,
     /// Names this replica in lease values.
     replica: String,
     /// How long a fill lease lasts; a follower waits at most this long.
@@ -34,7 +44,7 @@ pub struct L2 {
 }
 
 impl L2 {
-    pub fn new(redis: Arc<Redis>, replica: String, lease_ttl: Duration) -> L2 {
+    pub fn new(redis: Arc<RedisLink>, replica: String, lease_ttl: Duration) -> L2 {
         L2 {
             redis,
             replica,
@@ -226,18 +236,12 @@ impl L2 {
         if keys.is_empty() {
             return;
         }
-        let script = redis::Script::new(
-            r"for i, k in ipairs(KEYS) do
-                if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
-              end
-              return 0",
-        );
         let lease_keys: Vec<String> = keys.iter().map(|k| self.lease_key(entity, k)).collect();
         let replica = self.replica.clone();
         let _ = self
             .redis
             .run("release", |mut c| async move {
-                let mut invocation = script.prepare_invoke();
+                let mut invocation = RELEASE.prepare_invoke();
                 for k in &lease_keys {
                     invocation.key(k);
                 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
-use super::{Config, EntityCache};
-use crate::domain::Currency;
-use crate::resilience::ratelimit::LimitSettings;
+use super::{Config, EntityCache, SystemLimit};
+use crate::vocab::Currency;
 
 /// The file `moat serve` reads when no `--config` is given.
 pub const DEFAULT_PATH: &str = "config/moat.toml";
@@ -149,6 +148,16 @@ impl Config {
             "must be more than 0s".into(),
         );
         check(
+            (Duration::from_millis(100)..=Duration::from_secs(300)).contains(&s.shutdown_timeout),
+            "server.shutdown_timeout",
+            "must be between 100ms and 5m".into(),
+        );
+        check(
+            s.shutdown_delay < s.shutdown_timeout,
+            "server.shutdown_delay",
+            "must be shorter than server.shutdown_timeout".into(),
+        );
+        check(
             (15..=100).contains(&s.max_introspection_depth),
             "server.max_introspection_depth",
             "must be between 15 (the standard introspection query) and 100".into(),
@@ -236,7 +245,7 @@ impl Config {
             "upstream.replicas",
             "must be at least 1".into(),
         );
-        for system in crate::upstream::System::ALL {
+        for system in super::Limits::SYSTEMS {
             if let Some(problem) = u.limits.for_system(system).problem() {
                 check(false, &format!("upstream.limits.{system}"), problem);
             }
@@ -419,16 +428,21 @@ impl Config {
 }
 
 impl super::Limits {
-    /// The defaults with `system`'s overrides applied.
-    pub fn for_system(&self, system: crate::upstream::System) -> LimitSettings {
-        use crate::upstream::System;
+    /// The systems that may have a `[upstream.limits.NAME]` table.
+    pub const SYSTEMS: [&'static str; 4] = ["pim", "erp", "crm", "oms"];
+
+    /// The defaults with `system`'s overrides applied (the defaults alone
+    /// for a name without a table).
+    pub fn for_system(&self, system: &str) -> SystemLimit {
+        let none = super::LimitOverride::default();
         let o = match system {
-            System::Pim => &self.pim,
-            System::Erp => &self.erp,
-            System::Crm => &self.crm,
-            System::Oms => &self.oms,
+            "pim" => &self.pim,
+            "erp" => &self.erp,
+            "crm" => &self.crm,
+            "oms" => &self.oms,
+            _ => &none,
         };
-        LimitSettings {
+        SystemLimit {
             rps: o.rps.unwrap_or(self.rps),
             burst: o.burst.unwrap_or(self.burst),
             checkout_reserve: o.checkout_reserve.unwrap_or(self.checkout_reserve),
@@ -438,6 +452,15 @@ impl super::Limits {
 }
 
 impl super::Cache {
+    /// The `[cache.NAME]` section (`product` for an unknown name, which
+    /// `vocab::Entity::cache_section` never gives).
+    pub fn section(&self, name: &str) -> &EntityCache {
+        self.entities()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(&self.product, |(_, e)| e)
+    }
+
     /// Each entity's settings with its config name.
     pub fn entities(&self) -> [(&'static str, &EntityCache); 6] {
         [
@@ -548,6 +571,21 @@ impl fmt::Debug for Secrets {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::SystemLimit;
+
+    #[test]
+    fn system_limits_are_checked() {
+        let limit = |rps, burst, checkout_reserve| SystemLimit {
+            rps,
+            burst,
+            checkout_reserve,
+            browse_wait: Duration::ZERO,
+        };
+        assert!(limit(0, 1, 0.1).problem().is_some());
+        assert!(limit(1, 1, 0.95).problem().is_some());
+        assert!(limit(10, 20, 0.2).problem().is_none());
+    }
+
     use std::time::Duration;
 
     use super::Secrets;

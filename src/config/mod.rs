@@ -66,6 +66,14 @@ pub struct Server {
     /// waiting then fail alone with UPSTREAM_UNAVAILABLE.
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
+    /// Longest a shutdown (SIGTERM) may take in all: requests in flight
+    /// finish within it, then background work, then the process exits.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// How long, at shutdown, Moat keeps serving with `/readyz` already
+    /// failing, so load balancers stop sending before it stops accepting.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
     /// Per-client limits on the public listener.
     pub client_limit: ClientLimit,
     /// Connection limits and timeouts of the public listener.
@@ -151,6 +159,8 @@ impl Default for Server {
             max_query_aliases: 100,
             max_fragment_depth: 10,
             deadline: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
             client_limit: ClientLimit::default(),
             connections: Connections::default(),
         }
@@ -257,6 +267,39 @@ impl Default for Limits {
             erp: LimitOverride::default(),
             crm: LimitOverride::default(),
             oms: LimitOverride::default(),
+        }
+    }
+}
+
+/// One system's limit, the defaults with its overrides applied; what the
+/// upstream rate limiter runs on, and what `PUT /admin/limits` changes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
+pub struct SystemLimit {
+    /// Calls per second to the system, all priorities together.
+    pub rps: u32,
+    /// Calls that may go at once after a quiet spell.
+    pub burst: u32,
+    /// Fraction (0 to 0.9) of `rps` and `burst` only checkout may use.
+    pub checkout_reserve: f64,
+    /// Longest a browse miss waits for a permit.
+    #[serde(with = "humantime_serde")]
+    pub browse_wait: Duration,
+}
+
+impl SystemLimit {
+    /// What is wrong with these settings, if anything (config and the
+    /// admin API both go by this).
+    pub fn problem(&self) -> Option<String> {
+        if self.rps == 0 {
+            Some("rps must be at least 1".into())
+        } else if self.burst == 0 {
+            Some("burst must be at least 1".into())
+        } else if !(0.0..=0.9).contains(&self.checkout_reserve) {
+            Some("checkout_reserve must be between 0.0 and 0.9".into())
+        } else if self.browse_wait > Duration::from_secs(10) {
+            Some("browse_wait must be at most 10s".into())
+        } else {
+            None
         }
     }
 }

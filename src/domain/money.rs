@@ -4,50 +4,10 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::Error;
-
-/// A currency Moat knows, with the number of minor digits it uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Currency(&'static str, u8);
-
-/// The ISO 4217 codes Moat accepts. A code outside this list is a bad input,
-/// whatever the upstream says, so a typo never reaches the ERP.
-const KNOWN: &[Currency] = &[
-    Currency("EUR", 2),
-    Currency("USD", 2),
-    Currency("GBP", 2),
-    Currency("CHF", 2),
-    Currency("SEK", 2),
-    Currency("NOK", 2),
-    Currency("DKK", 2),
-    Currency("PLN", 2),
-    Currency("CZK", 2),
-    Currency("CAD", 2),
-    Currency("AUD", 2),
-    Currency("JPY", 0),
-    Currency("KRW", 0),
-    Currency("BHD", 3),
-    Currency("KWD", 3),
-];
+pub use crate::vocab::Currency;
 
 impl Currency {
-    pub const EUR: Currency = Currency("EUR", 2);
-
-    /// Looks a code up; `None` for anything not in ISO 4217 as Moat knows it.
-    pub fn from_code(code: &str) -> Option<Currency> {
-        KNOWN.iter().copied().find(|c| c.0 == code)
-    }
-
-    pub fn code(self) -> &'static str {
-        self.0
-    }
-
-    pub fn minor_digits(self) -> u8 {
-        self.1
-    }
-
     /// Parses a decimal string such as `"12.34"` into minor units. At most the
     /// currency's minor digits are allowed (`"1.234"` is an error for EUR);
     /// fewer are padded (`"12.3"` is 1230). Negative amounts are refused:
@@ -61,14 +21,14 @@ impl Currency {
         if !digits_only(whole) || (text.contains('.') && !digits_only(fraction)) {
             return Err(AmountError::NotADecimal);
         }
-        if fraction.len() > usize::from(self.1) {
+        if fraction.len() > usize::from(self.minor_digits()) {
             return Err(AmountError::TooManyDigits(self));
         }
-        let scale = 10i64.pow(u32::from(self.1));
+        let scale = 10i64.pow(u32::from(self.minor_digits()));
         let whole: i64 = whole.parse().map_err(|_| AmountError::TooLarge)?;
         let mut minor = 0i64;
         for (i, b) in fraction.bytes().enumerate() {
-            let place = 10i64.pow(u32::from(self.1) - 1 - i as u32);
+            let place = 10i64.pow(u32::from(self.minor_digits()) - 1 - i as u32);
             minor += i64::from(b - b'0') * place;
         }
         whole
@@ -79,37 +39,15 @@ impl Currency {
 
     /// Formats minor units as a decimal string with exactly the minor digits.
     pub fn format_amount(self, minor: i64) -> String {
-        let digits = usize::from(self.1);
+        let digits = usize::from(self.minor_digits());
         if digits == 0 {
             return minor.to_string();
         }
-        let scale = 10i64.pow(u32::from(self.1));
+        let scale = 10i64.pow(u32::from(self.minor_digits()));
         let sign = if minor < 0 { "-" } else { "" };
         let abs = minor.unsigned_abs();
         let scale = scale.unsigned_abs();
         format!("{sign}{}.{:0digits$}", abs / scale, abs % scale)
-    }
-}
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-// Stored (in Redis, in tokens) as the code alone; reading it back goes
-// through the table, so an unknown code can never come back in.
-impl Serialize for Currency {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Currency {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let code = String::deserialize(d)?;
-        Currency::from_code(&code)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown currency {code:?}")))
     }
 }
 
@@ -227,7 +165,7 @@ mod tests {
             #[test]
             fn any_text_is_parsed_or_refused(text in ".{0,24}", code in "[A-Z]{3}") {
                 let _ = Money::parse("amount", &text, &code);
-                for currency in KNOWN {
+                for currency in Currency::all().iter().copied() {
                     let _ = currency.parse_amount(&text);
                 }
             }
@@ -235,7 +173,7 @@ mod tests {
             /// What Moat shows reads back as the same minor units.
             #[test]
             fn formatted_amounts_read_back(minor in 0i64..=i64::MAX) {
-                for currency in KNOWN {
+                for currency in Currency::all().iter().copied() {
                     let text = currency.format_amount(minor);
                     prop_assert_eq!(currency.parse_amount(&text), Ok(minor));
                 }

@@ -15,6 +15,8 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::window::Window;
+
 /// Thresholds; hot-swappable.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
@@ -76,8 +78,8 @@ pub struct Report {
     pub trip_reason: Option<String>,
     /// Seconds since it last tripped.
     pub tripped_seconds_ago: Option<u64>,
-    pub window_calls: u32,
-    pub window_failures: u32,
+    pub window_calls: u64,
+    pub window_failures: u64,
 }
 
 #[derive(Debug)]
@@ -87,21 +89,12 @@ enum State {
     HalfOpen { probing: u32, succeeded: u32 },
 }
 
-/// One second of outcomes in the rolling window.
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    second: u64,
-    calls: u32,
-    failures: u32,
-}
-
-const BUCKETS: usize = 60;
-
 #[derive(Debug)]
 struct Inner {
     state: State,
     forced: Option<Forced>,
-    buckets: [Bucket; BUCKETS],
+    /// Calls and failures per second.
+    window: Window,
     consecutive: u32,
     trip_reason: Option<String>,
     tripped_at: Option<Instant>,
@@ -155,7 +148,7 @@ impl Breaker {
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 forced: None,
-                buckets: [Bucket::default(); BUCKETS],
+                window: Window::default(),
                 consecutive: 0,
                 trip_reason: None,
                 tripped_at: None,
@@ -235,7 +228,7 @@ impl Breaker {
         inner.forced = forced;
         if forced.is_none() {
             inner.state = State::Closed;
-            inner.buckets = [Bucket::default(); BUCKETS];
+            inner.window.clear();
             inner.consecutive = 0;
         }
         let position = match forced {
@@ -262,7 +255,7 @@ impl Breaker {
         let settings = self.settings();
         let second = self.second(Instant::now());
         let inner = self.lock();
-        let (calls, failures) = window_totals(&inner.buckets, second, settings.window);
+        let [calls, failures] = inner.window.totals(second, settings.window);
         Report {
             state: position,
             forced: inner.forced,
@@ -289,17 +282,7 @@ impl Breaker {
         if inner.forced.is_some() {
             return;
         }
-        let bucket = &mut inner.buckets[(second % BUCKETS as u64) as usize];
-        if bucket.second != second {
-            *bucket = Bucket {
-                second,
-                ..Bucket::default()
-            };
-        }
-        bucket.calls += 1;
-        if !ok {
-            bucket.failures += 1;
-        }
+        inner.window.add(second, [1, u32::from(!ok)]);
         inner.consecutive = if ok { 0 } else { inner.consecutive + 1 };
 
         let mut changed = None;
@@ -316,11 +299,11 @@ impl Breaker {
                 }
             }
             State::Closed if !ok => {
-                let (calls, failures) = window_totals(&inner.buckets, second, settings.window);
+                let [calls, failures] = inner.window.totals(second, settings.window);
                 if inner.consecutive >= settings.consecutive_failures {
                     changed = Some((format!("{} consecutive failures", inner.consecutive), true));
-                } else if calls >= settings.min_calls
-                    && f64::from(failures) >= settings.failure_rate * f64::from(calls)
+                } else if calls >= u64::from(settings.min_calls)
+                    && failures as f64 >= settings.failure_rate * calls as f64
                 {
                     changed = Some((
                         format!(
@@ -350,7 +333,7 @@ impl Breaker {
                     "breaker closed after successful probes"
                 );
                 inner.state = State::Closed;
-                inner.buckets = [Bucket::default(); BUCKETS];
+                inner.window.clear();
                 inner.consecutive = 0;
                 drop(inner);
                 self.publish(Position::Closed);
@@ -371,14 +354,6 @@ impl Breaker {
         metrics::gauge!(crate::telemetry::BREAKER_STATE, "upstream" => self.name)
             .set(position.gauge());
     }
-}
-
-fn window_totals(buckets: &[Bucket; BUCKETS], now: u64, window: Duration) -> (u32, u32) {
-    let span = window.as_secs().clamp(1, BUCKETS as u64);
-    buckets
-        .iter()
-        .filter(|b| b.calls > 0 && now.saturating_sub(b.second) < span)
-        .fold((0, 0), |(c, f), b| (c + b.calls, f + b.failures))
 }
 
 #[cfg(test)]

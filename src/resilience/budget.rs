@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::window::{SECONDS, Window};
+
 /// Budget settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetSettings {
@@ -21,19 +23,11 @@ pub struct BudgetSettings {
     pub window: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Second {
-    at: u64,
-    requests: u32,
-    retries: u32,
-}
-
-const SLOTS: usize = 60;
-
 pub struct Budget {
     settings: BudgetSettings,
     epoch: Instant,
-    seconds: Mutex<[Second; SLOTS]>,
+    /// Requests and retries per second.
+    window: Mutex<Window>,
 }
 
 impl Budget {
@@ -41,7 +35,7 @@ impl Budget {
         Budget {
             settings,
             epoch: Instant::now(),
-            seconds: Mutex::new([Second::default(); SLOTS]),
+            window: Mutex::new(Window::default()),
         }
     }
 
@@ -51,24 +45,21 @@ impl Budget {
 
     /// Records a request (not a retry).
     pub fn deposit(&self) {
-        self.with_now(|s| s.requests += 1);
+        let now = self.now();
+        self.lock().add(now, [1, 0]);
     }
 
     /// Takes a retry from the budget if there is one.
     pub fn withdraw(&self) -> bool {
         let now = self.now();
-        let window = self.settings.window.as_secs().clamp(1, SLOTS as u64);
-        let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
-        let (requests, retries) = seconds
-            .iter()
-            .filter(|s| now.saturating_sub(s.at) < window && (s.requests > 0 || s.retries > 0))
-            .fold((0u64, 0u64), |(q, r), s| {
-                (q + u64::from(s.requests), r + u64::from(s.retries))
-            });
+        let span = self.settings.window;
+        let mut window = self.lock();
+        let [requests, retries] = window.totals(now, span);
+        let seconds = span.as_secs().clamp(1, SECONDS as u64);
         let allowed = self.settings.ratio * requests as f64
-            + f64::from(self.settings.floor_per_second) * window as f64;
+            + f64::from(self.settings.floor_per_second) * seconds as f64;
         if (retries as f64) < allowed.floor() {
-            slot(&mut seconds, now).retries += 1;
+            window.add(now, [0, 1]);
             true
         } else {
             false
@@ -79,22 +70,9 @@ impl Budget {
         self.epoch.elapsed().as_secs()
     }
 
-    fn with_now(&self, f: impl FnOnce(&mut Second)) {
-        let now = self.now();
-        let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
-        f(slot(&mut seconds, now));
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn slot(seconds: &mut [Second; SLOTS], now: u64) -> &mut Second {
-    let s = &mut seconds[(now % SLOTS as u64) as usize];
-    if s.at != now {
-        *s = Second {
-            at: now,
-            ..Second::default()
-        };
-    }
-    s
 }
 
 #[cfg(test)]

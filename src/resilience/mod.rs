@@ -1,10 +1,14 @@
-//! Protection against failing or overloaded dependencies: circuit breakers
-//! (per upstream, and Redis), upstream rate limits with priorities, and the
-//! retry budget. `upstream::Client` composes them into the outbound stack.
+//! Protection against failing or overloaded dependencies, and against
+//! greedy clients: circuit breakers (per upstream, and Redis), upstream
+//! rate limits with priorities, the retry budget, and per-client inbound
+//! limits. `upstream::Client` composes the outbound ones into its stack;
+//! the public listener applies the inbound ones.
 
 pub mod breaker;
 pub mod budget;
+pub mod client_limit;
 pub mod ratelimit;
+pub mod window;
 
 pub use breaker::Breaker;
 pub use budget::Budget;

@@ -8,8 +8,9 @@
 //! get a permit is served stale or fails fast with `RATE_LIMITED`), and
 //! reconciliation not at all. Nothing queues without bound.
 //!
-//! With Redis, the buckets live there (GCRA in a Lua script), so all
-//! replicas together stay within one limit; when Redis is unreachable each
+//! With Redis, the buckets live there ([`SharedBuckets`], which the Redis
+//! link implements with GCRA in a Lua script), so all replicas together
+//! stay within one limit; when Redis is unreachable each
 //! replica falls back to its local share, the limit divided by the
 //! configured replica count.
 //!
@@ -20,43 +21,12 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Governor};
-use serde::{Deserialize, Serialize};
 
-use crate::shared::Redis;
-use crate::upstream::Priority;
-
-/// One system's limit as operators set it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LimitSettings {
-    /// Calls per second to the system, all priorities together.
-    pub rps: u32,
-    /// Calls that may go at once after a quiet spell.
-    pub burst: u32,
-    /// Fraction (0 to 0.9) of `rps` and `burst` only checkout may use.
-    pub checkout_reserve: f64,
-    /// Longest a browse miss waits for a permit.
-    #[serde(with = "humantime_serde")]
-    pub browse_wait: Duration,
-}
-
-impl LimitSettings {
-    /// What is wrong with these settings, if anything.
-    pub fn problem(&self) -> Option<String> {
-        if self.rps == 0 {
-            Some("rps must be at least 1".into())
-        } else if self.burst == 0 {
-            Some("burst must be at least 1".into())
-        } else if !(0.0..=0.9).contains(&self.checkout_reserve) {
-            Some("checkout_reserve must be between 0.0 and 0.9".into())
-        } else if self.browse_wait > Duration::from_secs(10) {
-            Some("browse_wait must be at most 10s".into())
-        } else {
-            None
-        }
-    }
-}
+use crate::config::SystemLimit;
+use crate::vocab::Priority;
 
 /// A bucket's rate and burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,6 +69,21 @@ fn governor_for(rate: Rate) -> DefaultDirectRateLimiter {
     Governor::direct(quota)
 }
 
+/// Where buckets every replica shares live (the Redis link provides them),
+/// so all replicas together stay within one limit.
+pub trait SharedBuckets: Send + Sync {
+    /// Takes a permit from `system`'s bucket `bucket` (GCRA: one permit per
+    /// `interval_ms`, up to `burst` at once). `Some(0)`: taken; `Some(ms)`:
+    /// one is due in `ms`; `None`: the store cannot be used now.
+    fn take<'a>(
+        &'a self,
+        system: &'a str,
+        bucket: &'a str,
+        interval_ms: f64,
+        burst: u32,
+    ) -> BoxFuture<'a, Option<u64>>;
+}
+
 /// Refused: no permit within the wait this priority allows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limited {
@@ -109,37 +94,17 @@ pub struct Limited {
 /// One system's limiter.
 pub struct Limiter {
     system: &'static str,
-    settings: LimitSettings,
+    settings: SystemLimit,
     reserved: Option<Bucket>,
     general: Bucket,
-    shared: Option<Arc<Redis>>,
+    shared: Option<Arc<dyn SharedBuckets>>,
 }
-
-/// GCRA over a theoretical arrival time kept in Redis: the same algorithm
-/// governor runs locally, so a replica sees the same limit either way.
-/// KEYS[1] the bucket; ARGV[1] ms per permit; ARGV[2] burst.
-/// Returns 0 when a permit was taken, else ms until one is due.
-const GCRA: &str = r"
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local ahead = tat + interval - now
-local allowed = interval * burst
-if ahead > allowed then
-  return math.ceil(ahead - allowed)
-end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(ahead) + 1000)
-return 0
-";
 
 impl Limiter {
     pub fn new(
         system: &'static str,
-        settings: LimitSettings,
-        shared: Option<Arc<Redis>>,
+        settings: SystemLimit,
+        shared: Option<Arc<dyn SharedBuckets>>,
         replicas: u32,
     ) -> Limiter {
         let rps = f64::from(settings.rps);
@@ -172,7 +137,7 @@ impl Limiter {
         }
     }
 
-    pub fn settings(&self) -> LimitSettings {
+    pub fn settings(&self) -> SystemLimit {
         self.settings
     }
 
@@ -214,25 +179,16 @@ impl Limiter {
 
     /// `None` when a permit was taken, else how long until one is due.
     async fn take(&self, bucket: &Bucket) -> Option<Duration> {
-        if let Some(redis) = &self.shared {
-            let key = redis.key(&["ratelimit", self.system, bucket.name]);
+        if let Some(shared) = &self.shared {
             let interval_ms = 1000.0 / bucket.rate.per_second.max(0.001);
-            let burst = bucket.rate.burst;
-            let shared = redis
-                .run("ratelimit", |mut c| async move {
-                    redis::Script::new(GCRA)
-                        .key(key)
-                        .arg(interval_ms)
-                        .arg(burst)
-                        .invoke_async::<u64>(&mut c)
-                        .await
-                })
-                .await;
-            return match shared {
-                Ok(0) => None,
-                Ok(ms) => Some(Duration::from_millis(ms)),
-                // Redis is away: this replica's share, locally.
-                Err(_) => local(&bucket.fallback),
+            return match shared
+                .take(self.system, bucket.name, interval_ms, bucket.rate.burst)
+                .await
+            {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                // The store is away: this replica's share, locally.
+                None => local(&bucket.fallback),
             };
         }
         local(&bucket.local)
@@ -250,8 +206,8 @@ fn local(limiter: &DefaultDirectRateLimiter) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn settings(rps: u32, burst: u32, reserve: f64) -> LimitSettings {
-        LimitSettings {
+    fn settings(rps: u32, burst: u32, reserve: f64) -> SystemLimit {
+        SystemLimit {
             rps,
             burst,
             checkout_reserve: reserve,
@@ -275,12 +231,5 @@ mod tests {
         }
         let refused = limiter.acquire(Priority::Reconcile).await.unwrap_err();
         assert!(refused.retry_in > Duration::ZERO);
-    }
-
-    #[test]
-    fn settings_are_checked() {
-        assert!(settings(0, 1, 0.1).problem().is_some());
-        assert!(settings(1, 1, 0.95).problem().is_some());
-        assert!(settings(10, 20, 0.2).problem().is_none());
     }
 }

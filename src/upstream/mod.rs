@@ -16,7 +16,6 @@ pub mod pim;
 pub mod protection;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,63 +31,7 @@ pub use pim::Pim;
 pub use protection::Protection;
 
 use crate::error::Error;
-
-/// The systems of record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum System {
-    Pim,
-    Erp,
-    Crm,
-    Oms,
-}
-
-impl System {
-    pub const ALL: [System; 4] = [System::Pim, System::Erp, System::Crm, System::Oms];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            System::Pim => "pim",
-            System::Erp => "erp",
-            System::Crm => "crm",
-            System::Oms => "oms",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<System> {
-        System::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
-
-impl fmt::Display for System {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Why a call is made, which decides who gets upstream capacity first:
-/// a checkout must never wait behind a storefront browsing cold products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Priority {
-    /// Verifying a cart before money moves.
-    Checkout,
-    /// Re-reading an entity a change event pointed at.
-    EventRefresh,
-    /// A storefront read the cache could not serve.
-    Browse,
-    /// The scheduled drift check.
-    Reconcile,
-}
-
-impl Priority {
-    pub fn name(self) -> &'static str {
-        match self {
-            Priority::Checkout => "checkout",
-            Priority::EventRefresh => "event_refresh",
-            Priority::Browse => "browse",
-            Priority::Reconcile => "reconcile",
-        }
-    }
-}
+use crate::vocab::{Priority, System};
 
 /// Settings every system's client shares.
 #[derive(Debug, Clone)]
@@ -114,7 +57,7 @@ impl Upstreams {
     pub fn new(
         settings: &Settings,
         config: &crate::config::Upstream,
-        shared: Option<Arc<crate::shared::Redis>>,
+        shared: Option<Arc<dyn crate::resilience::ratelimit::SharedBuckets>>,
     ) -> Result<Upstreams, Error> {
         // reqwest is built without a default TLS provider (ring is lighter
         // than aws-lc); it panics at build unless one is installed first.

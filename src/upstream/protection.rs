@@ -12,11 +12,11 @@ use arc_swap::ArcSwap;
 use serde_json::json;
 
 use super::System;
+use crate::config::SystemLimit;
 use crate::config::Upstream as UpstreamConfig;
 use crate::resilience::breaker::{self, Breaker, Forced};
 use crate::resilience::budget::{Budget, BudgetSettings};
-use crate::resilience::ratelimit::{LimitSettings, Limiter};
-use crate::shared::Redis;
+use crate::resilience::ratelimit::{Limiter, SharedBuckets};
 use crate::telemetry;
 
 /// Retry behaviour of one system.
@@ -36,7 +36,7 @@ pub struct Protection {
     budget: ArcSwap<Budget>,
     retry: ArcSwap<RetrySettings>,
     /// For rebuilding the limiter: the shared store and the replica count.
-    shared: Option<Arc<Redis>>,
+    shared: Option<Arc<dyn SharedBuckets>>,
     replicas: u32,
     recent: Mutex<VecDeque<f64>>,
 }
@@ -45,13 +45,13 @@ impl Protection {
     pub fn new(
         system: System,
         config: &UpstreamConfig,
-        shared: Option<Arc<Redis>>,
+        shared: Option<Arc<dyn SharedBuckets>>,
     ) -> Arc<Protection> {
         let protection = Arc::new(Protection {
             system,
             limiter: ArcSwap::from_pointee(Limiter::new(
                 system.name(),
-                config.limits.for_system(system),
+                config.limits.for_system(system.name()),
                 shared.clone(),
                 config.replicas,
             )),
@@ -78,14 +78,14 @@ impl Protection {
         **self.retry.load()
     }
 
-    pub fn limit(&self) -> LimitSettings {
+    pub fn limit(&self) -> SystemLimit {
         self.limiter.load().settings()
     }
 
     /// Replaces the rate limit (a fresh limiter: governor cannot change a
     /// quota in place, and rebuilding from the old state would read old
     /// arrivals under the new quota).
-    pub fn set_limit(&self, settings: LimitSettings) {
+    pub fn set_limit(&self, settings: SystemLimit) {
         self.limiter.store(Arc::new(Limiter::new(
             self.system.name(),
             settings,
@@ -97,7 +97,7 @@ impl Protection {
 
     /// Applies a reloaded config: limits, breaker thresholds, retries.
     pub fn reload(&self, config: &UpstreamConfig) {
-        let limit = config.limits.for_system(self.system);
+        let limit = config.limits.for_system(self.system.name());
         if limit != self.limit() {
             self.set_limit(limit);
         }

@@ -1,6 +1,6 @@
-//! The link to the shared Redis that replicas use for L2, invalidation
-//! broadcast, fill leases and (later) shared rate limits, event dedupe and
-//! dead letters.
+//! The link to the Redis that replicas share: L2, invalidation broadcast,
+//! fill leases, the shared rate-limit buckets (and, later, event dedupe and
+//! dead letters) all go through it.
 //!
 //! Redis is an accelerator, not a dependency: the connection is made lazily
 //! (Moat starts with Redis down), every call has a short timeout and goes
@@ -12,8 +12,14 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use std::sync::LazyLock;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
 use crate::error::Error;
 use crate::resilience::breaker::{self, Breaker, Report};
+use crate::resilience::ratelimit::SharedBuckets;
 
 /// Redis could not be used for this call; carry on without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +39,7 @@ pub struct Settings {
 /// build never reads an old shape.
 pub const LAYOUT_VERSION: &str = "v1";
 
-pub struct Redis {
+pub struct RedisLink {
     client: redis::Client,
     conn: ConnectionManager,
     breaker: Arc<Breaker>,
@@ -41,9 +47,9 @@ pub struct Redis {
     prefix: String,
 }
 
-impl Redis {
+impl RedisLink {
     /// Prepares the link; fails only for a URL that cannot be right.
-    pub fn connect(settings: &Settings) -> Result<Arc<Redis>, Error> {
+    pub fn connect(settings: &Settings) -> Result<Arc<RedisLink>, Error> {
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| Error::internal(format!("redis.url is not usable: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -64,7 +70,7 @@ impl Redis {
                 probes: 1,
             },
         );
-        Ok(Arc::new(Redis {
+        Ok(Arc::new(RedisLink {
             client,
             conn,
             breaker,
@@ -121,5 +127,55 @@ impl Redis {
 
     pub fn report(&self) -> Report {
         self.breaker.report()
+    }
+}
+
+/// GCRA over a theoretical arrival time kept in Redis: the same algorithm
+/// governor runs locally, so a replica sees the same limit either way.
+/// KEYS[1] the bucket; ARGV[1] ms per permit; ARGV[2] burst.
+/// Returns 0 when a permit was taken, else ms until one is due.
+/// Hashed once: `Script::new` computes the SHA every time it is called.
+static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local ahead = tat + interval - now
+local allowed = interval * burst
+if ahead > allowed then
+  return math.ceil(ahead - allowed)
+end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(ahead) + 1000)
+return 0
+",
+    )
+});
+
+/// The rate limiter's shared buckets, one Redis key each.
+impl SharedBuckets for RedisLink {
+    fn take<'a>(
+        &'a self,
+        system: &'a str,
+        bucket: &'a str,
+        interval_ms: f64,
+        burst: u32,
+    ) -> BoxFuture<'a, Option<u64>> {
+        let key = self.key(&["ratelimit", system, bucket]);
+        async move {
+            self.run("ratelimit", |mut c| async move {
+                GCRA.key(key)
+                    .arg(interval_ms)
+                    .arg(burst)
+                    .invoke_async::<u64>(&mut c)
+                    .await
+            })
+            .await
+            .ok()
+        }
+        .boxed()
     }
 }

@@ -1,0 +1,197 @@
+//! The words every floor shares: which systems of record there are, why a
+//! call is made (its priority), which entities are cached, and the
+//! currencies Moat knows. A leaf: it imports nothing of the crate, so
+//! anything may use it without pulling in what it names.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The systems of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum System {
+    Pim,
+    Erp,
+    Crm,
+    Oms,
+}
+
+impl System {
+    pub const ALL: [System; 4] = [System::Pim, System::Erp, System::Crm, System::Oms];
+
+    /// The name in config, metrics, routes and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Pim => "pim",
+            System::Erp => "erp",
+            System::Crm => "crm",
+            System::Oms => "oms",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<System> {
+        System::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a call is made, which decides who gets upstream capacity first:
+/// a checkout must never wait behind a storefront browsing cold products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// Verifying a cart before money moves.
+    Checkout,
+    /// Re-reading an entity a change event pointed at.
+    EventRefresh,
+    /// A storefront read the cache could not serve.
+    Browse,
+    /// The scheduled drift check.
+    Reconcile,
+}
+
+impl Priority {
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Checkout => "checkout",
+            Priority::EventRefresh => "event_refresh",
+            Priority::Browse => "browse",
+            Priority::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// What Moat caches, one tier each. The name is the tier's name in
+/// metrics, Redis keys, purges and the admin status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Product,
+    /// sku → product id, so `product(sku:)` shares the product cache.
+    ProductSku,
+    /// A listing page: the product ids on it.
+    ProductPage,
+    Category,
+    Price,
+    Inventory,
+    Customer,
+    Order,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 8] = [
+        Entity::Product,
+        Entity::ProductSku,
+        Entity::ProductPage,
+        Entity::Category,
+        Entity::Price,
+        Entity::Inventory,
+        Entity::Customer,
+        Entity::Order,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Entity::Product => "product",
+            Entity::ProductSku => "product_sku",
+            Entity::ProductPage => "product_page",
+            Entity::Category => "category",
+            Entity::Price => "price",
+            Entity::Inventory => "inventory",
+            Entity::Customer => "customer",
+            Entity::Order => "order",
+        }
+    }
+
+    /// The `[cache.NAME]` section whose freshness and size rules it follows:
+    /// the sku index lives as long as products, listings as categories.
+    pub fn cache_section(self) -> &'static str {
+        match self {
+            Entity::ProductSku => "product",
+            Entity::ProductPage => "category",
+            other => other.name(),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A currency Moat knows, with the number of minor digits it uses. Amounts
+/// in it are parsed and formatted in `domain::money`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency(&'static str, u8);
+
+/// The ISO 4217 codes Moat accepts. A code outside this list is a bad input,
+/// whatever the upstream says, so a typo never reaches the ERP.
+const KNOWN: &[Currency] = &[
+    Currency("EUR", 2),
+    Currency("USD", 2),
+    Currency("GBP", 2),
+    Currency("CHF", 2),
+    Currency("SEK", 2),
+    Currency("NOK", 2),
+    Currency("DKK", 2),
+    Currency("PLN", 2),
+    Currency("CZK", 2),
+    Currency("CAD", 2),
+    Currency("AUD", 2),
+    Currency("JPY", 0),
+    Currency("KRW", 0),
+    Currency("BHD", 3),
+    Currency("KWD", 3),
+];
+
+impl Currency {
+    pub const EUR: Currency = Currency("EUR", 2);
+
+    /// Every currency Moat knows.
+    pub fn all() -> &'static [Currency] {
+        KNOWN
+    }
+
+    /// Looks a code up; `None` for anything not in ISO 4217 as Moat knows it.
+    pub fn from_code(code: &str) -> Option<Currency> {
+        KNOWN.iter().copied().find(|c| c.0 == code)
+    }
+
+    pub fn code(self) -> &'static str {
+        self.0
+    }
+
+    pub fn minor_digits(self) -> u8 {
+        self.1
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+// Stored (in Redis, in tokens) as the code alone; reading it back goes
+// through the table, so an unknown code can never come back in.
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Currency::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown currency {code:?}")))
+    }
+}
