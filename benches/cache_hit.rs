@@ -77,9 +77,10 @@ fn config(upstream_url: &str) -> moat::config::Config {
 
 /// One product query as the HTTP handler runs it, encoded as it would be
 /// sent.
-async fn execute(state: &moat::app::AppState) -> Vec<u8> {
+async fn execute(state: &moat::state::AppState) -> Vec<u8> {
     let scope = Scope::new(
         state.catalog.clone(),
+        &state.customers,
         state.catalog.selling.default_segment.clone(),
         state.config().server.deadline,
     );

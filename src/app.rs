@@ -1,6 +1,6 @@
-//! Builds a running gateway from a `Config`: the upstream (embedded
-//! simulator or a URL), the catalog caches, the GraphQL schema, and both
-//! listeners; and stops it again, draining in-flight requests.
+//! Wiring: builds a running gateway from a `Config` (the upstream, the
+//! Redis link, the caches, checkout, the schema, both listeners and the
+//! background work) and stops it again, in order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,78 +11,54 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::cache::{Invalidator, L2};
+use crate::background::Background;
+use crate::cache::{Invalidator, L2, Tiers};
 use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Secrets};
+use crate::customers::Customers;
 use crate::error::Error;
-use crate::graphql::{self, Documents, Schema};
-use crate::http::client_limit::ClientLimits;
-use crate::shared::{self, Redis};
+use crate::graphql::{self, Documents};
+use crate::redis_link::{self, RedisLink};
+use crate::resilience::client_limit::ClientLimits;
+use crate::resilience::ratelimit::SharedBuckets;
+use crate::state::AppState;
 use crate::upstream::{Settings, Upstreams};
 use crate::{admin, http, listener, sim, telemetry};
-
-/// What every handler shares.
-pub struct AppState {
-    /// The settings in force; swapped whole on reload.
-    config: ArcSwap<Config>,
-    pub secrets: Secrets,
-    pub schema: Schema,
-    /// Parsed documents by query text (see `graphql::prepare`).
-    pub documents: Documents,
-    pub catalog: Arc<Catalog>,
-    pub invalidator: Arc<Invalidator>,
-    pub upstreams: Upstreams,
-    pub client_limits: Arc<ClientLimits>,
-    /// `verifyCheckout`, and the price token signer it trusts.
-    pub checkout: Arc<Checkout>,
-    /// The shared Redis, when configured.
-    pub redis: Option<Arc<Redis>>,
-    /// The upstream base URL in use (the embedded simulator's, by default).
-    pub upstream_url: String,
-    /// False once shutdown begins, so `/readyz` turns load balancers away.
-    pub ready: AtomicBool,
-}
-
-impl AppState {
-    pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
-    }
-}
 
 /// A running gateway.
 pub struct Gateway {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub state: Arc<AppState>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Tells both listeners to stop accepting and drain.
+    stop_listening: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    background: Background,
+    /// The embedded simulator, stopped last of all.
+    simulator: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
-
-/// How long in-flight requests get to finish at shutdown.
-const DRAIN: Duration = Duration::from_secs(10);
 
 impl Gateway {
     /// Starts everything and returns once both listeners are bound.
     pub async fn start(config: Config, secrets: Secrets) -> Result<Gateway, Error> {
         // Metric handles made before the recorder exists would be no-ops.
         telemetry::prometheus();
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let background = Background::new();
 
-        let upstream_url = match &config.upstream.url {
-            Some(url) => url.clone(),
+        let (upstream_url, simulator) = match &config.upstream.url {
+            Some(url) => (url.clone(), None),
             None => {
-                let (url, task) = start_embedded_sim(&config, stopped.clone()).await?;
-                tasks.push(task);
-                url
+                let (url, stop, task) = start_embedded_sim(&config).await?;
+                (url, Some((stop, task)))
             }
         };
         // Names this process in leases and broadcasts.
         let replica = format!("{:016x}", fastrand::u64(..));
         let redis = match &config.redis.url {
-            Some(url) => Some(Redis::connect(&shared::Settings {
+            Some(url) => Some(RedisLink::connect(&redis_link::Settings {
                 url: url.clone(),
                 namespace: config.redis.namespace.clone(),
                 timeout: config.redis.timeout,
@@ -97,21 +73,24 @@ impl Gateway {
                 max_batch: config.upstream.max_batch,
             },
             &config.upstream,
-            redis.clone(),
+            redis.clone().map(|r| r as Arc<dyn SharedBuckets>),
         )?;
         let l2 = redis
             .as_ref()
             .map(|r| Arc::new(L2::new(r.clone(), replica.clone(), config.redis.lease_ttl)));
-        let catalog = Arc::new(Catalog::new(&config, &upstreams, l2.clone()));
+        let tiers = Tiers::new(&config.cache, l2.clone(), background.clone());
+        let catalog = Arc::new(Catalog::new(&config, &upstreams, &tiers));
+        let customers = Arc::new(Customers::new(&config, &upstreams, &tiers));
+        let mut all_tiers: Vec<_> = catalog.tiers().into();
+        all_tiers.extend(customers.tiers());
         let invalidator = Invalidator::new(
             replica,
-            catalog.tiers(),
+            all_tiers,
             redis.clone().zip(l2),
             config.upstream.timeout + Duration::from_millis(500),
+            background.clone(),
         );
-        if let Some(listener) = invalidator.clone().listen(stopped.clone()) {
-            tasks.push(listener);
-        }
+        invalidator.clone().listen();
         let tokens = Arc::new(PriceTokens::from_secrets(
             &secrets,
             config.checkout.price_token_max_age,
@@ -122,11 +101,13 @@ impl Gateway {
             catalog.clone(),
             invalidator.clone(),
             tokens,
+            background.clone(),
         ));
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
             catalog,
+            customers,
             invalidator,
             upstreams,
             client_limits: ClientLimits::new(&config.server.client_limit),
@@ -141,47 +122,49 @@ impl Gateway {
         let config = state.config();
         let public = bind(config.server.listen, "server.listen").await?;
         let admin = bind(config.admin.listen, "admin.listen").await?;
-        let public_addr = public
-            .local_addr()
-            .map_err(|e| Error::internal(e.to_string()))?;
-        let admin_addr = admin
-            .local_addr()
-            .map_err(|e| Error::internal(e.to_string()))?;
-        tasks.push(listener::serve(
-            "public",
-            public,
-            http::router(state.clone()),
-            config.server.connections.clone(),
-            stopped.clone(),
-        ));
-        tasks.push(listener::serve(
-            "admin",
-            admin,
-            admin::router(state.clone()),
-            config.admin.connections.clone(),
-            stopped.clone(),
-        ));
-        tasks.push(housekeeping(state.clone(), stopped));
+        let public_addr = local_addr(&public)?;
+        let admin_addr = local_addr(&admin)?;
+        let (stop_listening, listening) = watch::channel(false);
+        let listeners = vec![
+            listener::serve(
+                "public",
+                public,
+                http::router(state.clone()),
+                config.server.connections.clone(),
+                listening.clone(),
+            ),
+            listener::serve(
+                "admin",
+                admin,
+                admin::router(state.clone()),
+                config.admin.connections.clone(),
+                listening,
+            ),
+        ];
+        housekeeping(&state, &background);
         tracing::info!(%public_addr, %admin_addr, upstream = %state.upstream_url, "moat is serving");
         Ok(Gateway {
             public_addr,
             admin_addr,
             state,
-            stop,
-            tasks,
+            stop_listening,
+            listeners,
+            background,
+            simulator,
         })
     }
 
     /// Applies a new config (SIGHUP): upstream limits, breaker thresholds,
-    /// retries, cache freshness, client limits, and the per-request
-    /// settings take effect at once. Settings that shape what was built at
-    /// start (listen addresses, the upstream URL, Redis, query limits) are
-    /// reported as needing a restart and otherwise ignored.
+    /// retries, cache freshness, client and sign-in limits, and the
+    /// per-request settings take effect at once. Settings that shape what
+    /// was built at start (listen addresses, connections, the upstream URL,
+    /// Redis, query limits, cache sizes) are reported as needing a restart
+    /// and otherwise ignored.
     pub fn reload(&self, new: Config) -> Vec<&'static str> {
         let old = self.state.config();
         let s = &self.state;
         for p in &s.upstreams.protection {
-            let (before, after) = (p.limit(), new.upstream.limits.for_system(p.system));
+            let (before, after) = (p.limit(), new.upstream.limits.for_system(p.system.name()));
             p.reload(&new.upstream);
             if before != after {
                 admin::audit(
@@ -193,10 +176,11 @@ impl Gateway {
                 );
             }
         }
-        s.catalog.set_freshness(&new.cache);
-        s.catalog.customers.apply(&new.customers);
+        for tier in s.tiers() {
+            tier.reload(&new.cache);
+        }
+        s.customers.apply(&new.customers);
         s.client_limits.apply(&new.server.client_limit);
-        let mut restart = Vec::new();
         let query_limits = |c: &Config| {
             let s = &c.server;
             (
@@ -239,40 +223,92 @@ impl Gateway {
                 sizes(&old) != sizes(&new)
             }),
         ];
-        for (key, changed) in checks {
-            if changed {
-                restart.push(key);
-            }
-        }
-        s.config.store(Arc::new(new));
+        let restart = checks
+            .into_iter()
+            .filter_map(|(key, changed)| changed.then_some(key))
+            .collect();
+        s.set_config(new);
         restart
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to a deadline),
-    /// then stops background work.
-    pub async fn stop(self) {
+    /// Stops in order, within `server.shutdown_timeout` in all:
+    ///
+    /// 1. readiness goes false, so load balancers stop sending (and, for
+    ///    `server.shutdown_delay`, requests are still served while they
+    ///    notice);
+    /// 2. both listeners stop accepting and drain: in-flight requests
+    ///    finish, idle connections close;
+    /// 3. background work (fetches, refreshes, repairs, the invalidation
+    ///    listener, housekeeping) finishes or is stopped;
+    /// 4. the embedded simulator stops;
+    /// 5. metrics are flushed.
+    ///
+    /// Returns how many connections and tasks had to be cut short.
+    pub async fn stop(self) -> Stopped {
+        let server = &self.state.config().server;
+        let deadline = Instant::now() + server.shutdown_timeout;
         self.state.ready.store(false, Ordering::Relaxed);
-        let _ = self.stop.send(true);
-        for task in self.tasks {
+        tokio::time::sleep(server.shutdown_delay).await;
+
+        let _ = self.stop_listening.send(true);
+        let mut cut_connections = false;
+        for task in self.listeners {
             let abort = task.abort_handle();
-            if tokio::time::timeout(DRAIN, task).await.is_err() {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+                cut_connections = true;
+            }
+        }
+        // Background work gets what is left, but at least a moment.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let cut_tasks = self.background.stop(left).await;
+
+        if let Some((stop, task)) = self.simulator {
+            let _ = stop.send(true);
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
+        telemetry::flush();
+        let stopped = Stopped {
+            cut_connections,
+            cut_tasks,
+        };
+        tracing::info!(?stopped, "stopped");
+        stopped
     }
 }
 
-/// Periodic upkeep: forget idle clients of the inbound limiter.
-fn housekeeping(state: Arc<AppState>, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => state.client_limits.forget_idle(),
-                _ = stopped.wait_for(|s| *s) => return,
+/// What shutdown had to cut short (both zero when everything finished in
+/// time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// The listeners were still draining at the deadline.
+    pub cut_connections: bool,
+    /// Background tasks stopped before they finished.
+    pub cut_tasks: usize,
+}
+
+/// Periodic upkeep, as background work: forget idle clients of the inbound
+/// limiter, and drain metric histograms.
+fn housekeeping(state: &Arc<AppState>, background: &Background) {
+    let state = state.clone();
+    background.spawn_loop(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        for ticks in 1u64.. {
+            tick.tick().await;
+            telemetry::flush();
+            if ticks.is_multiple_of(12) {
+                state.client_limits.forget_idle();
             }
         }
-    })
+    });
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
@@ -281,21 +317,25 @@ async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
         .map_err(|e| Error::internal(format!("cannot listen on {addr} ({key}): {e}")))
 }
 
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
+    listener
+        .local_addr()
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
 /// The demo upstream, in process, on a loopback port of its own: Moat still
 /// talks to it over HTTP, exactly as to a real upstream.
 async fn start_embedded_sim(
     config: &Config,
-    mut stopped: watch::Receiver<bool>,
-) -> Result<(String, JoinHandle<()>), Error> {
+) -> Result<(String, watch::Sender<bool>, JoinHandle<()>), Error> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "upstream.embedded").await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::internal(e.to_string()))?;
+    let addr = local_addr(&listener)?;
     let simulator = sim::Simulator::new(sim::SimConfig {
         products: config.upstream.embedded.products,
         seed: config.upstream.embedded.seed,
         ..sim::SimConfig::default()
     });
+    let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -305,5 +345,5 @@ async fn start_embedded_sim(
         }
     });
     tracing::info!(%addr, "embedded upstream simulator started (set MOAT_UPSTREAM_URL to use a real one)");
-    Ok((format!("http://{addr}"), task))
+    Ok((format!("http://{addr}"), stop, task))
 }

@@ -9,15 +9,14 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
 use serde::Serialize;
 
-use crate::cache::invalidation::Invalidate;
 use crate::cache::key::{join, split};
-use crate::cache::{Batch, Fetch, Key, L2, Policy, Tier};
+use crate::cache::{AnyTier, Batch, Fetch, Key, Tier, Tiers};
 use crate::config::Config;
-use crate::customers::Customers;
 use crate::domain::{Category, Currency, Price, Product, ProductPage, Stock, Timestamp};
 use crate::error::Error;
 use crate::upstream::pim::ProductKey;
-use crate::upstream::{Erp, Pim, Priority, Upstreams};
+use crate::upstream::{Erp, Pim, Upstreams};
+use crate::vocab::{Entity, Priority};
 
 /// A price is cached per sku, segment and currency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -132,7 +131,7 @@ impl Selling {
     }
 }
 
-/// Every cache of the read model.
+/// Every cache of the read model, and what the storefront sells.
 pub struct Catalog {
     pub products: Arc<Tier<String, Product>>,
     /// sku → product id, so `product(sku:)` shares the product cache.
@@ -141,112 +140,42 @@ pub struct Catalog {
     pub categories: Arc<Tier<(), Vec<Category>>>,
     pub prices: Arc<Tier<PriceKey, Price>>,
     pub stock: Arc<Tier<String, Stock>>,
-    /// Customers by token and their orders.
-    pub customers: Customers,
     pub selling: Selling,
 }
 
 impl Catalog {
-    pub fn new(config: &Config, upstreams: &Upstreams, l2: Option<Arc<L2>>) -> Catalog {
-        let c = &config.cache;
-        let policy = |e| Policy::from_config(e, c.jitter);
-        let products = Tier::new(
-            "product",
-            policy(&c.product),
-            c.product.l1_max_bytes.bytes(),
-            l2.clone(),
-            ProductsById(upstreams.pim.clone()),
-        );
+    pub fn new(config: &Config, upstreams: &Upstreams, tiers: &Tiers) -> Catalog {
+        let (pim, erp) = (&upstreams.pim, &upstreams.erp);
+        let products = tiers.build(Entity::Product, ProductsById(pim.clone()));
+        let by_sku = ProductIdsBySku {
+            pim: pim.clone(),
+            products: products.clone(),
+        };
+        let pages = Pages {
+            pim: pim.clone(),
+            products: products.clone(),
+        };
         Catalog {
-            product_ids: Tier::new(
-                "product_sku",
-                policy(&c.product),
-                c.product.l1_max_bytes.bytes() / 8,
-                l2.clone(),
-                ProductIdsBySku {
-                    pim: upstreams.pim.clone(),
-                    products: products.clone(),
-                },
-            ),
-            pages: Tier::new(
-                "product_page",
-                policy(&c.category),
-                c.category.l1_max_bytes.bytes(),
-                l2.clone(),
-                Pages {
-                    pim: upstreams.pim.clone(),
-                    products: products.clone(),
-                },
-            ),
-            categories: Tier::new(
-                "category",
-                policy(&c.category),
-                c.category.l1_max_bytes.bytes(),
-                l2.clone(),
-                Categories(upstreams.pim.clone()),
-            ),
-            prices: Tier::new(
-                "price",
-                policy(&c.price),
-                c.price.l1_max_bytes.bytes(),
-                l2.clone(),
-                Prices(upstreams.erp.clone()),
-            ),
-            stock: Tier::new(
-                "inventory",
-                policy(&c.inventory),
-                c.inventory.l1_max_bytes.bytes(),
-                l2.clone(),
-                Inventory(upstreams.erp.clone()),
-            ),
-            customers: Customers::new(config, upstreams, l2),
+            product_ids: tiers.build(Entity::ProductSku, by_sku),
+            pages: tiers.build(Entity::ProductPage, pages),
+            categories: tiers.build(Entity::Category, Categories(pim.clone())),
+            prices: tiers.build(Entity::Price, Prices(erp.clone())),
+            stock: tiers.build(Entity::Inventory, Inventory(erp.clone())),
             products,
             selling: Selling::from_config(config),
         }
     }
-}
 
-impl Catalog {
-    /// Every tier, for invalidation.
-    pub fn tiers(&self) -> Vec<Arc<dyn Invalidate>> {
-        let mut tiers: Vec<Arc<dyn Invalidate>> = vec![
+    /// The registry: every tier of the catalog, each named once.
+    pub fn tiers(&self) -> [Arc<dyn AnyTier>; 6] {
+        [
             self.products.clone(),
             self.product_ids.clone(),
             self.pages.clone(),
             self.categories.clone(),
             self.prices.clone(),
             self.stock.clone(),
-        ];
-        tiers.extend(self.customers.tiers());
-        tiers
-    }
-
-    /// Applies reloaded freshness rules to every tier.
-    pub fn set_freshness(&self, c: &crate::config::Cache) {
-        let policy = |e| Policy::from_config(e, c.jitter);
-        self.products.set_policy(policy(&c.product));
-        self.product_ids.set_policy(policy(&c.product));
-        self.pages.set_policy(policy(&c.category));
-        self.categories.set_policy(policy(&c.category));
-        self.prices.set_policy(policy(&c.price));
-        self.stock.set_policy(policy(&c.inventory));
-        self.customers.by_token.set_policy(policy(&c.customer));
-        self.customers.orders.set_policy(policy(&c.order));
-    }
-
-    /// L1 entries and bytes per entity, for `/admin/status`.
-    pub fn usage(&self) -> serde_json::Value {
-        let usage = |(entries, bytes): (u64, u64)| serde_json::json!({ "entries": entries, "bytes": bytes });
-        serde_json::json!({
-            "product": usage(self.products.usage()),
-            "product_sku": usage(self.product_ids.usage()),
-            "product_page": usage(self.pages.usage()),
-            "category": usage(self.categories.usage()),
-            "price": usage(self.prices.usage()),
-            "inventory": usage(self.stock.usage()),
-            "customer": usage(self.customers.by_token.usage()),
-            "order": usage(self.customers.orders.usage()),
-        })
+        ]
     }
 }
 

@@ -21,14 +21,14 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::invalidation::Invalidate;
 use crate::cache::key::{join, split};
-use crate::cache::{Batch, Fetch, Hit, Key, L2, Policy, Tier, Value};
+use crate::cache::{AnyTier, Batch, Fetch, Hit, Key, Tier, Tiers, Value};
 use crate::config::{self, Config};
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
 use crate::telemetry;
-use crate::upstream::{Crm, Oms, Priority, Upstreams};
+use crate::upstream::{Crm, Oms, Upstreams};
+use crate::vocab::{Entity, Priority};
 
 /// Who is asking, as one request sees it.
 #[derive(Debug, Clone)]
@@ -155,23 +155,10 @@ pub struct Customers {
 }
 
 impl Customers {
-    pub fn new(config: &Config, upstreams: &Upstreams, l2: Option<Arc<L2>>) -> Customers {
-        let c = &config.cache;
+    pub fn new(config: &Config, upstreams: &Upstreams, tiers: &Tiers) -> Customers {
         Customers {
-            by_token: Tier::new(
-                "customer",
-                Policy::from_config(&c.customer, c.jitter),
-                c.customer.l1_max_bytes.bytes(),
-                l2.clone(),
-                CustomersByToken(upstreams.crm.clone()),
-            ),
-            orders: Tier::new(
-                "order",
-                Policy::from_config(&c.order, c.jitter),
-                c.order.l1_max_bytes.bytes(),
-                l2,
-                OrdersFor(upstreams.oms.clone()),
-            ),
+            by_token: tiers.build(Entity::Customer, CustomersByToken(upstreams.crm.clone())),
+            orders: tiers.build(Entity::Order, OrdersFor(upstreams.oms.clone())),
             unknown_tokens: ArcSwap::from_pointee(unknown_token_limiter(&config.customers)),
         }
     }
@@ -182,8 +169,9 @@ impl Customers {
             .store(Arc::new(unknown_token_limiter(config)));
     }
 
-    pub fn tiers(&self) -> Vec<Arc<dyn Invalidate>> {
-        vec![self.by_token.clone(), self.orders.clone()]
+    /// The registry: both tiers, each named once.
+    pub fn tiers(&self) -> [Arc<dyn AnyTier>; 2] {
+        [self.by_token.clone(), self.orders.clone()]
     }
 
     /// Resolves a bearer token. `Err(UNAUTHENTICATED)` when the CRM does

@@ -6,28 +6,47 @@
 //! # Layout
 //! A storefront read, from the socket to the upstream:
 //!
-//! - [`http`]: the public listener (`/graphql` over HTTP, health) and its
-//!   inbound layers;
-//! - [`graphql`]: schema and resolvers; per-request loaders batch keys;
+//! - [`listener`]: accepts connections and holds them to their limits;
+//! - [`http`]: the public listener's routes (`/graphql` over HTTP, health)
+//!   and inbound layers;
+//! - [`graphql`]: the query guard and cost check, schema and resolvers;
+//!   per-request loaders batch keys;
 //! - [`catalog`]: which entities are cached under which keys, and how each
-//!   cache fills itself; [`customers`]: customer tokens (CRM) and orders
-//!   (OMS), resolved and cached the same way;
+//!   cache fills itself; [`customers`], its peer: customer tokens (CRM) and
+//!   orders (OMS), cached the same way;
 //! - [`checkout`]: `verifyCheckout` against an authoritative ERP quote, and
 //!   the signed price tokens it checks;
-//! - [`cache`]: per entity L1 (moka), single-flight, freshness;
+//! - [`cache`]: per entity L1 (moka), single-flight, L2, freshness,
+//!   invalidation;
 //! - [`upstream`]: the outbound stack per system and the contract check;
 //!   wire types stay there, [`domain`] types come out.
 //!
-//! Beside the path: [`shared`] (the Redis link, with its own timeout and
-//! breaker), [`resilience`] (breakers, limits, retry budget), [`config`] (strict TOML + env), [`admin`] (metrics and
-//! the admin API), [`app`] (wiring and shutdown), [`sim`] (the upstream
-//! simulator), [`telemetry`] (logs and metric names), [`error`] (the one
-//! error type).
+//! # Floors
+//! Imports only point down (a test, `tests/architecture.rs`, holds every
+//! module to it). From the bottom:
+//!
+//! 1. [`error`] (the one error type and its code table), [`vocab`]
+//!    (systems, priorities, entities, currencies), [`background`] (owned
+//!    background work): leaves, importing nothing of the crate;
+//! 2. [`config`] (strict TOML + env, plain settings), [`domain`] (what Moat
+//!    serves), [`telemetry`] (logs and metric names);
+//! 3. [`resilience`] (breakers, limits, retry budget, client limits), then
+//!    [`redis_link`] (the shared Redis, with its own timeout and breaker);
+//! 4. [`upstream`], then [`cache`];
+//! 5. [`catalog`] and [`customers`], then [`checkout`];
+//! 6. [`graphql`], then [`state`] (what every handler shares);
+//! 7. the listeners: [`listener`], [`http`], [`admin`] (metrics, the admin
+//!    API and its CLI);
+//! 8. [`app`]: wiring, start and ordered shutdown.
+//!
+//! Apart: [`sim`], the upstream simulator, which shares nothing with the
+//! gateway but the wire protocol.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
+pub mod background;
 pub mod cache;
 pub mod catalog;
 pub mod checkout;
@@ -38,8 +57,10 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod listener;
+pub mod redis_link;
 pub mod resilience;
-pub mod shared;
 pub mod sim;
+pub mod state;
 pub mod telemetry;
 pub mod upstream;
+pub mod vocab;

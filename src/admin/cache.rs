@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{actor, audit, error};
-use crate::app::AppState;
-use crate::cache::invalidation::Target;
+use crate::cache::Target;
+use crate::error::{Error, Kind};
+use crate::state::AppState;
+use crate::vocab::Entity;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,23 +29,33 @@ pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: B
     let purge: Purge = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"entity\", \"ids\"?}}: {e}"),
-            );
+            return error(&Error::new(
+                Kind::BadRequest,
+                format!("expected {{\"entity\", \"ids\"?}}: {e}"),
+            ));
         }
     };
     let target = match &purge.ids {
         Some(ids) if ids.is_empty() => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return error(&Error::new(
+                Kind::BadUserInput,
                 "`ids` is empty; leave it out to purge the whole entity",
-            );
+            ));
         }
         Some(ids) => Target::Ids(ids.clone()),
         None => Target::All,
     };
-    match app.invalidator.invalidate(&purge.entity, target).await {
+    let Some(entity) = Entity::from_name(&purge.entity) else {
+        return error(&Error::new(
+            Kind::BadUserInput,
+            format!(
+                "entity: {:?} is not one of {}",
+                purge.entity,
+                app.invalidator.entities().join(", ")
+            ),
+        ));
+    };
+    match app.invalidator.invalidate(entity, target).await {
         Ok(()) => {
             audit(
                 &actor(&headers),
@@ -54,6 +66,6 @@ pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: B
             );
             axum::Json(json!({ "purged": purge.entity, "ids": purge.ids })).into_response()
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, e.message()),
+        Err(e) => error(&e),
     }
 }

@@ -29,8 +29,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: Option<DlqCommand>,
     },
-    /// Run a reconciliation pass now (prices, inventory, products).
-    Reconcile { entity: String },
+    /// Run a reconciliation pass now (prices, inventory, products, orders),
+    /// or show the last reports.
+    Reconcile { entity: Option<String> },
+    /// Drift, checkout mismatches and contract violations, for their owners.
+    Exceptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,9 +141,13 @@ pub async fn run(url: &str, token: Option<&str>, command: AdminCommand) -> Resul
         AdminCommand::Dlq {
             action: Some(DlqCommand::Discard { id }),
         } => (Method::DELETE, format!("/admin/dlq/{id}"), None),
-        AdminCommand::Reconcile { entity } => {
-            (Method::POST, format!("/admin/reconcile/{entity}"), None)
+        AdminCommand::Reconcile {
+            entity: Some(entity),
+        } => (Method::POST, format!("/admin/reconcile/{entity}"), None),
+        AdminCommand::Reconcile { entity: None } => {
+            (Method::GET, "/admin/reconcile/last".into(), None)
         }
+        AdminCommand::Exceptions => (Method::GET, "/admin/exceptions".into(), None),
     };
 
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -174,6 +181,7 @@ pub async fn run(url: &str, token: Option<&str>, command: AdminCommand) -> Resul
             401 => " (is MOAT_ADMIN_TOKEN set to the gateway's token?)",
             403 => " (the gateway has no MOAT_ADMIN_TOKEN: its admin API is disabled)",
             404 => " (unknown upstream, entity or route)",
+            501 => " (not available in this version of Moat)",
             _ => "",
         };
         Err(format!("{status}{hint}\n{pretty}"))

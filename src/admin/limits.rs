@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{actor, audit, error};
-use crate::app::AppState;
+use crate::error::{Error, Kind};
 use crate::resilience::breaker::Forced;
-use crate::upstream::{Protection, System};
+use crate::state::AppState;
+use crate::upstream::Protection;
+use crate::vocab::System;
 
 /// `GET /admin/limits`: every upstream's limit.
 pub async fn list(State(app): State<Arc<AppState>>) -> Response {
@@ -49,17 +51,17 @@ pub async fn set(
 ) -> Response {
     let protection = match find(&app, &upstream) {
         Ok(p) => p,
-        Err(message) => return error(StatusCode::NOT_FOUND, &message),
+        Err(message) => return error(&Error::new(Kind::NotFound, message)),
     };
     let change: LimitChange = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!(
+            return error(&Error::new(
+                Kind::BadRequest,
+                format!(
                     "expected any of {{\"rps\", \"burst\", \"checkout_reserve\", \"browse_wait\"}}: {e}"
                 ),
-            );
+            ));
         }
     };
     let old = protection.limit();
@@ -69,7 +71,7 @@ pub async fn set(
     new.checkout_reserve = change.checkout_reserve.unwrap_or(old.checkout_reserve);
     new.browse_wait = change.browse_wait.unwrap_or(old.browse_wait);
     if let Some(problem) = new.problem() {
-        return error(StatusCode::BAD_REQUEST, &problem);
+        return error(&Error::new(Kind::BadUserInput, problem));
     }
     protection.set_limit(new);
     audit(
@@ -99,23 +101,23 @@ pub async fn breaker(
 ) -> Response {
     let protection = match find(&app, &upstream) {
         Ok(p) => p,
-        Err(message) => return error(StatusCode::NOT_FOUND, &message),
+        Err(message) => return error(&Error::new(Kind::NotFound, message)),
     };
     let forced = match serde_json::from_slice::<BreakerAction>(&body).map(|a| a.action) {
         Ok(a) if a == "open" => Some(Forced::Open),
         Ok(a) if a == "close" => Some(Forced::Closed),
         Ok(a) if a == "reset" => None,
         Ok(a) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("action {a:?} is not one of open, close, reset"),
-            );
+            return error(&Error::new(
+                Kind::BadUserInput,
+                format!("action {a:?} is not one of open, close, reset"),
+            ));
         }
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"action\": ...}}: {e}"),
-            );
+            return error(&Error::new(
+                Kind::BadRequest,
+                format!("expected {{\"action\": ...}}: {e}"),
+            ));
         }
     };
     let old = protection.breaker.report();

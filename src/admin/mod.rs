@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use crate::error::{Error, Kind};
+use crate::state::AppState;
 use crate::telemetry;
 
 mod cache;
@@ -28,6 +29,16 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/limits", get(limits::list))
         .route("/admin/limits/{upstream}", put(limits::set))
         .route("/admin/breakers/{upstream}", post(limits::breaker))
+        // Features of later versions answer 501 with what they are, not 404.
+        .route("/admin/dlq", get(dead_letters_not_available))
+        .route("/admin/dlq/replay", post(dead_letters_not_available))
+        .route("/admin/dlq/{id}", delete(dead_letters_not_available))
+        .route("/admin/reconcile/last", get(reconciliation_not_available))
+        .route(
+            "/admin/reconcile/{entity}",
+            post(reconciliation_not_available),
+        )
+        .route("/admin/exceptions", get(reconciliation_not_available))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
@@ -48,10 +59,10 @@ async fn metrics() -> Response {
 /// Lets a request through only with `Authorization: Bearer <MOAT_ADMIN_TOKEN>`.
 async fn require_token(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(expected) = app.secrets.admin_token.as_deref() else {
-        return error(
-            StatusCode::FORBIDDEN,
+        return error(&Error::new(
+            Kind::Forbidden,
             "the admin API is disabled: set MOAT_ADMIN_TOKEN to enable it",
-        );
+        ));
     };
     let given = request
         .headers()
@@ -66,10 +77,10 @@ async fn require_token(State(app): State<Arc<AppState>>, request: Request, next:
     if !given.is_empty() && matches {
         next.run(request).await
     } else {
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
+        let mut response = error(&Error::new(
+            Kind::Unauthenticated,
             "a valid admin bearer token is required",
-        );
+        ));
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -83,8 +94,19 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         Some(r) => json!({ "configured": true, "breaker": r.report() }),
         None => json!({ "configured": false }),
     };
+    let l1: serde_json::Map<String, serde_json::Value> = app
+        .tiers()
+        .iter()
+        .map(|t| {
+            let (entries, bytes) = t.usage();
+            (
+                t.entity().name().to_string(),
+                json!({ "entries": entries, "bytes": bytes }),
+            )
+        })
+        .collect();
     axum::Json(json!({
-        "cache": { "l1": app.catalog.usage(), "entities": app.invalidator.entities() },
+        "cache": { "l1": l1, "entities": app.invalidator.entities() },
         "redis": redis,
         "upstream": { "url": app.upstream_url },
         "upstreams": app
@@ -95,6 +117,21 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             .collect::<serde_json::Map<_, _>>(),
     }))
     .into_response()
+}
+
+async fn dead_letters_not_available() -> Response {
+    error(&Error::new(
+        Kind::NotAvailable,
+        "the dead-letter queue is not available in this version of Moat; it arrives with \
+         change events (POST /events/{source})",
+    ))
+}
+
+async fn reconciliation_not_available() -> Response {
+    error(&Error::new(
+        Kind::NotAvailable,
+        "reconciliation and its exceptions are not available in this version of Moat",
+    ))
 }
 
 /// One audit line per change made through the admin API (or a reload):
@@ -120,6 +157,9 @@ pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
         .to_string()
 }
 
-pub(crate) fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
+/// An admin API error: `{"error": message, "code": CODE}` with the status
+/// from the error table.
+pub(crate) fn error(e: &Error) -> Response {
+    let body = json!({ "error": e.public_message(), "code": e.kind().code() });
+    (e.kind().status(), axum::Json(body)).into_response()
 }

@@ -1,80 +1,168 @@
-//! What one flight does for the keys it leads:
+//! The shared side of a tier: what a flight does for the keys it leads,
+//! once L1 has missed.
 //!
 //! 1. L2: a value another replica fetched (fresh, or stale for a plain miss)
 //!    saves the upstream call;
 //! 2. the fill lease: of several replicas missing the same key, the one that
 //!    takes the lease fetches, the others wait briefly for its value to
 //!    land in L2, and fetch themselves if the holder gives up or dies;
-//! 3. the upstream fetch, whose results go to L1 and L2; a key that failed
-//!    keeps its last good value up to max-stale (stale-if-error).
+//! 3. the upstream fetch, whose results go to L1 (by the tier) and then L2;
+//!    a key that failed keeps its last good value up to max-stale
+//!    (stale-if-error).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::freshness::{Cached, State};
+use futures_util::future::BoxFuture;
+use metrics::Counter;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::freshness::{Cached, Policy, State};
 use super::key::Key;
-use super::tier::{Fill, Outcome, Tier, Value, weight};
+use super::l2::L2;
 use crate::domain::Timestamp;
 use crate::error::Error;
-use crate::upstream::Priority;
+use crate::vocab::{Entity, Priority};
+
+/// What a fetcher returns for a batch: `Err` when the whole call failed;
+/// otherwise each key found (or `Err` for an item that broke the contract).
+/// A key absent from the map does not exist upstream.
+pub type Batch<K, V> = Result<HashMap<K, Result<V, Error>>, Error>;
+
+/// How a tier reads its upstream. Implemented in `catalog` and `customers`.
+pub trait Fetch<K, V>: Send + Sync + 'static {
+    fn fetch(&self, keys: Vec<K>, priority: Priority) -> BoxFuture<'static, Batch<K, V>>;
+}
+
+/// What a tier can hold: cloneable, and storable in Redis.
+pub trait Value: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for T {}
+
+/// One key's result for the flight's waiters.
+pub(super) type Outcome<V> = Result<Arc<Cached<V>>, Error>;
+
+/// How a flight may use what it finds in L2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A miss: a stale L2 value will do (and gets refreshed afterwards).
+    ReadThrough,
+    /// A background refresh: only a fresh L2 value saves the upstream call.
+    Refresh,
+}
 
 /// How often a replica waiting on another's fill looks at L2.
 const FOLLOW_POLL: Duration = Duration::from_millis(15);
 
-impl<K: Key, V: Value> Tier<K, V> {
-    pub(super) async fn load(
-        self: &Arc<Self>,
-        id: u64,
+/// Prometheus counters for the shared side, resolved once (hot path).
+struct Counters {
+    hit: Counter,
+    stale: Counter,
+    miss: Counter,
+    error: Counter,
+}
+
+/// L2 and the upstream of one entity.
+pub(super) struct Filler<K, V> {
+    entity: Entity,
+    /// The shared tier, when Redis is configured.
+    l2: Option<Arc<L2>>,
+    fetch: Box<dyn Fetch<K, V>>,
+    counters: Counters,
+}
+
+/// What a flight found, before it lands.
+pub(super) struct Filled<K, V> {
+    /// Each key's outcome, for the flight's waiters.
+    pub results: HashMap<K, Outcome<V>>,
+    /// Entries for L1: from L2, from other replicas' fills, from upstream.
+    pub for_l1: Vec<(K, Arc<Cached<V>>)>,
+    /// Keys served stale from L2, to refresh in the background.
+    pub stale: Vec<K>,
+    /// What this replica fetched itself (for L2) and the leases it holds.
+    fetched: Vec<(K, Arc<Cached<V>>)>,
+    leased: Vec<K>,
+}
+
+impl<K: Key, V: Value> Filler<K, V> {
+    pub(super) fn new(
+        entity: Entity,
+        l2: Option<Arc<L2>>,
+        fetch: impl Fetch<K, V>,
+    ) -> Filler<K, V> {
+        let c = |result: &'static str| metrics::counter!(crate::telemetry::CACHE_REQUESTS, "entity" => entity.name(), "tier" => "l2", "result" => result);
+        Filler {
+            entity,
+            l2,
+            fetch: Box::new(fetch),
+            counters: Counters {
+                hit: c("hit"),
+                stale: c("stale"),
+                miss: c("miss"),
+                error: c("error"),
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.entity.name()
+    }
+
+    /// Finds `keys` in L2, through leases, or upstream. `held` reads L1, for
+    /// the last good value of a key whose fetch failed.
+    pub(super) async fn fill(
+        &self,
         keys: Vec<K>,
         priority: Priority,
-        fill: Fill,
-    ) -> HashMap<K, Outcome<V>> {
-        let policy = **self.policy.load();
+        mode: Mode,
+        policy: Policy,
+        held: impl Fn(&K) -> Option<Arc<Cached<V>>>,
+    ) -> Filled<K, V> {
         let mut results: HashMap<K, Outcome<V>> = HashMap::with_capacity(keys.len());
         // Entries past their hard TTL, kept to serve if the upstream fails.
         let mut fallback: HashMap<K, Arc<Cached<V>>> = HashMap::new();
         let mut from_l2 = Vec::new();
-        let mut stale_from_l2 = Vec::new();
+        let mut stale = Vec::new();
         let mut need = keys;
 
         if let Some(l2) = &self.l2 {
             let encoded: Vec<String> = need.iter().map(Key::encode).collect();
-            match l2.get::<V>(self.entity, &encoded).await {
+            match l2.get::<V>(self.name(), &encoded).await {
                 Ok(found) => {
                     let now = Timestamp::now();
                     let mut still = Vec::new();
                     for (key, entry) in need.into_iter().zip(found) {
                         let Some(entry) = entry else {
-                            self.metrics.l2_miss.increment(1);
+                            self.counters.miss.increment(1);
                             still.push(key);
                             continue;
                         };
                         let entry = Arc::new(entry);
                         match policy.state(&entry, now) {
                             State::Fresh => {
-                                self.metrics.l2_hit.increment(1);
+                                self.counters.hit.increment(1);
                                 from_l2.push((key, entry));
                             }
-                            State::Stale if fill == Fill::ReadThrough => {
-                                self.metrics.l2_stale.increment(1);
-                                stale_from_l2.push(key.clone());
+                            State::Stale if mode == Mode::ReadThrough => {
+                                self.counters.stale.increment(1);
+                                stale.push(key.clone());
                                 from_l2.push((key, entry));
                             }
                             State::Stale | State::Expired => {
-                                self.metrics.l2_miss.increment(1);
+                                self.counters.miss.increment(1);
                                 fallback.insert(key.clone(), entry);
                                 still.push(key);
                             }
                             State::Dead => {
-                                self.metrics.l2_miss.increment(1);
+                                self.counters.miss.increment(1);
                                 still.push(key);
                             }
                         }
                     }
                     need = still;
                 }
-                Err(_) => self.metrics.l2_error.increment(len(&need)),
+                Err(_) => self.counters.error.increment(need.len() as u64),
             }
         }
 
@@ -82,9 +170,8 @@ impl<K: Key, V: Value> Tier<K, V> {
         let (mine, theirs) = match &self.l2 {
             Some(l2) if !need.is_empty() => {
                 let encoded: Vec<String> = need.iter().map(Key::encode).collect();
-                let leases = l2.lease(self.entity, &encoded).await;
-                let mut mine = Vec::new();
-                let mut theirs = Vec::new();
+                let leases = l2.lease(self.name(), &encoded).await;
+                let (mut mine, mut theirs) = (Vec::new(), Vec::new());
                 for (key, ours) in need.into_iter().zip(leases) {
                     if ours {
                         mine.push(key)
@@ -94,61 +181,103 @@ impl<K: Key, V: Value> Tier<K, V> {
                 }
                 // A holder may have filled and let go between our L2 read
                 // and our lease: look once more before calling upstream.
-                let (landed, mine) = self.fresh_in_l2(mine).await;
+                let (landed, mine) = self.fresh_in_l2(mine, policy).await;
                 if !landed.is_empty() {
                     let keys: Vec<String> = landed.iter().map(|(k, _)| k.encode()).collect();
-                    l2.release(self.entity, &keys).await;
+                    l2.release(self.name(), &keys).await;
                     from_l2.extend(landed);
                 }
                 (mine, theirs)
             }
             _ => (need, Vec::new()),
         };
-        let (mut fetched, (followed, orphaned)) = tokio::join!(
+        let (mut upstream, (followed, orphaned)) = tokio::join!(
             self.fetch_upstream(mine.clone(), priority),
-            self.follow(theirs)
+            self.follow(theirs, policy)
         );
         if !orphaned.is_empty() {
-            fetched.extend(self.fetch_upstream(orphaned, priority).await);
+            upstream.extend(self.fetch_upstream(orphaned, priority).await);
         }
 
         let now = Timestamp::now();
-        let mut fills = from_l2.clone();
-        fills.extend(followed.iter().cloned());
-        let mut to_l2 = Vec::new();
-        for (key, outcome) in fetched {
+        let mut for_l1 = from_l2.clone();
+        for_l1.extend(followed.iter().cloned());
+        let mut fetched = Vec::new();
+        for (key, outcome) in upstream {
             let outcome = match outcome {
                 Ok(value) => {
                     let entry = Arc::new(Cached::new(value.clone(), now, weight(&value)));
-                    fills.push((key.clone(), entry.clone()));
-                    to_l2.push((key.clone(), entry.clone()));
+                    for_l1.push((key.clone(), entry.clone()));
+                    fetched.push((key.clone(), entry.clone()));
                     Ok(entry)
                 }
-                Err(e) => self.last_good(&key, fallback.remove(&key), e),
+                Err(e) => last_good(policy, held(&key), fallback.remove(&key), e),
             };
             results.insert(key, outcome);
         }
         for (key, entry) in from_l2.into_iter().chain(followed) {
             results.insert(key, Ok(entry));
         }
+        Filled {
+            results,
+            for_l1,
+            stale,
+            fetched,
+            leased: mine,
+        }
+    }
 
-        // L1 first (the flight's keys must be servable the moment it lands),
-        // then L2 for what is still wanted, then the leases go back.
-        let landed = self.land(id, fills);
-        if let Some(l2) = &self.l2 {
-            let keep: Vec<(String, &Cached<V>, Duration)> = to_l2
-                .iter()
-                .filter(|(k, _)| landed.iter().any(|(l, _)| l == k))
-                .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
-                .collect();
-            let _ = l2.put(self.entity, &keep).await;
-            let mine: Vec<String> = mine.iter().map(Key::encode).collect();
-            l2.release(self.entity, &mine).await;
+    /// After the tier landed a flight in L1: shares what this replica
+    /// fetched (and is still wanted) through L2, and gives the leases back.
+    pub(super) async fn finish(
+        &self,
+        landed: &[(K, Arc<Cached<V>>)],
+        filled: Filled<K, V>,
+        policy: Policy,
+    ) {
+        let Some(l2) = &self.l2 else {
+            return;
+        };
+        let now = Timestamp::now();
+        let keep: Vec<(String, &Cached<V>, Duration)> = filled
+            .fetched
+            .iter()
+            .filter(|(k, _)| landed.iter().any(|(l, _)| l == k))
+            .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
+            .collect();
+        let _ = l2.put(self.name(), &keep).await;
+        let leased: Vec<String> = filled.leased.iter().map(Key::encode).collect();
+        l2.release(self.name(), &leased).await;
+    }
+
+    /// What L2 holds for `keys`, whatever its age (absent keys are not
+    /// there, or Redis is away).
+    pub(super) async fn peek(&self, keys: Vec<K>) -> Vec<(K, Arc<Cached<V>>)> {
+        let Some(l2) = self.l2.as_ref().filter(|_| !keys.is_empty()) else {
+            return Vec::new();
+        };
+        let encoded: Vec<String> = keys.iter().map(Key::encode).collect();
+        match l2.get::<V>(self.name(), &encoded).await {
+            Ok(found) => keys
+                .into_iter()
+                .zip(found)
+                .filter_map(|(k, e)| Some((k, Arc::new(e?))))
+                .collect(),
+            Err(_) => Vec::new(),
         }
-        for key in stale_from_l2 {
-            self.queue_refresh(key);
-        }
-        results
+    }
+
+    /// Writes entries made elsewhere (a listing, a quote, an event) to L2.
+    pub(super) async fn put(&self, entries: &[(K, Arc<Cached<V>>)], policy: Policy) {
+        let Some(l2) = &self.l2 else {
+            return;
+        };
+        let now = Timestamp::now();
+        let shared: Vec<(String, &Cached<V>, Duration)> = entries
+            .iter()
+            .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
+            .collect();
+        let _ = l2.put(self.name(), &shared).await;
     }
 
     /// Calls the upstream for `keys`: each one found, absent (None) or failed.
@@ -179,7 +308,7 @@ impl<K: Key, V: Value> Tier<K, V> {
     /// Waits for other replicas' fills of `keys` to land in L2. Returns what
     /// landed, and the keys whose lease holder went away without a value
     /// (or that outlived the lease), which this replica must fetch itself.
-    async fn follow(&self, keys: Vec<K>) -> (Vec<(K, Arc<Cached<V>>)>, Vec<K>) {
+    async fn follow(&self, keys: Vec<K>, policy: Policy) -> (Vec<(K, Arc<Cached<V>>)>, Vec<K>) {
         let Some(l2) = &self.l2 else {
             return (Vec::new(), keys);
         };
@@ -189,13 +318,13 @@ impl<K: Key, V: Value> Tier<K, V> {
         let mut orphaned = Vec::new();
         while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(FOLLOW_POLL).await;
-            let (found, still) = self.fresh_in_l2(waiting).await;
+            let (found, still) = self.fresh_in_l2(waiting, policy).await;
             landed.extend(found);
             if still.is_empty() {
                 return (landed, orphaned);
             }
             let encoded: Vec<String> = still.iter().map(Key::encode).collect();
-            let Ok(held) = l2.leased(self.entity, &encoded).await else {
+            let Ok(held) = l2.leased(self.name(), &encoded).await else {
                 orphaned.extend(still);
                 return (landed, orphaned); // Redis went away: fetch ourselves
             };
@@ -204,7 +333,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                 // A holder let go: either it wrote its value just after we
                 // looked (look again), or its fetch failed (fetch ourselves).
                 let (found, lost) = self
-                    .fresh_in_l2(gone.into_iter().map(|(k, _)| k).collect())
+                    .fresh_in_l2(gone.into_iter().map(|(k, _)| k).collect(), policy)
                     .await;
                 landed.extend(found);
                 orphaned.extend(lost);
@@ -217,16 +346,19 @@ impl<K: Key, V: Value> Tier<K, V> {
 
     /// Splits `keys` into those with a fresh value in L2 and the rest.
     /// Redis being unavailable means "the rest".
-    async fn fresh_in_l2(&self, keys: Vec<K>) -> (Vec<(K, Arc<Cached<V>>)>, Vec<K>) {
+    async fn fresh_in_l2(
+        &self,
+        keys: Vec<K>,
+        policy: Policy,
+    ) -> (Vec<(K, Arc<Cached<V>>)>, Vec<K>) {
         let Some(l2) = self.l2.as_ref().filter(|_| !keys.is_empty()) else {
             return (Vec::new(), keys);
         };
         let encoded: Vec<String> = keys.iter().map(Key::encode).collect();
-        let Ok(found) = l2.get::<V>(self.entity, &encoded).await else {
+        let Ok(found) = l2.get::<V>(self.name(), &encoded).await else {
             return (Vec::new(), keys);
         };
         let now = Timestamp::now();
-        let policy = **self.policy.load();
         let mut fresh = Vec::new();
         let mut rest = Vec::new();
         for (key, entry) in keys.into_iter().zip(found) {
@@ -237,20 +369,25 @@ impl<K: Key, V: Value> Tier<K, V> {
         }
         (fresh, rest)
     }
+}
 
-    /// Stale-if-error: the last good value (from L1, or an expired one read
-    /// from L2), up to max-stale, else the error.
-    fn last_good(&self, key: &K, from_l2: Option<Arc<Cached<V>>>, error: Error) -> Outcome<V> {
-        let policy = **self.policy.load();
-        let now = Timestamp::now();
-        let usable = |e: &Arc<Cached<V>>| e.value.is_some() && policy.state(e, now) != State::Dead;
-        match self.l1.get(key).filter(usable).or(from_l2.filter(usable)) {
-            Some(entry) => Ok(entry),
-            None => Err(error),
-        }
+/// Stale-if-error: the last good value (from L1, or an expired one read
+/// from L2), up to max-stale, else the error.
+fn last_good<V>(
+    policy: Policy,
+    in_l1: Option<Arc<Cached<V>>>,
+    from_l2: Option<Arc<Cached<V>>>,
+    error: Error,
+) -> Outcome<V> {
+    let now = Timestamp::now();
+    let usable = |e: &Arc<Cached<V>>| e.value.is_some() && policy.state(e, now) != State::Dead;
+    match in_l1.filter(usable).or(from_l2.filter(usable)) {
+        Some(entry) => Ok(entry),
+        None => Err(error),
     }
 }
 
-fn len<T>(v: &[T]) -> u64 {
-    v.len() as u64
+/// Approximate bytes of a value: its compact serialized size.
+pub(super) fn weight<V: Serialize>(value: &Option<V>) -> usize {
+    postcard::to_allocvec(value).map(|b| b.len()).unwrap_or(256)
 }

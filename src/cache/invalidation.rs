@@ -18,26 +18,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use super::key::Key;
 use super::l2::L2;
-use super::tier::{Tier, Value};
+use super::tier::{AnyTier, Target};
+use crate::background::Background;
 use crate::error::Error;
-use crate::shared::Redis;
-
-/// What to drop from one entity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// Exact keys, encoded (`Key::encode`).
-    Keys(Vec<String>),
-    /// Everything under these ids (a sku covers all its prices).
-    Ids(Vec<String>),
-    /// The whole entity.
-    All,
-}
+use crate::redis_link::RedisLink;
+use crate::vocab::Entity;
 
 /// One broadcast.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,62 +35,36 @@ struct Message {
     target: Target,
 }
 
-/// A tier as the invalidator sees it: names in, entries out.
-pub trait Invalidate: Send + Sync {
-    fn entity(&self) -> &'static str;
-    /// Whether purging by id must match key prefixes.
-    fn composite(&self) -> bool;
-    fn drop_local(&self, target: &Target);
-}
-
-impl<K: Key, V: Value> Invalidate for Tier<K, V> {
-    fn entity(&self) -> &'static str {
-        Tier::entity(self)
-    }
-
-    fn composite(&self) -> bool {
-        K::COMPOSITE
-    }
-
-    fn drop_local(&self, target: &Target) {
-        match target {
-            Target::Keys(keys) => {
-                let keys: Vec<K> = keys.iter().filter_map(|k| K::decode(k)).collect();
-                self.invalidate(&keys);
-            }
-            Target::Ids(ids) => self.invalidate_where(|k| ids.iter().any(|id| id == k.id())),
-            Target::All => self.invalidate_all(),
-        }
-    }
-}
-
 pub struct Invalidator {
     replica: String,
-    tiers: HashMap<&'static str, Arc<dyn Invalidate>>,
-    shared: Option<(Arc<Redis>, Arc<L2>)>,
+    tiers: HashMap<Entity, Arc<dyn AnyTier>>,
+    shared: Option<(Arc<RedisLink>, Arc<L2>)>,
     /// A second L2 delete this long after the first catches a value another
     /// replica fetched before the change and wrote after the first delete.
     redelete_after: Duration,
+    background: Background,
 }
 
 impl Invalidator {
     pub fn new(
         replica: String,
-        tiers: Vec<Arc<dyn Invalidate>>,
-        shared: Option<(Arc<Redis>, Arc<L2>)>,
+        tiers: Vec<Arc<dyn AnyTier>>,
+        shared: Option<(Arc<RedisLink>, Arc<L2>)>,
         redelete_after: Duration,
+        background: Background,
     ) -> Arc<Invalidator> {
         Arc::new(Invalidator {
             replica,
             tiers: tiers.into_iter().map(|t| (t.entity(), t)).collect(),
             shared,
             redelete_after,
+            background,
         })
     }
 
     /// The entity names that can be invalidated.
     pub fn entities(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.tiers.keys().copied().collect();
+        let mut names: Vec<_> = self.tiers.keys().map(|e| e.name()).collect();
         names.sort_unstable();
         names
     }
@@ -111,26 +72,19 @@ impl Invalidator {
     /// Drops `target` here, in L2, and (by broadcast) on every replica.
     /// Redis being down limits it to this replica and is not an error: the
     /// others' copies age out by their TTLs.
-    pub async fn invalidate(&self, entity: &str, target: Target) -> Result<(), Error> {
-        let Some(tier) = self.tiers.get(entity) else {
-            return Err(Error::bad_input(
-                "entity",
-                format!("{entity:?} is not one of {}", self.entities().join(", ")),
-            ));
+    pub async fn invalidate(&self, entity: Entity, target: Target) -> Result<(), Error> {
+        let Some(tier) = self.tiers.get(&entity) else {
+            return Err(Error::internal(format!("no cache for {entity}")));
         };
         tier.drop_local(&target);
         let Some((redis, l2)) = &self.shared else {
             return Ok(());
         };
-        delete_shared(l2, tier.entity(), tier.composite(), &target).await;
-        self.broadcast(redis, tier.entity(), &target).await;
-        let (l2, entity, composite, delay) = (
-            l2.clone(),
-            tier.entity(),
-            tier.composite(),
-            self.redelete_after,
-        );
-        tokio::spawn(async move {
+        let entity = tier.entity().name();
+        delete_shared(l2, entity, tier.composite(), &target).await;
+        self.broadcast(redis, entity, &target).await;
+        let (l2, composite, delay) = (l2.clone(), tier.composite(), self.redelete_after);
+        self.background.spawn(async move {
             tokio::time::sleep(delay).await;
             delete_shared(&l2, entity, composite, &target).await;
         });
@@ -141,18 +95,18 @@ impl Invalidator {
     /// this replica wrote authoritative values for it into its L1 and L2:
     /// they read the new values from L2 at their next miss. Deleting L2 as
     /// `invalidate` does would throw the repair away.
-    pub async fn refreshed(&self, entity: &str, target: Target) -> Result<(), Error> {
-        let Some(tier) = self.tiers.get(entity) else {
-            return Err(Error::internal(format!("no cache named {entity:?}")));
+    pub async fn refreshed(&self, entity: Entity, target: Target) -> Result<(), Error> {
+        let Some(tier) = self.tiers.get(&entity) else {
+            return Err(Error::internal(format!("no cache for {entity}")));
         };
         if let Some((redis, _)) = &self.shared {
-            self.broadcast(redis, tier.entity(), &target).await;
+            self.broadcast(redis, tier.entity().name(), &target).await;
         }
         Ok(())
     }
 
     /// Publishes `target` to every other replica's listener.
-    async fn broadcast(&self, redis: &Redis, entity: &'static str, target: &Target) {
+    async fn broadcast(&self, redis: &RedisLink, entity: &'static str, target: &Target) {
         let message = Message {
             from: self.replica.clone(),
             entity: entity.to_string(),
@@ -180,29 +134,27 @@ impl Invalidator {
     }
 
     /// Subscribes to the broadcast and applies what other replicas send,
-    /// until `stopped`. Reconnects by itself when Redis comes back.
-    pub fn listen(self: Arc<Self>, mut stopped: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
-        let (redis, _) = self.shared.clone()?;
-        Some(tokio::spawn(async move {
+    /// as background work until it is stopped. Reconnects by itself when
+    /// Redis comes back.
+    pub fn listen(self: Arc<Self>) {
+        let Some((redis, _)) = self.shared.clone() else {
+            return;
+        };
+        let background = self.background.clone();
+        background.spawn_loop(async move {
             let channel = channel(&redis);
             let mut backoff = Duration::from_millis(100);
-            while !*stopped.borrow() {
+            loop {
                 let subscribed = async {
                     let mut pubsub = redis.client().get_async_pubsub().await?;
                     pubsub.subscribe(&channel).await?;
                     Ok::<_, redis::RedisError>(pubsub)
                 };
-                let pubsub = tokio::select! {
-                    r = tokio::time::timeout(Duration::from_secs(2), subscribed) => r,
-                    _ = stopped.changed() => return,
-                };
+                let pubsub = tokio::time::timeout(Duration::from_secs(2), subscribed).await;
                 let mut pubsub = match pubsub {
                     Ok(Ok(p)) => p,
                     _ => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = stopped.changed() => return,
-                        }
+                        tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                         continue;
                     }
@@ -214,18 +166,12 @@ impl Invalidator {
                 }
                 tracing::info!("subscribed to cache invalidations; L1 dropped as unvouched");
                 let mut messages = pubsub.on_message();
-                loop {
-                    tokio::select! {
-                        message = messages.next() => match message {
-                            Some(m) => self.apply(m.get_payload_bytes()),
-                            None => break,
-                        },
-                        _ = stopped.changed() => return,
-                    }
+                while let Some(m) = messages.next().await {
+                    self.apply(m.get_payload_bytes());
                 }
                 tracing::warn!("lost the invalidation subscription; resubscribing");
             }
-        }))
+        });
     }
 
     fn apply(&self, payload: &[u8]) {
@@ -236,13 +182,13 @@ impl Invalidator {
         if message.from == self.replica {
             return;
         }
-        if let Some(tier) = self.tiers.get(message.entity.as_str()) {
+        if let Some(tier) = Entity::from_name(&message.entity).and_then(|e| self.tiers.get(&e)) {
             tier.drop_local(&message.target);
         }
     }
 }
 
-fn channel(redis: &Redis) -> String {
+fn channel(redis: &RedisLink) -> String {
     redis.key(&["invalidate"])
 }
 

@@ -2,18 +2,28 @@
 //! and the shared L2 in Redis, single-flight fetching within a replica and
 //! fill leases across replicas, freshness rules (soft TTL, hard TTL,
 //! max-stale, negative TTL, jitter), and invalidation broadcast to every
-//! replica. `Tier::get_many` is the read path; `catalog` says what each
-//! tier holds and how it fills.
+//! replica. `Tier::get_many` is the read path; `catalog` and `customers`
+//! say what each tier holds and how it fills.
+//!
+//! - `tier`: [`Tier`], L1 and single-flight; [`AnyTier`], a tier with its
+//!   types erased; [`Target`], what an invalidation drops;
+//! - `fill`: what a flight does past L1 (L2, leases, the upstream [`Fetch`]);
+//! - `hit`: [`Hit`] and [`Found`], what a resolver gets;
+//! - `freshness`: [`Policy`] and the age of an entry;
+//! - `key`, `l2`, `invalidation`: keys, the Redis tier, the broadcast.
 
 mod fill;
 mod freshness;
+mod hit;
 pub mod invalidation;
 pub mod key;
 mod l2;
 mod tier;
 
+pub use fill::{Batch, Fetch, Value};
 pub use freshness::{Cached, Freshness, Policy, State};
+pub use hit::{Found, Hit};
 pub use invalidation::Invalidator;
 pub use key::Key;
 pub use l2::L2;
-pub use tier::{Batch, Fetch, Found, Hit, Tier, Value};
+pub use tier::{AnyTier, Target, Tier, Tiers};

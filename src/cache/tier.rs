@@ -3,11 +3,11 @@
 //! return it. Else join the fetch already running for that key, or lead a
 //! new one for all the keys of the batch that nobody is fetching yet.
 //!
-//! Fetches run in their own task, so a client that hangs up never cancels
-//! the fetch that other requests are waiting on (the leader cannot strand its
-//! followers), and the cache is filled before the flight is let go, so there
-//! is no gap in which a second fetch could start. What a flight does (L2,
-//! fill lease, upstream) is in `fill.rs`.
+//! Fetches run as background work of their own, so a client that hangs up
+//! never cancels the fetch that other requests are waiting on (the leader
+//! cannot strand its followers), and the cache is filled before the flight
+//! is let go, so there is no gap in which a second fetch could start. What
+//! a flight does past L1 (L2, fill lease, upstream) is the `Filler`'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,91 +17,19 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use metrics::Counter;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use super::freshness::{Cached, Freshness, Policy, State};
+use super::fill::{Fetch, Filler, Mode, Outcome, Value, weight};
+use super::freshness::{Cached, Policy, State};
+use super::hit::Hit;
 use super::key::Key;
 use super::l2::L2;
+use crate::background::Background;
+use crate::config;
 use crate::domain::Timestamp;
 use crate::error::Error;
-use crate::upstream::Priority;
+use crate::vocab::{Entity, Priority};
 
-/// What a fetcher returns for a batch: `Err` when the whole call failed;
-/// otherwise each key found (or `Err` for an item that broke the contract).
-/// A key absent from the map does not exist upstream.
-pub type Batch<K, V> = Result<HashMap<K, Result<V, Error>>, Error>;
-
-/// How a tier reads its upstream. Implemented in `catalog` and friends.
-pub trait Fetch<K, V>: Send + Sync + 'static {
-    fn fetch(&self, keys: Vec<K>, priority: Priority) -> BoxFuture<'static, Batch<K, V>>;
-}
-
-/// A cached value handed to a resolver.
-#[derive(Debug)]
-pub struct Hit<V> {
-    entry: Arc<Cached<V>>,
-    stale: bool,
-}
-
-impl<V> Clone for Hit<V> {
-    fn clone(&self) -> Self {
-        Hit {
-            entry: self.entry.clone(),
-            stale: self.stale,
-        }
-    }
-}
-
-impl<V> Hit<V> {
-    /// `None`: the upstream says this key does not exist.
-    pub fn value(&self) -> Option<&V> {
-        self.entry.value.as_ref()
-    }
-
-    pub fn freshness(&self, now: Timestamp) -> Freshness {
-        Freshness {
-            as_of: self.entry.fetched_at,
-            age: self.entry.fetched_at.age(now),
-            stale: self.stale,
-        }
-    }
-}
-
-/// A hit whose value exists (the upstream did not say "no such key").
-#[derive(Debug)]
-pub struct Found<V>(Hit<V>);
-
-impl<V> Clone for Found<V> {
-    fn clone(&self) -> Self {
-        Found(self.0.clone())
-    }
-}
-
-impl<V> Hit<V> {
-    pub fn found(self) -> Option<Found<V>> {
-        self.entry.value.is_some().then_some(Found(self))
-    }
-}
-
-impl<V> Found<V> {
-    pub fn freshness(&self, now: Timestamp) -> Freshness {
-        self.0.freshness(now)
-    }
-}
-
-impl<V> std::ops::Deref for Found<V> {
-    type Target = V;
-
-    fn deref(&self) -> &V {
-        match &self.0.entry.value {
-            Some(v) => v,
-            None => unreachable!("Found is only made from a Hit with a value"),
-        }
-    }
-}
-
-pub(super) type Outcome<V> = Result<Arc<Cached<V>>, Error>;
 type Flight<K, V> = Shared<BoxFuture<'static, Arc<HashMap<K, Outcome<V>>>>>;
 
 /// Keys being fetched right now, each with the id of its flight so a
@@ -111,74 +39,112 @@ struct Flights<K, V> {
     by_key: HashMap<K, (u64, Flight<K, V>)>,
 }
 
-/// Prometheus counters for one entity, resolved once (hot path).
-pub(super) struct TierMetrics {
-    l1_hit: Counter,
-    l1_stale: Counter,
-    l1_miss: Counter,
-    pub(super) l2_hit: Counter,
-    pub(super) l2_stale: Counter,
-    pub(super) l2_miss: Counter,
-    pub(super) l2_error: Counter,
-}
-
-impl TierMetrics {
-    fn new(entity: &'static str) -> TierMetrics {
-        let c = |tier: &'static str, result: &'static str| metrics::counter!(crate::telemetry::CACHE_REQUESTS, "entity" => entity, "tier" => tier, "result" => result);
-        TierMetrics {
-            l1_hit: c("l1", "hit"),
-            l1_stale: c("l1", "stale"),
-            l1_miss: c("l1", "miss"),
-            l2_hit: c("l2", "hit"),
-            l2_stale: c("l2", "stale"),
-            l2_miss: c("l2", "miss"),
-            l2_error: c("l2", "error"),
-        }
-    }
+/// L1 counters for one entity, resolved once (hot path).
+struct Counters {
+    hit: Counter,
+    stale: Counter,
+    miss: Counter,
 }
 
 /// How long stale keys are gathered before one background refresh fetches
 /// them together (so a page of stale products costs one upstream call).
 const REFRESH_WINDOW: Duration = Duration::from_millis(2);
 
-/// What a tier can hold: cloneable, and storable in Redis.
-pub trait Value: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for T {}
+/// What to drop from one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Exact keys, encoded (`Key::encode`).
+    Keys(Vec<String>),
+    /// Everything under these ids (a sku covers all its prices).
+    Ids(Vec<String>),
+    /// The whole entity.
+    All,
+}
+
+/// A tier with its key and value types erased: what invalidation, reloads
+/// and the status page need of every tier alike.
+pub trait AnyTier: Send + Sync {
+    fn entity(&self) -> Entity;
+    /// Whether purging by id must match key prefixes.
+    fn composite(&self) -> bool;
+    /// Drops `target` from this replica's L1 (and detaches its fetches).
+    fn drop_local(&self, target: &Target);
+    /// Takes the freshness rules of its `[cache]` section anew.
+    fn reload(&self, cache: &config::Cache);
+    /// Entries and bytes held in L1.
+    fn usage(&self) -> (u64, u64);
+}
 
 /// The cache of one entity.
 pub struct Tier<K, V> {
-    pub(super) entity: &'static str,
-    pub(super) l1: moka::sync::Cache<K, Arc<Cached<V>>>,
-    pub(super) policy: Arc<ArcSwap<Policy>>,
+    entity: Entity,
+    l1: moka::sync::Cache<K, Arc<Cached<V>>>,
+    policy: Arc<ArcSwap<Policy>>,
     flights: Mutex<Flights<K, V>>,
     /// Stale keys waiting for the next background refresh.
     refresh_queue: Mutex<Vec<K>>,
-    pub(super) fetch: Box<dyn Fetch<K, V>>,
-    /// The shared tier, when Redis is configured.
-    pub(super) l2: Option<Arc<L2>>,
-    pub(super) metrics: TierMetrics,
+    /// L2 and the upstream.
+    filler: Filler<K, V>,
+    /// Where flights and refreshes run, owned by the gateway.
+    background: Background,
+    counters: Counters,
 }
 
-/// How a flight may use what it finds in L2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fill {
-    /// A miss: a stale L2 value will do (and gets refreshed afterwards).
-    ReadThrough,
-    /// A background refresh: only a fresh L2 value saves the upstream call.
-    Refresh,
+/// What every tier of one gateway is built with: the `[cache]` settings,
+/// the shared L2 (with Redis) and the gateway's background work.
+pub struct Tiers {
+    cache: config::Cache,
+    l2: Option<Arc<L2>>,
+    background: Background,
+}
+
+impl Tiers {
+    pub fn new(cache: &config::Cache, l2: Option<Arc<L2>>, background: Background) -> Tiers {
+        Tiers {
+            cache: cache.clone(),
+            l2,
+            background,
+        }
+    }
+
+    /// The tier of `entity`, filled by `fetch`.
+    pub fn build<K: Key, V: Value>(
+        &self,
+        entity: Entity,
+        fetch: impl Fetch<K, V>,
+    ) -> Arc<Tier<K, V>> {
+        Tier::new(
+            entity,
+            &self.cache,
+            self.l2.clone(),
+            self.background.clone(),
+            fetch,
+        )
+    }
 }
 
 impl<K: Key, V: Value> Tier<K, V> {
+    /// The tier of `entity`, sized and timed by its `[cache]` section.
     pub fn new(
-        entity: &'static str,
-        policy: Policy,
-        max_bytes: u64,
+        entity: Entity,
+        cache: &config::Cache,
         l2: Option<Arc<L2>>,
+        background: Background,
         fetch: impl Fetch<K, V>,
     ) -> Arc<Tier<K, V>> {
-        let policy = Arc::new(ArcSwap::from_pointee(policy));
+        let section = cache.section(entity.cache_section());
+        let policy = Arc::new(ArcSwap::from_pointee(Policy::from_config(
+            section,
+            cache.jitter,
+        )));
+        // The sku index holds short strings beside the products it names.
+        let max_bytes = match entity {
+            Entity::ProductSku => section.l1_max_bytes.bytes() / 8,
+            _ => section.l1_max_bytes.bytes(),
+        };
         let l1 = moka::sync::Cache::builder()
-            .name(entity)
+            .name(entity.name())
             .max_capacity(max_bytes)
             // The key's text, and about 96 bytes of key, Arc and entry
             // overhead besides.
@@ -190,6 +156,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                 policy: policy.clone(),
             })
             .build();
+        let c = |result: &'static str| metrics::counter!(crate::telemetry::CACHE_REQUESTS, "entity" => entity.name(), "tier" => "l1", "result" => result);
         Arc::new(Tier {
             entity,
             l1,
@@ -199,13 +166,17 @@ impl<K: Key, V: Value> Tier<K, V> {
                 by_key: HashMap::new(),
             }),
             refresh_queue: Mutex::new(Vec::new()),
-            fetch: Box::new(fetch),
-            l2,
-            metrics: TierMetrics::new(entity),
+            filler: Filler::new(entity, l2, fetch),
+            background,
+            counters: Counters {
+                hit: c("hit"),
+                stale: c("stale"),
+                miss: c("miss"),
+            },
         })
     }
 
-    pub fn entity(&self) -> &'static str {
+    pub fn entity(&self) -> Entity {
         self.entity
     }
 
@@ -222,14 +193,14 @@ impl<K: Key, V: Value> Tier<K, V> {
         let entry = self.l1.get(key)?;
         match self.policy.load().state(&entry, Timestamp::now()) {
             State::Fresh => {
-                self.metrics.l1_hit.increment(1);
+                self.counters.hit.increment(1);
                 Some(Hit {
                     entry,
                     stale: false,
                 })
             }
             State::Stale => {
-                self.metrics.l1_stale.increment(1);
+                self.counters.stale.increment(1);
                 self.queue_refresh(key.clone());
                 Some(Hit { entry, stale: true })
             }
@@ -255,7 +226,7 @@ impl<K: Key, V: Value> Tier<K, V> {
             }
             match self.l1.get(&key).map(|e| (policy.state(&e, now), e)) {
                 Some((State::Fresh, entry)) => {
-                    self.metrics.l1_hit.increment(1);
+                    self.counters.hit.increment(1);
                     out.insert(
                         key,
                         Ok(Hit {
@@ -265,12 +236,12 @@ impl<K: Key, V: Value> Tier<K, V> {
                     );
                 }
                 Some((State::Stale, entry)) => {
-                    self.metrics.l1_stale.increment(1);
+                    self.counters.stale.increment(1);
                     self.queue_refresh(key.clone());
                     out.insert(key, Ok(Hit { entry, stale: true }));
                 }
                 _ => {
-                    self.metrics.l1_miss.increment(1);
+                    self.counters.miss.increment(1);
                     missing.push(key);
                 }
             }
@@ -278,7 +249,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         if missing.is_empty() {
             return out;
         }
-        for (key, flight) in self.join_or_lead(missing, priority, Fill::ReadThrough) {
+        for (key, flight) in self.join_or_lead(missing, priority, Mode::ReadThrough) {
             let results = flight.await;
             let outcome = match results.get(&key) {
                 Some(Ok(entry)) => Ok(Hit {
@@ -310,16 +281,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                 None => missing.push(key.clone()),
             }
         }
-        if let Some(l2) = self.l2.as_ref().filter(|_| !missing.is_empty()) {
-            let encoded: Vec<String> = missing.iter().map(Key::encode).collect();
-            if let Ok(found) = l2.get::<V>(self.entity, &encoded).await {
-                for (key, entry) in missing.into_iter().zip(found) {
-                    if let Some(entry) = entry {
-                        held.insert(key, Arc::new(entry));
-                    }
-                }
-            }
-        }
+        held.extend(self.filler.peek(missing).await);
         held
     }
 
@@ -342,14 +304,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                 self.l1.insert(key.clone(), entry.clone());
             }
         }
-        if let Some(l2) = &self.l2 {
-            let now = Timestamp::now();
-            let shared: Vec<(String, &Cached<V>, Duration)> = entries
-                .iter()
-                .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
-                .collect();
-            let _ = l2.put(self.entity, &shared).await;
-        }
+        self.filler.put(&entries, policy).await;
     }
 
     /// Drops keys from L1 and detaches any fetch of them that is running,
@@ -383,12 +338,6 @@ impl<K: Key, V: Value> Tier<K, V> {
         self.l1.invalidate_all();
     }
 
-    /// Entry count and bytes held, for `/admin/status`.
-    pub fn usage(&self) -> (u64, u64) {
-        self.l1.run_pending_tasks();
-        (self.l1.entry_count(), self.l1.weighted_size())
-    }
-
     fn lock_flights(&self) -> MutexGuard<'_, Flights<K, V>> {
         // A panic while holding this lock leaves the map consistent (every
         // change is a single insert or remove), so poisoning is ignored.
@@ -399,7 +348,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         self: &Arc<Self>,
         keys: Vec<K>,
         priority: Priority,
-        fill: Fill,
+        mode: Mode,
     ) -> Vec<(K, Flight<K, V>)> {
         let mut flights = self.lock_flights();
         let mut joined = Vec::with_capacity(keys.len());
@@ -417,7 +366,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         flights.next_id += 1;
         let tier = self.clone();
         let batch = leading.clone();
-        let flight = async move { Arc::new(tier.load(id, batch, priority, fill).await) }
+        let flight = async move { Arc::new(tier.fly(id, batch, priority, mode).await) }
             .boxed()
             .shared();
         for key in leading {
@@ -425,18 +374,41 @@ impl<K: Key, V: Value> Tier<K, V> {
             joined.push((key, flight.clone()));
         }
         drop(flights);
-        tokio::spawn(flight);
+        let driven = flight.clone();
+        self.background.spawn(async move {
+            driven.await;
+        });
         joined
+    }
+
+    /// One flight: fill the keys past L1, land them in L1, then share them.
+    async fn fly(
+        self: &Arc<Self>,
+        id: u64,
+        keys: Vec<K>,
+        priority: Priority,
+        mode: Mode,
+    ) -> HashMap<K, Outcome<V>> {
+        let policy = **self.policy.load();
+        let mut filled = self
+            .filler
+            .fill(keys, priority, mode, policy, |k| self.l1.get(k))
+            .await;
+        // L1 first (the flight's keys must be servable the moment it lands),
+        // then L2 for what is still wanted, then the leases go back.
+        let landed = self.land(id, std::mem::take(&mut filled.for_l1));
+        for key in std::mem::take(&mut filled.stale) {
+            self.queue_refresh(key);
+        }
+        let results = std::mem::take(&mut filled.results);
+        self.filler.finish(&landed, filled, policy).await;
+        results
     }
 
     /// Lets a flight's keys go, filling L1 with what it fetched unless an
     /// invalidation detached the key meanwhile. Returns the keys still
     /// registered to this flight (whose results may go to L2 too).
-    pub(super) fn land(
-        &self,
-        id: u64,
-        fills: Vec<(K, Arc<Cached<V>>)>,
-    ) -> Vec<(K, Arc<Cached<V>>)> {
+    fn land(&self, id: u64, fills: Vec<(K, Arc<Cached<V>>)>) -> Vec<(K, Arc<Cached<V>>)> {
         let mut flights = self.lock_flights();
         let mut kept = Vec::with_capacity(fills.len());
         for (key, entry) in fills {
@@ -449,14 +421,14 @@ impl<K: Key, V: Value> Tier<K, V> {
         kept
     }
 
-    pub(super) fn queue_refresh(self: &Arc<Self>, key: K) {
+    fn queue_refresh(self: &Arc<Self>, key: K) {
         let mut queue = self.refresh_queue.lock().unwrap_or_else(|p| p.into_inner());
         let first = queue.is_empty();
         queue.push(key);
         drop(queue);
         if first {
             let tier = self.clone();
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 tokio::time::sleep(REFRESH_WINDOW).await;
                 let keys = std::mem::take(
                     &mut *tier.refresh_queue.lock().unwrap_or_else(|p| p.into_inner()),
@@ -464,7 +436,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                 let unique: HashSet<K> = keys.into_iter().collect();
                 // Joining an existing flight is a no-op: that fetch refreshes it.
                 let keys = unique.into_iter().collect();
-                for (_, flight) in tier.join_or_lead(keys, Priority::Browse, Fill::Refresh) {
+                for (_, flight) in tier.join_or_lead(keys, Priority::Browse, Mode::Refresh) {
                     flight.await;
                 }
             });
@@ -472,9 +444,35 @@ impl<K: Key, V: Value> Tier<K, V> {
     }
 }
 
-/// Approximate bytes of a value: its compact serialized size.
-pub(super) fn weight<V: Serialize>(value: &Option<V>) -> usize {
-    postcard::to_allocvec(value).map(|b| b.len()).unwrap_or(256)
+impl<K: Key, V: Value> AnyTier for Tier<K, V> {
+    fn entity(&self) -> Entity {
+        self.entity
+    }
+
+    fn composite(&self) -> bool {
+        K::COMPOSITE
+    }
+
+    fn drop_local(&self, target: &Target) {
+        match target {
+            Target::Keys(keys) => {
+                let keys: Vec<K> = keys.iter().filter_map(|k| K::decode(k)).collect();
+                self.invalidate(&keys);
+            }
+            Target::Ids(ids) => self.invalidate_where(|k| ids.iter().any(|id| id == k.id())),
+            Target::All => self.invalidate_all(),
+        }
+    }
+
+    fn reload(&self, cache: &config::Cache) {
+        let section = cache.section(self.entity.cache_section());
+        self.set_policy(Policy::from_config(section, cache.jitter));
+    }
+
+    fn usage(&self) -> (u64, u64) {
+        self.l1.run_pending_tasks();
+        (self.l1.entry_count(), self.l1.weighted_size())
+    }
 }
 
 /// Tells moka how long to keep each entry: up to max-stale, so it can still

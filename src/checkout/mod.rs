@@ -18,13 +18,15 @@ pub mod token;
 
 use std::sync::Arc;
 
+use crate::background::Background;
 use crate::cache::Invalidator;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::error::{Error, Kind};
 use crate::telemetry;
-use crate::upstream::{Erp, Priority};
+use crate::upstream::Erp;
+use crate::vocab::Priority;
 
 pub use compare::{Mismatch, MismatchKind, Verification, VerifiedLine};
 pub use input::{CartInput, Limits, LineInput, MoneyInput};
@@ -39,6 +41,8 @@ pub struct Checkout {
     invalidator: Arc<Invalidator>,
     tokens: Arc<PriceTokens>,
     limits: Limits,
+    /// Where repairs run, owned by the gateway.
+    background: Background,
 }
 
 impl Checkout {
@@ -48,12 +52,14 @@ impl Checkout {
         catalog: Arc<Catalog>,
         invalidator: Arc<Invalidator>,
         tokens: Arc<PriceTokens>,
+        background: Background,
     ) -> Checkout {
         Checkout {
             erp,
             catalog,
             invalidator,
             tokens,
+            background,
             limits: Limits {
                 max_quantity: config.checkout.max_quantity,
                 max_lines: config.checkout.max_lines,
@@ -118,7 +124,7 @@ impl Checkout {
         // The repair must not hold up (or fail) the shopper's checkout:
         // it runs on its own, and Redis being slow costs only the repair.
         let (catalog, invalidator) = (self.catalog.clone(), self.invalidator.clone());
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             repair::from_quote(&catalog, &invalidator, &requested, &quote).await;
         });
         Ok(verification)

@@ -6,9 +6,7 @@
 
 use std::collections::HashSet;
 
-use crate::cache::Key;
-use crate::cache::invalidation::Target;
-use crate::cache::{Invalidator, Tier, Value};
+use crate::cache::{Invalidator, Key, Target, Tier, Value};
 use crate::catalog::{Catalog, PriceKey};
 use crate::domain::{Price, Quote, QuotedLine, Stock, Timestamp};
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::cache::{Hit, Key, Tier, Value};
 use crate::error::Error;
-use crate::upstream::Priority;
+use crate::vocab::Priority;
 
 type Results<K, V> = Arc<HashMap<K, Result<Hit<V>, Error>>>;
 

@@ -26,10 +26,10 @@ use crate::cache::{Hit, Key, Tier, Value};
 use crate::catalog::{Catalog, PageKey, PriceKey};
 use crate::checkout::Checkout;
 use crate::config::Server;
-use crate::customers::{OrderAccess, OrderKey, Viewer};
+use crate::customers::{Customers, OrderAccess, OrderKey, Viewer};
 use crate::domain::{self, Category as DomainCategory, Price, Stock, Timestamp};
 use crate::error::{Error, Kind};
-use crate::upstream::Priority;
+use crate::vocab::Priority;
 
 pub use checkout::Mutation;
 pub use cost::{Cost, Limits as CostLimits};
@@ -118,23 +118,34 @@ pub struct Scope {
 impl Scope {
     /// An anonymous request priced in `segment` (benches and tests use
     /// this; the HTTP handler uses `for_viewer`).
-    pub fn new(catalog: Arc<Catalog>, segment: String, deadline: Duration) -> Scope {
-        Scope::build(catalog, Viewer::Anonymous, Ok(segment), deadline)
+    pub fn new(
+        catalog: Arc<Catalog>,
+        customers: &Customers,
+        segment: String,
+        deadline: Duration,
+    ) -> Scope {
+        Scope::build(catalog, customers, Viewer::Anonymous, Ok(segment), deadline)
     }
 
     /// A request by `viewer`: anonymous shoppers get the default segment,
     /// customers their own.
-    pub fn for_viewer(catalog: Arc<Catalog>, viewer: Viewer, deadline: Duration) -> Scope {
+    pub fn for_viewer(
+        catalog: Arc<Catalog>,
+        customers: &Customers,
+        viewer: Viewer,
+        deadline: Duration,
+    ) -> Scope {
         let segment = match &viewer {
             Viewer::Anonymous => Ok(catalog.selling.default_segment.clone()),
             Viewer::Customer(c) => Ok(c.segment.clone()),
             Viewer::Unresolved(e) => Err(e.clone()),
         };
-        Scope::build(catalog, viewer, segment, deadline)
+        Scope::build(catalog, customers, viewer, segment, deadline)
     }
 
     fn build(
         catalog: Arc<Catalog>,
+        customers: &Customers,
         viewer: Viewer,
         segment: Result<String, Error>,
         deadline: Duration,
@@ -145,7 +156,7 @@ impl Scope {
             product_ids: Loader::new(catalog.product_ids.clone(), deadline),
             prices: Loader::new(catalog.prices.clone(), deadline),
             stock: Loader::new(catalog.stock.clone(), deadline),
-            orders: Loader::new(catalog.customers.orders.clone(), deadline),
+            orders: Loader::new(customers.orders.clone(), deadline),
             catalog,
             viewer,
             segment,

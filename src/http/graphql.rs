@@ -29,14 +29,14 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::client_limit::Client;
 use super::reply::{Media, problem, reply};
-use crate::app::AppState;
 use crate::customers::Viewer;
 use crate::error::{Error, Kind};
 use crate::graphql::{self, Scope};
+use crate::resilience::client_limit::Client;
+use crate::state::AppState;
 use crate::telemetry;
-use crate::upstream::Priority;
+use crate::vocab::Priority;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -235,7 +235,12 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(e) => return unauthenticated(media, &e),
     };
-    let scope = Scope::for_viewer(app.catalog.clone(), viewer, app.config().server.deadline);
+    let scope = Scope::for_viewer(
+        app.catalog.clone(),
+        &app.customers,
+        viewer,
+        app.config().server.deadline,
+    );
     let mut response = app.schema.execute(request.data(scope)).await;
     telemetry::graphql_request(started.elapsed());
     graphql::code_every_error(&mut response);
@@ -272,7 +277,7 @@ async fn viewer(app: &AppState, headers: &HeaderMap, priority: Priority) -> Resu
             "the Authorization header must be `Bearer <customer token>`",
         )
     })?;
-    app.catalog.customers.sign_in(token, priority).await
+    app.customers.sign_in(token, priority).await
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750

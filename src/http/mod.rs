@@ -13,12 +13,12 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
 use crate::error::{Error, Kind};
+use crate::state::AppState;
 
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
@@ -33,6 +33,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/events/{source}", post(events_not_available))
         .layer(middleware::from_fn_with_state(app.clone(), request_timeout))
         .with_state(app)
         .layer(TraceLayer::new_for_http())
@@ -56,6 +57,18 @@ async fn request_timeout(
             ),
         ),
     }
+}
+
+/// Change events arrive in a later version: a sender (`moat sim
+/// --events-to`, an ERP) is told so, not given a bare 404.
+async fn events_not_available() -> Response {
+    reply::problem(
+        reply::Media::Json,
+        &Error::new(
+            Kind::NotAvailable,
+            "change events (POST /events/{source}) are not available in this version of Moat",
+        ),
+    )
 }
 
 /// Liveness: the process answers.

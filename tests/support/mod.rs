@@ -195,7 +195,7 @@ pub struct Moat {
 
 impl Moat {
     /// The running gateway's shared state (for benches that go around HTTP).
-    pub fn state(&self) -> &std::sync::Arc<moat::app::AppState> {
+    pub fn state(&self) -> &std::sync::Arc<moat::state::AppState> {
         &self.gateway.as_ref().expect("running").state
     }
 
