@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::process::Running;
 use support::{ADMIN_TOKEN, eventually};
 
@@ -43,16 +43,9 @@ async fn moat_serve_runs_reloads_on_sighup_and_stops_on_sigterm() {
     );
 
     let http = reqwest::Client::new();
-    let query = json!({ "query": "{ product(sku: \"SKU-000001\") { name price { price { amount currencyCode } } availability { status } } }" });
-    let r: Value = http
-        .post(format!("{}/graphql", moat.public))
-        .json(&query)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = moat
+        .query("{ product(sku: \"SKU-000001\") { name price { price { amount currencyCode } } availability { status } } }")
+        .await;
     assert!(
         r["data"]["product"]["price"]["price"]["amount"].is_string(),
         "{r}"

@@ -352,15 +352,9 @@ async fn a_hostile_corpus_is_refused_with_codes_and_the_process_stays_up() {
     );
     assert!(rss < 300 * 1024 * 1024, "RSS {rss} bytes");
     assert_eq!(sim.requests("erp.quote").await, 0, "no checkout was spent");
-    let served = http
-        .post(format!("{}/graphql", moat.public))
-        .json(&json!({ "query": "{ product(sku: \"SKU-000002\") { name } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let served = moat
+        .query("{ product(sku: \"SKU-000002\") { name } }")
+        .await;
     assert!(served["data"]["product"]["name"].is_string(), "{served}");
 }
 
@@ -568,15 +562,7 @@ async fn requests_moat_cannot_send_never_open_a_breaker() {
         r["data"]["product"]["name"].is_string(),
         "an uncached read works: {r}"
     );
-    let status: Value = http
-        .get(format!("{}/admin/status", moat.admin))
-        .bearer_auth(support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = moat.admin_get("/admin/status").await;
     assert_eq!(
         status["upstreams"]["pim"]["breaker"]["state"], "closed",
         "{status}"

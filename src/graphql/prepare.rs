@@ -192,16 +192,7 @@ mod tests {
     fn unused_exponential_fragments_are_refused_too() {
         // The library's validation expands every fragment definition, used
         // or not: the budget covers them all.
-        let mut query = String::from("{ __typename }\nfragment F0 on Query { __typename }\n");
-        for i in 1..=9 {
-            query.push_str(&format!(
-                "fragment F{i} on Query {{ ...F{} ...F{} ...F{} ...F{} }}\n",
-                i - 1,
-                i - 1,
-                i - 1,
-                i - 1
-            ));
-        }
+        let query = super::super::cost::tests::fragment_chain("{ __typename }", "__typename", 9, 4);
         let refused = Documents::new(LIMITS)
             .prepare(&mut Request::new(query))
             .unwrap_err();

@@ -88,6 +88,32 @@ impl Running {
         }
     }
 
+    /// POSTs a GraphQL query to the public listener; the JSON answer.
+    pub async fn query(&self, query: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/graphql", self.public))
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+            .await
+            .expect("graphql request")
+            .json()
+            .await
+            .expect("graphql json")
+    }
+
+    /// GETs an admin route with the test token; the JSON answer.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.admin))
+            .bearer_auth(super::ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin json")
+    }
+
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
