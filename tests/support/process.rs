@@ -136,16 +136,17 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Resident memory now, from `/proc` (Linux).
-    pub fn rss_bytes(&self) -> u64 {
+    /// Resident memory now (`VmRSS`) or at its peak so far (`VmHWM`),
+    /// from `/proc` (Linux).
+    pub fn memory_bytes(&self, which: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("process status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(which)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
-            .expect("VmRSS")
+            .unwrap_or_else(|| panic!("{which} in {status}"))
     }
 
     /// Waits for the process to exit by itself, up to `within`.
