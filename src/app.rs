@@ -20,6 +20,7 @@ use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Secrets};
 use crate::customers::Customers;
 use crate::error::Error;
+use crate::events::Events;
 use crate::graphql::{self, Documents};
 use crate::redis_link::{self, RedisLink};
 use crate::resilience::client_limit::ClientLimits;
@@ -80,13 +81,14 @@ impl Gateway {
             .map(|r| Arc::new(L2::new(r.clone(), replica.clone(), config.redis.lease_ttl)));
         let tiers = Tiers::new(&config.cache, l2.clone(), background.clone());
         let catalog = Arc::new(Catalog::new(&config, &upstreams, &tiers));
-        let customers = Arc::new(Customers::new(&config, &upstreams, &tiers));
+        let customers = Arc::new(Customers::new(&config, &upstreams, &tiers, redis.clone()));
         let mut all_tiers: Vec<_> = catalog.tiers().into();
         all_tiers.extend(customers.tiers());
         let invalidator = Invalidator::new(
             replica,
             all_tiers,
             redis.clone().zip(l2),
+            config.redis.invalidation_stream_len,
             config.upstream.timeout + Duration::from_millis(500),
             background.clone(),
         );
@@ -103,6 +105,14 @@ impl Gateway {
             tokens,
             background.clone(),
         ));
+        let events = Arc::new(Events::new(
+            &config.events,
+            &secrets,
+            catalog.clone(),
+            customers.clone(),
+            invalidator.clone(),
+            redis.clone(),
+        ));
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
@@ -112,6 +122,7 @@ impl Gateway {
             upstreams,
             client_limits: ClientLimits::new(&config.server.client_limit),
             checkout,
+            events,
             redis,
             upstream_url,
             secrets,
@@ -180,6 +191,7 @@ impl Gateway {
             tier.reload(&new.cache);
         }
         s.customers.apply(&new.customers);
+        s.events.reload(&new.events);
         s.client_limits.apply(&new.server.client_limit);
         let query_limits = |c: &Config| {
             let s = &c.server;
@@ -304,6 +316,8 @@ fn housekeeping(state: &Arc<AppState>, background: &Background) {
         for ticks in 1u64.. {
             tick.tick().await;
             telemetry::flush();
+            // Keeps moat_dlq_depth true when another replica changed it.
+            let _ = state.events.dead_letters().depth().await;
             if ticks.is_multiple_of(12) {
                 state.client_limits.forget_idle();
             }

@@ -21,11 +21,12 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::key::{join, split};
+use crate::cache::key::{escape, join, split};
 use crate::cache::{AnyTier, Batch, Fetch, Hit, Key, Tier, Tiers, Value};
 use crate::config::{self, Config};
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
+use crate::redis_link::RedisLink;
 use crate::telemetry;
 use crate::upstream::{Crm, Oms, Upstreams};
 use crate::vocab::{Entity, Priority};
@@ -148,6 +149,8 @@ pub enum OrderAccess {
 pub struct Customers {
     pub by_token: Arc<Tier<TokenKey, Customer>>,
     pub orders: Arc<Tier<OrderKey, OrderAccess>>,
+    /// Which token digests belong to which customer (with Redis).
+    index: Option<TokenIndex>,
     /// Lookups of tokens neither this replica nor Redis has seen. A flood
     /// of made-up tokens would otherwise spend the CRM's limit and leave
     /// real customers unresolved; this caps what it can spend.
@@ -155,12 +158,45 @@ pub struct Customers {
 }
 
 impl Customers {
-    pub fn new(config: &Config, upstreams: &Upstreams, tiers: &Tiers) -> Customers {
+    pub fn new(
+        config: &Config,
+        upstreams: &Upstreams,
+        tiers: &Tiers,
+        redis: Option<Arc<RedisLink>>,
+    ) -> Customers {
+        let index = redis.map(|redis| TokenIndex {
+            redis,
+            keep: config.cache.customer.max_stale,
+        });
         Customers {
-            by_token: tiers.build(Entity::Customer, CustomersByToken(upstreams.crm.clone())),
+            by_token: tiers.build(
+                Entity::Customer,
+                CustomersByToken {
+                    crm: upstreams.crm.clone(),
+                    index: index.clone(),
+                },
+            ),
+            index,
             orders: tiers.build(Entity::Order, OrdersFor(upstreams.oms.clone())),
             unknown_tokens: ArcSwap::from_pointee(unknown_token_limiter(&config.customers)),
         }
+    }
+
+    /// The cache keys of every sign-in of `customer_id` that any replica
+    /// may hold: the tokens Redis noted for them, and those in this
+    /// replica's L1. (A change to the customer drops exactly these.)
+    pub async fn tokens_of(&self, customer_id: &str) -> Vec<TokenKey> {
+        let mut keys = self.by_token.find(|c| c.id == customer_id);
+        if let Some(index) = &self.index {
+            for digest in index.digests(customer_id).await {
+                if let Some(key) = TokenKey::decode(&digest)
+                    && !keys.contains(&key)
+                {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
     }
 
     /// Applies reloaded `[customers]` settings (counting starts afresh).
@@ -206,6 +242,54 @@ impl Customers {
                 Ok(Viewer::Unresolved(e))
             }
         }
+    }
+}
+
+/// customer id → the digests of tokens that signed in as them, in a Redis
+/// set that lives as long as a cached customer may.
+#[derive(Clone)]
+struct TokenIndex {
+    redis: Arc<RedisLink>,
+    keep: std::time::Duration,
+}
+
+impl TokenIndex {
+    fn key(&self, customer_id: &str) -> String {
+        self.redis.key(&["customer-tokens", &escape(customer_id)])
+    }
+
+    async fn note(&self, customer_id: &str, digest: &str) {
+        let (key, digest, secs) = (
+            self.key(customer_id),
+            digest.to_string(),
+            self.keep.as_secs().max(1),
+        );
+        let _ = self
+            .redis
+            .run("customer.index", |mut c| async move {
+                redis::pipe()
+                    .cmd("SADD")
+                    .arg(&key)
+                    .arg(&digest)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&key)
+                    .arg(secs)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    async fn digests(&self, customer_id: &str) -> Vec<String> {
+        let key = self.key(customer_id);
+        self.redis
+            .run("customer.index", |mut c| async move {
+                redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await
+            })
+            .await
+            .unwrap_or_default()
     }
 }
 
@@ -266,7 +350,13 @@ async fn read_one<K: Key, V: Value>(
         })
 }
 
-struct CustomersByToken(Crm);
+/// Looks tokens up in the CRM, and notes in Redis which tokens belong to
+/// which customer, so a `customer.updated` event (which names the customer,
+/// not the tokens) can find every cached sign-in of theirs.
+struct CustomersByToken {
+    crm: Crm,
+    index: Option<TokenIndex>,
+}
 
 impl Fetch<TokenKey, Customer> for CustomersByToken {
     fn fetch(
@@ -274,7 +364,7 @@ impl Fetch<TokenKey, Customer> for CustomersByToken {
         keys: Vec<TokenKey>,
         priority: Priority,
     ) -> BoxFuture<'static, Batch<TokenKey, Customer>> {
-        let crm = self.0.clone();
+        let (crm, index) = (self.crm.clone(), self.index.clone());
         async move {
             let lookups = keys.into_iter().map(|key| {
                 let crm = crm.clone();
@@ -292,6 +382,9 @@ impl Fetch<TokenKey, Customer> for CustomersByToken {
             for (key, found) in join_all(lookups).await {
                 match found {
                     Ok(Some(customer)) => {
+                        if let Some(index) = &index {
+                            index.note(&customer.id, key.digest()).await;
+                        }
                         out.insert(key, Ok(customer));
                     }
                     Ok(None) => {}

@@ -7,8 +7,8 @@
 //! A storefront read, from the socket to the upstream:
 //!
 //! - [`listener`]: accepts connections and holds them to their limits;
-//! - [`http`]: the public listener's routes (`/graphql` over HTTP, health)
-//!   and inbound layers;
+//! - [`http`]: the public listener's routes (`/graphql` over HTTP, health,
+//!   `/events/{source}`) and inbound layers;
 //! - [`graphql`]: the query guard and cost check, schema and resolvers;
 //!   per-request loaders batch keys;
 //! - [`catalog`]: which entities are cached under which keys, and how each
@@ -33,7 +33,8 @@
 //! 3. [`resilience`] (breakers, limits, retry budget, client limits), then
 //!    [`redis_link`] (the shared Redis, with its own timeout and breaker);
 //! 4. [`upstream`], then [`cache`];
-//! 5. [`catalog`] and [`customers`], then [`checkout`];
+//! 5. [`catalog`] and [`customers`], then [`checkout`] and [`events`]
+//!    (signed change events, applied once and in order, dead letters);
 //! 6. [`graphql`], then [`state`] (what every handler shares);
 //! 7. the listeners: [`listener`], [`http`], [`admin`] (metrics, the admin
 //!    API and its CLI);
@@ -54,6 +55,7 @@ pub mod config;
 pub mod customers;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod listener;

@@ -49,6 +49,14 @@ enum Command {
         /// HMAC secret to sign those events with.
         #[arg(long, env = "MOAT_EVENTS_SECRET", hide_env_values = true)]
         events_secret: Option<String>,
+        /// Send events thin (entity and version; Moat refetches) instead
+        /// of fat (the changed item).
+        #[arg(long)]
+        thin_events: bool,
+        /// Deliver every event twice, the second copy after a random
+        /// pause, so deliveries overlap and arrive out of order.
+        #[arg(long)]
+        event_chaos: bool,
     },
     /// Check a config file; every problem names the file, the key and what is allowed.
     CheckConfig { path: PathBuf },
@@ -74,6 +82,8 @@ fn main() -> ExitCode {
             seed,
             events_to,
             events_secret,
+            thin_events,
+            event_chaos,
         } => run_sim(
             listen,
             sim::SimConfig {
@@ -81,6 +91,14 @@ fn main() -> ExitCode {
                 seed,
                 events_to,
                 events_secret,
+                event_mode: sim::EventMode {
+                    form: if thin_events {
+                        sim::EventForm::Thin
+                    } else {
+                        sim::EventForm::Fat
+                    },
+                    chaos: event_chaos,
+                },
             },
         ),
         Command::CheckConfig { path } => match Config::from_sources(Some(&path), false) {

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::checkout::Checkout;
 use crate::config::{Config, Secrets};
 use crate::customers::Customers;
+use crate::events::Events;
 use crate::graphql::{Documents, Schema};
 use crate::redis_link::RedisLink;
 use crate::resilience::client_limit::ClientLimits;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub client_limits: Arc<ClientLimits>,
     /// `verifyCheckout`, and the price token signer it trusts.
     pub checkout: Arc<Checkout>,
+    /// Change events and their dead letters.
+    pub events: Arc<Events>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<RedisLink>>,
     /// The upstream base URL in use (the embedded simulator's, by default).

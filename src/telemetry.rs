@@ -24,6 +24,14 @@ pub const CHECKOUT_VERIFICATIONS: &str = "moat_checkout_verifications_total";
 pub const CHECKOUT_MISMATCHES: &str = "moat_checkout_mismatches_total";
 /// Sign-ins with never-seen customer tokens refused by the unknown-token limit.
 pub const SIGN_INS_REFUSED: &str = "moat_customer_sign_ins_refused_total";
+/// `source`, `outcome`: `applied`, `duplicate`, `stale`, `rejected`,
+/// `dead_lettered`.
+pub const EVENTS: &str = "moat_events_total";
+/// Dead letters waiting for an operator.
+pub const DLQ_DEPTH: &str = "moat_dlq_depth";
+/// From a change's time at its source to when a replica serves it:
+/// `where`: `origin` (the replica that received the event) or `peer`.
+pub const EVENT_VISIBLE: &str = "moat_event_visible_seconds";
 /// `listener`: `public`, `admin`.
 pub const CONNECTIONS_OPEN: &str = "moat_connections_open";
 /// New connections refused because every connection was busy at the cap.
@@ -60,6 +68,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
                 &latency_buckets,
             )
             .expect("bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(EVENT_VISIBLE.into()), &latency_buckets)
+            .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
@@ -92,6 +102,14 @@ pub fn upstream_request(
 pub fn contract_violation(system: System, entity: &'static str) {
     metrics::counter!(CONTRACT_VIOLATIONS, "upstream" => system.name(), "entity" => entity)
         .increment(1);
+}
+
+pub fn event_visible(place: &'static str, after: Duration) {
+    metrics::histogram!(EVENT_VISIBLE, "where" => place).record(after.as_secs_f64());
+}
+
+pub fn event(source: &'static str, outcome: &'static str) {
+    metrics::counter!(EVENTS, "source" => source, "outcome" => outcome).increment(1);
 }
 
 pub fn graphql_request(took: Duration) {

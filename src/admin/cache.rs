@@ -55,7 +55,7 @@ pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: B
             ),
         ));
     };
-    match app.invalidator.invalidate(entity, target).await {
+    match app.invalidator.invalidate(entity, target, None).await {
         Ok(()) => {
             audit(
                 &actor(&headers),

@@ -20,6 +20,7 @@ use crate::telemetry;
 
 mod cache;
 pub mod cli;
+mod dlq;
 mod limits;
 
 pub fn router(app: Arc<AppState>) -> Router {
@@ -30,9 +31,9 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/limits/{upstream}", put(limits::set))
         .route("/admin/breakers/{upstream}", post(limits::breaker))
         // Features of later versions answer 501 with what they are, not 404.
-        .route("/admin/dlq", get(dead_letters_not_available))
-        .route("/admin/dlq/replay", post(dead_letters_not_available))
-        .route("/admin/dlq/{id}", delete(dead_letters_not_available))
+        .route("/admin/dlq", get(dlq::list))
+        .route("/admin/dlq/replay", post(dlq::replay))
+        .route("/admin/dlq/{id}", delete(dlq::discard))
         .route("/admin/reconcile/last", get(reconciliation_not_available))
         .route(
             "/admin/reconcile/{entity}",
@@ -105,8 +106,14 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             )
         })
         .collect();
+    let dlq = app.events.dead_letters().depth().await.ok();
     axum::Json(json!({
-        "cache": { "l1": l1, "entities": app.invalidator.entities() },
+        "cache": {
+            "l1": l1,
+            "entities": app.invalidator.entities(),
+            "unpublished_invalidations": app.invalidator.unpublished(),
+        },
+        "dlq": { "depth": dlq },
         "redis": redis,
         "upstream": { "url": app.upstream_url },
         "upstreams": app
@@ -117,14 +124,6 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             .collect::<serde_json::Map<_, _>>(),
     }))
     .into_response()
-}
-
-async fn dead_letters_not_available() -> Response {
-    error(&Error::new(
-        Kind::NotAvailable,
-        "the dead-letter queue is not available in this version of Moat; it arrives with \
-         change events (POST /events/{source})",
-    ))
 }
 
 async fn reconciliation_not_available() -> Response {

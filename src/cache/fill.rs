@@ -281,7 +281,7 @@ impl<K: Key, V: Value> Filler<K, V> {
     }
 
     /// Calls the upstream for `keys`: each one found, absent (None) or failed.
-    async fn fetch_upstream(
+    pub(super) async fn fetch_upstream(
         &self,
         keys: Vec<K>,
         priority: Priority,

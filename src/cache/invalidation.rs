@@ -1,48 +1,89 @@
-//! Invalidation across replicas. An invalidation (an operator's purge, a
-//! change event) drops the keys from this replica's L1, deletes them from
-//! L2, and is broadcast on Redis pub/sub so every other replica drops its L1
-//! copy too, within a second.
+//! Invalidation across replicas, on one path for every cause: an
+//! operator's purge, a change event, a checkout repair. An invalidation
+//! drops the keys from this replica's L1, deletes them from L2, and is
+//! appended to a Redis stream that every replica reads from its last
+//! position, so each drops its L1 copy too, within a second. A repair (the
+//! authoritative value was written into L1 and L2 already) only needs the
+//! stream entry: the others drop their L1 copy and read L2.
 //!
-//! A repair (checkout found the cache wrong and wrote the authoritative
-//! value into L1 and L2 itself) needs only the broadcast: the other
-//! replicas drop their L1 copy and read the repaired value from L2.
-//!
-//! A replica that loses its subscription cannot know what it missed while
-//! it was gone, so when it subscribes again it drops its whole L1: it can no
-//! longer vouch for any of it. (L2 is not affected: the publisher deleted
-//! there.)
+//! Nothing is lost when a connection drops:
+//! - a replica that cannot reach Redis keeps what it changed in an outbox
+//!   and appends it, in order, once Redis is back;
+//! - a replica whose reading was cut resumes from its last position and
+//!   replays what it missed; only when that position has been trimmed
+//!   from the stream (it was away too long) does it drop its whole L1,
+//!   since it can no longer vouch for it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use redis::streams::{StreamRangeReply, StreamReadReply};
+
 use serde::{Deserialize, Serialize};
 
 use super::l2::L2;
 use super::tier::{AnyTier, Target};
 use crate::background::Background;
+use crate::domain::Timestamp;
 use crate::error::Error;
 use crate::redis_link::RedisLink;
+use crate::telemetry;
 use crate::vocab::Entity;
 
-/// One broadcast.
-#[derive(Debug, Serialize, Deserialize)]
+/// One stream entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Message {
     /// The replica that sent it (which has already applied it).
     from: String,
     entity: String,
     target: Target,
+    /// When the change it announces happened at its source (an event's
+    /// time), for the event-to-visible delay on every replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<i64>,
+}
+
+/// A change this replica made that Redis has not taken yet.
+struct Pending {
+    message: Message,
+    /// Delete the keys from L2 too (an invalidation, not a repair).
+    delete_l2: bool,
+}
+
+/// The outbox: pending changes, in order, up to a bound.
+#[derive(Default)]
+struct Outbox {
+    pending: VecDeque<Pending>,
+    /// More changes came than the outbox holds: on flush, whole entities
+    /// are announced instead.
+    overflowed: Vec<Entity>,
+}
+
+/// How many unpublished changes a replica keeps while Redis is away.
+const OUTBOX: usize = 100_000;
+/// How long one stream read waits for entries before looking again.
+const BLOCK: Duration = Duration::from_millis(500);
+/// Entries read at once.
+const BATCH: usize = 512;
+
+/// The shared side, with Redis.
+struct Shared {
+    redis: Arc<RedisLink>,
+    l2: Arc<L2>,
+    /// Most entries the stream keeps (approximately).
+    stream_len: usize,
 }
 
 pub struct Invalidator {
     replica: String,
     tiers: HashMap<Entity, Arc<dyn AnyTier>>,
-    shared: Option<(Arc<RedisLink>, Arc<L2>)>,
+    shared: Option<Shared>,
     /// A second L2 delete this long after the first catches a value another
     /// replica fetched before the change and wrote after the first delete.
     redelete_after: Duration,
     background: Background,
+    outbox: Mutex<Outbox>,
 }
 
 impl Invalidator {
@@ -50,15 +91,21 @@ impl Invalidator {
         replica: String,
         tiers: Vec<Arc<dyn AnyTier>>,
         shared: Option<(Arc<RedisLink>, Arc<L2>)>,
+        stream_len: usize,
         redelete_after: Duration,
         background: Background,
     ) -> Arc<Invalidator> {
         Arc::new(Invalidator {
             replica,
             tiers: tiers.into_iter().map(|t| (t.entity(), t)).collect(),
-            shared,
+            shared: shared.map(|(redis, l2)| Shared {
+                redis,
+                l2,
+                stream_len,
+            }),
             redelete_after,
             background,
+            outbox: Mutex::new(Outbox::default()),
         })
     }
 
@@ -69,25 +116,30 @@ impl Invalidator {
         names
     }
 
-    /// Drops `target` here, in L2, and (by broadcast) on every replica.
-    /// Redis being down limits it to this replica and is not an error: the
-    /// others' copies age out by their TTLs.
-    pub async fn invalidate(&self, entity: Entity, target: Target) -> Result<(), Error> {
-        let Some(tier) = self.tiers.get(&entity) else {
-            return Err(Error::internal(format!("no cache for {entity}")));
-        };
+    /// Drops `target` here, in L2, and on every replica. Redis being down
+    /// is not an error: the change waits in the outbox.
+    pub async fn invalidate(
+        &self,
+        entity: Entity,
+        target: Target,
+        origin: Option<Timestamp>,
+    ) -> Result<(), Error> {
+        let tier = self.tier(entity)?;
         tier.drop_local(&target);
-        let Some((redis, l2)) = &self.shared else {
+        let Some(shared) = &self.shared else {
             return Ok(());
         };
-        let entity = tier.entity().name();
-        delete_shared(l2, entity, tier.composite(), &target).await;
-        self.broadcast(redis, entity, &target).await;
-        let (l2, composite, delay) = (l2.clone(), tier.composite(), self.redelete_after);
-        self.background.spawn(async move {
-            tokio::time::sleep(delay).await;
-            delete_shared(&l2, entity, composite, &target).await;
-        });
+        let message = self.message(entity, target, origin);
+        if self.publish(shared, &message, true).await {
+            let (l2, composite, delay) = (shared.l2.clone(), tier.composite(), self.redelete_after);
+            let target = message.target;
+            self.background.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = delete_shared(&l2, entity.name(), composite, &target).await;
+            });
+        } else {
+            self.hold(message, true);
+        }
         Ok(())
     }
 
@@ -95,88 +147,218 @@ impl Invalidator {
     /// this replica wrote authoritative values for it into its L1 and L2:
     /// they read the new values from L2 at their next miss. Deleting L2 as
     /// `invalidate` does would throw the repair away.
-    pub async fn refreshed(&self, entity: Entity, target: Target) -> Result<(), Error> {
-        let Some(tier) = self.tiers.get(&entity) else {
-            return Err(Error::internal(format!("no cache for {entity}")));
+    pub async fn refreshed(
+        &self,
+        entity: Entity,
+        target: Target,
+        origin: Option<Timestamp>,
+    ) -> Result<(), Error> {
+        self.tier(entity)?;
+        let Some(shared) = &self.shared else {
+            return Ok(());
         };
-        if let Some((redis, _)) = &self.shared {
-            self.broadcast(redis, tier.entity().name(), &target).await;
+        let message = self.message(entity, target, origin);
+        if !self.publish(shared, &message, false).await {
+            self.hold(message, false);
         }
         Ok(())
     }
 
-    /// Publishes `target` to every other replica's listener.
-    async fn broadcast(&self, redis: &RedisLink, entity: &'static str, target: &Target) {
-        let message = Message {
+    /// Changes still waiting for Redis.
+    pub fn unpublished(&self) -> usize {
+        self.lock_outbox().pending.len()
+    }
+
+    fn tier(&self, entity: Entity) -> Result<&Arc<dyn AnyTier>, Error> {
+        self.tiers
+            .get(&entity)
+            .ok_or_else(|| Error::internal(format!("no cache for {entity}")))
+    }
+
+    fn message(&self, entity: Entity, target: Target, origin: Option<Timestamp>) -> Message {
+        Message {
             from: self.replica.clone(),
-            entity: entity.to_string(),
-            target: target.clone(),
-        };
-        let channel = channel(redis);
-        let Ok(payload) = serde_json::to_string(&message) else {
-            return;
-        };
-        let published = redis
-            .run("publish", |mut c| async move {
-                redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(payload)
-                    .query_async::<i64>(&mut c)
-                    .await
-            })
-            .await;
-        if published.is_err() {
-            tracing::warn!(
-                entity,
-                "Redis unavailable: invalidation applied on this replica only"
-            );
+            entity: entity.name().to_string(),
+            target,
+            origin: origin.map(Timestamp::millis),
         }
     }
 
-    /// Subscribes to the broadcast and applies what other replicas send,
-    /// as background work until it is stopped. Reconnects by itself when
-    /// Redis comes back.
-    pub fn listen(self: Arc<Self>) {
-        let Some((redis, _)) = self.shared.clone() else {
-            return;
+    /// Deletes from L2 (for an invalidation) and appends to the stream;
+    /// false when Redis did not take it.
+    async fn publish(&self, shared: &Shared, message: &Message, delete_l2: bool) -> bool {
+        if delete_l2 {
+            let Some(tier) = Entity::from_name(&message.entity).and_then(|e| self.tiers.get(&e))
+            else {
+                return true;
+            };
+            let deleted = delete_shared(
+                &shared.l2,
+                &message.entity,
+                tier.composite(),
+                &message.target,
+            )
+            .await;
+            if deleted.is_err() {
+                return false;
+            }
+        }
+        let Ok(payload) = serde_json::to_string(message) else {
+            return true;
         };
+        let key = stream_key(&shared.redis);
+        let len = shared.stream_len;
+        shared
+            .redis
+            .run("xadd", |mut c| async move {
+                redis::cmd("XADD")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(len)
+                    .arg("*")
+                    .arg("m")
+                    .arg(payload)
+                    .query_async::<String>(&mut c)
+                    .await
+            })
+            .await
+            .is_ok()
+    }
+
+    fn hold(&self, message: Message, delete_l2: bool) {
+        let mut outbox = self.lock_outbox();
+        if outbox.pending.len() >= OUTBOX {
+            if let Some(entity) = Entity::from_name(&message.entity)
+                && !outbox.overflowed.contains(&entity)
+            {
+                outbox.overflowed.push(entity);
+            }
+            return;
+        }
+        if outbox.pending.is_empty() {
+            tracing::warn!(
+                entity = %message.entity,
+                "Redis unavailable: invalidations wait in this replica's outbox"
+            );
+        }
+        outbox.pending.push_back(Pending { message, delete_l2 });
+    }
+
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes what waits in the outbox, oldest first; stops at the first
+    /// failure (Redis went away again) and keeps the rest.
+    async fn flush(&self, shared: &Shared) {
+        let overflowed = std::mem::take(&mut self.lock_outbox().overflowed);
+        for entity in overflowed {
+            let message = self.message(entity, Target::All, None);
+            if !self.publish(shared, &message, true).await {
+                self.lock_outbox().overflowed.push(entity);
+                return;
+            }
+        }
+        loop {
+            let Some(next) = self.lock_outbox().pending.pop_front() else {
+                return;
+            };
+            if !self.publish(shared, &next.message, next.delete_l2).await {
+                self.lock_outbox().pending.push_front(next);
+                return;
+            }
+        }
+    }
+
+    /// Reads the stream and applies what other replicas appended, as
+    /// background work until it is stopped; flushes the outbox whenever
+    /// Redis is reachable. Reconnects by itself.
+    pub fn listen(self: Arc<Self>) {
+        if self.shared.is_none() {
+            return;
+        }
         let background = self.background.clone();
         background.spawn_loop(async move {
-            let channel = channel(&redis);
+            let Some(shared) = &self.shared else {
+                return;
+            };
+            let mut position: Option<String> = None;
             let mut backoff = Duration::from_millis(100);
             loop {
-                let subscribed = async {
-                    let mut pubsub = redis.client().get_async_pubsub().await?;
-                    pubsub.subscribe(&channel).await?;
-                    Ok::<_, redis::RedisError>(pubsub)
-                };
-                let pubsub = tokio::time::timeout(Duration::from_secs(2), subscribed).await;
-                let mut pubsub = match pubsub {
-                    Ok(Ok(p)) => p,
-                    _ => {
+                match self.follow(shared, &mut position).await {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "invalidation stream unavailable; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
                     }
-                };
-                backoff = Duration::from_millis(100);
-                // Whatever was broadcast while we were not listening is lost.
-                for tier in self.tiers.values() {
-                    tier.drop_local(&Target::All);
                 }
-                tracing::info!("subscribed to cache invalidations; L1 dropped as unvouched");
-                let mut messages = pubsub.on_message();
-                while let Some(m) = messages.next().await {
-                    self.apply(m.get_payload_bytes());
-                }
-                tracing::warn!("lost the invalidation subscription; resubscribing");
             }
         });
     }
 
+    /// One connection's worth of reading: from `position` (the last entry
+    /// applied), or from the end of the stream at first start.
+    async fn follow(
+        &self,
+        shared: &Shared,
+        position: &mut Option<String>,
+    ) -> Result<(), redis::RedisError> {
+        // Blocking reads need a connection of their own: on the shared one
+        // they would hold up every other command.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(shared.redis.timeout().max(Duration::from_millis(250))))
+            .set_response_timeout(Some(BLOCK + Duration::from_secs(2)));
+        let mut conn = shared
+            .redis
+            .client()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let key = stream_key(&shared.redis);
+        match position.as_deref() {
+            None => *position = Some(tail(&mut conn, &key).await?),
+            Some(last) => {
+                if !still_there(&mut conn, &key, last).await? {
+                    tracing::warn!(
+                        "missed invalidations were trimmed from the stream; L1 dropped as unvouched"
+                    );
+                    for tier in self.tiers.values() {
+                        tier.drop_local(&Target::All);
+                    }
+                    *position = Some(tail(&mut conn, &key).await?);
+                } else {
+                    tracing::info!("invalidation stream reconnected; replaying what was missed");
+                }
+            }
+        }
+        loop {
+            self.flush(shared).await;
+            let from = position.clone().unwrap_or_else(|| "0-0".into());
+            let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(BATCH)
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(&from)
+                .query_async(&mut conn)
+                .await?;
+            for stream in reply.map(|r| r.keys).unwrap_or_default() {
+                for entry in stream.ids {
+                    if let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") {
+                        self.apply(bytes);
+                    }
+                    *position = Some(entry.id);
+                }
+            }
+        }
+    }
+
     fn apply(&self, payload: &[u8]) {
         let Ok(message) = serde_json::from_slice::<Message>(payload) else {
-            tracing::warn!("ignoring an invalidation message this build cannot read");
+            tracing::warn!("ignoring an invalidation this build cannot read");
             return;
         };
         if message.from == self.replica {
@@ -185,20 +367,97 @@ impl Invalidator {
         if let Some(tier) = Entity::from_name(&message.entity).and_then(|e| self.tiers.get(&e)) {
             tier.drop_local(&message.target);
         }
+        if let Some(origin) = message.origin {
+            telemetry::event_visible("peer", Timestamp(origin).age(Timestamp::now()));
+        }
     }
 }
 
-fn channel(redis: &RedisLink) -> String {
-    redis.key(&["invalidate"])
+fn stream_key(redis: &RedisLink) -> String {
+    redis.key(&["invalidations"])
 }
 
-async fn delete_shared(l2: &L2, entity: &str, composite: bool, target: &Target) {
-    let result = match target {
+/// The id of the stream's last entry (`0-0` when it is empty): where a
+/// replica that has nothing to replay starts.
+async fn tail(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> Result<String, redis::RedisError> {
+    let last: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(last
+        .ids
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".into(), |e| e.id))
+}
+
+/// Whether every entry after `last` is still in the stream: none was
+/// trimmed past it (Redis 7 keeps the highest id it ever trimmed).
+async fn still_there(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    last: &str,
+) -> Result<bool, redis::RedisError> {
+    let info: redis::Value = match redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(key)
+        .query_async(conn)
+        .await
+    {
+        Ok(info) => info,
+        // No stream yet: nothing was trimmed.
+        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let trimmed = field(&info, "max-deleted-entry-id").and_then(stream_id);
+    Ok(match (trimmed, stream_id(last)) {
+        (Some(trimmed), Some(last)) => trimmed <= last,
+        _ => true,
+    })
+}
+
+/// One field of an `XINFO` reply (a map in RESP3, pairs in RESP2).
+fn field(info: &redis::Value, name: &str) -> Option<String> {
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    match info {
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| text(&pair[0]).as_deref() == Some(name))
+            .and_then(|pair| pair.get(1).and_then(text)),
+        _ => None,
+    }
+}
+
+/// A stream id `ms-seq` as a pair that orders like the stream.
+fn stream_id(id: impl AsRef<str>) -> Option<(u64, u64)> {
+    let (ms, seq) = id.as_ref().split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+async fn delete_shared(
+    l2: &L2,
+    entity: &str,
+    composite: bool,
+    target: &Target,
+) -> Result<(), crate::redis_link::Unavailable> {
+    match target {
         Target::Keys(keys) => l2.delete(entity, keys).await,
         Target::Ids(ids) => l2.delete_matching(entity, Some(ids), composite).await,
         Target::All => l2.delete_matching(entity, None, composite).await,
-    };
-    if result.is_err() {
-        tracing::warn!(entity, "Redis unavailable: could not delete from L2");
     }
 }

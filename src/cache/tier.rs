@@ -307,6 +307,38 @@ impl<K: Key, V: Value> Tier<K, V> {
         self.filler.put(&entries, policy).await;
     }
 
+    /// Fetches `keys` from the upstream now, whatever the cache holds, and
+    /// writes what came back through L1 and L2: how a thin change event is
+    /// applied. `Err` when the upstream could not answer for any of them
+    /// (nothing is written then).
+    pub async fn refresh(
+        &self,
+        keys: Vec<K>,
+        priority: Priority,
+    ) -> Result<HashMap<K, Option<V>>, Error> {
+        let fetched = self.filler.fetch_upstream(keys, priority).await;
+        let mut values = HashMap::with_capacity(fetched.len());
+        for (key, outcome) in fetched {
+            values.insert(key, outcome?);
+        }
+        self.insert_many(
+            values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Timestamp::now(),
+        )
+        .await;
+        Ok(values)
+    }
+
+    /// Keys held in this replica's L1 whose value `matches` (a walk: for
+    /// rare lookups by something other than the key).
+    pub fn find(&self, matches: impl Fn(&V) -> bool) -> Vec<K> {
+        self.l1
+            .iter()
+            .filter(|(_, e)| e.value.as_ref().is_some_and(&matches))
+            .map(|(k, _)| (*k).clone())
+            .collect()
+    }
+
     /// Drops keys from L1 and detaches any fetch of them that is running,
     /// so its (possibly older) result is not cached.
     pub fn invalidate(&self, keys: &[K]) {

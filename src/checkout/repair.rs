@@ -108,7 +108,7 @@ async fn repair<K: Key, V: Value>(
     let count = fixes.len();
     tier.insert_many(fixes, Timestamp::now()).await;
     if let Err(e) = invalidator
-        .refreshed(tier.entity(), Target::Keys(encoded))
+        .refreshed(tier.entity(), Target::Keys(encoded), None)
         .await
     {
         tracing::warn!(error = %e, "could not announce repaired cache entries");
@@ -153,7 +153,10 @@ async fn drop_unknown(
             continue;
         }
         dropped += keys.len();
-        if let Err(e) = invalidator.invalidate(entity, Target::Keys(keys)).await {
+        if let Err(e) = invalidator
+            .invalidate(entity, Target::Keys(keys), None)
+            .await
+        {
             tracing::warn!(error = %e, "could not drop entries for unknown skus");
         }
     }

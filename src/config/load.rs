@@ -1,6 +1,7 @@
 //! Loading: TOML file, then `MOAT_*` environment, then `validate()`, with
 //! every problem reported at once and named by file and key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -356,6 +357,11 @@ impl Config {
             "must be between 1ms and 5s".into(),
         );
         check(
+            (1_000..=10_000_000).contains(&r.invalidation_stream_len),
+            "redis.invalidation_stream_len",
+            "must be between 1000 and 10000000".into(),
+        );
+        check(
             r.lease_ttl >= Duration::from_millis(100),
             "redis.lease_ttl",
             "must be at least 100ms".into(),
@@ -408,6 +414,32 @@ impl Config {
             (1..=10).contains(&co.max_per_request),
             "checkout.max_per_request",
             "must be between 1 and 10".into(),
+        );
+        let ev = &self.events;
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&ev.tolerance),
+            "events.tolerance",
+            "must be between 1s and 1h".into(),
+        );
+        check(
+            ev.max_body_bytes.bytes() >= 1024,
+            "events.max_body_bytes",
+            "must be at least 1KiB".into(),
+        );
+        check(
+            ev.dedupe_retention >= Duration::from_secs(60),
+            "events.dedupe_retention",
+            "must be at least 1m".into(),
+        );
+        check(
+            (1..=10).contains(&ev.apply_attempts),
+            "events.apply_attempts",
+            "must be between 1 and 10".into(),
+        );
+        check(
+            ev.apply_backoff <= Duration::from_secs(5),
+            "events.apply_backoff",
+            "must be at most 5s".into(),
         );
         let cu = &self.customers;
         check(
@@ -542,15 +574,43 @@ pub struct Secrets {
     /// `MOAT_PRICE_TOKEN_PREVIOUS_SECRET`: the secret before the last
     /// rotation; tokens it signed still verify until they expire.
     pub price_token_previous_secret: Option<String>,
+    /// `MOAT_EVENTS_SECRET` (key `""`, every source) and
+    /// `MOAT_EVENTS_SECRET_{SOURCE}` (key: the source, lowercase): the HMAC
+    /// secrets change events are signed with. Several, separated by spaces
+    /// or commas, are all accepted while a secret is rotated.
+    pub events_secrets: BTreeMap<String, Vec<String>>,
 }
 
 impl Secrets {
     pub fn from_env() -> Secrets {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let list = |value: String| -> Vec<String> {
+            value
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let mut events_secrets = BTreeMap::new();
+        for (name, value) in std::env::vars() {
+            let source = match name.strip_prefix("MOAT_EVENTS_SECRET") {
+                Some("") => String::new(),
+                Some(rest) => match rest.strip_prefix('_') {
+                    Some(source) if !source.is_empty() => source.to_ascii_lowercase(),
+                    _ => continue,
+                },
+                None => continue,
+            };
+            let secrets = list(value);
+            if !secrets.is_empty() {
+                events_secrets.insert(source, secrets);
+            }
+        }
         Secrets {
             admin_token: var("MOAT_ADMIN_TOKEN"),
             price_token_secret: var("MOAT_PRICE_TOKEN_SECRET"),
             price_token_previous_secret: var("MOAT_PRICE_TOKEN_PREVIOUS_SECRET"),
+            events_secrets,
         }
     }
 }
@@ -564,6 +624,14 @@ impl fmt::Debug for Secrets {
             .field(
                 "price_token_previous_secret",
                 &redacted(&self.price_token_previous_secret),
+            )
+            .field(
+                "events_secrets",
+                &self
+                    .events_secrets
+                    .iter()
+                    .map(|(source, list)| (source, list.len()))
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -615,9 +683,10 @@ mod tests {
             admin_token: Some("admin-123".into()),
             price_token_secret: Some("current-456".into()),
             price_token_previous_secret: Some("previous-789".into()),
+            events_secrets: [("erp".to_string(), vec!["events-000".to_string()])].into(),
         };
         let shown = format!("{secrets:?}");
-        for secret in ["admin-123", "current-456", "previous-789"] {
+        for secret in ["admin-123", "current-456", "previous-789", "events-000"] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }

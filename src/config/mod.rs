@@ -27,6 +27,7 @@ pub struct Config {
     pub catalog: Catalog,
     pub checkout: Checkout,
     pub customers: Customers,
+    pub events: Events,
     pub telemetry: Telemetry,
 }
 
@@ -470,6 +471,9 @@ pub struct Redis {
     /// wait at most this long before fetching themselves.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// Most entries the invalidation stream keeps. A replica away for
+    /// longer than this many changes drops its L1 when it returns.
+    pub invalidation_stream_len: usize,
 }
 
 impl Default for Redis {
@@ -479,6 +483,7 @@ impl Default for Redis {
             namespace: "moat".into(),
             timeout: Duration::from_millis(100),
             lease_ttl: Duration::from_secs(2),
+            invalidation_stream_len: 100_000,
         }
     }
 }
@@ -556,6 +561,39 @@ impl Default for Customers {
         Customers {
             unknown_token_rps: 10,
             unknown_token_burst: 20,
+        }
+    }
+}
+
+/// Change events (`POST /events/{source}`). Secrets come from the
+/// environment only: `MOAT_EVENTS_SECRET`, `MOAT_EVENTS_SECRET_{SOURCE}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// How far a signature's timestamp may be from now (replay protection).
+    #[serde(with = "humantime_serde")]
+    pub tolerance: Duration,
+    /// Largest event body accepted; larger gets 413.
+    pub max_body_bytes: ByteSize,
+    /// How long an event id is remembered, so a redelivery is a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_retention: Duration,
+    /// Attempts to apply an event (a thin event's refetch) before it is
+    /// parked in the dead-letter queue.
+    pub apply_attempts: u32,
+    /// Pause before the second attempt; doubled for each one after.
+    #[serde(with = "humantime_serde")]
+    pub apply_backoff: Duration,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            tolerance: Duration::from_secs(300),
+            max_body_bytes: ByteSize(256 * 1024),
+            dedupe_retention: Duration::from_secs(24 * 3600),
+            apply_attempts: 3,
+            apply_backoff: Duration::from_millis(100),
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The public listener: `/graphql`, health checks, and (later) signed
-//! webhooks, with the inbound layers every request passes.
+//! The public listener: `/graphql`, health checks and signed change events
+//! (`/events/{source}`), with the inbound layers every request passes.
 
 pub mod client_limit;
+mod events;
 mod graphql;
 mod reply;
 
@@ -33,7 +34,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/events/{source}", post(events_not_available))
+        .route("/events/{source}", post(events::receive))
         .layer(middleware::from_fn_with_state(app.clone(), request_timeout))
         .with_state(app)
         .layer(TraceLayer::new_for_http())
@@ -57,18 +58,6 @@ async fn request_timeout(
             ),
         ),
     }
-}
-
-/// Change events arrive in a later version: a sender (`moat sim
-/// --events-to`, an ERP) is told so, not given a bare 404.
-async fn events_not_available() -> Response {
-    reply::problem(
-        reply::Media::Json,
-        &Error::new(
-            Kind::NotAvailable,
-            "change events (POST /events/{source}) are not available in this version of Moat",
-        ),
-    )
 }
 
 /// Liveness: the process answers.

@@ -232,3 +232,19 @@ pub async fn reset(State(sim): State<Simulator>) -> Result<Response, Refusal> {
         Value::Bool(true),
     )])))
 }
+
+/// `GET /_sim/events`: how events are sent.
+pub async fn event_mode(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    ok_json(&sim.inner.events.mode())
+}
+
+/// `POST /_sim/events` `{"form": "fat" | "thin", "chaos": bool}`.
+pub async fn set_event_mode(
+    State(sim): State<Simulator>,
+    mode: Result<Json<super::EventMode>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let mode = body(mode)?;
+    sim.inner.events.set_mode(mode);
+    tracing::info!(?mode, "simulator event mode changed");
+    ok_json(&mode)
+}

@@ -2,6 +2,12 @@
 //! when a control write asks for one, signed the way a system of record
 //! would sign them.
 //!
+//! Events come fat (the changed item as `data`) or thin (`entity` and
+//! `version` only, the receiver refetches), as [`EventMode`] says; with
+//! `chaos` on, every event is delivered twice, the second time after a
+//! random pause, so deliveries overlap and arrive out of order, as they do
+//! from real event meshes.
+//!
 //! Sending happens in a spawned task so the control response never waits
 //! on the gateway; each event is retried a few times with backoff, since a
 //! gateway restarting under a test should not silently lose events.
@@ -49,7 +55,34 @@ struct Event<'a> {
     kind: &'static str,
     #[serde(serialize_with = "rfc3339")]
     occurred_at: SystemTime,
-    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+}
+
+/// How events are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventForm {
+    /// The changed item as `data`.
+    #[default]
+    Fat,
+    /// `entity` and `version` only.
+    Thin,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventMode {
+    #[serde(default)]
+    pub form: EventForm,
+    /// Every event twice, the second copy after a random pause of up to
+    /// 200 ms: duplicates, out of order.
+    #[serde(default)]
+    pub chaos: bool,
 }
 
 struct Target {
@@ -60,6 +93,7 @@ struct Target {
 
 pub struct Emitter {
     target: Option<Arc<Target>>,
+    mode: std::sync::RwLock<EventMode>,
     /// Event ids are `evt-<boot>-<n>`: the boot time keeps ids unique across
     /// simulator restarts, `n` within one run (and across resets).
     boot: u64,
@@ -67,7 +101,7 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub fn new(events_to: Option<&str>, secret: Option<&str>) -> Emitter {
+    pub fn new(events_to: Option<&str>, secret: Option<&str>, mode: EventMode) -> Emitter {
         let boot = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -92,9 +126,18 @@ impl Emitter {
         }
         Emitter {
             target,
+            mode: std::sync::RwLock::new(mode),
             boot,
             next: AtomicU64::new(1),
         }
+    }
+
+    pub fn mode(&self) -> EventMode {
+        *self.mode.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_mode(&self, mode: EventMode) {
+        *self.mode.write().unwrap_or_else(|p| p.into_inner()) = mode;
     }
 
     /// Sends one event per item, in order, from a spawned task.
@@ -107,8 +150,10 @@ impl Emitter {
             );
             return;
         };
+        let mode = self.mode();
         let mut bodies = Vec::with_capacity(items.len());
         for data in items {
+            let thin = mode.form == EventForm::Thin;
             let event = Event {
                 id: format!(
                     "evt-{:x}-{}",
@@ -118,19 +163,45 @@ impl Emitter {
                 source,
                 kind,
                 occurred_at: SystemTime::now(),
-                data,
+                version: data.get("version").and_then(Value::as_u64),
+                entity: thin.then(|| entity_of(kind, data)),
+                data: (!thin).then_some(data),
             };
             match serde_json::to_vec(&event) {
                 Ok(body) => bodies.push((event.id, body)),
                 Err(error) => tracing::warn!(%error, "simulator cannot encode an event"),
             }
         }
+        let url = format!("{}/events/{source}", target.base);
+        if mode.chaos {
+            for (id, body) in &bodies {
+                let (target, url, id, body) =
+                    (target.clone(), url.clone(), id.clone(), body.clone());
+                let pause = Duration::from_millis(fastrand::u64(0..200));
+                tokio::spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    send(&target, &url, &id, body).await;
+                });
+            }
+        }
         tokio::spawn(async move {
-            let url = format!("{}/events/{source}", target.base);
             for (id, body) in bodies {
                 send(&target, &url, &id, body).await;
             }
         });
+    }
+}
+
+/// A thin event's `entity`: what changed, as precisely as the item says.
+fn entity_of(kind: &str, item: &Value) -> Value {
+    let field = |name: &str| item.get(name).cloned().unwrap_or(Value::Null);
+    match kind {
+        "price.updated" => serde_json::json!({
+            "kind": "price", "id": field("sku"),
+            "segment": field("segment"), "currency": field("currency"),
+        }),
+        "inventory.updated" => serde_json::json!({ "kind": "inventory", "id": field("sku") }),
+        _ => serde_json::json!({ "kind": "product", "id": field("id") }),
     }
 }
 

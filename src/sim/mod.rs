@@ -71,6 +71,7 @@ use serde::Serialize;
 use catalog::Catalog;
 use corrupt::Shape;
 use events::Emitter;
+pub use events::{EventForm, EventMode};
 use faults::{Faults, Verdict};
 use stats::{Endpoint, Stats};
 
@@ -86,6 +87,9 @@ pub struct SimConfig {
     pub events_to: Option<String>,
     /// HMAC secret for `Moat-Signature`; without it events go unsigned.
     pub events_secret: Option<String>,
+    /// Fat or thin events, and whether each is delivered twice, out of
+    /// order (changeable at run time: `POST /_sim/events`).
+    pub event_mode: EventMode,
 }
 
 impl Default for SimConfig {
@@ -95,6 +99,7 @@ impl Default for SimConfig {
             seed: 42,
             events_to: None,
             events_secret: None,
+            event_mode: EventMode::default(),
         }
     }
 }
@@ -124,7 +129,11 @@ impl Simulator {
     /// release build).
     pub fn new(config: SimConfig) -> Simulator {
         let catalog = seed::build(config.products, config.seed);
-        let events = Emitter::new(config.events_to.as_deref(), config.events_secret.as_deref());
+        let events = Emitter::new(
+            config.events_to.as_deref(),
+            config.events_secret.as_deref(),
+            config.event_mode,
+        );
         Simulator {
             inner: Arc::new(Inner {
                 faults: Faults::new(config.seed),
@@ -156,6 +165,10 @@ impl Simulator {
             .route("/_sim/inventory/{sku}", put(control::set_inventory))
             .route("/_sim/products/{id}", put(control::update_product))
             .route("/_sim/customers", get(control::customers))
+            .route(
+                "/_sim/events",
+                get(control::event_mode).post(control::set_event_mode),
+            )
             .route("/_sim/stats", get(control::stats))
             .route("/_sim/reset", post(control::reset))
             .fallback(not_found)

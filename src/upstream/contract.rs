@@ -96,10 +96,23 @@ pub fn parse_list<W: Wire, K>(
 
 /// Parses a single-entity payload.
 pub fn parse_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, Error> {
+    check_one::<W>(system, body).map_err(|_| {
+        Error::unavailable(format!(
+            "{system} sent a {} that breaks the contract",
+            W::ENTITY
+        ))
+    })
+}
+
+/// Parses a single-entity payload; a violation is counted and logged, and
+/// its reason returned (an event's sender is told what was wrong).
+pub fn check_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, String> {
     serde_json::from_slice::<W>(body)
         .map_err(|e| e.to_string())
         .and_then(W::check)
-        .map_err(|reason| violation(system, W::ENTITY, reason))
+        .inspect_err(|reason| {
+            let _ = violation(system, W::ENTITY, reason.clone());
+        })
 }
 
 /// Counts and logs a contract violation and turns it into the error the

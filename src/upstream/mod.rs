@@ -33,6 +33,32 @@ pub use protection::Protection;
 use crate::error::Error;
 use crate::vocab::{Priority, System};
 
+/// A protocol v1 item outside a list: what a change event's `data` holds.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Price(crate::domain::Price),
+    Stock(crate::domain::Stock),
+    Product(crate::domain::Product),
+    Customer(crate::domain::Customer),
+    Order(crate::domain::Order),
+}
+
+/// Reads `data` as the protocol v1 item of `entity` (`price`, `inventory`,
+/// `product`, `customer`, `order`) from `system`: the same wire types and
+/// checks as the API, so an event cannot put into the cache what a fetch
+/// would refuse. The error is the reason, for the sender.
+pub fn item(entity: &str, system: System, data: &[u8]) -> Result<Item, String> {
+    use contract::check_one;
+    match entity {
+        "price" => check_one::<erp::WirePrice>(system, data).map(Item::Price),
+        "inventory" => check_one::<erp::WireStock>(system, data).map(Item::Stock),
+        "product" => check_one::<pim::WireProduct>(system, data).map(Item::Product),
+        "customer" => check_one::<crm::WireCustomer>(system, data).map(Item::Customer),
+        "order" => check_one::<oms::WireOrder>(system, data).map(Item::Order),
+        other => Err(format!("no protocol v1 item is called {other:?}")),
+    }
+}
+
 /// Settings every system's client shares.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -6,7 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod events;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod shop;
 
@@ -20,6 +22,8 @@ use moat::config::{Config, Secrets};
 use moat::sim::{SimConfig, Simulator};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Signs test change events (`MOAT_EVENTS_SECRET`).
+pub const EVENTS_SECRET: &str = "test-events-secret";
 /// Shared by every test gateway, so replicas verify each other's tokens.
 pub const PRICE_TOKEN_SECRET: &str = "test-price-token-secret-0123456789abcdef";
 
@@ -206,6 +210,7 @@ impl Moat {
                 admin_token: Some(ADMIN_TOKEN.into()),
                 price_token_secret: Some(PRICE_TOKEN_SECRET.into()),
                 price_token_previous_secret: None,
+                events_secrets: [(String::new(), vec![EVENTS_SECRET.to_string()])].into(),
             },
         )
         .await

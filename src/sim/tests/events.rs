@@ -185,3 +185,88 @@ async fn emit_event_without_a_target_is_accepted() {
         (axum::http::StatusCode::OK, &json!(1))
     );
 }
+
+#[tokio::test]
+async fn thin_events_name_the_entity_and_chaos_sends_each_twice() {
+    let seen: Received = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let moat = Router::new()
+        .route("/events/{source}", post(receive))
+        .with_state(seen.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, moat).await });
+
+    let simulator = Simulator::new(SimConfig {
+        products: 10,
+        events_to: Some(format!("http://{addr}")),
+        events_secret: Some("whsec".into()),
+        ..SimConfig::default()
+    });
+    let app = simulator.router();
+    let (status, mode) = super::post(
+        &app,
+        "/_sim/events",
+        json!({ "form": "thin", "chaos": true }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{mode}");
+    assert_eq!(mode, json!({ "form": "thin", "chaos": true }));
+    put(
+        &app,
+        "/_sim/prices/SKU-000001",
+        json!({"amount": "5.00", "segment": "vip", "emit_event": true}),
+    )
+    .await;
+    put(
+        &app,
+        "/_sim/inventory/SKU-000002",
+        json!({"available": 3, "emit_event": true}),
+    )
+    .await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().expect("lock").len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.abort();
+    let received = seen.lock().expect("lock").clone();
+    assert_eq!(received.len(), 4, "two events, each delivered twice");
+    for (_, headers, body) in &received {
+        verify(
+            "whsec",
+            headers["moat-signature"].to_str().expect("ascii"),
+            body,
+        );
+        let event: Value = serde_json::from_slice(body).expect("json");
+        assert_valid("event.json", &event);
+        assert!(event.get("data").is_none(), "thin: {event}");
+        assert!(event["version"].as_u64().is_some(), "{event}");
+        match event["type"].as_str() {
+            Some("price.updated") => assert_eq!(
+                event["entity"],
+                json!({ "kind": "price", "id": "SKU-000001", "segment": "vip", "currency": "EUR" })
+            ),
+            Some("inventory.updated") => {
+                assert_eq!(
+                    event["entity"],
+                    json!({ "kind": "inventory", "id": "SKU-000002" })
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let ids: std::collections::HashSet<String> = received
+        .iter()
+        .map(|(_, _, b)| {
+            let event: Value = serde_json::from_slice(b).expect("json");
+            event["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "the copies share their id");
+}

@@ -1,0 +1,226 @@
+//! What the fleet has seen: which event ids were handled (so a redelivery
+//! is a duplicate, on any replica) and the newest version applied per
+//! entity (so an older version arriving late is stale). Both live in Redis,
+//! with a retention window; while Redis is away each replica keeps its own
+//! in process, so events are still applied once per replica.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use crate::redis_link::RedisLink;
+
+/// What claiming an event id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody has it: this replica handles it.
+    New,
+    /// Handled before.
+    Done,
+    /// Another delivery of it is being handled right now.
+    Busy,
+}
+
+/// How long a claim lasts if its holder dies before settling it.
+const CLAIM: Duration = Duration::from_secs(30);
+
+/// Sets the version if it is newer than the one held. KEYS[1] the entity;
+/// ARGV[1] the version; ARGV[2] ms to keep it. The version held before
+/// (-1 for none) when newer, -2 when not.
+static ADVANCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"local held = tonumber(redis.call('GET', KEYS[1]) or '-1')
+          if held >= tonumber(ARGV[1]) then return -2 end
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          return held",
+    )
+});
+
+/// Puts back the version held before, if ours is still the newest.
+/// KEYS[1] the entity; ARGV[1] ours; ARGV[2] the one before (-1: none);
+/// ARGV[3] ms to keep it.
+static RETREAT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+          if ARGV[2] == '-1' then redis.call('DEL', KEYS[1])
+          else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+          return 1",
+    )
+});
+
+/// What recording a version found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// Newer than any seen: recorded. The one seen before, to put back if
+    /// the event cannot be applied after all.
+    Newer(Option<u64>),
+    /// As old as or older than one seen: the event is stale.
+    NotNewer,
+}
+
+pub struct Ledger {
+    redis: Option<Arc<RedisLink>>,
+    retention: Duration,
+    /// Event ids, when Redis is away (or not configured).
+    seen: moka::sync::Cache<String, Claim>,
+    /// Newest versions, likewise.
+    versions: moka::sync::Cache<String, u64>,
+}
+
+impl Ledger {
+    pub fn new(redis: Option<Arc<RedisLink>>, retention: Duration) -> Ledger {
+        Ledger {
+            redis,
+            retention,
+            seen: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(retention)
+                .build(),
+            versions: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(retention)
+                .build(),
+        }
+    }
+
+    /// Claims event `id` of `source` for handling.
+    pub async fn claim(&self, source: &str, id: &str) -> Claim {
+        let key = format!("{source}:{id}");
+        if let Some(redis) = &self.redis {
+            let redis_key = redis.key(&["event", source, id]);
+            let claimed = redis
+                .run("event.claim", |mut c| async move {
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(&redis_key)
+                        .arg("busy")
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(CLAIM.as_millis() as u64)
+                        .query_async(&mut c)
+                        .await?;
+                    if set.is_some() {
+                        return Ok(None);
+                    }
+                    let held: Option<String> = redis::cmd("GET")
+                        .arg(&redis_key)
+                        .query_async(&mut c)
+                        .await?;
+                    Ok(held)
+                })
+                .await;
+            match claimed {
+                Ok(None) => return Claim::New,
+                Ok(Some(held)) if held == "done" => return Claim::Done,
+                Ok(Some(_)) => return Claim::Busy,
+                Err(_) => {} // Redis away: this replica's memory decides.
+            }
+        }
+        match self.seen.get(&key) {
+            Some(Claim::Done) => Claim::Done,
+            Some(_) => Claim::Busy,
+            None => {
+                self.seen.insert(key, Claim::Busy);
+                Claim::New
+            }
+        }
+    }
+
+    /// Marks a claimed event handled (applied, stale or parked).
+    pub async fn settle(&self, source: &str, id: &str) {
+        self.seen.insert(format!("{source}:{id}"), Claim::Done);
+        if let Some(redis) = &self.redis {
+            let key = redis.key(&["event", source, id]);
+            let ms = self.retention.as_millis() as u64;
+            let _ = redis
+                .run("event.settle", |mut c| async move {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg("done")
+                        .arg("PX")
+                        .arg(ms)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await;
+        }
+    }
+
+    /// Gives a claim back: the event was neither applied nor parked, and
+    /// its sender will deliver it again.
+    pub async fn release(&self, source: &str, id: &str) {
+        self.seen.invalidate(&format!("{source}:{id}"));
+        if let Some(redis) = &self.redis {
+            let key = redis.key(&["event", source, id]);
+            let _ = redis
+                .run("event.release", |mut c| async move {
+                    redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await
+                })
+                .await;
+        }
+    }
+
+    /// Records `version` for `entity` if it is newer than the newest seen.
+    pub async fn advance(&self, entity: &str, version: u64) -> Advance {
+        if let Some(redis) = &self.redis {
+            let key = redis.key(&["version", entity]);
+            let ms = self.retention.as_millis() as u64;
+            let held = redis
+                .run("event.version", |mut c| async move {
+                    ADVANCE
+                        .key(&key)
+                        .arg(version)
+                        .arg(ms)
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
+            if let Ok(held) = held {
+                if held == -2 {
+                    return Advance::NotNewer;
+                }
+                self.versions.insert(entity.to_string(), version);
+                return Advance::Newer(u64::try_from(held).ok());
+            }
+        }
+        let mut before = None;
+        let entry = self
+            .versions
+            .entry(entity.to_string())
+            .and_compute_with(|held| match held.map(|e| e.into_value()) {
+                Some(held) if held >= version => moka::ops::compute::Op::Nop,
+                held => {
+                    before = held;
+                    moka::ops::compute::Op::Put(version)
+                }
+            });
+        match entry {
+            moka::ops::compute::CompResult::Inserted(_)
+            | moka::ops::compute::CompResult::ReplacedWith(_) => Advance::Newer(before),
+            _ => Advance::NotNewer,
+        }
+    }
+
+    /// Undoes `advance` when the event could not be applied, so its
+    /// redelivery (or replay) is not taken for stale.
+    pub async fn retreat(&self, entity: &str, version: u64, before: Option<u64>) {
+        match before {
+            Some(b) => self.versions.insert(entity.to_string(), b),
+            None => self.versions.invalidate(entity),
+        }
+        if let Some(redis) = &self.redis {
+            let key = redis.key(&["version", entity]);
+            let ms = self.retention.as_millis() as u64;
+            let before = before.map_or(-1, |b| b as i64);
+            let _ = redis
+                .run("event.version", |mut c| async move {
+                    RETREAT
+                        .key(&key)
+                        .arg(version)
+                        .arg(before)
+                        .arg(ms)
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
+        }
+    }
+}

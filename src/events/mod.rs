@@ -1,0 +1,279 @@
+//! Change events from the systems of record, `POST /events/{source}`:
+//! signed webhooks applied once and in order, with a dead-letter queue.
+//!
+//! One event goes through, in order:
+//! 1. `verify`: the source's signature (refused: 401, no secret: 403);
+//! 2. `envelope`: Moat's envelope or a CloudEvent, checked against the
+//!    protocol (refused: 400 naming the field);
+//! 3. `ledger`: an id already handled is a `duplicate`, on any replica;
+//! 4. `apply`: a version not newer than the one held or seen is `stale`;
+//!    otherwise the caches change (retried a few times when a refetch
+//!    fails);
+//! 5. `dead_letters`: what still cannot be applied is parked for an
+//!    operator.
+//!
+//! The sender gets 2xx only once the event is applied or parked; if Moat
+//! can do neither it answers 503 with `Retry-After`, and the event is not
+//! marked seen, so the redelivery is applied.
+
+mod apply;
+pub mod dead_letters;
+mod envelope;
+mod ledger;
+mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderMap;
+use serde::Serialize;
+
+use crate::cache::Invalidator;
+use crate::catalog::Catalog;
+use crate::config;
+use crate::customers::Customers;
+use crate::domain::Timestamp;
+use crate::error::{Error, Kind, Origin};
+use crate::redis_link::RedisLink;
+use crate::telemetry;
+use crate::vocab::System;
+
+use apply::{Applied, Applier};
+pub use dead_letters::{DeadLetter, DeadLetters};
+pub use envelope::{Event, EventType};
+use ledger::{Claim, Ledger};
+pub use verify::moat_signature_for;
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    Stale,
+    DeadLettered,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// The answer to a sender.
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub id: String,
+    pub outcome: Outcome,
+    /// Why it was parked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Replayed {
+    /// Queue ids applied (or found stale) and removed from the queue.
+    pub replayed: Vec<String>,
+    /// Queue ids still parked, with why.
+    pub failed: Vec<ReplayFailure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayFailure {
+    pub id: String,
+    pub reason: String,
+}
+
+pub struct Events {
+    settings: ArcSwap<config::Events>,
+    secrets: verify::Secrets,
+    ledger: Ledger,
+    applier: Applier,
+    dead_letters: DeadLetters,
+}
+
+impl Events {
+    pub fn new(
+        config: &config::Events,
+        secrets: &config::Secrets,
+        catalog: Arc<Catalog>,
+        customers: Arc<Customers>,
+        invalidator: Arc<Invalidator>,
+        redis: Option<Arc<RedisLink>>,
+    ) -> Events {
+        Events {
+            settings: ArcSwap::from_pointee(config.clone()),
+            secrets: verify::Secrets::new(&secrets.events_secrets),
+            ledger: Ledger::new(redis.clone(), config.dedupe_retention),
+            applier: Applier {
+                catalog,
+                customers,
+                invalidator,
+            },
+            dead_letters: DeadLetters::new(redis),
+        }
+    }
+
+    /// Applies reloaded `[events]` settings (the dedupe window applies to
+    /// ids seen from now on).
+    pub fn reload(&self, config: &config::Events) {
+        self.settings.store(Arc::new(config.clone()));
+    }
+
+    pub fn settings(&self) -> Arc<config::Events> {
+        self.settings.load_full()
+    }
+
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+
+    /// Handles one delivery to `/events/{source}`.
+    pub async fn receive(
+        &self,
+        source: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Receipt, Error> {
+        let Some(system) = System::from_name(source) else {
+            return Err(Error::new(
+                Kind::NotFound,
+                format!("no source {source:?}; events come from pim, erp, crm or oms"),
+            ));
+        };
+        let settings = self.settings();
+        let event = self
+            .secrets
+            .verify(system, headers, body, settings.tolerance)
+            .and_then(|()| envelope::decode(system, headers, body))
+            .inspect_err(|_| telemetry::event(system.name(), "rejected"))?;
+        let receipt = self.handle(&event, &settings).await?;
+        telemetry::event(system.name(), receipt.outcome.name());
+        Ok(receipt)
+    }
+
+    async fn handle(&self, event: &Event, settings: &config::Events) -> Result<Receipt, Error> {
+        let source = event.source.name();
+        let receipt = |outcome, reason| Receipt {
+            id: event.id.clone(),
+            outcome,
+            reason,
+        };
+        match self.ledger.claim(source, &event.id).await {
+            Claim::Done => return Ok(receipt(Outcome::Duplicate, None)),
+            Claim::Busy => {
+                return Err(Error::unavailable(
+                    "this event is being applied by another delivery; retry shortly",
+                ));
+            }
+            Claim::New => {}
+        }
+        let (outcome, reason) = match self.apply_with_retries(event, settings).await {
+            Ok(Applied::Applied) => (Outcome::Applied, None),
+            Ok(Applied::Stale) => (Outcome::Stale, None),
+            Err((e, attempts)) => {
+                let reason = e.message().to_string();
+                let parked = self
+                    .dead_letters
+                    .park(
+                        &event.id,
+                        source,
+                        event.kind.name(),
+                        &event.to_json(),
+                        &reason,
+                        attempts,
+                    )
+                    .await;
+                if parked.is_err() {
+                    // Neither applied nor parked: the sender must try again.
+                    self.ledger.release(source, &event.id).await;
+                    tracing::warn!(event = %event.id, %source, error = %e, "event neither applied nor parked");
+                    return Err(Error::unavailable(format!(
+                        "the event cannot be applied now ({reason}) and the dead-letter queue \
+                         is unavailable; retry later"
+                    )));
+                }
+                tracing::warn!(event = %event.id, %source, attempts, %reason, "event dead-lettered");
+                (Outcome::DeadLettered, Some(reason))
+            }
+        };
+        self.ledger.settle(source, &event.id).await;
+        if outcome == Outcome::Applied {
+            telemetry::event_visible("origin", event.occurred_at.age(Timestamp::now()));
+        }
+        Ok(receipt(outcome, reason))
+    }
+
+    /// Applies, retrying what a retry may cure; the last error and the
+    /// attempts made when it never worked.
+    async fn apply_with_retries(
+        &self,
+        event: &Event,
+        settings: &config::Events,
+    ) -> Result<Applied, (Error, u32)> {
+        let mut attempt = 1;
+        loop {
+            match self.applier.apply(event, &self.ledger).await {
+                Ok(applied) => return Ok(applied),
+                // What the upstream failed (down, slow, limited) may pass.
+                Err(e)
+                    if attempt < settings.apply_attempts
+                        && e.kind().origin() == Origin::Upstream =>
+                {
+                    let pause = settings
+                        .apply_backoff
+                        .saturating_mul(1 << (attempt - 1).min(8));
+                    tokio::time::sleep(pause.min(Duration::from_secs(5))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err((e, attempt)),
+            }
+        }
+    }
+
+    /// Replays parked events (all when `ids` is `None`): each applied (or
+    /// found stale by now) leaves the queue; the rest stay, with why.
+    pub async fn replay(&self, ids: Option<Vec<String>>) -> Result<Replayed, Error> {
+        let unavailable = |_| Error::unavailable("the dead-letter queue is unavailable (Redis)");
+        let letters = match ids {
+            Some(ids) => self.dead_letters.get(&ids).await.map_err(unavailable)?,
+            None => self.dead_letters.all().await.map_err(unavailable)?,
+        };
+        let settings = self.settings();
+        let mut report = Replayed::default();
+        for letter in letters {
+            let applied = match envelope::stored(&letter.envelope) {
+                Ok(event) => self
+                    .apply_with_retries(&event, &settings)
+                    .await
+                    .map(|a| (event, a))
+                    .map_err(|(e, _)| e),
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok((event, applied)) => {
+                    self.ledger.settle(event.source.name(), &event.id).await;
+                    let outcome = match applied {
+                        Applied::Applied => Outcome::Applied,
+                        Applied::Stale => Outcome::Stale,
+                    };
+                    telemetry::event(event.source.name(), outcome.name());
+                    let _ = self.dead_letters.remove(&letter.id).await;
+                    report.replayed.push(letter.id);
+                }
+                Err(e) => report.failed.push(ReplayFailure {
+                    id: letter.id,
+                    reason: e.message().to_string(),
+                }),
+            }
+        }
+        Ok(report)
+    }
+}
