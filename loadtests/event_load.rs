@@ -40,7 +40,10 @@ fn args() -> Args {
             other => panic!("unknown flag {other}"),
         }
     }
-    assert!(!args.url.is_empty() && !args.secret.is_empty(), "--url and --secret are needed");
+    assert!(
+        !args.url.is_empty() && !args.secret.is_empty(),
+        "--url and --secret are needed"
+    );
     args
 }
 
@@ -93,8 +96,11 @@ async fn main() {
                     })
                     .to_string();
                     let t = now.duration_since(UNIX_EPOCH).expect("clock").as_secs();
-                    let signature =
-                        moat::events::moat_signature_for(args.secret.as_bytes(), t, body.as_bytes());
+                    let signature = moat::events::moat_signature_for(
+                        args.secret.as_bytes(),
+                        t,
+                        body.as_bytes(),
+                    );
                     counts.sent.fetch_add(1, Ordering::Relaxed);
                     let answer = client
                         .post(&url)

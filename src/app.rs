@@ -21,7 +21,9 @@ use crate::config::{Config, Secrets};
 use crate::customers::Customers;
 use crate::error::Error;
 use crate::events::Events;
+use crate::exceptions::Exceptions;
 use crate::graphql::{self, Documents};
+use crate::reconcile::Reconciler;
 use crate::redis_link::{self, RedisLink};
 use crate::resilience::client_limit::ClientLimits;
 use crate::resilience::ratelimit::SharedBuckets;
@@ -66,6 +68,7 @@ impl Gateway {
             })?),
             None => None,
         };
+        let exceptions = Exceptions::new(redis.clone());
         let upstreams = Upstreams::new(
             &Settings {
                 base_url: upstream_url.clone(),
@@ -75,6 +78,7 @@ impl Gateway {
             },
             &config.upstream,
             redis.clone().map(|r| r as Arc<dyn SharedBuckets>),
+            exceptions.clone(),
         )?;
         let l2 = redis
             .as_ref()
@@ -85,7 +89,7 @@ impl Gateway {
         let mut all_tiers: Vec<_> = catalog.tiers().into();
         all_tiers.extend(customers.tiers());
         let invalidator = Invalidator::new(
-            replica,
+            replica.clone(),
             all_tiers,
             redis.clone().zip(l2),
             config.redis.invalidation_stream_len,
@@ -104,6 +108,7 @@ impl Gateway {
             invalidator.clone(),
             tokens,
             background.clone(),
+            exceptions.clone(),
         ));
         let events = Arc::new(Events::new(
             &config.events,
@@ -112,7 +117,18 @@ impl Gateway {
             customers.clone(),
             invalidator.clone(),
             redis.clone(),
+            exceptions.clone(),
         ));
+        let reconciler = Reconciler::new(
+            &config.reconcile,
+            catalog.clone(),
+            customers.clone(),
+            invalidator.clone(),
+            exceptions.clone(),
+            redis.clone(),
+            replica.clone(),
+        );
+        reconciler.clone().schedule(&background);
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
@@ -123,6 +139,8 @@ impl Gateway {
             client_limits: ClientLimits::new(&config.server.client_limit),
             checkout,
             events,
+            exceptions,
+            reconciler,
             redis,
             upstream_url,
             secrets,
@@ -192,6 +210,7 @@ impl Gateway {
         }
         s.customers.apply(&new.customers);
         s.events.reload(&new.events);
+        s.reconciler.reload(&new.reconcile);
         s.client_limits.apply(&new.server.client_limit);
         let query_limits = |c: &Config| {
             let s = &c.server;
@@ -318,6 +337,7 @@ fn housekeeping(state: &Arc<AppState>, background: &Background) {
             telemetry::flush();
             // Keeps moat_dlq_depth true when another replica changed it.
             let _ = state.events.dead_letters().depth().await;
+            state.exceptions.flush().await;
             if ticks.is_multiple_of(12) {
                 state.client_limits.forget_idle();
             }

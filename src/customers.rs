@@ -315,6 +315,16 @@ fn unknown_token_limiter(config: &config::Customers) -> DefaultDirectRateLimiter
     RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
 }
 
+impl crate::domain::Versioned for OrderAccess {
+    /// Another customer's order has no version this customer may see.
+    fn version(&self) -> u64 {
+        match self {
+            OrderAccess::Owned(order) => order.version,
+            OrderAccess::OtherCustomers => 0,
+        }
+    }
+}
+
 impl OrderAccess {
     /// What the asking customer may see of a cached order: `None` when no
     /// such order exists, `FORBIDDEN` when it belongs to someone else.

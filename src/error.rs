@@ -43,8 +43,8 @@ pub enum Kind {
     UnsupportedMediaType,
     /// No such route or resource.
     NotFound,
-    /// A route or command this version does not serve yet.
-    NotAvailable,
+    /// The request conflicts with work already under way (a pass running).
+    Conflict,
     /// The request outlived its deadline.
     Timeout,
     /// A bug or an impossible state inside Moat.
@@ -79,7 +79,7 @@ impl Kind {
         Kind::PayloadTooLarge,
         Kind::UnsupportedMediaType,
         Kind::NotFound,
-        Kind::NotAvailable,
+        Kind::Conflict,
         Kind::Timeout,
         Kind::Internal,
     ];
@@ -104,7 +104,7 @@ impl Kind {
                 ("UNSUPPORTED_MEDIA_TYPE", StatusCode::UNSUPPORTED_MEDIA_TYPE)
             }
             Kind::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
-            Kind::NotAvailable => ("NOT_AVAILABLE", StatusCode::NOT_IMPLEMENTED),
+            Kind::Conflict => ("CONFLICT", StatusCode::CONFLICT),
             Kind::Timeout => ("TIMEOUT", StatusCode::GATEWAY_TIMEOUT),
             Kind::Internal => ("INTERNAL_SERVER_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -242,7 +242,7 @@ mod tests {
                 ("PAYLOAD_TOO_LARGE", 413),
                 ("UNSUPPORTED_MEDIA_TYPE", 415),
                 ("NOT_FOUND", 404),
-                ("NOT_AVAILABLE", 501),
+                ("CONFLICT", 409),
                 ("TIMEOUT", 504),
                 ("INTERNAL_SERVER_ERROR", 500),
             ]

@@ -57,6 +57,10 @@ enum Command {
         /// pause, so deliveries overlap and arrive out of order.
         #[arg(long)]
         event_chaos: bool,
+        /// Share (0 to 1) of the products whose prices and stock change
+        /// silently every minute: drift for reconciliation to find.
+        #[arg(long, default_value_t = 0.0)]
+        drift_rate: f64,
     },
     /// Check a config file; every problem names the file, the key and what is allowed.
     CheckConfig { path: PathBuf },
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
             events_secret,
             thin_events,
             event_chaos,
+            drift_rate,
         } => run_sim(
             listen,
             sim::SimConfig {
@@ -99,6 +104,8 @@ fn main() -> ExitCode {
                     },
                     chaos: event_chaos,
                 },
+                drift_rate,
+                ..sim::SimConfig::default()
             },
         ),
         Command::CheckConfig { path } => match Config::from_sources(Some(&path), false) {

@@ -14,7 +14,9 @@ use crate::checkout::Checkout;
 use crate::config::{Config, Secrets};
 use crate::customers::Customers;
 use crate::events::Events;
+use crate::exceptions::Exceptions;
 use crate::graphql::{Documents, Schema};
+use crate::reconcile::Reconciler;
 use crate::redis_link::RedisLink;
 use crate::resilience::client_limit::ClientLimits;
 use crate::upstream::Upstreams;
@@ -39,6 +41,10 @@ pub struct AppState {
     pub checkout: Arc<Checkout>,
     /// Change events and their dead letters.
     pub events: Arc<Events>,
+    /// Mismatches found, for the systems' owners.
+    pub exceptions: Arc<Exceptions>,
+    /// Drift checks against the systems of record.
+    pub reconciler: Arc<Reconciler>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<RedisLink>>,
     /// The upstream base URL in use (the embedded simulator's, by default).

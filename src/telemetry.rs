@@ -32,6 +32,14 @@ pub const DLQ_DEPTH: &str = "moat_dlq_depth";
 /// From a change's time at its source to when a replica serves it:
 /// `where`: `origin` (the replica that received the event) or `peer`.
 pub const EVENT_VISIBLE: &str = "moat_event_visible_seconds";
+/// Keys a reconciliation pass compared with their owner, per `entity`.
+pub const RECONCILE_CHECKED: &str = "moat_reconcile_checked_total";
+/// Of those, the ones that differed.
+pub const RECONCILE_DRIFT: &str = "moat_reconcile_drift_total";
+pub const RECONCILE_DURATION: &str = "moat_reconcile_duration_seconds";
+/// Mismatches recorded for their owners: `system`, `entity`, `found_by`
+/// (`reconcile`, `checkout`, `contract`).
+pub const EXCEPTIONS: &str = "moat_exceptions_total";
 /// `listener`: `public`, `admin`.
 pub const CONNECTIONS_OPEN: &str = "moat_connections_open";
 /// New connections refused because every connection was busy at the cap.

@@ -389,22 +389,3 @@ async fn introspection_passes_its_own_depth_rule_and_can_be_turned_off() {
     assert_eq!(r["data"]["__typename"], "Query", "{r}");
     moat.stop().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn features_of_later_versions_say_so_instead_of_404() {
-    let (_sim, moat) = setup().await;
-    for path in ["/admin/reconcile/last", "/admin/exceptions"] {
-        let (status, body) = moat.admin_get(path).await;
-        assert_eq!(status, 501, "{path}: {body}");
-        assert_eq!(body["code"], "NOT_AVAILABLE", "{path}: {body}");
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["admin", "--url", &moat.admin_url, "exceptions"])
-        .env("MOAT_ADMIN_TOKEN", support::ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("not available in this version"), "{said}");
-    moat.stop().await;
-}

@@ -68,8 +68,21 @@ pub enum BreakerAction {
     Reset,
 }
 
+/// How an answer is shown.
+#[derive(Clone, Copy)]
+enum Shape {
+    Json,
+    Reports,
+    Exceptions,
+}
+
 /// Runs one command against `url`; the text to print, or why it failed.
 pub async fn run(url: &str, token: Option<&str>, command: AdminCommand) -> Result<String, String> {
+    let shape = match &command {
+        AdminCommand::Reconcile { .. } => Shape::Reports,
+        AdminCommand::Exceptions => Shape::Exceptions,
+        _ => Shape::Json,
+    };
     let (method, path, body) = match command {
         AdminCommand::Status => (Method::GET, "/admin/status".to_string(), None),
         AdminCommand::Limits { change: None } => (Method::GET, "/admin/limits".into(), None),
@@ -170,22 +183,95 @@ pub async fn run(url: &str, token: Option<&str>, command: AdminCommand) -> Resul
         .map_err(|e| format!("cannot reach {url}: {e}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    let pretty = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+    let value = serde_json::from_str::<Value>(&text).ok();
+    let pretty = value
+        .as_ref()
+        .and_then(|v| serde_json::to_string_pretty(v).ok())
         .unwrap_or(text);
     if status.is_success() {
-        Ok(pretty)
+        Ok(match (shape, &value) {
+            (Shape::Reports, Some(v)) => reports_table(v),
+            (Shape::Exceptions, Some(v)) => exceptions_table(v),
+            _ => pretty,
+        })
     } else {
         let hint = match status.as_u16() {
             401 => " (is MOAT_ADMIN_TOKEN set to the gateway's token?)",
             403 => " (the gateway has no MOAT_ADMIN_TOKEN: its admin API is disabled)",
             404 => " (unknown upstream, entity or route)",
-            501 => " (not available in this version of Moat)",
+            409 => " (already running)",
             _ => "",
         };
         Err(format!("{status}{hint}\n{pretty}"))
     }
+}
+
+/// Reconciliation reports (one, or `{"reports": [...]}`) as a table, and
+/// a single report's examples under it.
+fn reports_table(value: &Value) -> String {
+    let reports: Vec<&Value> = match value.get("reports").and_then(Value::as_array) {
+        Some(list) => list.iter().collect(),
+        None => vec![value],
+    };
+    let text = |v: &Value, k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "{:<10} {:<25} {:<25} {:>8} {:>8} {:>8} {:>6} {:>9}\n",
+        "entity", "started", "finished", "checked", "drifted", "repaired", "calls", "complete"
+    );
+    for r in &reports {
+        out.push_str(&format!(
+            "{:<10} {:<25} {:<25} {:>8} {:>8} {:>8} {:>6} {:>9}\n",
+            text(r, "entity"),
+            text(r, "startedAt"),
+            text(r, "finishedAt"),
+            text(r, "checked"),
+            text(r, "drifted"),
+            text(r, "repaired"),
+            text(r, "calls"),
+            text(r, "complete"),
+        ));
+        if let Some(e) = r.get("error").and_then(Value::as_str) {
+            out.push_str(&format!("  stopped: {e}\n"));
+        }
+    }
+    if let [single] = reports.as_slice() {
+        for e in single["examples"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {}: cached {} ({} s old), owner says {}\n",
+                text(e, "key"),
+                text(e, "cached"),
+                text(e, "ageSeconds"),
+                text(e, "authoritative")
+            ));
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// `{"exceptions": [...]}` as one line each.
+fn exceptions_table(value: &Value) -> String {
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+    let mut out = format!(
+        "{:<25} {:<7} {:<10} {:<10} {:<24} held -> owner says\n",
+        "at", "system", "entity", "found by", "key"
+    );
+    for e in value["exceptions"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<25} {:<7} {:<10} {:<10} {:<24} {} -> {}\n",
+            text(e, "at"),
+            text(e, "system"),
+            text(e, "entity"),
+            text(e, "foundBy"),
+            text(e, "key"),
+            text(e, "held"),
+            text(e, "ownerSays")
+        ));
+    }
+    out.trim_end().to_string()
 }
 
 /// Who is making the change, for the gateway's audit line.

@@ -22,6 +22,7 @@ mod cache;
 pub mod cli;
 mod dlq;
 mod limits;
+mod reconcile;
 
 pub fn router(app: Arc<AppState>) -> Router {
     let admin = Router::new()
@@ -30,16 +31,12 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/limits", get(limits::list))
         .route("/admin/limits/{upstream}", put(limits::set))
         .route("/admin/breakers/{upstream}", post(limits::breaker))
-        // Features of later versions answer 501 with what they are, not 404.
         .route("/admin/dlq", get(dlq::list))
         .route("/admin/dlq/replay", post(dlq::replay))
         .route("/admin/dlq/{id}", delete(dlq::discard))
-        .route("/admin/reconcile/last", get(reconciliation_not_available))
-        .route(
-            "/admin/reconcile/{entity}",
-            post(reconciliation_not_available),
-        )
-        .route("/admin/exceptions", get(reconciliation_not_available))
+        .route("/admin/reconcile/last", get(reconcile::last))
+        .route("/admin/reconcile/{entity}", post(reconcile::run))
+        .route("/admin/exceptions", get(reconcile::exceptions))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
@@ -107,6 +104,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         })
         .collect();
     let dlq = app.events.dead_letters().depth().await.ok();
+    let reconciliation = app.reconciler.last().await;
     axum::Json(json!({
         "cache": {
             "l1": l1,
@@ -114,6 +112,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             "unpublished_invalidations": app.invalidator.unpublished(),
         },
         "dlq": { "depth": dlq },
+        "reconciliation": { "last": reconciliation.first() },
         "redis": redis,
         "upstream": { "url": app.upstream_url },
         "upstreams": app
@@ -124,13 +123,6 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             .collect::<serde_json::Map<_, _>>(),
     }))
     .into_response()
-}
-
-async fn reconciliation_not_available() -> Response {
-    error(&Error::new(
-        Kind::NotAvailable,
-        "reconciliation and its exceptions are not available in this version of Moat",
-    ))
 }
 
 /// One audit line per change made through the admin API (or a reload):

@@ -267,6 +267,19 @@ impl<K: Key, V: Value> Filler<K, V> {
         }
     }
 
+    /// Every key of this entity in L2 (none when Redis is away).
+    pub(super) async fn shared_keys(&self) -> Vec<K> {
+        let Some(l2) = &self.l2 else {
+            return Vec::new();
+        };
+        l2.keys(self.name())
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| K::decode(k))
+            .collect()
+    }
+
     /// Writes entries made elsewhere (a listing, a quote, an event) to L2.
     pub(super) async fn put(&self, entries: &[(K, Arc<Cached<V>>)], policy: Policy) {
         let Some(l2) = &self.l2 else {

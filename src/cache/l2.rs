@@ -204,6 +204,39 @@ impl L2 {
         Ok(())
     }
 
+    /// Every encoded key of `entity`, found with SCAN (never KEYS: Redis
+    /// serves everyone else between the steps).
+    pub async fn keys(&self, entity: &str) -> Result<Vec<String>, Unavailable> {
+        let prefix = self.data_key(entity, "");
+        let pattern = format!("{prefix}*");
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let pattern = pattern.clone();
+            let (next, keys): (u64, Vec<String>) = self
+                .redis
+                .run("scan", |mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            found.extend(
+                keys.iter()
+                    .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)),
+            );
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
     /// Tries to take the fill lease of each key. `true`: this replica
     /// fetches it. When Redis is unavailable every key is ours: fetching
     /// twice beats not fetching.

@@ -316,17 +316,37 @@ impl<K: Key, V: Value> Tier<K, V> {
         keys: Vec<K>,
         priority: Priority,
     ) -> Result<HashMap<K, Option<V>>, Error> {
-        let fetched = self.filler.fetch_upstream(keys, priority).await;
-        let mut values = HashMap::with_capacity(fetched.len());
-        for (key, outcome) in fetched {
-            values.insert(key, outcome?);
-        }
+        let values = self.authoritative(keys, priority).await?;
         self.insert_many(
             values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Timestamp::now(),
         )
         .await;
         Ok(values)
+    }
+
+    /// What the upstream says about `keys` now (`None`: no such key),
+    /// without touching the cache; `Err` when it could not answer for any
+    /// of them.
+    pub async fn authoritative(
+        &self,
+        keys: Vec<K>,
+        priority: Priority,
+    ) -> Result<HashMap<K, Option<V>>, Error> {
+        let fetched = self.filler.fetch_upstream(keys, priority).await;
+        let mut values = HashMap::with_capacity(fetched.len());
+        for (key, outcome) in fetched {
+            values.insert(key, outcome?);
+        }
+        Ok(values)
+    }
+
+    /// Every key the cache holds: this replica's L1, and L2 (walked with
+    /// SCAN, so Redis is never blocked) when it is reachable.
+    pub async fn held_keys(&self) -> Vec<K> {
+        let mut keys: HashSet<K> = self.l1.iter().map(|(k, _)| (*k).clone()).collect();
+        keys.extend(self.filler.shared_keys().await);
+        keys.into_iter().collect()
     }
 
     /// Keys held in this replica's L1 whose value `matches` (a walk: for

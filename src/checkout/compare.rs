@@ -39,6 +39,17 @@ impl MismatchKind {
             MismatchKind::InvalidToken => "INVALID_TOKEN",
         }
     }
+
+    /// The entity that differed, as exceptions name it.
+    pub fn entity(self) -> &'static str {
+        match self {
+            MismatchKind::Availability => "inventory",
+            MismatchKind::UnknownSku => "product",
+            MismatchKind::Total => "total",
+            MismatchKind::Currency => "currency",
+            MismatchKind::Price | MismatchKind::InvalidToken => "price",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::error::{Error, Kind};
+use crate::exceptions::{Exception, Exceptions, FoundBy};
 use crate::telemetry;
 use crate::upstream::Erp;
 use crate::vocab::Priority;
@@ -43,6 +44,8 @@ pub struct Checkout {
     limits: Limits,
     /// Where repairs run, owned by the gateway.
     background: Background,
+    /// Where every mismatch is recorded for the ERP's owners.
+    exceptions: Arc<Exceptions>,
 }
 
 impl Checkout {
@@ -53,6 +56,7 @@ impl Checkout {
         invalidator: Arc<Invalidator>,
         tokens: Arc<PriceTokens>,
         background: Background,
+        exceptions: Arc<Exceptions>,
     ) -> Checkout {
         Checkout {
             erp,
@@ -60,6 +64,7 @@ impl Checkout {
             invalidator,
             tokens,
             background,
+            exceptions,
             limits: Limits {
                 max_quantity: config.checkout.max_quantity,
                 max_lines: config.checkout.max_lines,
@@ -86,6 +91,15 @@ impl Checkout {
                 telemetry::checkout_verification("mismatch");
                 for m in &v.mismatches {
                     telemetry::checkout_mismatch(m.kind.name());
+                    // What the shopper was shown against what the ERP says.
+                    self.exceptions.record(Exception::new(
+                        "erp",
+                        m.kind.entity(),
+                        m.sku.as_deref().unwrap_or("total"),
+                        m.displayed.clone(),
+                        m.authoritative.clone(),
+                        FoundBy::Checkout,
+                    ));
                 }
             }
             Err(e) if e.kind() == Kind::BadUserInput => {

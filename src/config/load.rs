@@ -441,6 +441,39 @@ impl Config {
             "events.apply_backoff",
             "must be at most 5s".into(),
         );
+        let rc = &self.reconcile;
+        for (i, name) in rc.entities.iter().enumerate() {
+            check(
+                ["prices", "inventory", "products", "orders"].contains(&name.as_str()),
+                &format!("reconcile.entities[{i}]"),
+                format!("{name:?} is not one of prices, inventory, products, orders"),
+            );
+        }
+        check(
+            rc.interval >= Duration::from_secs(1),
+            "reconcile.interval",
+            "must be at least 1s".into(),
+        );
+        check(
+            (1..=500).contains(&rc.batch_size),
+            "reconcile.batch_size",
+            "must be between 1 and 500".into(),
+        );
+        check(
+            rc.max_calls >= 1,
+            "reconcile.max_calls",
+            "must be at least 1".into(),
+        );
+        check(
+            rc.max_duration >= Duration::from_secs(1),
+            "reconcile.max_duration",
+            "must be at least 1s".into(),
+        );
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&rc.lease_ttl),
+            "reconcile.lease_ttl",
+            "must be between 1s and 10m".into(),
+        );
         let cu = &self.customers;
         check(
             cu.unknown_token_rps >= 1 && cu.unknown_token_burst >= 1,

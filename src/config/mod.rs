@@ -28,6 +28,7 @@ pub struct Config {
     pub checkout: Checkout,
     pub customers: Customers,
     pub events: Events,
+    pub reconcile: Reconcile,
     pub telemetry: Telemetry,
 }
 
@@ -594,6 +595,49 @@ impl Default for Events {
             dedupe_retention: Duration::from_secs(24 * 3600),
             apply_attempts: 3,
             apply_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Scheduled reconciliation: what Moat holds compared with its systems of
+/// record, at the lowest upstream priority (idle capacity only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reconcile {
+    /// Run passes on a schedule (`POST /admin/reconcile/{entity}` works
+    /// either way).
+    pub enabled: bool,
+    /// How often each entity is checked, fleet-wide.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Which ones: `prices`, `inventory`, `products`, `orders`.
+    pub entities: Vec<String>,
+    /// Keys re-read per upstream call.
+    pub batch_size: usize,
+    /// Most upstream calls one pass may make; the rest waits for the next.
+    pub max_calls: usize,
+    /// Longest one pass may take (it yields to all other traffic, so under
+    /// load it is slow); it then reports what it checked.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// How long a replica holds a pass's lease without renewing it; if it
+    /// dies, another takes the next pass after this.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for Reconcile {
+    fn default() -> Self {
+        Reconcile {
+            enabled: true,
+            interval: Duration::from_secs(15 * 60),
+            entities: ["prices", "inventory", "products", "orders"]
+                .map(String::from)
+                .to_vec(),
+            batch_size: 100,
+            max_calls: 2_000,
+            max_duration: Duration::from_secs(10 * 60),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }

@@ -210,6 +210,25 @@ pub struct QuotedLine {
     pub inventory_version: u64,
 }
 
+/// An entity's version at its system of record: newer is larger. What
+/// events and reconciliation go by to never replace a value with an older
+/// one.
+pub trait Versioned {
+    fn version(&self) -> u64;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(
+        impl Versioned for $t {
+            fn version(&self) -> u64 {
+                self.version
+            }
+        }
+    )*};
+}
+
+versioned!(Price, Stock, Product, Customer, Order);
+
 /// Why an id or sku cannot be used: they travel in comma-separated batch
 /// calls and URL paths upstream, so a comma, a space or a control character
 /// in one could never be looked up.

@@ -18,7 +18,7 @@ use super::ledger::{Advance, Ledger};
 use crate::cache::{Invalidator, Key, Target, Tier, Value};
 use crate::catalog::{Catalog, PriceKey};
 use crate::customers::{Customers, OrderAccess, OrderKey};
-use crate::domain::{Currency, Timestamp};
+use crate::domain::{Currency, Timestamp, Versioned};
 use crate::error::Error;
 use crate::upstream::Item;
 use crate::vocab::{Entity, Priority};
@@ -420,29 +420,6 @@ impl Applier {
 
     async fn newer(&self, key: &str, version: u64, ledger: &Ledger) -> bool {
         matches!(ledger.advance(key, version).await, Advance::Newer(_))
-    }
-}
-
-/// A cached value's version, to tell whether an event is newer.
-pub trait Versioned {
-    fn version(&self) -> u64;
-}
-
-impl Versioned for crate::domain::Price {
-    fn version(&self) -> u64 {
-        self.version
-    }
-}
-
-impl Versioned for crate::domain::Stock {
-    fn version(&self) -> u64 {
-        self.version
-    }
-}
-
-impl Versioned for crate::domain::Product {
-    fn version(&self) -> u64 {
-        self.version
     }
 }
 

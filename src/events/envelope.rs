@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::Timestamp;
 use crate::error::Error;
+use crate::exceptions::Exceptions;
 use crate::upstream::{self, Item};
 use crate::vocab::System;
 
@@ -149,7 +150,12 @@ impl Event {
 const MAX_ID: usize = 256;
 
 /// Reads an event sent to `/events/{source}` in any accepted form.
-pub fn decode(source: System, headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
+pub fn decode(
+    source: System,
+    headers: &HeaderMap,
+    body: &[u8],
+    exceptions: Option<&Exceptions>,
+) -> Result<Event, Error> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -157,7 +163,7 @@ pub fn decode(source: System, headers: &HeaderMap, body: &[u8]) -> Result<Event,
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
     if headers.contains_key("ce-specversion") {
-        return cloudevent_binary(source, headers, body);
+        return cloudevent_binary(source, headers, body, exceptions);
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad("body", format!("is not JSON: {e}")))?;
@@ -165,13 +171,13 @@ pub fn decode(source: System, headers: &HeaderMap, body: &[u8]) -> Result<Event,
         return Err(bad("body", "must be a JSON object"));
     };
     if content_type == "application/cloudevents+json" || fields.contains_key("specversion") {
-        return cloudevent(source, fields);
+        return cloudevent(source, fields, exceptions);
     }
-    envelope(source, fields)
+    envelope(source, fields, exceptions)
 }
 
 /// Reads a dead letter back (Moat's form).
-pub fn stored(text: &str) -> Result<Event, Error> {
+pub fn stored(text: &str, exceptions: Option<&Exceptions>) -> Result<Event, Error> {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(text) else {
         return Err(Error::internal(
             "a dead letter is not an event this build can read",
@@ -182,10 +188,14 @@ pub fn stored(text: &str) -> Result<Event, Error> {
         .and_then(Value::as_str)
         .and_then(System::from_name)
         .ok_or_else(|| Error::internal("a dead letter has no source"))?;
-    envelope(source, fields)
+    envelope(source, fields, exceptions)
 }
 
-fn envelope(source: System, mut fields: Map<String, Value>) -> Result<Event, Error> {
+fn envelope(
+    source: System,
+    mut fields: Map<String, Value>,
+    exceptions: Option<&Exceptions>,
+) -> Result<Event, Error> {
     if let Some(named) = fields.get("source") {
         match named.as_str() {
             Some(s) if s == source.name() => {}
@@ -229,11 +239,16 @@ fn envelope(source: System, mut fields: Map<String, Value>) -> Result<Event, Err
         entity,
         version,
         data,
+        exceptions,
     )
 }
 
 /// A CloudEvent in structured mode, mapped onto the envelope's fields.
-fn cloudevent(source: System, mut fields: Map<String, Value>) -> Result<Event, Error> {
+fn cloudevent(
+    source: System,
+    mut fields: Map<String, Value>,
+    exceptions: Option<&Exceptions>,
+) -> Result<Event, Error> {
     let spec = text(&fields, "specversion")?;
     if spec != "1.0" {
         return Err(bad("specversion", format!("{spec:?} is not 1.0")));
@@ -269,12 +284,18 @@ fn cloudevent(source: System, mut fields: Map<String, Value>) -> Result<Event, E
         entity,
         version,
         data,
+        exceptions,
     )
 }
 
 /// A CloudEvent in binary mode: attributes in `ce-*` headers, the body is
 /// `data`.
-fn cloudevent_binary(source: System, headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
+fn cloudevent_binary(
+    source: System,
+    headers: &HeaderMap,
+    body: &[u8],
+    exceptions: Option<&Exceptions>,
+) -> Result<Event, Error> {
     let attribute = |name: &str| {
         headers
             .get(format!("ce-{name}"))
@@ -319,6 +340,7 @@ fn cloudevent_binary(source: System, headers: &HeaderMap, body: &[u8]) -> Result
         entity,
         version,
         data,
+        exceptions,
     )
 }
 
@@ -346,6 +368,7 @@ fn build(
     entity: Option<EntityRef>,
     version: Option<u64>,
     data: Option<Box<RawValue>>,
+    exceptions: Option<&Exceptions>,
 ) -> Result<Event, Error> {
     if id.is_empty() || id.len() > MAX_ID {
         return Err(bad("id", format!("must be 1 to {MAX_ID} characters")));
@@ -394,7 +417,7 @@ fn build(
     }
     let item = match &data {
         Some(raw) => Some(
-            upstream::item(kind.entity(), source, raw.get().as_bytes())
+            upstream::item(kind.entity(), source, raw.get().as_bytes(), exceptions)
                 .map_err(|reason| bad("data", reason))?,
         ),
         None => None,
@@ -462,6 +485,7 @@ mod tests {
             source,
             &json_headers("application/json"),
             body.to_string().as_bytes(),
+            None,
         )
         .unwrap_err();
         assert_eq!(e.kind(), Kind::BadRequest);
@@ -476,11 +500,12 @@ mod tests {
             System::Erp,
             &json_headers("application/json"),
             fat.to_string().as_bytes(),
+            None,
         )
         .unwrap();
         assert!(event.is_fat());
         assert!(matches!(&event.item, Some(Item::Price(p)) if p.version == 7 && p.amount == 1299));
-        let back = stored(&event.to_json()).unwrap();
+        let back = stored(&event.to_json(), None).unwrap();
         assert_eq!(back.id, "e1");
         assert!(back.is_fat());
 
@@ -490,6 +515,7 @@ mod tests {
             System::Erp,
             &json_headers("application/json"),
             thin.to_string().as_bytes(),
+            None,
         )
         .unwrap();
         assert!(!event.is_fat());
@@ -522,7 +548,13 @@ mod tests {
         let unversioned = json!({ "id": "e1", "type": "price.updated", "occurredAt": "2026-11-29T10:00:01Z",
                                   "entity": { "kind": "price", "id": "SKU-1" } });
         assert!(refused(System::Erp, unversioned).starts_with("version:"));
-        let e = decode(System::Erp, &json_headers("application/json"), b"{ nope").unwrap_err();
+        let e = decode(
+            System::Erp,
+            &json_headers("application/json"),
+            b"{ nope",
+            None,
+        )
+        .unwrap_err();
         assert!(e.message().starts_with("body:"));
     }
 
@@ -535,6 +567,7 @@ mod tests {
             System::Erp,
             &json_headers("application/cloudevents+json"),
             structured.to_string().as_bytes(),
+            None,
         )
         .unwrap();
         assert_eq!(event.kind, EventType::PriceUpdated);
@@ -552,12 +585,12 @@ mod tests {
         ] {
             h.insert(k, v.parse().unwrap());
         }
-        let event = decode(System::Erp, &h, b"").unwrap();
+        let event = decode(System::Erp, &h, b"", None).unwrap();
         assert_eq!(event.entity.as_ref().unwrap().id, "SKU-000001");
         assert_eq!(event.version, Some(9));
         h.remove("ce-time");
         assert!(
-            decode(System::Erp, &h, b"")
+            decode(System::Erp, &h, b"", None)
                 .unwrap_err()
                 .message()
                 .starts_with("ce-time:")

@@ -35,6 +35,7 @@ use crate::config;
 use crate::customers::Customers;
 use crate::domain::Timestamp;
 use crate::error::{Error, Kind, Origin};
+use crate::exceptions::Exceptions;
 use crate::redis_link::RedisLink;
 use crate::telemetry;
 use crate::vocab::System;
@@ -97,6 +98,8 @@ pub struct Events {
     ledger: Ledger,
     applier: Applier,
     dead_letters: DeadLetters,
+    /// Where events whose data breaks the contract are recorded.
+    exceptions: Arc<Exceptions>,
 }
 
 impl Events {
@@ -107,6 +110,7 @@ impl Events {
         customers: Arc<Customers>,
         invalidator: Arc<Invalidator>,
         redis: Option<Arc<RedisLink>>,
+        exceptions: Arc<Exceptions>,
     ) -> Events {
         Events {
             settings: ArcSwap::from_pointee(config.clone()),
@@ -118,6 +122,7 @@ impl Events {
                 invalidator,
             },
             dead_letters: DeadLetters::new(redis),
+            exceptions,
         }
     }
 
@@ -152,7 +157,7 @@ impl Events {
         let event = self
             .secrets
             .verify(system, headers, body, settings.tolerance)
-            .and_then(|()| envelope::decode(system, headers, body))
+            .and_then(|()| envelope::decode(system, headers, body, Some(&self.exceptions)))
             .inspect_err(|_| telemetry::event(system.name(), "rejected"))?;
         let receipt = self.handle(&event, &settings).await?;
         telemetry::event(system.name(), receipt.outcome.name());
@@ -249,7 +254,7 @@ impl Events {
         let settings = self.settings();
         let mut report = Replayed::default();
         for letter in letters {
-            let applied = match envelope::stored(&letter.envelope) {
+            let applied = match envelope::stored(&letter.envelope, Some(&self.exceptions)) {
                 Ok(event) => self
                     .apply_with_retries(&event, &settings)
                     .await

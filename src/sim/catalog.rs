@@ -215,6 +215,31 @@ impl Catalog {
         Ok(changed)
     }
 
+    /// Silent drift: `share` of the products get one price cell moved by
+    /// 1-10 % and a new stock level, as writes nobody announces (manual
+    /// fixes, a batch job). Returns how many products changed.
+    pub fn drift(&mut self, share: f64, rng: &mut fastrand::Rng) -> usize {
+        let n = ((self.products.len() as f64) * share.clamp(0.0, 1.0)).round() as usize;
+        for _ in 0..n {
+            let index = rng.usize(..self.products.len());
+            let cell = &mut self.prices[index][rng.usize(..SEGMENTS.len() * CURRENCIES.len())];
+            let step = (cell.amount * rng.u64(1..=10) / 100).max(1);
+            cell.amount = if rng.bool() {
+                cell.amount + step
+            } else {
+                cell.amount.saturating_sub(step).max(1)
+            };
+            cell.compare_at = cell.compare_at.filter(|c| *c > cell.amount);
+            cell.version += 1;
+            cell.updated_at = next_update(cell.updated_at);
+            let stock = &mut self.stock[index];
+            stock.available = rng.u64(0..=500);
+            stock.version += 1;
+            stock.updated_at = next_update(stock.updated_at);
+        }
+        n
+    }
+
     pub fn set_stock(&mut self, sku: &str, available: u64) -> Result<Value, UnknownSku> {
         let index = self.product_by_sku(sku).ok_or(UnknownSku)?;
         let cell = &mut self.stock[index];

@@ -90,6 +90,10 @@ pub struct SimConfig {
     /// Fat or thin events, and whether each is delivered twice, out of
     /// order (changeable at run time: `POST /_sim/events`).
     pub event_mode: EventMode,
+    /// Share of the products whose prices and stock change silently every
+    /// `drift_every` (no event): drift for reconciliation to find.
+    pub drift_rate: f64,
+    pub drift_every: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -100,6 +104,8 @@ impl Default for SimConfig {
             events_to: None,
             events_secret: None,
             event_mode: EventMode::default(),
+            drift_rate: 0.0,
+            drift_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -143,6 +149,26 @@ impl Simulator {
                 config,
             }),
         }
+    }
+
+    /// With a drift rate, changes that share of prices and stock silently
+    /// every `drift_every`, until the returned task is stopped.
+    fn drift(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let (rate, every) = (self.inner.config.drift_rate, self.inner.config.drift_every);
+        if rate <= 0.0 {
+            return None;
+        }
+        let sim = self.clone();
+        Some(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(sim.inner.config.seed ^ 0xd41f7);
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let changed = sim.write().drift(rate, &mut rng);
+                tracing::info!(changed, "simulator drifted silently");
+            }
+        }))
     }
 
     /// Every upstream and control route, with JSON 404/405 fallbacks.
@@ -232,9 +258,14 @@ pub async fn serve(
     sim: Simulator,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, sim.router())
+    let drifting = sim.drift();
+    let served = axum::serve(listener, sim.router())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if let Some(task) = drifting {
+        task.abort();
+    }
+    served
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {

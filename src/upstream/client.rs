@@ -21,9 +21,11 @@ use bytes::Bytes;
 use reqwest::{Method, Request, StatusCode};
 use serde::Serialize;
 
+use super::contract::Boundary;
 use super::protection::Protection;
 use super::{Priority, Settings, System};
 use crate::error::{Error, Kind};
+use crate::exceptions::Exceptions;
 use crate::telemetry;
 
 /// An upstream's answer that is worth reading: 2xx, or 404 (for
@@ -49,10 +51,17 @@ pub struct Client {
     base_url: String,
     timeout: Duration,
     max_batch: usize,
+    /// Where contract violations are recorded for the system's owner.
+    exceptions: Arc<Exceptions>,
 }
 
 impl Client {
-    pub fn new(protection: Arc<Protection>, http: reqwest::Client, settings: &Settings) -> Client {
+    pub fn new(
+        protection: Arc<Protection>,
+        http: reqwest::Client,
+        settings: &Settings,
+        exceptions: Arc<Exceptions>,
+    ) -> Client {
         Client {
             system: protection.system,
             protection,
@@ -60,11 +69,20 @@ impl Client {
             base_url: settings.base_url.trim_end_matches('/').to_string(),
             timeout: settings.timeout,
             max_batch: settings.max_batch,
+            exceptions,
         }
     }
 
     pub fn system(&self) -> System {
         self.system
+    }
+
+    /// This system's side of the contract check.
+    pub fn boundary(&self) -> Boundary<'_> {
+        Boundary {
+            system: self.system,
+            exceptions: Some(&self.exceptions),
+        }
     }
 
     /// Most keys one batch call may carry.

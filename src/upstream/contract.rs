@@ -12,7 +12,16 @@ use serde_json::value::RawValue;
 
 use super::System;
 use crate::error::Error;
+use crate::exceptions::{Exception, Exceptions, FoundBy};
 use crate::telemetry;
+
+/// Where a payload crossed into Moat: the system that sent it, and where
+/// its contract violations are recorded for their owner.
+#[derive(Clone, Copy)]
+pub struct Boundary<'a> {
+    pub system: System,
+    pub exceptions: Option<&'a Exceptions>,
+}
 
 /// Longest paging cursor an upstream may hand out.
 const MAX_CURSOR: usize = 512;
@@ -54,21 +63,22 @@ impl<K: Eq + Hash, D> Checked<K, D> {
 /// be read fails the whole payload: otherwise its key would look absent,
 /// and "absent" means "does not exist".
 pub fn parse_list<W: Wire, K>(
-    system: System,
+    at: Boundary<'_>,
     body: &[u8],
     key_field: &str,
     key_of: impl Fn(&W::Domain) -> K,
     key_from_str: impl Fn(&str) -> K,
 ) -> Result<Checked<K, W::Domain>, Error> {
     let list: RawList = serde_json::from_slice(body)
-        .map_err(|e| violation(system, W::ENTITY, format!("the list is not valid: {e}")))?;
+        .map_err(|e| violation(at, W::ENTITY, None, format!("the list is not valid: {e}")))?;
     if let Some(cursor) = &list.next_cursor
         && (cursor.len() > MAX_CURSOR || cursor.chars().any(char::is_control))
     {
         // It goes back out in a URL and into a cache key.
         return Err(violation(
-            system,
+            at,
             W::ENTITY,
+            None,
             format!("nextCursor is longer than {MAX_CURSOR} bytes or holds control characters"),
         ));
     }
@@ -80,8 +90,9 @@ pub fn parse_list<W: Wire, K>(
         match checked {
             Ok(value) => items.push((key_of(&value), Ok(value))),
             Err(reason) => {
-                let error = violation(system, W::ENTITY, reason);
-                match key_in(raw, key_field) {
+                let key = key_in(raw, key_field);
+                let error = violation(at, W::ENTITY, key.as_deref(), reason);
+                match key {
                     Some(key) => items.push((key_from_str(&key), Err(error))),
                     None => return Err(error),
                 }
@@ -95,10 +106,11 @@ pub fn parse_list<W: Wire, K>(
 }
 
 /// Parses a single-entity payload.
-pub fn parse_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, Error> {
-    check_one::<W>(system, body).map_err(|_| {
+pub fn parse_one<W: Wire>(at: Boundary<'_>, body: &[u8]) -> Result<W::Domain, Error> {
+    check_one::<W>(at, body).map_err(|_| {
         Error::unavailable(format!(
-            "{system} sent a {} that breaks the contract",
+            "{} sent a {} that breaks the contract",
+            at.system,
             W::ENTITY
         ))
     })
@@ -106,20 +118,37 @@ pub fn parse_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, Erro
 
 /// Parses a single-entity payload; a violation is counted and logged, and
 /// its reason returned (an event's sender is told what was wrong).
-pub fn check_one<W: Wire>(system: System, body: &[u8]) -> Result<W::Domain, String> {
+pub fn check_one<W: Wire>(at: Boundary<'_>, body: &[u8]) -> Result<W::Domain, String> {
     serde_json::from_slice::<W>(body)
         .map_err(|e| e.to_string())
         .and_then(W::check)
         .inspect_err(|reason| {
-            let _ = violation(system, W::ENTITY, reason.clone());
+            let _ = violation(at, W::ENTITY, None, reason.clone());
         })
 }
 
-/// Counts and logs a contract violation and turns it into the error the
-/// caller sees (not retryable: the same payload would come back).
-pub fn violation(system: System, entity: &'static str, reason: String) -> Error {
+/// Counts, logs and records a contract violation (for the system's owner)
+/// and turns it into the error the caller sees (not retryable: the same
+/// payload would come back).
+pub fn violation(
+    at: Boundary<'_>,
+    entity: &'static str,
+    key: Option<&str>,
+    reason: String,
+) -> Error {
+    let system = at.system;
     telemetry::contract_violation(system, entity);
     tracing::warn!(upstream = %system, entity, %reason, "upstream payload breaks protocol v1; not cached");
+    if let Some(exceptions) = at.exceptions {
+        exceptions.record(Exception::new(
+            system.name(),
+            entity,
+            key.unwrap_or("-"),
+            None,
+            Some(reason),
+            FoundBy::Contract,
+        ));
+    }
     Error::unavailable(format!("{system} sent a {entity} that breaks the contract"))
 }
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::System;
-use super::contract::{Wire, parse_list, parse_one};
+use super::contract::{Boundary, Wire, parse_list, parse_one};
 use super::crm::WireCustomer;
 use super::erp::{WirePrice, WireQuote, WireStock};
 use super::oms::WireOrder;
@@ -91,7 +91,11 @@ fn list_body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn list_never_panics<W: Wire>(body: &[u8]) {
-    match parse_list::<W, String>(System::Erp, body, "sku", |_| String::new(), str::to_string) {
+    let at = Boundary {
+        system: System::Erp,
+        exceptions: None,
+    };
+    match parse_list::<W, String>(at, body, "sku", |_| String::new(), str::to_string) {
         Ok(checked) => {
             for (_, item) in checked.items {
                 if let Err(e) = item {
@@ -104,7 +108,11 @@ fn list_never_panics<W: Wire>(body: &[u8]) {
 }
 
 fn one_never_panics<W: Wire>(body: &[u8]) {
-    if let Err(e) = parse_one::<W>(System::Erp, body) {
+    let at = Boundary {
+        system: System::Erp,
+        exceptions: None,
+    };
+    if let Err(e) = parse_one::<W>(at, body) {
         assert_eq!(e.kind(), Kind::UpstreamUnavailable);
         assert!(!e.is_retryable(), "the same payload would come back");
     }

@@ -39,7 +39,7 @@ impl Crm {
         if reply.is_not_found() {
             return Ok(None);
         }
-        contract::parse_one::<WireCustomer>(self.client.system(), &reply.body).map(Some)
+        contract::parse_one::<WireCustomer>(self.client.boundary(), &reply.body).map(Some)
     }
 }
 

@@ -30,7 +30,6 @@ impl Erp {
         currency: Currency,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Price, Error>>, Error> {
-        let system = self.client.system();
         in_chunks(skus, self.client.max_batch(), |chunk| async move {
             let joined = chunk.join(",");
             let query = [
@@ -43,7 +42,7 @@ impl Erp {
                 .get("prices", "/erp/v1/prices", &query, priority)
                 .await?;
             let checked = contract::parse_list::<WirePrice, _>(
-                system,
+                self.client.boundary(),
                 &reply.body,
                 "sku",
                 |p: &Price| p.sku.clone(),
@@ -58,8 +57,9 @@ impl Erp {
                             Ok(p)
                         } else {
                             Err(contract::violation(
-                                system,
+                                self.client.boundary(),
                                 WirePrice::ENTITY,
+                                Some(&p.sku),
                                 format!(
                                     "asked for {segment}/{currency}, got {}/{}",
                                     p.segment, p.currency
@@ -92,7 +92,7 @@ impl Erp {
                 )
                 .await?;
             let checked = contract::parse_list::<WireStock, _>(
-                self.client.system(),
+                self.client.boundary(),
                 &reply.body,
                 "sku",
                 |s: &Stock| s.sku.clone(),
@@ -134,10 +134,10 @@ impl Erp {
         if reply.is_not_found() {
             return Err(Error::unavailable(format!("{system} has no quote route")));
         }
-        let answer = contract::parse_one::<WireQuote>(system, &reply.body)?;
-        answer
-            .answers(segment, currency, lines)
-            .map_err(|reason| contract::violation(system, WireQuote::ENTITY, reason))
+        let answer = contract::parse_one::<WireQuote>(self.client.boundary(), &reply.body)?;
+        answer.answers(segment, currency, lines).map_err(|reason| {
+            contract::violation(self.client.boundary(), WireQuote::ENTITY, None, reason)
+        })
     }
 }
 

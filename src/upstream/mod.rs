@@ -31,6 +31,7 @@ pub use pim::Pim;
 pub use protection::Protection;
 
 use crate::error::Error;
+use crate::exceptions::Exceptions;
 use crate::vocab::{Priority, System};
 
 /// A protocol v1 item outside a list: what a change event's `data` holds.
@@ -46,15 +47,22 @@ pub enum Item {
 /// Reads `data` as the protocol v1 item of `entity` (`price`, `inventory`,
 /// `product`, `customer`, `order`) from `system`: the same wire types and
 /// checks as the API, so an event cannot put into the cache what a fetch
-/// would refuse. The error is the reason, for the sender.
-pub fn item(entity: &str, system: System, data: &[u8]) -> Result<Item, String> {
+/// would refuse. A violation is recorded in `exceptions`; the error is the
+/// reason, for the sender.
+pub fn item(
+    entity: &str,
+    system: System,
+    data: &[u8],
+    exceptions: Option<&Exceptions>,
+) -> Result<Item, String> {
     use contract::check_one;
+    let at = contract::Boundary { system, exceptions };
     match entity {
-        "price" => check_one::<erp::WirePrice>(system, data).map(Item::Price),
-        "inventory" => check_one::<erp::WireStock>(system, data).map(Item::Stock),
-        "product" => check_one::<pim::WireProduct>(system, data).map(Item::Product),
-        "customer" => check_one::<crm::WireCustomer>(system, data).map(Item::Customer),
-        "order" => check_one::<oms::WireOrder>(system, data).map(Item::Order),
+        "price" => check_one::<erp::WirePrice>(at, data).map(Item::Price),
+        "inventory" => check_one::<erp::WireStock>(at, data).map(Item::Stock),
+        "product" => check_one::<pim::WireProduct>(at, data).map(Item::Product),
+        "customer" => check_one::<crm::WireCustomer>(at, data).map(Item::Customer),
+        "order" => check_one::<oms::WireOrder>(at, data).map(Item::Order),
         other => Err(format!("no protocol v1 item is called {other:?}")),
     }
 }
@@ -84,6 +92,7 @@ impl Upstreams {
         settings: &Settings,
         config: &crate::config::Upstream,
         shared: Option<Arc<dyn crate::resilience::ratelimit::SharedBuckets>>,
+        exceptions: Arc<Exceptions>,
     ) -> Result<Upstreams, Error> {
         // reqwest is built without a default TLS provider (ring is lighter
         // than aws-lc); it panics at build unless one is installed first.
@@ -100,7 +109,7 @@ impl Upstreams {
             .collect();
         let client = |system: System| {
             let p = protection.iter().find(|p| p.system == system).cloned();
-            p.map(|p| Client::new(p, http.clone(), settings))
+            p.map(|p| Client::new(p, http.clone(), settings, exceptions.clone()))
                 .ok_or_else(|| Error::internal(format!("no protection for {system}")))
         };
         Ok(Upstreams {

@@ -31,11 +31,12 @@ impl Oms {
         if reply.is_not_found() {
             return Ok(None);
         }
-        let order = contract::parse_one::<WireOrder>(self.client.system(), &reply.body)?;
+        let order = contract::parse_one::<WireOrder>(self.client.boundary(), &reply.body)?;
         if order.id != id {
             return Err(contract::violation(
-                self.client.system(),
+                self.client.boundary(),
                 WireOrder::ENTITY,
+                Some(id),
                 format!("asked for order {id:?}, got {:?}", order.id),
             ));
         }

@@ -50,7 +50,7 @@ impl Pim {
                 )
                 .await?;
             let checked = contract::parse_list::<WireProduct, _>(
-                self.client.system(),
+                self.client.boundary(),
                 &reply.body,
                 field,
                 |p: &Product| match by {
@@ -86,7 +86,7 @@ impl Pim {
             .get("products", "/pim/v1/products", &query, priority)
             .await?;
         let checked = contract::parse_list::<WireProduct, _>(
-            self.client.system(),
+            self.client.boundary(),
             &reply.body,
             "id",
             |p: &Product| p.id.clone(),
@@ -114,7 +114,7 @@ impl Pim {
             .get("categories", "/pim/v1/categories", &[], priority)
             .await?;
         let checked = contract::parse_list::<WireCategory, _>(
-            self.client.system(),
+            self.client.boundary(),
             &reply.body,
             "id",
             |c: &Category| c.id.clone(),

@@ -1,0 +1,141 @@
+//! One pass over one tier: every key Moat holds (L1, and L2 by SCAN),
+//! re-read from the system of record in batches at reconciliation
+//! priority, compared, and what differs repaired through the same path as
+//! a checkout repair (written through L1 and L2, announced on the
+//! invalidation stream) and recorded as an exception for the owner.
+//!
+//! The pass takes only idle upstream capacity: when the limiter says no,
+//! it waits and tries the batch again, so under load it is slow rather
+//! than in anyone's way. A value Moat holds that is newer than what the
+//! owner answers (an event got there first) is left alone.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::{Example, Report};
+use crate::cache::{Invalidator, Key, Target, Tier, Value};
+use crate::domain::{Timestamp, Versioned};
+use crate::error::{Error, Kind};
+use crate::exceptions::{Exception, Exceptions, FoundBy};
+use crate::vocab::{Entity, Priority, System};
+
+/// How many drifted keys a report shows.
+const EXAMPLES: usize = 10;
+
+/// What a pass may spend.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub batch_size: usize,
+    pub max_calls: usize,
+    pub deadline: Instant,
+}
+
+/// Where a pass writes what it found.
+pub struct Sinks<'a> {
+    pub invalidator: &'a Invalidator,
+    pub exceptions: &'a Exceptions,
+    /// Called after each batch; false: the pass must stop (its lease is
+    /// gone).
+    pub keep_going: &'a (dyn Fn() -> futures_util::future::BoxFuture<'a, bool> + Sync),
+}
+
+/// Runs the pass over `tier`, filling `report`.
+pub async fn run<K, V>(
+    tier: &Arc<Tier<K, V>>,
+    entity: Entity,
+    owner: System,
+    budget: Budget,
+    sinks: &Sinks<'_>,
+    report: &mut Report,
+) -> Result<(), Error>
+where
+    K: Key,
+    V: Value + PartialEq + Versioned + Serialize + Debug,
+{
+    let keys = tier.held_keys().await;
+    let mut calls = 0;
+    for batch in keys.chunks(budget.batch_size.max(1)) {
+        if calls >= budget.max_calls || Instant::now() >= budget.deadline {
+            report.complete = false;
+            break;
+        }
+        let held = tier.peek(batch).await;
+        let authoritative = loop {
+            calls += 1;
+            match tier
+                .authoritative(batch.to_vec(), Priority::Reconcile)
+                .await
+            {
+                Ok(found) => break found,
+                // Every other lane goes first: wait for idle capacity.
+                Err(e) if e.kind() == Kind::RateLimited && Instant::now() < budget.deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let now = Timestamp::now();
+        let mut repairs = Vec::new();
+        for key in batch {
+            let Some(entry) = held.get(key) else {
+                continue; // gone from the cache since the walk
+            };
+            report.checked += 1;
+            let owner_says = authoritative.get(key).cloned().flatten();
+            if entry.value == owner_says {
+                continue;
+            }
+            if let (Some(ours), Some(theirs)) = (&entry.value, &owner_says)
+                && ours.version() > theirs.version()
+            {
+                continue; // an event told us first; the owner will catch up
+            }
+            report.drifted += 1;
+            let (cached, says) = (show(&entry.value), show(&owner_says));
+            if report.examples.len() < EXAMPLES {
+                report.examples.push(Example {
+                    key: key.encode(),
+                    cached: cached.clone(),
+                    authoritative: says.clone(),
+                    age_seconds: entry.fetched_at.age(now).as_secs(),
+                });
+            }
+            sinks.exceptions.record(Exception::new(
+                owner.name(),
+                entity.name(),
+                &key.encode(),
+                Some(cached),
+                Some(says),
+                FoundBy::Reconcile,
+            ));
+            repairs.push((key.clone(), owner_says));
+        }
+        if !repairs.is_empty() {
+            let keys: Vec<String> = repairs.iter().map(|(k, _)| k.encode()).collect();
+            report.repaired += repairs.len() as u64;
+            tier.insert_many(repairs, now).await;
+            sinks
+                .invalidator
+                .refreshed(entity, Target::Keys(keys), None)
+                .await?;
+        }
+        if !(sinks.keep_going)().await {
+            report.complete = false;
+            break;
+        }
+    }
+    report.calls = calls as u64;
+    Ok(())
+}
+
+/// A value as an exception and a report show it.
+fn show<V: Serialize + Debug>(value: &Option<V>) -> String {
+    match value {
+        None => "not found".into(),
+        Some(v) => serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}")),
+    }
+}
