@@ -28,7 +28,7 @@ use crate::redis_link::{self, RedisLink};
 use crate::resilience::client_limit::ClientLimits;
 use crate::resilience::ratelimit::SharedBuckets;
 use crate::state::AppState;
-use crate::upstream::{Settings, Upstreams};
+use crate::upstream::Upstreams;
 use crate::{admin, http, listener, sim, telemetry};
 
 /// A running gateway.
@@ -51,12 +51,17 @@ impl Gateway {
         telemetry::prometheus();
         let background = Background::new();
 
-        let (upstream_url, simulator) = match &config.upstream.url {
-            Some(url) => (url.clone(), None),
-            None => {
-                let (url, stop, task) = start_embedded_sim(&config).await?;
-                (url, Some((stop, task)))
-            }
+        // The demo upstream stands in for every system config gives no URL.
+        let needs_sim = config
+            .owners()
+            .systems()
+            .iter()
+            .any(|s| config.system(s.name()).url.is_none());
+        let (embedded, simulator) = if needs_sim {
+            let (url, stop, task) = start_embedded_sim(&config).await?;
+            (Some(url), Some((stop, task)))
+        } else {
+            (None, None)
         };
         // Names this process in leases and broadcasts.
         let replica = format!("{:016x}", fastrand::u64(..));
@@ -70,13 +75,9 @@ impl Gateway {
         };
         let exceptions = Exceptions::new(redis.clone());
         let upstreams = Upstreams::new(
-            &Settings {
-                base_url: upstream_url.clone(),
-                timeout: config.upstream.timeout,
-                connect_timeout: config.upstream.connect_timeout,
-                max_batch: config.upstream.max_batch,
-            },
-            &config.upstream,
+            &config,
+            &secrets,
+            embedded.as_deref(),
             redis.clone().map(|r| r as Arc<dyn SharedBuckets>),
             exceptions.clone(),
         )?;
@@ -111,7 +112,7 @@ impl Gateway {
             exceptions.clone(),
         ));
         let events = Arc::new(Events::new(
-            &config.events,
+            &config,
             &secrets,
             catalog.clone(),
             customers.clone(),
@@ -121,6 +122,7 @@ impl Gateway {
         ));
         let reconciler = Reconciler::new(
             &config.reconcile,
+            config.owners(),
             catalog.clone(),
             customers.clone(),
             invalidator.clone(),
@@ -142,7 +144,6 @@ impl Gateway {
             exceptions,
             reconciler,
             redis,
-            upstream_url,
             secrets,
             ready: AtomicBool::new(true),
             config: ArcSwap::from_pointee(config),
@@ -171,7 +172,13 @@ impl Gateway {
             ),
         ];
         housekeeping(&state, &background);
-        tracing::info!(%public_addr, %admin_addr, upstream = %state.upstream_url, "moat is serving");
+        let systems: Vec<String> = state
+            .upstreams
+            .systems
+            .iter()
+            .map(|c| format!("{}={}", c.system, c.url))
+            .collect();
+        tracing::info!(%public_addr, %admin_addr, systems = %systems.join(" "), "moat is serving");
         Ok(Gateway {
             public_addr,
             admin_addr,
@@ -186,15 +193,16 @@ impl Gateway {
     /// Applies a new config (SIGHUP): upstream limits, breaker thresholds,
     /// retries, cache freshness, client and sign-in limits, and the
     /// per-request settings take effect at once. Settings that shape what
-    /// was built at start (listen addresses, connections, the upstream URL,
-    /// Redis, query limits, cache sizes) are reported as needing a restart
-    /// and otherwise ignored.
+    /// was built at start (listen addresses, connections, the systems and
+    /// who owns what, Redis, query limits, cache sizes) are reported as
+    /// needing a restart and otherwise ignored.
     pub fn reload(&self, new: Config) -> Vec<&'static str> {
         let old = self.state.config();
         let s = &self.state;
-        for p in &s.upstreams.protection {
-            let (before, after) = (p.limit(), new.upstream.limits.for_system(p.system.name()));
-            p.reload(&new.upstream);
+        for p in s.upstreams.protection() {
+            let settings = new.system(p.system.name());
+            let (before, after) = (p.limit(), settings.limit);
+            p.reload(&settings);
             if before != after {
                 admin::audit(
                     "reload",
@@ -236,10 +244,34 @@ impl Gateway {
                 )
             })
         };
-        let checks: [(&'static str, bool); 7] = [
+        // What each system's client was built from.
+        let connections_out = |c: &Config| {
+            let owners = c.owners();
+            let systems: Vec<_> = owners
+                .systems()
+                .into_iter()
+                .map(|system| {
+                    let s = c.system(system.name());
+                    (
+                        s.url,
+                        s.auth,
+                        s.tls,
+                        s.timeout,
+                        s.connect_timeout,
+                        s.max_batch,
+                    )
+                })
+                .collect();
+            (owners, systems)
+        };
+        let checks: [(&'static str, bool); 8] = [
             ("server.listen", old.server.listen != new.server.listen),
             ("admin.listen", old.admin.listen != new.admin.listen),
             ("upstream.url", old.upstream.url != new.upstream.url),
+            (
+                "entities, and systems' url, auth, tls, timeouts and max_batch",
+                connections_out(&old) != connections_out(&new),
+            ),
             ("redis.url", old.redis.url != new.redis.url),
             (
                 "server.max_query_* and introspection, checkout.max_per_request",

@@ -47,8 +47,6 @@ pub struct AppState {
     pub reconciler: Arc<Reconciler>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<RedisLink>>,
-    /// The upstream base URL in use (the embedded simulator's, by default).
-    pub upstream_url: String,
     /// False once shutdown begins, so `/readyz` turns load balancers away.
     pub ready: AtomicBool,
 }

@@ -40,6 +40,8 @@ pub const RECONCILE_DURATION: &str = "moat_reconcile_duration_seconds";
 /// Mismatches recorded for their owners: `system`, `entity`, `found_by`
 /// (`reconcile`, `checkout`, `contract`).
 pub const EXCEPTIONS: &str = "moat_exceptions_total";
+/// OAuth2 tokens fetched for a system: `upstream`, `outcome` (`ok`, `error`).
+pub const TOKEN_FETCHES: &str = "moat_upstream_token_fetches_total";
 /// `listener`: `public`, `admin`.
 pub const CONNECTIONS_OPEN: &str = "moat_connections_open";
 /// New connections refused because every connection was busy at the cap.
@@ -109,6 +111,12 @@ pub fn upstream_request(
 
 pub fn contract_violation(system: System, entity: &'static str) {
     metrics::counter!(CONTRACT_VIOLATIONS, "upstream" => system.name(), "entity" => entity)
+        .increment(1);
+}
+
+pub fn token_fetch(system: System, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!(TOKEN_FETCHES, "upstream" => system.name(), "outcome" => outcome)
         .increment(1);
 }
 

@@ -7,36 +7,154 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The systems of record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum System {
-    Pim,
-    Erp,
-    Crm,
-    Oms,
-}
+/// The upstream protocol version Moat speaks (`schema/upstream/`): what it
+/// sends as `Moat-Protocol` and accepts back.
+pub const PROTOCOL: &str = "v1";
+
+/// A system of record, by the name config gives it (`pim`, `erp`, `wms`…).
+/// Names are interned, so a system is cheap to copy and compare and its
+/// name serves as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct System(&'static str);
 
 impl System {
-    pub const ALL: [System; 4] = [System::Pim, System::Erp, System::Crm, System::Oms];
+    pub const PIM: System = System("pim");
+    pub const ERP: System = System("erp");
+    pub const CRM: System = System("crm");
+    pub const OMS: System = System("oms");
+    /// One per protocol family, named after it: what owns every record
+    /// when config says nothing else.
+    pub const DEFAULTS: [System; 4] = [System::PIM, System::ERP, System::CRM, System::OMS];
+
+    /// The system called `name`, as config names it. Only config may call
+    /// this: each new name is kept for the life of the process.
+    pub fn named(name: &str) -> System {
+        if let Some(known) = System::find(name) {
+            return known;
+        }
+        let mut names = NAMED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(interned) = names.iter().find(|n| **n == name) {
+            return System(interned);
+        }
+        // A handful of names from config, never from a request.
+        let interned: &'static str = Box::leak(name.to_string().into_boxed_str());
+        names.push(interned);
+        System(interned)
+    }
+
+    /// The system called `name` if config (or the defaults) named one: what
+    /// a request's path or a stored record may refer to.
+    pub fn find(name: &str) -> Option<System> {
+        if let Some(known) = System::DEFAULTS.into_iter().find(|s| s.0 == name) {
+            return Some(known);
+        }
+        let names = NAMED.lock().unwrap_or_else(|p| p.into_inner());
+        names.iter().find(|n| **n == name).map(|n| System(n))
+    }
 
     /// The name in config, metrics, routes and logs.
     pub fn name(self) -> &'static str {
-        match self {
-            System::Pim => "pim",
-            System::Erp => "erp",
-            System::Crm => "crm",
-            System::Oms => "oms",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<System> {
-        System::ALL.into_iter().find(|s| s.name() == name)
+        self.0
     }
 }
 
+/// Names config gave beyond the defaults.
+static NAMED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
 impl fmt::Display for System {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// What systems of record own, each read through its protocol v1
+/// endpoints (`[entities]` in config says which system owns which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Record {
+    Products,
+    Categories,
+    Prices,
+    Inventory,
+    Customers,
+    Orders,
+}
+
+impl Record {
+    pub const ALL: [Record; 6] = [
+        Record::Products,
+        Record::Categories,
+        Record::Prices,
+        Record::Inventory,
+        Record::Customers,
+        Record::Orders,
+    ];
+
+    /// The key in `[entities]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Record::Products => "products",
+            Record::Categories => "categories",
+            Record::Prices => "prices",
+            Record::Inventory => "inventory",
+            Record::Customers => "customers",
+            Record::Orders => "orders",
+        }
+    }
+
+    /// The system that owns it when config names none.
+    pub fn default_owner(self) -> System {
+        match self {
+            Record::Products | Record::Categories => System::PIM,
+            Record::Prices | Record::Inventory => System::ERP,
+            Record::Customers => System::CRM,
+            Record::Orders => System::OMS,
+        }
+    }
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The ownership map: the system of record of each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owners([System; 6]);
+
+impl Owners {
+    /// `owner(record)` for each record.
+    pub fn new(owner: impl Fn(Record) -> System) -> Owners {
+        Owners(Record::ALL.map(owner))
+    }
+
+    pub fn of(&self, record: Record) -> System {
+        self.0[record as usize]
+    }
+
+    /// The records `system` owns.
+    pub fn records_of(&self, system: System) -> Vec<Record> {
+        Record::ALL
+            .into_iter()
+            .filter(|r| self.of(*r) == system)
+            .collect()
+    }
+
+    /// Every owning system once, in record order.
+    pub fn systems(&self) -> Vec<System> {
+        let mut systems: Vec<System> = Vec::with_capacity(6);
+        for system in self.0 {
+            if !systems.contains(&system) {
+                systems.push(system);
+            }
+        }
+        systems
+    }
+}
+
+impl Default for Owners {
+    fn default() -> Owners {
+        Owners::new(Record::default_owner)
     }
 }
 

@@ -18,14 +18,12 @@ use crate::error::{Error, Kind};
 use crate::resilience::breaker::Forced;
 use crate::state::AppState;
 use crate::upstream::Protection;
-use crate::vocab::System;
 
 /// `GET /admin/limits`: every upstream's limit.
 pub async fn list(State(app): State<Arc<AppState>>) -> Response {
     let limits: serde_json::Map<String, serde_json::Value> = app
         .upstreams
-        .protection
-        .iter()
+        .protection()
         .map(|p| (p.system.name().to_string(), json!(p.limit())))
         .collect();
     axum::Json(limits).into_response()
@@ -134,7 +132,16 @@ pub async fn breaker(
 }
 
 fn find(app: &AppState, upstream: &str) -> Result<Arc<Protection>, String> {
-    System::from_name(upstream)
-        .and_then(|s| app.upstreams.protection(s).cloned())
-        .ok_or_else(|| format!("no upstream {upstream:?}; use one of pim, erp, crm, oms"))
+    app.upstreams
+        .system(upstream)
+        .map(|c| c.protection.clone())
+        .ok_or_else(|| {
+            let known: Vec<&str> = app
+                .upstreams
+                .systems
+                .iter()
+                .map(|c| c.system.name())
+                .collect();
+            format!("no upstream {upstream:?}; use one of {}", known.join(", "))
+        })
 }

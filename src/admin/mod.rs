@@ -114,12 +114,18 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         "dlq": { "depth": dlq },
         "reconciliation": { "last": reconciliation.first() },
         "redis": redis,
-        "upstream": { "url": app.upstream_url },
         "upstreams": app
             .upstreams
-            .protection
+            .systems
             .iter()
-            .map(|p| (p.system.name().to_string(), p.status()))
+            .map(|c| {
+                let mut status = c.protection.status();
+                status["url"] = json!(c.url);
+                status["records"] = json!(c.records.iter().map(|r| r.name()).collect::<Vec<_>>());
+                status["owner"] = json!(c.owner);
+                status["contact"] = json!(c.contact);
+                (c.system.name().to_string(), status)
+            })
             .collect::<serde_json::Map<_, _>>(),
     }))
     .into_response()

@@ -93,7 +93,7 @@ impl Checkout {
                     telemetry::checkout_mismatch(m.kind.name());
                     // What the shopper was shown against what the ERP says.
                     self.exceptions.record(Exception::new(
-                        "erp",
+                        self.erp.quote_system().name(),
                         m.kind.entity(),
                         m.sku.as_deref().unwrap_or("total"),
                         m.displayed.clone(),

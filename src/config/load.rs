@@ -9,8 +9,8 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
-use super::{Config, EntityCache, SystemLimit};
-use crate::vocab::Currency;
+use super::{Config, EntityCache, SystemConfig, SystemLimit, SystemSettings};
+use crate::vocab::{Currency, Owners, PROTOCOL, Record, System};
 
 /// The file `moat serve` reads when no `--config` is given.
 pub const DEFAULT_PATH: &str = "config/moat.toml";
@@ -100,12 +100,15 @@ impl Config {
                 }
             }));
         }
-        let config: Config = figment.extract().map_err(|e| ConfigError {
+        let mut config: Config = figment.extract().map_err(|e| ConfigError {
             problems: e
                 .into_iter()
                 .map(|e| problem_from_figment(e, &source))
                 .collect(),
         })?;
+        if with_env {
+            config.system_urls_from_env();
+        }
         let problems = config.validate(source.as_deref().unwrap_or("defaults"));
         if problems.is_empty() {
             Ok(config)
@@ -221,26 +224,10 @@ impl Config {
             );
         }
         check(
-            !u.timeout.is_zero(),
-            "upstream.timeout",
-            "must be more than 0s".into(),
-        );
-        check(
-            !u.connect_timeout.is_zero(),
-            "upstream.connect_timeout",
-            "must be more than 0s".into(),
-        );
-        check(
-            (1..=500).contains(&u.max_batch),
-            "upstream.max_batch",
-            "must be between 1 and 500".into(),
-        );
-        check(
             (1..=10_000_000).contains(&u.embedded.products),
             "upstream.embedded.products",
             "must be between 1 and 10000000".into(),
         );
-
         check(
             u.replicas >= 1,
             "upstream.replicas",
@@ -251,48 +238,41 @@ impl Config {
                 check(false, &format!("upstream.limits.{system}"), problem);
             }
         }
-        let b = &u.breaker;
-        check(
-            b.failure_rate > 0.0 && b.failure_rate <= 1.0,
-            "upstream.breaker.failure_rate",
-            "must be above 0.0 and at most 1.0".into(),
-        );
-        check(
-            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&b.window),
-            "upstream.breaker.window",
-            "must be between 1s and 60s".into(),
-        );
-        check(
-            b.consecutive_failures >= 1,
-            "upstream.breaker.consecutive_failures",
-            "must be at least 1".into(),
-        );
-        check(
-            b.probes >= 1,
-            "upstream.breaker.probes",
-            "must be at least 1".into(),
-        );
-        check(
-            !b.cooldown.is_zero(),
-            "upstream.breaker.cooldown",
-            "must be more than 0s".into(),
-        );
-        let r = &u.retry;
-        check(
-            (1..=10).contains(&r.max_attempts),
-            "upstream.retry.max_attempts",
-            "must be between 1 and 10".into(),
-        );
-        check(
-            (0.0..=1.0).contains(&r.budget_ratio),
-            "upstream.retry.budget_ratio",
-            "must be between 0.0 and 1.0".into(),
-        );
-        check(
-            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&r.budget_window),
-            "upstream.retry.budget_window",
-            "must be between 1s and 60s".into(),
-        );
+        // The shared defaults, then each system's merged settings; a key
+        // already wrong in `[upstream]` is reported there only.
+        let defaults = outbound_problems(&self.system(""));
+        for (key, message) in &defaults {
+            check(false, &format!("upstream.{key}"), message.clone());
+        }
+        for (name, own) in &self.systems {
+            let prefix = format!("systems.{name}");
+            for (key, message) in outbound_problems(&self.system(name)) {
+                if !defaults.iter().any(|(k, _)| *k == key) {
+                    check(false, &format!("{prefix}.{key}"), message);
+                }
+            }
+            for (key, message) in system_problems(name, own) {
+                check(false, &format!("{prefix}{key}"), message);
+            }
+        }
+        let owners = self.owners();
+        for (record, owner) in Record::ALL.map(|r| (r, owners.of(r))) {
+            check(
+                self.systems.contains_key(owner.name()) || System::DEFAULTS.contains(&owner),
+                &format!("entities.{record}"),
+                format!(
+                    "{:?} is neither a [systems.NAME] table nor one of pim, erp, crm, oms",
+                    owner.name()
+                ),
+            );
+        }
+        for name in self.systems.keys() {
+            check(
+                owners.systems().iter().any(|s| s.name() == name),
+                &format!("systems.{name}"),
+                "owns nothing: name it in [entities] (or remove the table)".into(),
+            );
+        }
         check(
             !s.deadline.is_zero() && s.deadline <= s.request_timeout,
             "server.deadline",
@@ -492,6 +472,79 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The ownership map from `[entities]`.
+    pub fn owners(&self) -> Owners {
+        let e = &self.entities;
+        Owners::new(|record| {
+            System::named(match record {
+                Record::Products => &e.products,
+                Record::Categories => &e.categories,
+                Record::Prices => &e.prices,
+                Record::Inventory => &e.inventory,
+                Record::Customers => &e.customers,
+                Record::Orders => &e.orders,
+            })
+        })
+    }
+
+    /// `MOAT_{NAME}_URL` of every system named in `[entities]` or
+    /// `[systems]`: the environment says where a system is, per
+    /// deployment, over the file.
+    fn system_urls_from_env(&mut self) {
+        let mut names: Vec<String> = self.systems.keys().cloned().collect();
+        names.extend(self.owners().systems().iter().map(|s| s.name().to_string()));
+        for name in names {
+            let var = format!("MOAT_{}_URL", name.to_ascii_uppercase());
+            if let Some(url) = std::env::var(&var).ok().filter(|v| !v.is_empty()) {
+                self.systems.entry(name).or_default().url = Some(url);
+            }
+        }
+    }
+
+    /// `name`'s settings: its `[systems.NAME]` over `[upstream]`.
+    pub fn system(&self, name: &str) -> SystemSettings {
+        let none = SystemConfig::default();
+        let own = self.systems.get(name).unwrap_or(&none);
+        let u = &self.upstream;
+        let mut limit = u.limits.for_system(name);
+        let o = &own.limits;
+        limit.rps = o.rps.unwrap_or(limit.rps);
+        limit.burst = o.burst.unwrap_or(limit.burst);
+        limit.checkout_reserve = o.checkout_reserve.unwrap_or(limit.checkout_reserve);
+        limit.browse_wait = o.browse_wait.unwrap_or(limit.browse_wait);
+        let (b, ob) = (&u.breaker, &own.breaker);
+        let (r, or) = (&u.retry, &own.retry);
+        SystemSettings {
+            name: name.to_string(),
+            url: own.url.clone().or_else(|| u.url.clone()),
+            timeout: own.timeout.unwrap_or(u.timeout),
+            connect_timeout: own.connect_timeout.unwrap_or(u.connect_timeout),
+            max_batch: own.max_batch.unwrap_or(u.max_batch),
+            limit,
+            breaker: super::BreakerConfig {
+                failure_rate: ob.failure_rate.unwrap_or(b.failure_rate),
+                window: ob.window.unwrap_or(b.window),
+                min_calls: ob.min_calls.unwrap_or(b.min_calls),
+                consecutive_failures: ob.consecutive_failures.unwrap_or(b.consecutive_failures),
+                cooldown: ob.cooldown.unwrap_or(b.cooldown),
+                probes: ob.probes.unwrap_or(b.probes),
+            },
+            retry: super::Retry {
+                max_attempts: or.max_attempts.unwrap_or(r.max_attempts),
+                backoff: or.backoff.unwrap_or(r.backoff),
+                budget_ratio: or.budget_ratio.unwrap_or(r.budget_ratio),
+                budget_floor: or.budget_floor.unwrap_or(r.budget_floor),
+                budget_window: or.budget_window.unwrap_or(r.budget_window),
+            },
+            auth: own.auth.clone(),
+            tls: own.tls.clone(),
+            owner: own.owner.clone(),
+            contact: own.contact.clone(),
+        }
+    }
+}
+
 impl super::Limits {
     /// The systems that may have a `[upstream.limits.NAME]` table.
     pub const SYSTEMS: [&'static str; 4] = ["pim", "erp", "crm", "oms"];
@@ -556,6 +609,145 @@ fn entity_problems(e: &EntityCache) -> Vec<(&'static str, String)> {
     out
 }
 
+/// What one system's outbound settings (merged over `[upstream]`) may
+/// not be, by key under its table.
+fn outbound_problems(s: &SystemSettings) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let mut check = |ok: bool, key: &'static str, message: &str| {
+        if !ok {
+            out.push((key, message.to_string()));
+        }
+    };
+    check(!s.timeout.is_zero(), "timeout", "must be more than 0s");
+    check(
+        !s.connect_timeout.is_zero(),
+        "connect_timeout",
+        "must be more than 0s",
+    );
+    check(
+        (1..=500).contains(&s.max_batch),
+        "max_batch",
+        "must be between 1 and 500",
+    );
+    let b = &s.breaker;
+    check(
+        b.failure_rate > 0.0 && b.failure_rate <= 1.0,
+        "breaker.failure_rate",
+        "must be above 0.0 and at most 1.0",
+    );
+    check(
+        (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&b.window),
+        "breaker.window",
+        "must be between 1s and 60s",
+    );
+    check(
+        b.consecutive_failures >= 1,
+        "breaker.consecutive_failures",
+        "must be at least 1",
+    );
+    check(b.probes >= 1, "breaker.probes", "must be at least 1");
+    check(
+        !b.cooldown.is_zero(),
+        "breaker.cooldown",
+        "must be more than 0s",
+    );
+    let r = &s.retry;
+    check(
+        (1..=10).contains(&r.max_attempts),
+        "retry.max_attempts",
+        "must be between 1 and 10",
+    );
+    check(
+        (0.0..=1.0).contains(&r.budget_ratio),
+        "retry.budget_ratio",
+        "must be between 0.0 and 1.0",
+    );
+    check(
+        (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&r.budget_window),
+        "retry.budget_window",
+        "must be between 1s and 60s",
+    );
+    if let Some(problem) = s.limit.problem() {
+        out.push(("limits", problem));
+    }
+    out
+}
+
+/// Names a system may not take: their `MOAT_{NAME}_*` variables mean
+/// something else already.
+const RESERVED_NAMES: [&str; 6] = ["admin", "upstream", "redis", "events", "price", "sim"];
+
+/// What a `[systems.NAME]` table may not hold beyond its outbound settings;
+/// keys are relative to the table (`""` for the name itself).
+fn system_problems(name: &str, own: &SystemConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut check = |ok: bool, key: &str, message: String| {
+        if !ok {
+            out.push((key.to_string(), message));
+        }
+    };
+    let mut chars = name.chars();
+    check(
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.len() <= 32,
+        "",
+        "a system name is a lowercase letter, then letters and digits, at most 32 \
+         (it names MOAT_{NAME}_* variables and metric labels)"
+            .into(),
+    );
+    check(
+        !RESERVED_NAMES.contains(&name),
+        "",
+        format!(
+            "{name:?} is reserved: MOAT_{}_* means something else",
+            name.to_ascii_uppercase()
+        ),
+    );
+    let http_url =
+        |url: &str| reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if let Some(url) = &own.url {
+        check(
+            http_url(url),
+            ".url",
+            format!("{:?} is not an http:// or https:// URL", redact(url)),
+        );
+    }
+    if let Some(protocol) = &own.protocol {
+        check(
+            protocol == PROTOCOL,
+            ".protocol",
+            format!("{protocol:?}: Moat speaks protocol {}", PROTOCOL),
+        );
+    }
+    match &own.auth {
+        super::Auth::Header { name } => check(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+            ".auth.name",
+            format!("{name:?} is not a valid header name"),
+        ),
+        super::Auth::Oauth2 { token_url, .. } => check(
+            http_url(token_url),
+            ".auth.token_url",
+            format!("{:?} is not an http:// or https:// URL", redact(token_url)),
+        ),
+        _ => {}
+    }
+    for (key, file) in [
+        (".tls.ca_file", &own.tls.ca_file),
+        (".tls.client_identity", &own.tls.client_identity),
+    ] {
+        if let Some(file) = file {
+            check(
+                file.is_file(),
+                key,
+                format!("{}: no such file", file.display()),
+            );
+        }
+    }
+    out
+}
+
 fn problem_from_figment(e: figment::Error, file: &Option<String>) -> Problem {
     // A file's problems name the file; the environment's name themselves.
     let source_of = |md: &figment::Metadata| match &md.source {
@@ -584,7 +776,7 @@ fn problem_from_figment(e: figment::Error, file: &Option<String>) -> Problem {
 }
 
 /// A URL with any password replaced, for error messages and logs.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -612,6 +804,55 @@ pub struct Secrets {
     /// secrets change events are signed with. Several, separated by spaces
     /// or commas, are all accepted while a secret is rotated.
     pub events_secrets: BTreeMap<String, Vec<String>>,
+    /// Credentials of each system, by lowercase name, from
+    /// `MOAT_{NAME}_TOKEN`, `_USER`, `_PASSWORD`, `_CLIENT_ID` and
+    /// `_CLIENT_SECRET`; which ones a system needs, its `auth` says.
+    pub systems: BTreeMap<String, SystemSecrets>,
+}
+
+/// One system's credentials as the environment gives them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SystemSecrets {
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+impl SystemSecrets {
+    /// The field a `MOAT_{NAME}{suffix}` variable fills, longest suffix
+    /// first (`_CLIENT_SECRET` before `_SECRET`-like endings).
+    const SUFFIXES: [&'static str; 5] = [
+        "_CLIENT_SECRET",
+        "_CLIENT_ID",
+        "_PASSWORD",
+        "_TOKEN",
+        "_USER",
+    ];
+
+    fn slot(&mut self, suffix: &str) -> &mut Option<String> {
+        match suffix {
+            "_CLIENT_SECRET" => &mut self.client_secret,
+            "_CLIENT_ID" => &mut self.client_id,
+            "_PASSWORD" => &mut self.password,
+            "_TOKEN" => &mut self.token,
+            _ => &mut self.user,
+        }
+    }
+}
+
+impl fmt::Debug for SystemSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("SystemSecrets")
+            .field("token", &set(&self.token))
+            .field("user", &self.user)
+            .field("password", &set(&self.password))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &set(&self.client_secret))
+            .finish()
+    }
 }
 
 impl Secrets {
@@ -639,7 +880,21 @@ impl Secrets {
                 events_secrets.insert(source, secrets);
             }
         }
+        let mut systems: BTreeMap<String, SystemSecrets> = BTreeMap::new();
+        for (name, value) in std::env::vars() {
+            let Some(rest) = name.strip_prefix("MOAT_").filter(|_| !value.is_empty()) else {
+                continue;
+            };
+            let found = SystemSecrets::SUFFIXES
+                .iter()
+                .find_map(|suffix| Some((rest.strip_suffix(suffix)?, *suffix)));
+            if let Some((system, suffix)) = found.filter(|(system, _)| !system.is_empty()) {
+                let entry = systems.entry(system.to_ascii_lowercase()).or_default();
+                *entry.slot(suffix) = Some(value);
+            }
+        }
         Secrets {
+            systems,
             admin_token: var("MOAT_ADMIN_TOKEN"),
             price_token_secret: var("MOAT_PRICE_TOKEN_SECRET"),
             price_token_previous_secret: var("MOAT_PRICE_TOKEN_PREVIOUS_SECRET"),
@@ -666,6 +921,7 @@ impl fmt::Debug for Secrets {
                     .map(|(source, list)| (source, list.len()))
                     .collect::<Vec<_>>(),
             )
+            .field("systems", &self.systems)
             .finish()
     }
 }
@@ -717,9 +973,27 @@ mod tests {
             price_token_secret: Some("current-456".into()),
             price_token_previous_secret: Some("previous-789".into()),
             events_secrets: [("erp".to_string(), vec!["events-000".to_string()])].into(),
+            systems: [(
+                "erp".to_string(),
+                super::SystemSecrets {
+                    token: Some("token-111".into()),
+                    password: Some("password-222".into()),
+                    client_secret: Some("client-333".into()),
+                    ..Default::default()
+                },
+            )]
+            .into(),
         };
         let shown = format!("{secrets:?}");
-        for secret in ["admin-123", "current-456", "previous-789", "events-000"] {
+        for secret in [
+            "admin-123",
+            "current-456",
+            "previous-789",
+            "events-000",
+            "token-111",
+            "password-222",
+            "client-333",
+        ] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }

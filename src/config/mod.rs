@@ -6,12 +6,14 @@
 mod load;
 mod size;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use load::{ConfigError, Problem, Secrets};
+pub use load::{ConfigError, Problem, Secrets, SystemSecrets, redact};
 pub use size::ByteSize;
 
 /// The whole configuration. Every section has defaults, so an empty file is
@@ -29,6 +31,10 @@ pub struct Config {
     pub customers: Customers,
     pub events: Events,
     pub reconcile: Reconcile,
+    /// The systems of record by name, each overriding `[upstream]`.
+    pub systems: BTreeMap<String, SystemConfig>,
+    /// Which system owns which record.
+    pub entities: Entities,
     pub telemetry: Telemetry,
 }
 
@@ -597,6 +603,141 @@ impl Default for Events {
             apply_backoff: Duration::from_millis(100),
         }
     }
+}
+
+/// One system of record (`[systems.NAME]`): where it is, how Moat
+/// authenticates to it, and anything of `[upstream]` it does differently.
+/// Secrets come from the environment only: `MOAT_{NAME}_TOKEN`,
+/// `MOAT_{NAME}_USER` and `MOAT_{NAME}_PASSWORD`, `MOAT_{NAME}_CLIENT_ID`
+/// and `MOAT_{NAME}_CLIENT_SECRET`; `MOAT_{NAME}_URL` overrides `url`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// Base URL of its protocol v1 endpoints; unset: `upstream.url` (or the
+    /// embedded simulator).
+    pub url: Option<String>,
+    /// The protocol version it speaks; only `v1` exists.
+    pub protocol: Option<String>,
+    #[serde(with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub connect_timeout: Option<Duration>,
+    pub max_batch: Option<usize>,
+    pub auth: Auth,
+    pub tls: Tls,
+    /// Its rate limit (over `[upstream.limits]`).
+    pub limits: LimitOverride,
+    /// Its breaker thresholds (over `[upstream.breaker]`).
+    pub breaker: BreakerOverride,
+    /// Its retries (over `[upstream.retry]`).
+    pub retry: RetryOverride,
+    /// Who owns it, and how to reach them, for the status page and
+    /// exceptions.
+    pub owner: Option<String>,
+    pub contact: Option<String>,
+}
+
+/// How Moat proves who it is to a system.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Auth {
+    #[default]
+    None,
+    /// `Authorization: Bearer $MOAT_{NAME}_TOKEN`.
+    Bearer,
+    /// HTTP basic: `$MOAT_{NAME}_USER`, `$MOAT_{NAME}_PASSWORD`.
+    Basic,
+    /// A header of its own carrying `$MOAT_{NAME}_TOKEN`.
+    Header { name: String },
+    /// OAuth2 client credentials: a token from `token_url` for
+    /// `$MOAT_{NAME}_CLIENT_ID` / `$MOAT_{NAME}_CLIENT_SECRET`, cached and
+    /// refreshed before it expires.
+    Oauth2 {
+        token_url: String,
+        scope: Option<String>,
+    },
+}
+
+/// TLS beyond the system's trust store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// A PEM file of extra CA certificates (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// A PEM file holding the client certificate and its key (mutual TLS).
+    pub client_identity: Option<PathBuf>,
+}
+
+/// Any subset of `[upstream.breaker]`, for one system.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerOverride {
+    pub failure_rate: Option<f64>,
+    #[serde(with = "humantime_serde::option")]
+    pub window: Option<Duration>,
+    pub min_calls: Option<u32>,
+    pub consecutive_failures: Option<u32>,
+    #[serde(with = "humantime_serde::option")]
+    pub cooldown: Option<Duration>,
+    pub probes: Option<u32>,
+}
+
+/// Any subset of `[upstream.retry]`, for one system.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryOverride {
+    pub max_attempts: Option<u32>,
+    #[serde(with = "humantime_serde::option")]
+    pub backoff: Option<Duration>,
+    pub budget_ratio: Option<f64>,
+    pub budget_floor: Option<u32>,
+    #[serde(with = "humantime_serde::option")]
+    pub budget_window: Option<Duration>,
+}
+
+/// The ownership map: the system of record of each record, by name (a
+/// `[systems.NAME]`, or one of `pim`, `erp`, `crm`, `oms`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Entities {
+    pub products: String,
+    pub categories: String,
+    pub prices: String,
+    pub inventory: String,
+    pub customers: String,
+    pub orders: String,
+}
+
+impl Default for Entities {
+    fn default() -> Self {
+        Entities {
+            products: "pim".into(),
+            categories: "pim".into(),
+            prices: "erp".into(),
+            inventory: "erp".into(),
+            customers: "crm".into(),
+            orders: "oms".into(),
+        }
+    }
+}
+
+/// One system's settings with every default applied: what its client is
+/// built from.
+#[derive(Debug, Clone)]
+pub struct SystemSettings {
+    pub name: String,
+    /// `None`: the embedded simulator.
+    pub url: Option<String>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_batch: usize,
+    pub limit: SystemLimit,
+    pub breaker: BreakerConfig,
+    pub retry: Retry,
+    pub auth: Auth,
+    pub tls: Tls,
+    pub owner: Option<String>,
+    pub contact: Option<String>,
 }
 
 /// Scheduled reconciliation: what Moat holds compared with its systems of

@@ -38,7 +38,7 @@ use crate::error::{Error, Kind, Origin};
 use crate::exceptions::Exceptions;
 use crate::redis_link::RedisLink;
 use crate::telemetry;
-use crate::vocab::System;
+use crate::vocab::{Owners, System};
 
 use apply::{Applied, Applier};
 pub use dead_letters::{DeadLetter, DeadLetters};
@@ -94,6 +94,8 @@ pub struct ReplayFailure {
 
 pub struct Events {
     settings: ArcSwap<config::Events>,
+    /// Who may announce what: a record's owner only.
+    owners: Owners,
     secrets: verify::Secrets,
     ledger: Ledger,
     applier: Applier,
@@ -103,8 +105,9 @@ pub struct Events {
 }
 
 impl Events {
+    /// `config`: its `[events]` and who owns what (`[entities]`).
     pub fn new(
-        config: &config::Events,
+        config: &config::Config,
         secrets: &config::Secrets,
         catalog: Arc<Catalog>,
         customers: Arc<Customers>,
@@ -113,9 +116,10 @@ impl Events {
         exceptions: Arc<Exceptions>,
     ) -> Events {
         Events {
-            settings: ArcSwap::from_pointee(config.clone()),
+            settings: ArcSwap::from_pointee(config.events.clone()),
+            owners: config.owners(),
             secrets: verify::Secrets::new(&secrets.events_secrets),
-            ledger: Ledger::new(redis.clone(), config.dedupe_retention),
+            ledger: Ledger::new(redis.clone(), config.events.dedupe_retention),
             applier: Applier {
                 catalog,
                 customers,
@@ -147,10 +151,14 @@ impl Events {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Receipt, Error> {
-        let Some(system) = System::from_name(source) else {
+        let Some(system) = self.source(source) else {
+            let known: Vec<&str> = self.owners.systems().iter().map(|s| s.name()).collect();
             return Err(Error::new(
                 Kind::NotFound,
-                format!("no source {source:?}; events come from pim, erp, crm or oms"),
+                format!(
+                    "no source {source:?}; events come from {}",
+                    known.join(", ")
+                ),
             ));
         };
         let settings = self.settings();
@@ -158,10 +166,31 @@ impl Events {
             .secrets
             .verify(system, headers, body, settings.tolerance)
             .and_then(|()| envelope::decode(system, headers, body, Some(&self.exceptions)))
+            .and_then(|event| self.owned(event))
             .inspect_err(|_| telemetry::event(system.name(), "rejected"))?;
         let receipt = self.handle(&event, &settings).await?;
         telemetry::event(system.name(), receipt.outcome.name());
         Ok(receipt)
+    }
+
+    /// The system `/events/{name}` is from: one that owns a record.
+    pub fn source(&self, name: &str) -> Option<System> {
+        System::find(name).filter(|s| self.owners.systems().contains(s))
+    }
+
+    /// `event`, if its source owns what it changes.
+    fn owned(&self, event: Event) -> Result<Event, Error> {
+        let owner = self.owners.of(event.kind.record());
+        if owner == event.source {
+            Ok(event)
+        } else {
+            Err(Error::bad_request(format!(
+                "type: {} events come from {owner} (the owner of {} in [entities]), not {}",
+                event.kind.name(),
+                event.kind.record(),
+                event.source
+            )))
+        }
     }
 
     async fn handle(&self, event: &Event, settings: &config::Events) -> Result<Receipt, Error> {

@@ -234,15 +234,15 @@ mod tests {
         let h = headers(&[("moat-signature", signed)]);
         assert!(
             secrets(&["new", "old"])
-                .verify(System::Erp, &h, body, TOLERANCE)
+                .verify(System::ERP, &h, body, TOLERANCE)
                 .is_ok()
         );
         let wrong = secrets(&["new"])
-            .verify(System::Erp, &h, body, TOLERANCE)
+            .verify(System::ERP, &h, body, TOLERANCE)
             .unwrap_err();
         assert_eq!(wrong.kind(), Kind::Unauthenticated);
         let tampered = secrets(&["old"])
-            .verify(System::Erp, &h, br#"{"id":"e2"}"#, TOLERANCE)
+            .verify(System::ERP, &h, br#"{"id":"e2"}"#, TOLERANCE)
             .unwrap_err();
         assert_eq!(tampered.kind(), Kind::Unauthenticated);
         let stale = headers(&[(
@@ -250,7 +250,7 @@ mod tests {
             moat_signature_for(b"old", now() - 3600, body),
         )]);
         let refused = secrets(&["old"])
-            .verify(System::Erp, &stale, body, TOLERANCE)
+            .verify(System::ERP, &stale, body, TOLERANCE)
             .unwrap_err();
         assert!(refused.message().contains("timestamp"), "{refused}");
     }
@@ -269,12 +269,12 @@ mod tests {
         ]);
         assert!(
             secrets(&[&secret])
-                .verify(System::Pim, &h, body, TOLERANCE)
+                .verify(System::PIM, &h, body, TOLERANCE)
                 .is_ok()
         );
         assert!(
             secrets(&["whsec_AAAA"])
-                .verify(System::Pim, &h, body, TOLERANCE)
+                .verify(System::PIM, &h, body, TOLERANCE)
                 .is_err()
         );
     }
@@ -283,17 +283,17 @@ mod tests {
     fn a_source_without_a_secret_is_told_which_variable_to_set() {
         let none = Secrets::new(&BTreeMap::new());
         let e = none
-            .verify(System::Oms, &HeaderMap::new(), b"{}", TOLERANCE)
+            .verify(System::OMS, &HeaderMap::new(), b"{}", TOLERANCE)
             .unwrap_err();
         assert_eq!(e.kind(), Kind::Forbidden);
         assert!(e.message().contains("MOAT_EVENTS_SECRET_OMS"), "{e}");
         let own = Secrets::new(&[("erp".to_string(), vec!["e".to_string()])].into());
         let unsigned = own
-            .verify(System::Erp, &HeaderMap::new(), b"{}", TOLERANCE)
+            .verify(System::ERP, &HeaderMap::new(), b"{}", TOLERANCE)
             .unwrap_err();
         assert_eq!(unsigned.kind(), Kind::Unauthenticated);
         assert_eq!(
-            own.verify(System::Pim, &HeaderMap::new(), b"{}", TOLERANCE)
+            own.verify(System::PIM, &HeaderMap::new(), b"{}", TOLERANCE)
                 .unwrap_err()
                 .kind(),
             Kind::Forbidden

@@ -27,7 +27,8 @@ pub async fn receive(
             Kind::PayloadTooLarge,
             format!("an event is at most {limit} bytes"),
         );
-        crate::telemetry::event(source_label(&source), "rejected");
+        let label = app.events.source(&source).map_or("unknown", |s| s.name());
+        crate::telemetry::event(label, "rejected");
         return refusal(&e);
     };
     match app.events.receive(&source, &headers, &bytes).await {
@@ -53,9 +54,4 @@ fn refusal(e: &Error) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     }
     response
-}
-
-/// The source as a metric label: one of the four, else `unknown`.
-fn source_label(source: &str) -> &'static str {
-    crate::vocab::System::from_name(source).map_or("unknown", |s| s.name())
 }

@@ -30,7 +30,7 @@ use crate::error::{Error, Kind};
 use crate::exceptions::Exceptions;
 use crate::redis_link::RedisLink;
 use crate::telemetry;
-use crate::vocab::{Entity, System};
+use crate::vocab::{Entity, Owners, Record};
 
 /// What can be reconciled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,12 +64,12 @@ impl Subject {
     }
 
     /// The cache it walks, and who owns what is in it.
-    fn cache(self) -> (Entity, System) {
+    fn cache(self) -> (Entity, Record) {
         match self {
-            Subject::Prices => (Entity::Price, System::Erp),
-            Subject::Inventory => (Entity::Inventory, System::Erp),
-            Subject::Products => (Entity::Product, System::Pim),
-            Subject::Orders => (Entity::Order, System::Oms),
+            Subject::Prices => (Entity::Price, Record::Prices),
+            Subject::Inventory => (Entity::Inventory, Record::Inventory),
+            Subject::Products => (Entity::Product, Record::Products),
+            Subject::Orders => (Entity::Order, Record::Orders),
         }
     }
 }
@@ -133,6 +133,8 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 
 pub struct Reconciler {
     settings: ArcSwap<config::Reconcile>,
+    /// Whom drift is reported to.
+    owners: Owners,
     catalog: Arc<Catalog>,
     customers: Arc<Customers>,
     invalidator: Arc<Invalidator>,
@@ -157,6 +159,7 @@ impl Reconciler {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: &config::Reconcile,
+        owners: Owners,
         catalog: Arc<Catalog>,
         customers: Arc<Customers>,
         invalidator: Arc<Invalidator>,
@@ -166,6 +169,7 @@ impl Reconciler {
     ) -> Arc<Reconciler> {
         Arc::new(Reconciler {
             settings: ArcSwap::from_pointee(settings.clone()),
+            owners,
             catalog,
             customers,
             invalidator,
@@ -237,7 +241,8 @@ impl Reconciler {
             exceptions: &self.exceptions,
             keep_going: &keep_going,
         };
-        let (entity, owner) = subject.cache();
+        let (entity, record) = subject.cache();
+        let owner = self.owners.of(record);
         let c = &self.catalog;
         let outcome = match subject {
             Subject::Prices => {

@@ -1,18 +1,22 @@
 //! The outbound stack of one system. Every upstream call goes through
 //! `Client::call`, layer by layer, each attempt:
 //!
-//! 1. rate limit, by priority: a permit per attempt, since a retry is
+//! 1. credentials (`auth`): a header, or a shared OAuth2 token;
+//! 2. rate limit, by priority: a permit per attempt, since a retry is
 //!    traffic too (a browse miss waits briefly, checkout longest);
-//! 2. circuit breaker: while open nothing is sent and the call fails at
+//! 3. circuit breaker: while open nothing is sent and the call fails at
 //!    once, so nothing waits on a dead upstream;
-//! 3. timeout per attempt: a slow upstream costs at most `upstream.timeout`;
-//! 4. HTTP (pooled reqwest), and classification of the answer into a reply
-//!    or an `Error` that says whether a retry may help;
+//! 4. timeout per attempt: a slow upstream costs at most its `timeout`;
+//! 5. HTTP (reqwest, pooled per system), and classification of the answer
+//!    into a reply or an `Error` that says whether a retry may help; an
+//!    answer declaring another protocol version than Moat's is a contract
+//!    violation;
 //!
 //! and around the attempts, retries for idempotent reads only, with
 //! jittered backoff, each paid from the retry budget so that an outage
-//! cannot multiply traffic. The contract check is the caller's
-//! (`contract::parse_list`), because only it knows the entity.
+//! cannot multiply traffic, plus one more try with a new OAuth2 token when
+//! the system refuses the old one. The contract check of the body is the
+//! caller's (`contract::parse_list`), because only it knows the entity.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,15 +25,19 @@ use bytes::Bytes;
 use reqwest::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::contract::Boundary;
+use super::auth::Credentials;
+use super::contract::{self, Boundary};
 use super::protection::Protection;
-use super::{Priority, Settings, System};
+use super::{Priority, System};
+use crate::config::SystemSettings;
 use crate::error::{Error, Kind};
 use crate::exceptions::Exceptions;
 use crate::telemetry;
+use crate::vocab::PROTOCOL;
 
-/// An upstream's answer that is worth reading: 2xx, or 404 (for
-/// single-entity routes "does not exist" is an answer, not a failure).
+/// An upstream's answer that is worth reading: 2xx, 404 (for
+/// single-entity routes "does not exist" is an answer, not a failure), or
+/// 401 (the credentials need renewing; `Client::call` does that).
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
@@ -51,26 +59,36 @@ pub struct Client {
     base_url: String,
     timeout: Duration,
     max_batch: usize,
+    credentials: Arc<Credentials>,
     /// Where contract violations are recorded for the system's owner.
     exceptions: Arc<Exceptions>,
 }
 
 impl Client {
+    /// `http` is the system's own (its TLS and connect timeout).
     pub fn new(
         protection: Arc<Protection>,
         http: reqwest::Client,
-        settings: &Settings,
+        base_url: &str,
+        settings: &SystemSettings,
+        credentials: Arc<Credentials>,
         exceptions: Arc<Exceptions>,
     ) -> Client {
         Client {
             system: protection.system,
             protection,
             http,
-            base_url: settings.base_url.trim_end_matches('/').to_string(),
+            base_url: base_url.trim_end_matches('/').to_string(),
             timeout: settings.timeout,
             max_batch: settings.max_batch,
+            credentials,
             exceptions,
         }
+    }
+
+    /// Where the system is.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     pub fn system(&self) -> System {
@@ -100,7 +118,11 @@ impl Client {
     ) -> Result<Reply, Error> {
         let url = format!("{}{path}", self.base_url);
         self.call(endpoint, priority, true, || {
-            self.http.request(Method::GET, &url).query(query).build()
+            self.http
+                .request(Method::GET, &url)
+                .query(query)
+                .header(PROTOCOL_HEADER, PROTOCOL)
+                .build()
         })
         .await
     }
@@ -116,7 +138,11 @@ impl Client {
         let url = format!("{}{path}", self.base_url);
         // A POST may not be idempotent: it is never retried.
         self.call(endpoint, priority, false, || {
-            self.http.request(Method::POST, &url).json(body).build()
+            self.http
+                .request(Method::POST, &url)
+                .json(body)
+                .header(PROTOCOL_HEADER, PROTOCOL)
+                .build()
         })
         .await
     }
@@ -131,14 +157,29 @@ impl Client {
         let retry = self.protection.retry();
         let budget = self.protection.budget();
         let mut attempt = 1;
+        let mut reauthorized = false;
         loop {
             // A request Moat cannot build is no upstream's failure: it is
             // refused before any permit, breaker or budget sees it.
-            let request = self.buildable(endpoint, request())?;
-            if attempt == 1 {
+            let mut request = self.buildable(endpoint, request())?;
+            let token = self.credentials.apply(&mut request).await?;
+            if attempt == 1 && !reauthorized {
                 budget.deposit();
             }
-            let result = self.guarded(endpoint, priority, request).await;
+            let result = match self.guarded(endpoint, priority, request).await {
+                Ok(reply) if reply.status == StatusCode::UNAUTHORIZED => {
+                    // An OAuth2 token may have been revoked or expired early:
+                    // one new token, one more try. A 401 means nothing was
+                    // done, so this is safe for a POST too.
+                    if let Some(token) = token.filter(|_| !reauthorized) {
+                        self.credentials.retire(&token);
+                        reauthorized = true;
+                        continue;
+                    }
+                    Err(self.not_accepted(endpoint, reply.status))
+                }
+                other => other,
+            };
             let retry_may_help = matches!(&result, Err(e) if e.is_retryable());
             if !(retry_may_help && idempotent && attempt < retry.max_attempts && budget.withdraw())
             {
@@ -147,6 +188,15 @@ impl Client {
             tokio::time::sleep(backoff(retry.backoff, attempt)).await;
             attempt += 1;
         }
+    }
+
+    /// The system refused Moat's credentials.
+    fn not_accepted(&self, endpoint: &'static str, status: StatusCode) -> Error {
+        let system = self.system;
+        tracing::warn!(upstream = %system, endpoint, %status, "upstream refused Moat's credentials; check systems.{system}.auth and its secrets");
+        Error::unavailable(format!(
+            "{system} did not accept Moat's credentials ({status})"
+        ))
     }
 
     /// The built request, or the client error it is: a URL that cannot be
@@ -199,6 +249,7 @@ impl Client {
         let took = started.elapsed();
         let outcome = match &result {
             Ok(reply) if reply.is_not_found() => "not_found",
+            Ok(reply) if reply.status == StatusCode::UNAUTHORIZED => "unauthorized",
             Ok(_) => "ok",
             Err(Failure::Upstream(e)) if e.is_retryable() => "error",
             Err(Failure::Upstream(_)) => "rejected",
@@ -251,6 +302,7 @@ impl Client {
             }
         };
         let status = response.status();
+        let declared = response.headers().get(PROTOCOL_HEADER).cloned();
         let body = match response.bytes().await {
             Ok(body) => body,
             Err(e) if e.is_timeout() => return Err(timed_out()),
@@ -261,7 +313,21 @@ impl Client {
                 ))));
             }
         };
+        if let Some(declared) = declared.filter(|v| v != PROTOCOL) {
+            // Whatever it sent is another protocol's: not one field of it
+            // is read.
+            let declared = String::from_utf8_lossy(declared.as_bytes()).into_owned();
+            return Err(Failure::Upstream(contract::violation(
+                self.boundary(),
+                endpoint,
+                None,
+                format!("it declares protocol {declared:?}; Moat speaks {PROTOCOL}"),
+            )));
+        }
         if status.is_success() || status == StatusCode::NOT_FOUND {
+            Ok(Reply { status, body })
+        } else if status == StatusCode::UNAUTHORIZED {
+            // Not a failure of the system: the caller renews credentials.
             Ok(Reply { status, body })
         } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             Err(Failure::Upstream(Error::transient(format!(
@@ -271,6 +337,9 @@ impl Client {
             // A 4xx other than 404 means Moat sent something the upstream
             // does not accept; repeating it will not help. Its text may say
             // why, for the logs only.
+            if status == StatusCode::FORBIDDEN {
+                return Err(Failure::Upstream(self.not_accepted(endpoint, status)));
+            }
             let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             tracing::warn!(upstream = %system, endpoint, %status, %detail, "upstream refused a request");
             Err(Failure::Upstream(Error::unavailable(format!(
@@ -288,6 +357,9 @@ enum Failure {
     /// The request never left Moat.
     Local(Error),
 }
+
+/// How each side declares the protocol version it speaks.
+pub const PROTOCOL_HEADER: &str = "moat-protocol";
 
 /// Longest URL sent upstream; common HTTP servers refuse longer request
 /// lines (and http's own limit is 64 KiB).

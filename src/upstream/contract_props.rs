@@ -92,7 +92,7 @@ fn list_body() -> impl Strategy<Value = Vec<u8>> {
 
 fn list_never_panics<W: Wire>(body: &[u8]) {
     let at = Boundary {
-        system: System::Erp,
+        system: System::ERP,
         exceptions: None,
     };
     match parse_list::<W, String>(at, body, "sku", |_| String::new(), str::to_string) {
@@ -109,7 +109,7 @@ fn list_never_panics<W: Wire>(body: &[u8]) {
 
 fn one_never_panics<W: Wire>(body: &[u8]) {
     let at = Boundary {
-        system: System::Erp,
+        system: System::ERP,
         exceptions: None,
     };
     if let Err(e) = parse_one::<W>(at, body) {

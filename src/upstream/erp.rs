@@ -10,14 +10,22 @@ use super::{Client, Priority, in_chunks};
 use crate::domain::{Currency, Price, Quote, QuotedLine, Stock, Timestamp};
 use crate::error::Error;
 
+/// The ERP protocol: prices and quotes from the owner of prices, stock
+/// from the owner of inventory (an ERP, or a WMS speaking the same routes).
 #[derive(Clone)]
 pub struct Erp {
-    client: Client,
+    prices: Client,
+    inventory: Client,
 }
 
 impl Erp {
-    pub fn new(client: Client) -> Erp {
-        Erp { client }
+    pub fn new(prices: Client, inventory: Client) -> Erp {
+        Erp { prices, inventory }
+    }
+
+    /// The system quotes come from (the owner of prices).
+    pub fn quote_system(&self) -> super::System {
+        self.prices.system()
     }
 
     /// `GET /erp/v1/prices?skus=&segment=&currency=`: prices keyed by sku.
@@ -30,7 +38,7 @@ impl Erp {
         currency: Currency,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Price, Error>>, Error> {
-        in_chunks(skus, self.client.max_batch(), |chunk| async move {
+        in_chunks(skus, self.prices.max_batch(), |chunk| async move {
             let joined = chunk.join(",");
             let query = [
                 ("skus", joined.as_str()),
@@ -38,11 +46,11 @@ impl Erp {
                 ("currency", currency.code()),
             ];
             let reply = self
-                .client
+                .prices
                 .get("prices", "/erp/v1/prices", &query, priority)
                 .await?;
             let checked = contract::parse_list::<WirePrice, _>(
-                self.client.boundary(),
+                self.prices.boundary(),
                 &reply.body,
                 "sku",
                 |p: &Price| p.sku.clone(),
@@ -57,7 +65,7 @@ impl Erp {
                             Ok(p)
                         } else {
                             Err(contract::violation(
-                                self.client.boundary(),
+                                self.prices.boundary(),
                                 WirePrice::ENTITY,
                                 Some(&p.sku),
                                 format!(
@@ -80,10 +88,10 @@ impl Erp {
         skus: Vec<String>,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Stock, Error>>, Error> {
-        in_chunks(skus, self.client.max_batch(), |chunk| async move {
+        in_chunks(skus, self.inventory.max_batch(), |chunk| async move {
             let joined = chunk.join(",");
             let reply = self
-                .client
+                .inventory
                 .get(
                     "inventory",
                     "/erp/v1/inventory",
@@ -92,7 +100,7 @@ impl Erp {
                 )
                 .await?;
             let checked = contract::parse_list::<WireStock, _>(
-                self.client.boundary(),
+                self.inventory.boundary(),
                 &reply.body,
                 "sku",
                 |s: &Stock| s.sku.clone(),
@@ -127,16 +135,16 @@ impl Erp {
                 .collect(),
         };
         let reply = self
-            .client
+            .prices
             .post("quote", "/erp/v1/quote", &request, priority)
             .await?;
-        let system = self.client.system();
+        let system = self.prices.system();
         if reply.is_not_found() {
             return Err(Error::unavailable(format!("{system} has no quote route")));
         }
-        let answer = contract::parse_one::<WireQuote>(self.client.boundary(), &reply.body)?;
+        let answer = contract::parse_one::<WireQuote>(self.prices.boundary(), &reply.body)?;
         answer.answers(segment, currency, lines).map_err(|reason| {
-            contract::violation(self.client.boundary(), WireQuote::ENTITY, None, reason)
+            contract::violation(self.prices.boundary(), WireQuote::ENTITY, None, reason)
         })
     }
 }

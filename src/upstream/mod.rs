@@ -1,10 +1,12 @@
-//! The systems of record as Moat reaches them. Each system (PIM, ERP, CRM,
-//! OMS) has a folder-free module with its wire types and their mapping to
-//! `domain`; all of them call out through one `Client`, the outbound stack.
+//! The systems of record as Moat reaches them. Each protocol family (PIM,
+//! ERP, CRM, OMS) has a module with its wire types and their mapping to
+//! `domain`; each record goes to the system `[entities]` names as its
+//! owner, through that system's `Client`, the outbound stack.
 //!
 //! A wire type never leaves this module: what comes back is a domain value
 //! that passed the contract check, or an `Error`.
 
+pub mod auth;
 mod client;
 mod contract;
 #[cfg(test)]
@@ -23,16 +25,19 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-pub use client::Client;
+use auth::Credentials;
+pub use client::{Client, PROTOCOL_HEADER};
 pub use crm::Crm;
 pub use erp::Erp;
 pub use oms::Oms;
 pub use pim::Pim;
 pub use protection::Protection;
 
+use crate::config::{Config, Secrets, SystemSettings};
 use crate::error::Error;
 use crate::exceptions::Exceptions;
-use crate::vocab::{Priority, System};
+use crate::resilience::ratelimit::SharedBuckets;
+use crate::vocab::{Priority, Record, System};
 
 /// A protocol v1 item outside a list: what a change event's `data` holds.
 #[derive(Debug, Clone)]
@@ -67,64 +72,141 @@ pub fn item(
     }
 }
 
-/// Settings every system's client shares.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub base_url: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_batch: usize,
+/// One system of record as Moat reaches it.
+pub struct Connection {
+    pub system: System,
+    /// Where it is (the embedded simulator's address when config names
+    /// none).
+    pub url: String,
+    /// The records it owns.
+    pub records: Vec<Record>,
+    pub owner: Option<String>,
+    pub contact: Option<String>,
+    /// Its limits, breaker and retry state, for the admin API.
+    pub protection: Arc<Protection>,
 }
 
-/// Every system of record, ready to call.
+/// Every system of record in use, ready to call, each record through its
+/// owner's client.
 #[derive(Clone)]
 pub struct Upstreams {
     pub pim: Pim,
     pub erp: Erp,
     pub crm: Crm,
     pub oms: Oms,
-    /// Each system's limits, breaker and retry state, for the admin API.
-    pub protection: Vec<Arc<Protection>>,
+    pub systems: Vec<Arc<Connection>>,
 }
 
 impl Upstreams {
+    /// A client per system `[entities]` names, with its own settings,
+    /// credentials and protection. `embedded`: the simulator's URL, for
+    /// systems config gives no URL.
     pub fn new(
-        settings: &Settings,
-        config: &crate::config::Upstream,
-        shared: Option<Arc<dyn crate::resilience::ratelimit::SharedBuckets>>,
+        config: &Config,
+        secrets: &Secrets,
+        embedded: Option<&str>,
+        shared: Option<Arc<dyn SharedBuckets>>,
         exceptions: Arc<Exceptions>,
     ) -> Result<Upstreams, Error> {
         // reqwest is built without a default TLS provider (ring is lighter
         // than aws-lc); it panics at build unless one is installed first.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
-        let protection: Vec<Arc<Protection>> = System::ALL
-            .into_iter()
-            .map(|system| Protection::new(system, config, shared.clone()))
-            .collect();
-        let client = |system: System| {
-            let p = protection.iter().find(|p| p.system == system).cloned();
-            p.map(|p| Client::new(p, http.clone(), settings, exceptions.clone()))
-                .ok_or_else(|| Error::internal(format!("no protection for {system}")))
+        let owners = config.owners();
+        let mut systems = Vec::new();
+        let mut clients: Vec<Client> = Vec::new();
+        for system in owners.systems() {
+            let settings = config.system(system.name());
+            let url = settings
+                .url
+                .as_deref()
+                .or(embedded)
+                .ok_or_else(|| Error::internal(format!("systems.{system}.url is not set")))?;
+            let http = http_client(&settings)?;
+            let credentials = Credentials::new(
+                system,
+                &settings.auth,
+                secrets.systems.get(system.name()),
+                http.clone(),
+                settings.timeout,
+            )?;
+            let protection =
+                Protection::new(system, &settings, config.upstream.replicas, shared.clone());
+            clients.push(Client::new(
+                protection.clone(),
+                http,
+                url,
+                &settings,
+                Arc::new(credentials),
+                exceptions.clone(),
+            ));
+            systems.push(Arc::new(Connection {
+                system,
+                url: crate::config::redact(url),
+                records: owners.records_of(system),
+                owner: settings.owner,
+                contact: settings.contact,
+                protection,
+            }));
+        }
+        let client = |record: Record| {
+            let owner = owners.of(record);
+            clients
+                .iter()
+                .find(|c| c.system() == owner)
+                .cloned()
+                .ok_or_else(|| Error::internal(format!("no client for {owner}")))
         };
         Ok(Upstreams {
-            pim: Pim::new(client(System::Pim)?),
-            erp: Erp::new(client(System::Erp)?),
-            crm: Crm::new(client(System::Crm)?),
-            oms: Oms::new(client(System::Oms)?),
-            protection,
+            pim: Pim::new(client(Record::Products)?, client(Record::Categories)?),
+            erp: Erp::new(client(Record::Prices)?, client(Record::Inventory)?),
+            crm: Crm::new(client(Record::Customers)?),
+            oms: Oms::new(client(Record::Orders)?),
+            systems,
         })
     }
 
-    /// One system's protection state.
-    pub fn protection(&self, system: System) -> Option<&Arc<Protection>> {
-        self.protection.iter().find(|p| p.system == system)
+    /// A system in use, by name.
+    pub fn system(&self, name: &str) -> Option<&Arc<Connection>> {
+        self.systems.iter().find(|c| c.system.name() == name)
     }
+
+    /// Each system's protection state.
+    pub fn protection(&self) -> impl Iterator<Item = &Arc<Protection>> {
+        self.systems.iter().map(|c| &c.protection)
+    }
+}
+
+/// The system's own HTTP client: its connect timeout, extra CA and client
+/// certificate.
+fn http_client(settings: &SystemSettings) -> Result<reqwest::Client, Error> {
+    let system = &settings.name;
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::internal(format!(
+                "systems.{system}.tls.{key}: cannot read {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(path) = &settings.tls.ca_file {
+        let certificates = reqwest::Certificate::from_pem_bundle(&read("ca_file", path)?)
+            .map_err(|e| Error::internal(format!("systems.{system}.tls.ca_file: {e}")))?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let Some(path) = &settings.tls.client_identity {
+        let identity = reqwest::Identity::from_pem(&read("client_identity", path)?)
+            .map_err(|e| Error::internal(format!("systems.{system}.tls.client_identity: {e}")))?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::internal(format!("cannot build the HTTP client of {system}: {e}")))
 }
 
 /// What a path segment may carry unescaped (RFC 3986 unreserved).

@@ -9,9 +9,12 @@ use super::{Client, Priority, in_chunks};
 use crate::domain::{Attribute, Category, Product, ProductPage};
 use crate::error::Error;
 
+/// The PIM protocol: products from the owner of products, categories from
+/// the owner of categories (usually one PIM, but config may split them).
 #[derive(Clone)]
 pub struct Pim {
-    client: Client,
+    products: Client,
+    categories: Client,
 }
 
 /// Which product field a batch lookup goes by.
@@ -22,8 +25,11 @@ pub enum ProductKey {
 }
 
 impl Pim {
-    pub fn new(client: Client) -> Pim {
-        Pim { client }
+    pub fn new(products: Client, categories: Client) -> Pim {
+        Pim {
+            products,
+            categories,
+        }
     }
 
     /// `GET /pim/v1/products?ids=` (or `?skus=`): the products found, keyed
@@ -38,10 +44,10 @@ impl Pim {
             ProductKey::Id => ("ids", "id"),
             ProductKey::Sku => ("skus", "sku"),
         };
-        in_chunks(keys, self.client.max_batch(), |chunk| async move {
+        in_chunks(keys, self.products.max_batch(), |chunk| async move {
             let joined = chunk.join(",");
             let reply = self
-                .client
+                .products
                 .get(
                     "products",
                     "/pim/v1/products",
@@ -50,7 +56,7 @@ impl Pim {
                 )
                 .await?;
             let checked = contract::parse_list::<WireProduct, _>(
-                self.client.boundary(),
+                self.products.boundary(),
                 &reply.body,
                 field,
                 |p: &Product| match by {
@@ -82,11 +88,11 @@ impl Pim {
             query.push(("categoryId", category));
         }
         let reply = self
-            .client
+            .products
             .get("products", "/pim/v1/products", &query, priority)
             .await?;
         let checked = contract::parse_list::<WireProduct, _>(
-            self.client.boundary(),
+            self.products.boundary(),
             &reply.body,
             "id",
             |p: &Product| p.id.clone(),
@@ -110,11 +116,11 @@ impl Pim {
     /// `GET /pim/v1/categories`: the whole tree, which is small.
     pub async fn categories(&self, priority: Priority) -> Result<Vec<Category>, Error> {
         let reply = self
-            .client
+            .categories
             .get("categories", "/pim/v1/categories", &[], priority)
             .await?;
         let checked = contract::parse_list::<WireCategory, _>(
-            self.client.boundary(),
+            self.categories.boundary(),
             &reply.body,
             "id",
             |c: &Category| c.id.clone(),

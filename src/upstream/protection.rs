@@ -12,8 +12,7 @@ use arc_swap::ArcSwap;
 use serde_json::json;
 
 use super::System;
-use crate::config::SystemLimit;
-use crate::config::Upstream as UpstreamConfig;
+use crate::config::{SystemLimit, SystemSettings};
 use crate::resilience::breaker::{self, Breaker, Forced};
 use crate::resilience::budget::{Budget, BudgetSettings};
 use crate::resilience::ratelimit::{Limiter, SharedBuckets};
@@ -42,24 +41,26 @@ pub struct Protection {
 }
 
 impl Protection {
+    /// `replicas`: how many Moat processes share the system's limit.
     pub fn new(
         system: System,
-        config: &UpstreamConfig,
+        settings: &SystemSettings,
+        replicas: u32,
         shared: Option<Arc<dyn SharedBuckets>>,
     ) -> Arc<Protection> {
         let protection = Arc::new(Protection {
             system,
             limiter: ArcSwap::from_pointee(Limiter::new(
                 system.name(),
-                config.limits.for_system(system.name()),
+                settings.limit,
                 shared.clone(),
-                config.replicas,
+                replicas,
             )),
-            breaker: Breaker::new(system.name(), breaker_settings(config)),
-            budget: ArcSwap::from_pointee(Budget::new(budget_settings(config))),
-            retry: ArcSwap::from_pointee(retry_settings(config)),
+            breaker: Breaker::new(system.name(), breaker_settings(settings)),
+            budget: ArcSwap::from_pointee(Budget::new(budget_settings(settings))),
+            retry: ArcSwap::from_pointee(retry_settings(settings)),
             shared,
-            replicas: config.replicas,
+            replicas,
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         });
         protection.publish_limit();
@@ -95,18 +96,17 @@ impl Protection {
         self.publish_limit();
     }
 
-    /// Applies a reloaded config: limits, breaker thresholds, retries.
-    pub fn reload(&self, config: &UpstreamConfig) {
-        let limit = config.limits.for_system(self.system.name());
-        if limit != self.limit() {
-            self.set_limit(limit);
+    /// Applies reloaded settings: limits, breaker thresholds, retries.
+    pub fn reload(&self, settings: &SystemSettings) {
+        if settings.limit != self.limit() {
+            self.set_limit(settings.limit);
         }
-        self.breaker.set_settings(breaker_settings(config));
-        let budget = budget_settings(config);
+        self.breaker.set_settings(breaker_settings(settings));
+        let budget = budget_settings(settings);
         if budget != self.budget.load().settings() {
             self.budget.store(Arc::new(Budget::new(budget)));
         }
-        self.retry.store(Arc::new(retry_settings(config)));
+        self.retry.store(Arc::new(retry_settings(settings)));
     }
 
     /// An operator's breaker action.
@@ -148,8 +148,8 @@ impl Protection {
     }
 }
 
-fn breaker_settings(config: &UpstreamConfig) -> breaker::Settings {
-    let b = &config.breaker;
+fn breaker_settings(settings: &SystemSettings) -> breaker::Settings {
+    let b = &settings.breaker;
     breaker::Settings {
         failure_rate: b.failure_rate,
         window: b.window,
@@ -160,8 +160,8 @@ fn breaker_settings(config: &UpstreamConfig) -> breaker::Settings {
     }
 }
 
-fn budget_settings(config: &UpstreamConfig) -> BudgetSettings {
-    let r = &config.retry;
+fn budget_settings(settings: &SystemSettings) -> BudgetSettings {
+    let r = &settings.retry;
     BudgetSettings {
         ratio: r.budget_ratio,
         floor_per_second: r.budget_floor,
@@ -169,9 +169,9 @@ fn budget_settings(config: &UpstreamConfig) -> BudgetSettings {
     }
 }
 
-fn retry_settings(config: &UpstreamConfig) -> RetrySettings {
+fn retry_settings(settings: &SystemSettings) -> RetrySettings {
     RetrySettings {
-        max_attempts: config.retry.max_attempts,
-        backoff: config.retry.backoff,
+        max_attempts: settings.retry.max_attempts,
+        backoff: settings.retry.backoff,
     }
 }

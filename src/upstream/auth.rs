@@ -1,0 +1,331 @@
+//! How Moat proves who it is to a system: nothing, a fixed header (bearer
+//! token, basic auth, a header of the system's own), or an OAuth2
+//! client-credentials token. A token is fetched once and shared by every
+//! call, refreshed by one caller shortly before it expires (the others keep
+//! using it meanwhile), and retired, once, when the system answers 401.
+//!
+//! Secrets come from `config::Secrets` (the environment) and never reach a
+//! log: header values are marked sensitive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use base64::Engine;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Request;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::System;
+use crate::config::{Auth, SystemSecrets};
+use crate::error::Error;
+use crate::telemetry;
+
+/// One system's credentials, ready to put on a request.
+pub enum Credentials {
+    None,
+    Header(HeaderName, HeaderValue),
+    OAuth2(TokenSource),
+}
+
+/// The `MOAT_{NAME}_*` variables `auth` needs.
+pub fn needed(system: &str, auth: &Auth) -> Vec<String> {
+    let var = |suffix: &str| format!("MOAT_{}_{suffix}", system.to_ascii_uppercase());
+    match auth {
+        Auth::None => vec![],
+        Auth::Bearer | Auth::Header { .. } => vec![var("TOKEN")],
+        Auth::Basic => vec![var("USER"), var("PASSWORD")],
+        Auth::Oauth2 { .. } => vec![var("CLIENT_ID"), var("CLIENT_SECRET")],
+    }
+}
+
+/// The variables of `needed` that `secrets` lacks.
+pub fn missing(system: &str, auth: &Auth, secrets: Option<&SystemSecrets>) -> Vec<String> {
+    let none = SystemSecrets::default();
+    let s = secrets.unwrap_or(&none);
+    let have = [
+        ("_TOKEN", &s.token),
+        ("_USER", &s.user),
+        ("_PASSWORD", &s.password),
+        ("_CLIENT_ID", &s.client_id),
+        ("_CLIENT_SECRET", &s.client_secret),
+    ];
+    needed(system, auth)
+        .into_iter()
+        .filter(|var| {
+            !have
+                .iter()
+                .any(|(suffix, value)| var.ends_with(suffix) && value.is_some())
+        })
+        .collect()
+}
+
+impl Credentials {
+    /// `auth` with its secrets; an error names every variable missing.
+    pub fn new(
+        system: System,
+        auth: &Auth,
+        secrets: Option<&SystemSecrets>,
+        http: reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Credentials, Error> {
+        let missing = missing(system.name(), auth, secrets);
+        if !missing.is_empty() {
+            return Err(Error::internal(format!(
+                "systems.{system}.auth needs {} in the environment",
+                missing.join(" and ")
+            )));
+        }
+        let none = SystemSecrets::default();
+        let s = secrets.unwrap_or(&none);
+        let secret = |v: &Option<String>| v.clone().unwrap_or_default();
+        let value = |text: String| {
+            HeaderValue::from_str(&text)
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+                .map_err(|_| {
+                    Error::internal(format!(
+                        "the credentials of {system} cannot go in an HTTP header"
+                    ))
+                })
+        };
+        Ok(match auth {
+            Auth::None => Credentials::None,
+            Auth::Bearer => Credentials::Header(
+                AUTHORIZATION,
+                value(format!("Bearer {}", secret(&s.token)))?,
+            ),
+            Auth::Basic => {
+                let pair = format!("{}:{}", secret(&s.user), secret(&s.password));
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                Credentials::Header(AUTHORIZATION, value(format!("Basic {encoded}"))?)
+            }
+            Auth::Header { name } => {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| Error::internal(format!("{name:?} is not a header name")))?;
+                Credentials::Header(name, value(secret(&s.token))?)
+            }
+            Auth::Oauth2 { token_url, scope } => Credentials::OAuth2(TokenSource {
+                system,
+                http,
+                timeout,
+                token_url: token_url.clone(),
+                scope: scope.clone(),
+                client_id: secret(&s.client_id),
+                client_secret: secret(&s.client_secret),
+                current: ArcSwapOption::empty(),
+                refreshing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Puts them on `request`; returns the OAuth2 token used, so a 401 can
+    /// retire exactly that one.
+    pub async fn apply(&self, request: &mut Request) -> Result<Option<Arc<Token>>, Error> {
+        match self {
+            Credentials::None => Ok(None),
+            Credentials::Header(name, value) => {
+                request.headers_mut().insert(name.clone(), value.clone());
+                Ok(None)
+            }
+            Credentials::OAuth2(source) => {
+                let token = source.token().await?;
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, token.header.clone());
+                Ok(Some(token))
+            }
+        }
+    }
+
+    /// The system refused `used`: the next call fetches a new token, unless
+    /// another caller already did.
+    pub fn retire(&self, used: &Arc<Token>) {
+        if let Credentials::OAuth2(source) = self {
+            source.current.compare_and_swap(used, None);
+        }
+    }
+
+    pub fn is_oauth2(&self) -> bool {
+        matches!(self, Credentials::OAuth2(_))
+    }
+}
+
+/// An access token and when to replace it.
+pub struct Token {
+    header: HeaderValue,
+    /// From here one caller fetches a new token…
+    refresh_at: Instant,
+    /// …while the others use this one until here.
+    expires_at: Instant,
+}
+
+/// OAuth2 client credentials (RFC 6749 §4.4) of one system.
+pub struct TokenSource {
+    system: System,
+    http: reqwest::Client,
+    timeout: Duration,
+    token_url: String,
+    scope: Option<String>,
+    client_id: String,
+    client_secret: String,
+    current: ArcSwapOption<Token>,
+    /// Held by the one caller fetching a token.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+/// What a token endpoint answers.
+#[derive(Deserialize)]
+struct Granted {
+    access_token: String,
+    token_type: String,
+    expires_in: Option<u64>,
+}
+
+impl TokenSource {
+    async fn token(&self) -> Result<Arc<Token>, Error> {
+        let current = self.current.load_full();
+        if let Some(token) = current.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(token.clone());
+        }
+        let _refreshing = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Someone is fetching: a token that still works will do.
+                if let Some(token) = current.filter(|t| Instant::now() < t.expires_at) {
+                    return Ok(token);
+                }
+                self.refreshing.lock().await
+            }
+        };
+        // It may have been fetched while this caller waited.
+        if let Some(token) = self
+            .current
+            .load_full()
+            .filter(|t| Instant::now() < t.refresh_at)
+        {
+            return Ok(token);
+        }
+        let fetched = self.fetch().await;
+        telemetry::token_fetch(self.system, fetched.is_ok());
+        let token = Arc::new(fetched?);
+        self.current.store(Some(token.clone()));
+        Ok(token)
+    }
+
+    async fn fetch(&self) -> Result<Token, Error> {
+        let system = self.system;
+        let failed = |why: String| {
+            tracing::warn!(upstream = %system, token_url = %crate::config::redact(&self.token_url), %why, "no OAuth2 token");
+            Error::unavailable(format!("{system}: cannot get an OAuth2 token ({why})"))
+        };
+        let mut form = String::from("grant_type=client_credentials");
+        if let Some(scope) = &self.scope {
+            form.push_str("&scope=");
+            form.extend(utf8_percent_encode(scope, NON_ALPHANUMERIC));
+        }
+        let asked = Instant::now();
+        let response = self
+            .http
+            .post(&self.token_url)
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| failed(format!("token endpoint unreachable: {e}")))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| failed(format!("token endpoint broke off: {e}")))?;
+        if !status.is_success() {
+            // RFC 6749 §5.2: `{"error": "invalid_client"}` and the like.
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(failed(format!("token endpoint answered {status} {code}")));
+        }
+        let granted: Granted = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("token response is not an OAuth2 token: {e}")))?;
+        if !granted.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(failed(format!(
+                "token type {:?}, not Bearer",
+                granted.token_type
+            )));
+        }
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", granted.access_token))
+            .map_err(|_| failed("the token cannot go in a header".into()))?;
+        header.set_sensitive(true);
+        // Without `expires_in` the token lasts until the system refuses it.
+        let lifetime = Duration::from_secs(granted.expires_in.unwrap_or(86_400));
+        // Replaced when a fifth of its life (at most a minute) is left.
+        let margin = (lifetime / 5).min(Duration::from_secs(60));
+        Ok(Token {
+            header,
+            refresh_at: asked + lifetime - margin,
+            expires_at: asked + lifetime,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_names_every_variable() {
+        let auth = Auth::Oauth2 {
+            token_url: "http://127.0.0.1:1/token".into(),
+            scope: None,
+        };
+        assert_eq!(
+            missing("wms", &auth, None),
+            ["MOAT_WMS_CLIENT_ID", "MOAT_WMS_CLIENT_SECRET"]
+        );
+        let some = SystemSecrets {
+            client_id: Some("id".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            missing("wms", &auth, Some(&some)),
+            ["MOAT_WMS_CLIENT_SECRET"]
+        );
+        assert!(missing("erp", &Auth::None, None).is_empty());
+        assert_eq!(missing("erp", &Auth::Bearer, None), ["MOAT_ERP_TOKEN"]);
+    }
+
+    #[test]
+    fn header_credentials_are_sensitive() {
+        let secrets = SystemSecrets {
+            user: Some("moat".into()),
+            password: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let credentials = Credentials::new(
+            System::ERP,
+            &Auth::Basic,
+            Some(&secrets),
+            reqwest::Client::new(),
+            Duration::from_secs(1),
+        )
+        .expect("complete");
+        let Credentials::Header(name, value) = credentials else {
+            panic!("basic auth is a header");
+        };
+        assert_eq!(name, AUTHORIZATION);
+        assert!(value.is_sensitive());
+        assert_eq!(value, "Basic bW9hdDpodW50ZXIy");
+        assert!(!format!("{value:?}").contains("bW9hdDpodW50ZXIy"));
+    }
+}
