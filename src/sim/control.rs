@@ -210,6 +210,8 @@ pub async fn stats(State(sim): State<Simulator>) -> Result<Response, Refusal> {
 }
 
 /// `POST /_sim/reset`: seeded catalog, default faults, zero counters.
+/// Issued tokens stay valid: reset is about data, and a gateway holding a
+/// token should not see a 401 because a test reset the data.
 pub async fn reset(State(sim): State<Simulator>) -> Result<Response, Refusal> {
     let (products, seed) = (sim.inner.config.products, sim.inner.config.seed);
     // Building 100 000 products is CPU work worth keeping off the reactor.
@@ -230,6 +232,18 @@ pub async fn reset(State(sim): State<Simulator>) -> Result<Response, Refusal> {
     ok_json(&Value::Object(Map::from_iter([(
         "ok".to_owned(),
         Value::Bool(true),
+    )])))
+}
+
+/// `POST /_sim/oauth/expire`: every token issued so far expires now, so a
+/// test can watch a gateway refresh its token. `{"expired": n}` counts the
+/// ones that were still valid.
+pub async fn expire_tokens(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    let expired = sim.inner.auth.expire_all();
+    tracing::info!(expired, "simulator expired its issued tokens");
+    ok_json(&Value::Object(Map::from_iter([(
+        "expired".to_owned(),
+        Value::from(expired),
     )])))
 }
 

@@ -1,5 +1,6 @@
 //! The upstream simulator: one HTTP server speaking upstream protocol v1 for
-//! all four systems of record (PIM, ERP, OMS, CRM), plus a `/_sim` control
+//! the four systems of record (PIM, ERP, OMS, CRM) or some of them, with
+//! optional bearer or OAuth2 client-credentials auth, plus a `/_sim` control
 //! API to inject faults, change data and read traffic counters. Moat talks
 //! to it over real HTTP in tests, load tests and the default demo.
 //!
@@ -9,7 +10,10 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`SimConfig`], [`Simulator`], the router and [`serve`].
-//! - `upstream`: the protocol v1 routes a real upstream would have.
+//! - `upstream`: the protocol v1 routes a real upstream would have, each
+//!   system's behind a door that checks it is served and authorised.
+//! - `auth`: bearer tokens, fixed or issued, and their expiry.
+//! - `oauth`: `POST /oauth/token`, the client-credentials grant.
 //! - `control`: the `/_sim` routes.
 //! - `catalog`: the state of record, its look-ups and writes.
 //! - `seed`: the deterministic catalog builder.
@@ -39,17 +43,28 @@
 //!   lines priced at the customer's segment, 20 % of them in USD.
 //!
 //! # Request handling
-//! An upstream call is counted on arrival, then its system's faults decide:
-//! wait `latency_ms`, then 503 when down, else 500 with `error_rate`, else a
-//! 200 that breaks the contract with `malformed_rate`, else the real answer.
-//! Faults apply before the request is validated, as a network would. Errors
-//! are `{"error": "message"}`.
+//! One process can play all four systems or, with `systems`, only some, so
+//! tests can run one simulator per system; a route of a system it does not
+//! play is a 404 naming the system, and is not counted. With
+//! `require_token` or `oauth_client`, a call must then carry an acceptable
+//! `Authorization: Bearer` token or get a 401 with `WWW-Authenticate`,
+//! counted only as `unauthorized`: auth is checked on arrival, before
+//! counting and faults, so `requests` holds only calls the system accepted.
+//! An accepted call is counted, then its system's faults decide: wait
+//! `latency_ms`, then 503 when down, else 500 with `error_rate`, else a 200
+//! that breaks the contract with `malformed_rate`, else the real answer.
+//! Faults apply before the request is validated, as a network would. Every
+//! response of a served system, 401s included, carries `Moat-Protocol`
+//! (`protocol`, `v1` unless a test wants another). Errors are
+//! `{"error": "message"}`.
 
+mod auth;
 mod catalog;
 mod control;
 mod corrupt;
 mod events;
 mod faults;
+mod oauth;
 mod seed;
 mod stats;
 mod upstream;
@@ -60,23 +75,28 @@ mod tests;
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
 
+use auth::Auth;
 use catalog::Catalog;
 use corrupt::Shape;
 use events::Emitter;
 pub use events::{EventForm, EventMode};
-use faults::{Faults, Verdict};
+use faults::{Faults, System, Verdict};
 use stats::{Endpoint, Stats};
 
+/// The systems a simulator can play, as `systems` names them.
+pub const SYSTEMS: [&str; 4] = ["pim", "erp", "crm", "oms"];
+
 /// Settings for one simulator instance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimConfig {
     /// How many products (and so skus) the catalog has.
     pub products: usize,
@@ -93,7 +113,47 @@ pub struct SimConfig {
     /// Share of the products whose prices and stock change silently every
     /// `drift_every` (no event): drift for reconciliation to find.
     pub drift_rate: f64,
-    pub drift_every: std::time::Duration,
+    pub drift_every: Duration,
+    /// The systems (among [`SYSTEMS`]) whose protocol routes are served;
+    /// None: all four. One simulator per system makes each see only its
+    /// own calls, as separate systems of record would. Unknown names are
+    /// ignored with a warning.
+    pub systems: Option<Vec<String>>,
+    /// A bearer token every protocol call must carry (also accepted next
+    /// to issued tokens when `oauth_client` is set).
+    pub require_token: Option<String>,
+    /// Client id and secret for `POST /oauth/token`; with it, protocol
+    /// calls need a token the simulator issued and that has not expired.
+    pub oauth_client: Option<(String, String)>,
+    /// Lifetime of an issued token.
+    pub token_ttl: Duration,
+    /// The `Moat-Protocol` value declared on protocol responses; another
+    /// than `v1` lets a test see a gateway refuse an unknown protocol.
+    pub protocol: String,
+}
+
+/// Hand-written so the token and the client secret never reach a log.
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { Some("<hidden>") } else { None };
+        f.debug_struct("SimConfig")
+            .field("products", &self.products)
+            .field("seed", &self.seed)
+            .field("events_to", &self.events_to)
+            .field("events_secret", &hidden(self.events_secret.is_some()))
+            .field("event_mode", &self.event_mode)
+            .field("drift_rate", &self.drift_rate)
+            .field("drift_every", &self.drift_every)
+            .field("systems", &self.systems)
+            .field("require_token", &hidden(self.require_token.is_some()))
+            .field(
+                "oauth_client",
+                &self.oauth_client.as_ref().map(|(id, _)| (id, "<hidden>")),
+            )
+            .field("token_ttl", &self.token_ttl)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
@@ -105,7 +165,12 @@ impl Default for SimConfig {
             events_secret: None,
             event_mode: EventMode::default(),
             drift_rate: 0.0,
-            drift_every: std::time::Duration::from_secs(60),
+            drift_every: Duration::from_secs(60),
+            systems: None,
+            require_token: None,
+            oauth_client: None,
+            token_ttl: Duration::from_secs(3600),
+            protocol: "v1".to_owned(),
         }
     }
 }
@@ -128,6 +193,12 @@ struct Inner {
     stats: Stats,
     /// Delivers change events to Moat when a write asks for one.
     events: Emitter,
+    /// Per [`System`]: whether its protocol routes are served.
+    served: [bool; 4],
+    /// Bearer tokens accepted on protocol routes, and the ones issued.
+    auth: Auth,
+    /// `Moat-Protocol` on every protocol response.
+    protocol: HeaderValue,
 }
 
 impl Simulator {
@@ -146,6 +217,9 @@ impl Simulator {
                 catalog: RwLock::new(catalog),
                 stats: Stats::default(),
                 events,
+                served: served(config.systems.as_deref()),
+                auth: Auth::new(&config),
+                protocol: declared(&config.protocol),
                 config,
             }),
         }
@@ -172,19 +246,16 @@ impl Simulator {
     }
 
     /// Every upstream and control route, with JSON 404/405 fallbacks.
+    /// Systems not served keep their routes, so their 404 can say why.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/healthz", get(healthz))
-            .route("/pim/v1/products", get(upstream::products))
-            .route("/pim/v1/categories", get(upstream::categories))
-            .route("/erp/v1/prices", get(upstream::prices))
-            .route("/erp/v1/inventory", get(upstream::inventory))
-            .route("/erp/v1/quote", post(upstream::quote))
-            .route("/oms/v1/orders/{id}", get(upstream::order))
-            .route(
-                "/crm/v1/customers/by-token/{token}",
-                get(upstream::customer),
-            )
+        let mut router = Router::new().route("/healthz", get(healthz));
+        for system in System::ALL {
+            router = router.merge(upstream::routes(self, system));
+        }
+        if self.inner.auth.client().is_some() {
+            router = router.route("/oauth/token", post(oauth::token));
+        }
+        router
             .route("/_sim/faults", get(control::faults))
             .route("/_sim/faults/{system}", post(control::set_faults))
             .route("/_sim/prices/{sku}", put(control::set_price))
@@ -197,6 +268,7 @@ impl Simulator {
             )
             .route("/_sim/stats", get(control::stats))
             .route("/_sim/reset", post(control::reset))
+            .route("/_sim/oauth/expire", post(control::expire_tokens))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(self.clone())
@@ -250,6 +322,33 @@ impl Simulator {
         self.inner.stats.served(endpoint, items);
         Ok(json(StatusCode::OK, body))
     }
+}
+
+/// Which systems' routes are served, from `SimConfig::systems`.
+fn served(systems: Option<&[String]>) -> [bool; 4] {
+    let Some(names) = systems else {
+        return [true; 4];
+    };
+    let mut served = [false; 4];
+    for name in names {
+        match System::parse(name) {
+            Some(system) => served[system as usize] = true,
+            None => tracing::warn!(name, known = ?SYSTEMS, "simulator ignores an unknown system"),
+        }
+    }
+    served
+}
+
+/// The `Moat-Protocol` value; one that cannot be a header value (the CLI
+/// refuses those) is declared as `invalid`, which no gateway speaks.
+fn declared(protocol: &str) -> HeaderValue {
+    HeaderValue::from_str(protocol).unwrap_or_else(|_| {
+        tracing::warn!(
+            protocol,
+            "simulator protocol is no header value; declaring `invalid`"
+        );
+        HeaderValue::from_static("invalid")
+    })
 }
 
 /// Serves until `shutdown` completes.

@@ -64,12 +64,26 @@ impl Endpoint {
 pub struct Stats {
     requests: [AtomicU64; 7],
     items: [AtomicU64; 7],
+    /// Protocol calls refused for a missing or bad bearer token. Kept apart
+    /// from `requests`, which count only calls a system was let to answer.
+    unauthorized: AtomicU64,
+    /// Successful `/oauth/token` answers, so a test can assert that a
+    /// gateway reuses its token instead of asking for one per call.
+    tokens_issued: AtomicU64,
 }
 
 impl Stats {
     /// Called on arrival, before latency or faults, so failed calls count.
     pub fn arrived(&self, endpoint: Endpoint) {
         self.requests[endpoint.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn token_issued(&self) {
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Entities in a 200 response (a quote counts its lines).
@@ -86,12 +100,14 @@ impl Stats {
     }
 
     pub fn reset(&self) {
-        for counter in self.requests.iter().chain(self.items.iter()) {
+        let totals = [&self.unauthorized, &self.tokens_issued];
+        for counter in self.requests.iter().chain(&self.items).chain(totals) {
             counter.store(0, Ordering::Relaxed);
         }
     }
 
-    /// `{"requests": {key: n}, "items": {key: n}}`.
+    /// `{"requests": {key: n}, "items": {key: n}, "unauthorized": n,
+    /// "tokens_issued": n}`.
     pub fn to_json(&self) -> Value {
         let mut requests = Map::new();
         let mut items = Map::new();
@@ -102,6 +118,9 @@ impl Stats {
         let mut root = Map::new();
         root.insert("requests".into(), Value::Object(requests));
         root.insert("items".into(), Value::Object(items));
+        let total = |counter: &AtomicU64| Value::from(counter.load(Ordering::Relaxed));
+        root.insert("unauthorized".into(), total(&self.unauthorized));
+        root.insert("tokens_issued".into(), total(&self.tokens_issued));
         Value::Object(root)
     }
 }

@@ -1,21 +1,74 @@
 //! The protocol v1 routes of the simulated systems of record: what a real
 //! PIM, ERP, OMS and CRM connector would expose to Moat.
 //!
-//! Each handler counts the call, lets the system's faults act, validates,
-//! then renders under the catalog's read lock (never across an await).
+//! Each system's routes sit behind [`door`] (served? authorised?), then each
+//! handler counts the call, lets the system's faults act, validates, then
+//! renders under the catalog's read lock (never across an await).
 
 use std::collections::HashSet;
 
-use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::corrupt::Shape;
+use super::faults::System;
 use super::stats::Endpoint;
 use super::wire::{Items, Page, QuoteRequest, currency_index, segment_index};
-use super::{Refusal, Simulator};
+use super::{Refusal, Simulator, error};
+
+/// How an upstream declares the protocol version it speaks, on every
+/// protocol response.
+const PROTOCOL_HEADER: HeaderName = HeaderName::from_static("moat-protocol");
+
+/// The protocol routes of `system`, behind its door.
+pub fn routes(sim: &Simulator, system: System) -> Router<Simulator> {
+    let routes = match system {
+        System::Pim => Router::new()
+            .route("/pim/v1/products", get(products))
+            .route("/pim/v1/categories", get(categories)),
+        System::Erp => Router::new()
+            .route("/erp/v1/prices", get(prices))
+            .route("/erp/v1/inventory", get(inventory))
+            .route("/erp/v1/quote", post(quote)),
+        System::Oms => Router::new().route("/oms/v1/orders/{id}", get(order)),
+        System::Crm => Router::new().route("/crm/v1/customers/by-token/{token}", get(customer)),
+    };
+    // A route layer: the door guards these routes only, never the 404
+    // fallback; a wrong method still gets the router's plain JSON 405.
+    routes.route_layer(middleware::from_fn_with_state((sim.clone(), system), door))
+}
+
+/// Runs before a protocol handler, so nothing it refuses is counted or
+/// meets faults: a system this simulator does not play is a 404, a call
+/// without an acceptable token a 401 (counted as `unauthorized`). Whatever
+/// a served system answers declares its protocol.
+async fn door(
+    State((sim, system)): State<(Simulator, System)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !sim.inner.served[system as usize] {
+        let message = format!("this simulator does not serve {}", system.name());
+        return error(StatusCode::NOT_FOUND, &message);
+    }
+    let mut response = match sim.inner.auth.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => {
+            sim.inner.stats.unauthorized();
+            denied.into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(PROTOCOL_HEADER, sim.inner.protocol.clone());
+    response
+}
 
 /// Most ids, skus or quote lines one request may carry.
 pub const MAX_BATCH: usize = 500;

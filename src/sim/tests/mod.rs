@@ -6,6 +6,7 @@
 //! validator below, which keeps the schemas and the simulator honest with
 //! each other.
 
+mod auth;
 mod control;
 mod events;
 mod faults;
