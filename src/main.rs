@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
 use moat::admin::cli::{self, AdminCommand};
@@ -61,6 +63,34 @@ enum Command {
         /// silently every minute: drift for reconciliation to find.
         #[arg(long, default_value_t = 0.0)]
         drift_rate: f64,
+        /// Serve only these systems' routes (comma-separated), so each
+        /// simulator plays one system; the others answer 404. Default: all.
+        #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(sim::SYSTEMS))]
+        systems: Option<Vec<String>>,
+        /// Demand `Authorization: Bearer TOKEN` on every protocol route.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "MOAT_SIM_REQUIRE_TOKEN",
+            hide_env_values = true
+        )]
+        require_token: Option<String>,
+        /// Serve `POST /oauth/token` (client credentials) to this client,
+        /// and demand the tokens it issues on every protocol route.
+        #[arg(
+            long,
+            value_name = "ID:SECRET",
+            env = "MOAT_SIM_OAUTH_CLIENT",
+            hide_env_values = true
+        )]
+        oauth_client: Option<String>,
+        /// Lifetime of an issued token.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, requires = "oauth_client")]
+        token_ttl: Duration,
+        /// Protocol version to declare in `Moat-Protocol`; another than v1
+        /// tests a gateway's refusal of an unknown protocol.
+        #[arg(long, value_name = "VERSION", default_value = "v1", value_parser = parse_protocol)]
+        declare_protocol: String,
     },
     /// Check a config file; every problem names the file, the key and what is allowed.
     CheckConfig { path: PathBuf },
@@ -89,25 +119,52 @@ fn main() -> ExitCode {
             thin_events,
             event_chaos,
             drift_rate,
-        } => run_sim(
-            listen,
-            sim::SimConfig {
-                products,
-                seed,
-                events_to,
-                events_secret,
-                event_mode: sim::EventMode {
-                    form: if thin_events {
-                        sim::EventForm::Thin
-                    } else {
-                        sim::EventForm::Fat
+            systems,
+            require_token,
+            oauth_client,
+            token_ttl,
+            declare_protocol,
+        } => {
+            // Checked here, not by clap, whose errors would echo the value.
+            if require_token.as_deref() == Some("") {
+                eprintln!("moat sim: --require-token (MOAT_SIM_REQUIRE_TOKEN) must not be empty");
+                return ExitCode::from(2);
+            }
+            let oauth_client = match oauth_client.as_deref().map(split_client) {
+                None => None,
+                Some(Some(client)) => Some(client),
+                Some(None) => {
+                    eprintln!(
+                        "moat sim: --oauth-client (MOAT_SIM_OAUTH_CLIENT) must be ID:SECRET, both non-empty"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            run_sim(
+                listen,
+                sim::SimConfig {
+                    products,
+                    seed,
+                    events_to,
+                    events_secret,
+                    event_mode: sim::EventMode {
+                        form: if thin_events {
+                            sim::EventForm::Thin
+                        } else {
+                            sim::EventForm::Fat
+                        },
+                        chaos: event_chaos,
                     },
-                    chaos: event_chaos,
+                    drift_rate,
+                    systems,
+                    require_token,
+                    oauth_client,
+                    token_ttl,
+                    protocol: declare_protocol,
+                    ..sim::SimConfig::default()
                 },
-                drift_rate,
-                ..sim::SimConfig::default()
-            },
-        ),
+            )
+        }
         Command::CheckConfig { path } => match Config::from_sources(Some(&path), false) {
             Ok(_) => {
                 println!("{}: ok", path.display());
@@ -230,6 +287,52 @@ async fn hangup() {
     std::future::pending::<()>().await
 }
 
+/// `ID:SECRET`, split at the first colon (ids have none; secrets may).
+fn split_client(pair: &str) -> Option<(String, String)> {
+    let (id, secret) = pair.split_once(':')?;
+    (!id.is_empty() && !secret.is_empty()).then(|| (id.to_owned(), secret.to_owned()))
+}
+
+/// A protocol version must fit a header value; letters, digits, `.`, `-`
+/// and `_` are plenty.
+fn parse_protocol(version: &str) -> Result<String, String> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    if !version.is_empty() && version.chars().all(fits) {
+        Ok(version.to_owned())
+    } else {
+        Err("use letters, digits, '.', '-' or '_', like v1".to_owned())
+    }
+}
+
+/// What `moat sim` plays, for its startup line: systems and whether (not
+/// with what) it authenticates.
+fn sim_summary(config: &sim::SimConfig) -> String {
+    // In a fixed order and once each, however `--systems` listed them.
+    let served = |name: &str| {
+        let listed = config.systems.as_ref();
+        listed.is_none_or(|names| names.iter().any(|n| n == name))
+    };
+    let systems: Vec<&str> = sim::SYSTEMS.into_iter().filter(|n| served(n)).collect();
+    let systems = systems.join(", ");
+    let auth = match (&config.require_token, &config.oauth_client) {
+        (None, None) => "off".to_owned(),
+        (Some(_), None) => "fixed bearer token".to_owned(),
+        (fixed, Some(_)) => format!(
+            "OAuth client credentials, tokens for {}{}",
+            humantime::format_duration(config.token_ttl),
+            if fixed.is_some() {
+                ", or the fixed token"
+            } else {
+                ""
+            }
+        ),
+    };
+    format!(
+        "upstream protocol {} for {systems} ({} products; auth {auth})",
+        config.protocol, config.products
+    )
+}
+
 fn run_sim(listen: SocketAddr, config: sim::SimConfig) -> ExitCode {
     telemetry::init_logs(&Default::default());
     runtime().block_on(async {
@@ -240,9 +343,11 @@ fn run_sim(listen: SocketAddr, config: sim::SimConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let products = config.products;
+        // The bound address, so `--listen 127.0.0.1:0` says its port.
+        let addr = listener.local_addr().unwrap_or(listen);
+        let summary = sim_summary(&config);
         let simulator = sim::Simulator::new(config);
-        eprintln!("moat sim: upstream protocol v1 on http://{listen} ({products} products)");
+        eprintln!("moat sim: http://{addr}: {summary}");
         match sim::serve(listener, simulator, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
