@@ -40,8 +40,9 @@
 //!    API and its CLI);
 //! 8. [`app`]: wiring, start and ordered shutdown.
 //!
-//! Apart: [`sim`], the upstream simulator, which shares nothing with the
-//! gateway but the wire protocol.
+//! Apart: [`schema`], upstream protocol v1 as JSON Schema (a leaf), and
+//! [`sim`], the upstream simulator, which shares nothing with the gateway
+//! but that protocol.
 
 #![forbid(unsafe_code)]
 
@@ -63,6 +64,7 @@ pub mod listener;
 pub mod reconcile;
 pub mod redis_link;
 pub mod resilience;
+pub mod schema;
 pub mod sim;
 pub mod state;
 pub mod telemetry;
