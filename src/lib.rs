@@ -38,7 +38,8 @@
 //! 6. [`graphql`], then [`state`] (what every handler shares);
 //! 7. the listeners: [`listener`], [`http`], [`admin`] (metrics, the admin
 //!    API and its CLI);
-//! 8. [`app`]: wiring, start and ordered shutdown.
+//! 8. [`app`]: wiring, start and ordered shutdown; [`doctor`]: the
+//!    readiness checklist (`moat doctor`).
 //!
 //! Apart: [`schema`], upstream protocol v1 as JSON Schema (a leaf), and
 //! [`sim`], the upstream simulator, which shares nothing with the gateway
@@ -54,6 +55,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod customers;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod events;

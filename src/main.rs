@@ -1,5 +1,5 @@
 //! The `moat` command: `serve` (the default), `sim`, `check-config`,
-//! `schema` and `admin`.
+//! `contract verify`, `doctor`, `schema` and `admin`.
 
 #![forbid(unsafe_code)]
 
@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 use moat::admin::cli::{self, AdminCommand};
 use moat::app::Gateway;
 use moat::config::{Config, Secrets};
-use moat::{sim, telemetry};
+use moat::upstream::probe;
+use moat::{doctor, sim, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +95,22 @@ enum Command {
     },
     /// Check a config file; every problem names the file, the key and what is allowed.
     CheckConfig { path: PathBuf },
+    /// Hold a system of record to upstream protocol v1.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
+    /// The readiness checklist: systems, credentials, contracts, Redis,
+    /// events, secrets and limits, each OK, WARN or FAIL with the fix.
+    /// Exits 1 when anything fails.
+    Doctor {
+        /// Config file; without it `config/moat.toml` (if present) and defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The same lines as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the storefront GraphQL schema (SDL).
     Schema,
     /// Talk to a running gateway's admin API (token from MOAT_ADMIN_TOKEN).
@@ -103,6 +120,40 @@ enum Command {
         url: String,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCommand {
+    /// Make the calls Moat makes to one system and check every answer
+    /// against the contract (status, protocol version, JSON Schema, Moat's
+    /// own checks); each violation is printed with its path and rule.
+    /// Exits 1 if there is any.
+    Verify {
+        /// The system, as `[systems.NAME]` or `[entities]` names it (its
+        /// auth and TLS come from config and the environment), or pim,
+        /// erp, crm, oms.
+        #[arg(long)]
+        system: String,
+        /// Where it is (default: its configured URL).
+        #[arg(long)]
+        url: Option<String>,
+        /// Config file; without it `config/moat.toml` (if present) and defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Skus to price, stock and quote (default: the first products the
+        /// same URL lists).
+        #[arg(long, value_delimiter = ',')]
+        skus: Vec<String>,
+        /// A customer token to read (otherwise only an unknown one is tried).
+        #[arg(long, env = "MOAT_CONTRACT_CUSTOMER_TOKEN", hide_env_values = true)]
+        customer_token: Option<String>,
+        /// An order id to read (otherwise only an unknown one is tried).
+        #[arg(long)]
+        order_id: Option<String>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -175,6 +226,77 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Contract {
+            command:
+                ContractCommand::Verify {
+                    system,
+                    url,
+                    config,
+                    skus,
+                    customer_token,
+                    order_id,
+                    json,
+                },
+        } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let target =
+                match probe::Target::new(&config, &Secrets::from_env(), &system, url.as_deref()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("moat contract verify: {}", e.message());
+                        return ExitCode::from(2);
+                    }
+                };
+            let sample = probe::Sample {
+                skus,
+                customer_token,
+                order_id,
+                ..probe::Sample::from_config(&config)
+            };
+            let report = runtime().block_on(probe::verify(&target, &sample));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                println!("{}", report.render());
+            }
+            if report.violations() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Doctor { config, json } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let lines = runtime().block_on(doctor::run(&config, &Secrets::from_env()));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&lines).unwrap_or_default()
+                );
+            } else {
+                println!("{}", doctor::render(&lines));
+            }
+            if doctor::ready(&lines) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Schema => {
             print!("{}", moat::graphql::sdl());
             ExitCode::SUCCESS

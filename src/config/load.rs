@@ -549,17 +549,22 @@ impl super::Limits {
     /// The systems that may have a `[upstream.limits.NAME]` table.
     pub const SYSTEMS: [&'static str; 4] = ["pim", "erp", "crm", "oms"];
 
+    /// `[upstream.limits.NAME]`, for the four names that have one.
+    pub fn named(&self, system: &str) -> Option<&super::LimitOverride> {
+        match system {
+            "pim" => Some(&self.pim),
+            "erp" => Some(&self.erp),
+            "crm" => Some(&self.crm),
+            "oms" => Some(&self.oms),
+            _ => None,
+        }
+    }
+
     /// The defaults with `system`'s overrides applied (the defaults alone
     /// for a name without a table).
     pub fn for_system(&self, system: &str) -> SystemLimit {
         let none = super::LimitOverride::default();
-        let o = match system {
-            "pim" => &self.pim,
-            "erp" => &self.erp,
-            "crm" => &self.crm,
-            "oms" => &self.oms,
-            _ => &none,
-        };
+        let o = self.named(system).unwrap_or(&none);
         SystemLimit {
             rps: o.rps.unwrap_or(self.rps),
             burst: o.burst.unwrap_or(self.burst),

@@ -635,6 +635,9 @@ pub struct SystemConfig {
     /// exceptions.
     pub owner: Option<String>,
     pub contact: Option<String>,
+    /// Whether it sends change events to `/events/NAME` (unset: yes), so
+    /// its events secret must be set.
+    pub sends_events: Option<bool>,
 }
 
 /// How Moat proves who it is to a system.

@@ -379,7 +379,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     exp.mul_f64(0.5 + fastrand::f64())
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

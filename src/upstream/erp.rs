@@ -266,7 +266,7 @@ impl CheckedQuote {
     /// Matches the quote with the request: the same segment and currency,
     /// and for each requested line in order either the next quoted line
     /// (same sku and quantity) or a listed unknown sku. Nothing left over.
-    fn answers(
+    pub(super) fn answers(
         self,
         segment: &str,
         currency: Currency,

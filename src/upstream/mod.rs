@@ -15,6 +15,7 @@ pub mod crm;
 pub mod erp;
 pub mod oms;
 pub mod pim;
+pub mod probe;
 pub mod protection;
 
 use std::collections::HashMap;

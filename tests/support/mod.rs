@@ -189,6 +189,18 @@ pub fn config(upstream_url: &str) -> Config {
     config
 }
 
+/// The secrets every test gateway has: admin token, price-token secret and
+/// one events secret for every source; no system credentials.
+pub fn secrets() -> Secrets {
+    Secrets {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        price_token_secret: Some(PRICE_TOKEN_SECRET.into()),
+        price_token_previous_secret: None,
+        events_secrets: [(String::new(), vec![EVENTS_SECRET.to_string()])].into(),
+        systems: Default::default(),
+    }
+}
+
 /// A gateway in process, with its own L1 caches.
 pub struct Moat {
     pub gateway: Option<Gateway>,
@@ -204,17 +216,7 @@ impl Moat {
     }
 
     pub async fn start(config: Config) -> Moat {
-        Moat::start_with_secrets(
-            config,
-            Secrets {
-                admin_token: Some(ADMIN_TOKEN.into()),
-                price_token_secret: Some(PRICE_TOKEN_SECRET.into()),
-                price_token_previous_secret: None,
-                events_secrets: [(String::new(), vec![EVENTS_SECRET.to_string()])].into(),
-                systems: Default::default(),
-            },
-        )
-        .await
+        Moat::start_with_secrets(config, secrets()).await
     }
 
     pub async fn start_with_secrets(config: Config, secrets: Secrets) -> Moat {

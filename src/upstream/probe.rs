@@ -1,0 +1,754 @@
+//! `moat contract verify` and the doctor's sampled check: the calls Moat
+//! makes to one system, made once, with its real credentials, and every
+//! answer held to the contract: the status, the declared protocol, the JSON
+//! Schema of `schema/upstream/` (open: extra fields are allowed) and Moat's
+//! own checks (what a schema cannot say: a total that is the sum of its
+//! lines, a price in the segment asked for).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::auth::Credentials;
+use super::client::root_cause;
+use super::contract::{Boundary, Wire, check_one};
+use super::{PROTOCOL_HEADER, crm, erp, http_client, oms, path_segment, pim};
+use crate::config::{Config, Secrets};
+use crate::error::Error;
+use crate::schema::{self, Properties, Violation};
+use crate::vocab::{Currency, PROTOCOL, Record, System};
+
+/// One system to probe.
+pub struct Target {
+    pub system: System,
+    pub url: String,
+    /// What it is probed for: the records it owns (by `[entities]`), or,
+    /// for a name config does not use, the records of the protocol family
+    /// it is named after.
+    pub records: Vec<Record>,
+    http: reqwest::Client,
+    credentials: Credentials,
+}
+
+impl Target {
+    /// `name` as config describes it (auth, TLS, timeouts), at `url` when
+    /// given (else its configured URL).
+    pub fn new(
+        config: &Config,
+        secrets: &Secrets,
+        name: &str,
+        url: Option<&str>,
+    ) -> Result<Target, Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let system = System::named(name);
+        let settings = config.system(name);
+        let url = url
+            .map(str::to_string)
+            .or(settings.url.clone())
+            .ok_or_else(|| {
+                Error::bad_request(format!(
+                    "{name} has no URL: pass --url or set systems.{name}.url"
+                ))
+            })?;
+        let mut records = config.owners().records_of(system);
+        if records.is_empty() {
+            records = Record::ALL
+                .into_iter()
+                .filter(|r| r.default_owner() == system)
+                .collect();
+        }
+        if records.is_empty() {
+            return Err(Error::bad_request(format!(
+                "{name} owns nothing in [entities] and is not one of pim, erp, crm, oms"
+            )));
+        }
+        let http = http_client(&settings)?;
+        let credentials = Credentials::new(
+            system,
+            &settings.auth,
+            secrets.systems.get(name),
+            http.clone(),
+            settings.timeout,
+        )?;
+        Ok(Target {
+            system,
+            url: url.trim_end_matches('/').to_string(),
+            records,
+            http,
+            credentials,
+        })
+    }
+}
+
+/// What to ask for. Keys a system cannot be asked to list (skus for an
+/// ERP, a customer token, an order id) come from here.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Skus to price and stock; empty: the first page of products at the
+    /// same URL, when it serves them.
+    pub skus: Vec<String>,
+    pub customer_token: Option<String>,
+    pub order_id: Option<String>,
+    pub segment: String,
+    pub currency: Currency,
+    /// Items per page asked for.
+    pub page: usize,
+    pub timeout: Duration,
+}
+
+impl Sample {
+    pub fn from_config(config: &Config) -> Sample {
+        Sample {
+            skus: Vec::new(),
+            customer_token: None,
+            order_id: None,
+            segment: config.catalog.default_segment.clone(),
+            currency: Currency::from_code(&config.catalog.default_currency)
+                .unwrap_or(Currency::EUR),
+            page: 5,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One call and what was wrong with its answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    /// `GET /erp/v1/prices?skus=…`
+    pub request: String,
+    pub status: Option<u16>,
+    /// Items in the answer.
+    pub items: usize,
+    #[serde(serialize_with = "shown")]
+    pub violations: Vec<Violation>,
+}
+
+fn shown<S: serde::Serializer>(v: &[Violation], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        v.iter()
+            .map(|v| serde_json::json!({ "path": v.path, "rule": v.rule, "found": v.found })),
+    )
+}
+
+/// Everything a probe found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub system: String,
+    pub url: String,
+    pub records: Vec<&'static str>,
+    pub calls: Vec<Call>,
+    /// What could not be sampled, and how to sample it.
+    pub notes: Vec<String>,
+    /// Skus seen or used, for probing the next system.
+    #[serde(skip)]
+    pub skus: Vec<String>,
+}
+
+impl Report {
+    pub fn violations(&self) -> usize {
+        self.calls.iter().map(|c| c.violations.len()).sum()
+    }
+
+    /// The report as lines for a terminal.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{} at {} ({})\n",
+            self.system,
+            self.url,
+            self.records.join(", ")
+        );
+        for call in &self.calls {
+            let status = call.status.map_or("---".to_string(), |s| s.to_string());
+            let verdict = if call.violations.is_empty() {
+                "ok"
+            } else {
+                "FAIL"
+            };
+            let plural = if call.items == 1 { "" } else { "s" };
+            let _ = writeln!(
+                out,
+                "  {verdict:<4} {status} {} ({} item{plural})",
+                call.request, call.items
+            );
+            for v in &call.violations {
+                let _ = writeln!(out, "       {}: {}  [{}]", v.path, v.found, v.rule);
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        let _ = write!(
+            out,
+            "{} calls, {} violations",
+            self.calls.len(),
+            self.violations()
+        );
+        out
+    }
+}
+
+/// Makes Moat's calls to `target` and checks every answer.
+pub async fn verify(target: &Target, sample: &Sample) -> Report {
+    let mut probe = Probe {
+        target,
+        sample,
+        calls: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut skus = sample.skus.clone();
+    for record in &target.records {
+        match record {
+            Record::Products => {
+                let found = probe.products().await;
+                if skus.is_empty() {
+                    skus = found;
+                }
+            }
+            Record::Categories => probe.categories().await,
+            Record::Prices => {
+                if skus.is_empty() {
+                    skus = probe.discover_skus().await;
+                }
+                probe.prices(&skus).await;
+                if skus != [UNKNOWN] {
+                    probe.quote(&skus).await;
+                }
+            }
+            Record::Inventory => {
+                if skus.is_empty() {
+                    skus = probe.discover_skus().await;
+                }
+                probe.inventory(&skus).await;
+            }
+            Record::Customers => probe.customer().await,
+            Record::Orders => probe.order().await,
+        }
+    }
+    Report {
+        system: target.system.name().to_string(),
+        url: crate::config::redact(&target.url),
+        records: target.records.iter().map(|r| r.name()).collect(),
+        calls: probe.calls,
+        notes: probe.notes,
+        skus: skus.into_iter().filter(|s| s != UNKNOWN).collect(),
+    }
+}
+
+/// A key no system has: what is asked for when there is nothing better, to
+/// check the route, the credentials and the empty answer.
+const UNKNOWN: &str = "moat-contract-probe-unknown";
+
+struct Probe<'a> {
+    target: &'a Target,
+    sample: &'a Sample,
+    calls: Vec<Call>,
+    notes: Vec<String>,
+}
+
+/// An answer with the expected status.
+struct Answer {
+    body: Bytes,
+}
+
+impl Probe<'_> {
+    fn boundary(&self) -> Boundary<'_> {
+        Boundary {
+            system: self.target.system,
+            exceptions: None,
+        }
+    }
+
+    /// Sends one request; the call is recorded with whatever was wrong
+    /// with the transport, status or protocol, and the answer returned for
+    /// the body checks.
+    async fn send(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        expect: &[StatusCode],
+    ) -> Option<Answer> {
+        let url = format!("{}{path}", self.target.url);
+        let mut builder = self
+            .target
+            .http
+            .request(method.clone(), &url)
+            .query(query)
+            .header(PROTOCOL_HEADER, PROTOCOL)
+            .timeout(self.sample.timeout);
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let mut shown_query = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        if !shown_query.is_empty() {
+            shown_query.insert(0, '?');
+        }
+        let mut call = Call {
+            request: format!("{method} {path}{shown_query}"),
+            status: None,
+            items: 0,
+            violations: Vec::new(),
+        };
+        let broken = |rule: &str, found: String| Violation {
+            path: "$".into(),
+            rule: rule.into(),
+            found,
+        };
+        let answer = async {
+            let mut request = builder.build().map_err(|e| broken("HTTP", e.to_string()))?;
+            self.target
+                .credentials
+                .apply(&mut request)
+                .await
+                .map_err(|e| broken("auth", e.message().to_string()))?;
+            let response = self
+                .target
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| broken("HTTP", format!("no answer: {}", root_cause(&e))))?;
+            let status = response.status();
+            let declared = response.headers().get(PROTOCOL_HEADER).cloned();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| broken("HTTP", format!("answer broken off: {e}")))?;
+            Ok::<_, Violation>((status, declared, body))
+        }
+        .await;
+        let answer = match answer {
+            Ok((status, declared, body)) => {
+                call.status = Some(status.as_u16());
+                if let Some(declared) = declared.filter(|v| v != PROTOCOL) {
+                    call.violations.push(broken(
+                        "protocol",
+                        format!(
+                            "declares {PROTOCOL_HEADER}: {}; Moat speaks {PROTOCOL}",
+                            String::from_utf8_lossy(declared.as_bytes())
+                        ),
+                    ));
+                }
+                if expect.contains(&status) {
+                    Some(Answer { body })
+                } else {
+                    let why = match status {
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            "Moat's credentials were not accepted".to_string()
+                        }
+                        _ => String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned(),
+                    };
+                    let expected: Vec<String> =
+                        expect.iter().map(|s| s.as_u16().to_string()).collect();
+                    call.violations.push(broken(
+                        "status",
+                        format!("{status}, expected {}: {why}", expected.join(" or ")),
+                    ));
+                    None
+                }
+            }
+            Err(v) => {
+                call.violations.push(v);
+                None
+            }
+        };
+        self.calls.push(call);
+        answer
+    }
+
+    fn last(&mut self) -> &mut Call {
+        self.calls.last_mut().expect("a call was just made")
+    }
+
+    /// Checks a `{"items": [...], "nextCursor"?}` answer item by item;
+    /// returns the items that passed.
+    fn list<W: Wire>(&mut self, answer: &Answer, file: &str) -> Vec<Value> {
+        let boundary = self.boundary();
+        let mut violations = Vec::new();
+        let mut good = Vec::new();
+        let root: Value = match serde_json::from_slice(&answer.body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.last().violations.push(Violation {
+                    path: "$".into(),
+                    rule: "JSON".into(),
+                    found: format!("not JSON: {e}"),
+                });
+                return good;
+            }
+        };
+        let Some(items) = root.get("items").and_then(Value::as_array) else {
+            self.last().violations.push(Violation {
+                path: "$.items".into(),
+                rule: "list".into(),
+                found: "a list is {\"items\": [...], \"nextCursor\"?}".into(),
+            });
+            return good;
+        };
+        if let Some(cursor) = root.get("nextCursor")
+            && !(cursor.is_null() || cursor.as_str().is_some_and(|c| !c.is_empty()))
+        {
+            violations.push(Violation {
+                path: "$.nextCursor".into(),
+                rule: "list".into(),
+                found: format!("{cursor} is not a non-empty string or null"),
+            });
+        }
+        for (i, item) in items.iter().enumerate() {
+            let mut found = schema::validate(file, item, Properties::Open);
+            if found.is_empty()
+                && let Err(reason) = check_one::<W>(boundary, item.to_string().as_bytes())
+            {
+                found.push(Violation {
+                    path: "$".into(),
+                    rule: format!("moat: {}", W::ENTITY),
+                    found: reason,
+                });
+            }
+            if found.is_empty() {
+                good.push(item.clone());
+            }
+            violations.extend(found.into_iter().map(|v| Violation {
+                path: v.path.replacen('$', &format!("$.items[{i}]"), 1),
+                ..v
+            }));
+        }
+        let call = self.last();
+        call.items = items.len();
+        call.violations.extend(violations);
+        good
+    }
+
+    /// Checks a single-entity answer.
+    fn one<W: Wire>(&mut self, answer: &Answer, file: &str) -> Option<Value> {
+        let boundary = self.boundary();
+        let call_items = 1;
+        let item: Value = match serde_json::from_slice(&answer.body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.last().violations.push(Violation {
+                    path: "$".into(),
+                    rule: "JSON".into(),
+                    found: format!("not JSON: {e}"),
+                });
+                return None;
+            }
+        };
+        let mut found = schema::validate(file, &item, Properties::Open);
+        if found.is_empty()
+            && let Err(reason) = check_one::<W>(boundary, &answer.body)
+        {
+            found.push(Violation {
+                path: "$".into(),
+                rule: format!("moat: {}", W::ENTITY),
+                found: reason,
+            });
+        }
+        let call = self.last();
+        call.items = call_items;
+        let ok = found.is_empty();
+        call.violations.extend(found);
+        ok.then_some(item)
+    }
+
+    /// A violation of "answers what was asked".
+    fn unanswered(&mut self, path: &str, found: String) {
+        self.last().violations.push(Violation {
+            path: path.into(),
+            rule: "answers the request".into(),
+            found,
+        });
+    }
+
+    /// A page of products, then the same products by id and by sku, and
+    /// the next page: the calls a storefront's listing and look-ups make.
+    /// Returns the skus seen.
+    async fn products(&mut self) -> Vec<String> {
+        let page = self.sample.page.to_string();
+        let Some(answer) = self
+            .send(
+                reqwest::Method::GET,
+                "/pim/v1/products",
+                &[("limit", &page)],
+                None,
+                &[StatusCode::OK],
+            )
+            .await
+        else {
+            return Vec::new();
+        };
+        let cursor = serde_json::from_slice::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| v.get("nextCursor")?.as_str().map(str::to_string));
+        let products = self.list::<pim::WireProduct>(&answer, "product.json");
+        let field = |name: &str| -> Vec<String> {
+            products
+                .iter()
+                .filter_map(|p| p.get(name)?.as_str().map(str::to_string))
+                .collect()
+        };
+        let (ids, skus) = (field("id"), field("sku"));
+        for (param, keys, field) in [("ids", &ids, "id"), ("skus", &skus, "sku")] {
+            if keys.is_empty() {
+                continue;
+            }
+            let joined = keys.join(",");
+            let Some(answer) = self
+                .send(
+                    reqwest::Method::GET,
+                    "/pim/v1/products",
+                    &[(param, &joined)],
+                    None,
+                    &[StatusCode::OK],
+                )
+                .await
+            else {
+                continue;
+            };
+            let got = self.list::<pim::WireProduct>(&answer, "product.json");
+            for key in keys {
+                if !got
+                    .iter()
+                    .any(|p| p.get(field).and_then(Value::as_str) == Some(key))
+                {
+                    self.unanswered(
+                        "$.items",
+                        format!("{field} {key:?} was listed but is missing"),
+                    );
+                }
+            }
+        }
+        if let Some(cursor) = cursor
+            && let Some(answer) = self
+                .send(
+                    reqwest::Method::GET,
+                    "/pim/v1/products",
+                    &[("limit", &page), ("cursor", &cursor)],
+                    None,
+                    &[StatusCode::OK],
+                )
+                .await
+        {
+            self.list::<pim::WireProduct>(&answer, "product.json");
+        }
+        skus
+    }
+
+    /// Skus from the first products page at the same URL, for a system
+    /// that prices or stocks but does not list. Not a call under test.
+    async fn discover_skus(&mut self) -> Vec<String> {
+        let url = format!("{}/pim/v1/products", self.target.url);
+        let page = self.sample.page.to_string();
+        let mut request = match self
+            .target
+            .http
+            .get(&url)
+            .query(&[("limit", page.as_str())])
+            .timeout(self.sample.timeout)
+            .build()
+        {
+            Ok(r) => r,
+            Err(_) => return Vec::new(),
+        };
+        if self.target.credentials.apply(&mut request).await.is_err() {
+            return Vec::new();
+        }
+        let skus: Vec<String> = match self.target.http.execute(request).await {
+            Ok(r) if r.status().is_success() => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| {
+                    v.get("items")?.as_array().map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| i.get("sku")?.as_str().map(str::to_string))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if skus.is_empty() {
+            self.notes.push(
+                "no skus to sample (this URL lists no products): prices and stock were asked \
+                 for an unknown sku only, and no quote; pass --skus to check their payloads"
+                    .into(),
+            );
+            return vec![UNKNOWN.to_string()];
+        }
+        skus
+    }
+
+    async fn categories(&mut self) {
+        if let Some(answer) = self
+            .send(
+                reqwest::Method::GET,
+                "/pim/v1/categories",
+                &[],
+                None,
+                &[StatusCode::OK],
+            )
+            .await
+        {
+            self.list::<pim::WireCategory>(&answer, "category.json");
+        }
+    }
+
+    async fn prices(&mut self, skus: &[String]) {
+        if skus.is_empty() {
+            return;
+        }
+        let joined = skus.join(",");
+        let (segment, currency) = (self.sample.segment.clone(), self.sample.currency.code());
+        let Some(answer) = self
+            .send(
+                reqwest::Method::GET,
+                "/erp/v1/prices",
+                &[
+                    ("skus", &joined),
+                    ("segment", &segment),
+                    ("currency", currency),
+                ],
+                None,
+                &[StatusCode::OK],
+            )
+            .await
+        else {
+            return;
+        };
+        for (i, price) in self
+            .list::<erp::WirePrice>(&answer, "price.json")
+            .iter()
+            .enumerate()
+        {
+            let (s, c) = (&price["segment"], &price["currency"]);
+            if s.as_str() != Some(segment.as_str()) || c.as_str() != Some(currency) {
+                self.unanswered(
+                    &format!("$.items[{i}]"),
+                    format!("asked for {segment}/{currency}, got {s}/{c}"),
+                );
+            }
+        }
+    }
+
+    async fn inventory(&mut self, skus: &[String]) {
+        if skus.is_empty() {
+            return;
+        }
+        let joined = skus.join(",");
+        if let Some(answer) = self
+            .send(
+                reqwest::Method::GET,
+                "/erp/v1/inventory",
+                &[("skus", &joined)],
+                None,
+                &[StatusCode::OK],
+            )
+            .await
+        {
+            self.list::<erp::WireStock>(&answer, "inventory.json");
+        }
+    }
+
+    /// The checkout call: a quote for one of each of a few skus.
+    async fn quote(&mut self, skus: &[String]) {
+        let lines: Vec<(String, u32)> = skus.iter().take(3).map(|s| (s.clone(), 1)).collect();
+        if lines.is_empty() {
+            return;
+        }
+        let (segment, currency) = (self.sample.segment.clone(), self.sample.currency);
+        let request = serde_json::json!({
+            "segment": segment,
+            "currency": currency.code(),
+            "lines": lines.iter().map(|(sku, q)| serde_json::json!({ "sku": sku, "quantity": q })).collect::<Vec<_>>(),
+        });
+        let Some(answer) = self
+            .send(
+                reqwest::Method::POST,
+                "/erp/v1/quote",
+                &[],
+                Some(&request),
+                &[StatusCode::OK],
+            )
+            .await
+        else {
+            return;
+        };
+        if self.one::<erp::WireQuote>(&answer, "quote.json").is_some() {
+            let checked = check_one::<erp::WireQuote>(self.boundary(), &answer.body);
+            if let Ok(quote) = checked
+                && let Err(reason) = quote.answers(&segment, currency, &lines)
+            {
+                self.unanswered("$", reason);
+            }
+        }
+    }
+
+    async fn customer(&mut self) {
+        match self.sample.customer_token.clone() {
+            Some(token) => {
+                let path = format!(
+                    "/crm/v1/customers/by-token/{}",
+                    path_segment(&token).unwrap_or_default()
+                );
+                if let Some(answer) = self
+                    .send(reqwest::Method::GET, &path, &[], None, &[StatusCode::OK])
+                    .await
+                {
+                    self.one::<crm::WireCustomer>(&answer, "customer.json");
+                }
+            }
+            None => {
+                // An unknown token must be a plain 404: Moat reads it as
+                // "signed out", anything else as an outage.
+                self.send(
+                    reqwest::Method::GET,
+                    &format!("/crm/v1/customers/by-token/{UNKNOWN}"),
+                    &[],
+                    None,
+                    &[StatusCode::NOT_FOUND],
+                )
+                .await;
+                self.notes
+                    .push("customer payloads were not sampled: pass --customer-token".into());
+            }
+        }
+    }
+
+    async fn order(&mut self) {
+        match self.sample.order_id.clone() {
+            Some(id) => {
+                let path = format!("/oms/v1/orders/{}", path_segment(&id).unwrap_or_default());
+                if let Some(answer) = self
+                    .send(reqwest::Method::GET, &path, &[], None, &[StatusCode::OK])
+                    .await
+                    && let Some(order) = self.one::<oms::WireOrder>(&answer, "order.json")
+                    && order["id"].as_str() != Some(id.as_str())
+                {
+                    self.unanswered("$.id", format!("asked for {id:?}, got {}", order["id"]));
+                }
+            }
+            None => {
+                self.send(
+                    reqwest::Method::GET,
+                    &format!("/oms/v1/orders/{UNKNOWN}"),
+                    &[],
+                    None,
+                    &[StatusCode::NOT_FOUND],
+                )
+                .await;
+                self.notes
+                    .push("order payloads were not sampled: pass --order-id".into());
+            }
+        }
+    }
+}

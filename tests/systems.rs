@@ -1,0 +1,504 @@
+//! Systems of record as configuration: each system on its own simulator
+//! with its own credentials, OAuth2 client credentials, an ownership map
+//! that sends stock to a WMS, the protocol version check, and the two
+//! commands integration teams run: `moat contract verify` and `moat doctor`.
+
+mod support;
+
+use serde_json::{Value, json};
+
+use moat::config::{Auth, Config, Secrets, SystemConfig, SystemSecrets};
+use moat::sim::SimConfig;
+use support::{Moat, Sim};
+
+const READ: &str = r#"
+query($sku: String!) {
+  product(sku: $sku) {
+    name
+    price { price { amount currencyCode } }
+    availability { quantity }
+  }
+}"#;
+
+/// A simulator serving only `systems`.
+async fn sim_of(systems: &[&str], auth: impl FnOnce(&mut SimConfig)) -> Sim {
+    let mut config = SimConfig {
+        products: 200,
+        systems: Some(systems.iter().map(|s| s.to_string()).collect()),
+        ..SimConfig::default()
+    };
+    auth(&mut config);
+    Sim::start_with(config).await
+}
+
+fn system(url: &str, auth: Auth) -> SystemConfig {
+    SystemConfig {
+        url: Some(url.to_string()),
+        auth,
+        ..SystemConfig::default()
+    }
+}
+
+fn token(value: &str) -> SystemSecrets {
+    SystemSecrets {
+        token: Some(value.to_string()),
+        ..SystemSecrets::default()
+    }
+}
+
+fn secrets_with(systems: &[(&str, SystemSecrets)]) -> Secrets {
+    let mut secrets = support::secrets();
+    secrets.systems = systems
+        .iter()
+        .map(|(name, s)| (name.to_string(), s.clone()))
+        .collect();
+    secrets
+}
+
+fn sku(i: usize) -> String {
+    format!("SKU-{i:06}")
+}
+
+async fn read(moat: &Moat, i: usize) -> Value {
+    moat.query(READ, json!({ "sku": sku(i) })).await
+}
+
+fn error_messages(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn unauthorized(sim: &Sim) -> u64 {
+    sim.stats().await["unauthorized"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pim_and_erp_on_their_own_simulators_with_their_own_tokens() {
+    let pim = sim_of(&["pim"], |c| c.require_token = Some("pim-token".into())).await;
+    let erp = sim_of(&["erp"], |c| c.require_token = Some("erp-token".into())).await;
+    let rest = sim_of(&["crm", "oms"], |_| {}).await;
+    let mut config = support::config(&rest.url);
+    config.systems = [
+        ("pim".to_string(), system(&pim.url, Auth::Bearer)),
+        ("erp".to_string(), system(&erp.url, Auth::Bearer)),
+    ]
+    .into();
+
+    let moat = Moat::start_with_secrets(
+        config.clone(),
+        secrets_with(&[("pim", token("pim-token")), ("erp", token("erp-token"))]),
+    )
+    .await;
+    for i in 1..=3 {
+        let r = read(&moat, i).await;
+        assert!(r.get("errors").is_none(), "{r}");
+        assert!(r["data"]["product"]["price"]["price"]["amount"].is_string());
+    }
+    // Each simulator saw its own system's calls and nothing else.
+    let (pim_stats, erp_stats) = (pim.stats().await, erp.stats().await);
+    assert!(pim_stats["requests"]["pim.products"].as_u64() > Some(0));
+    assert!(erp_stats["requests"]["erp.prices"].as_u64() > Some(0));
+    assert!(erp_stats["requests"]["erp.inventory"].as_u64() > Some(0));
+    for (stats, foreign) in [
+        (&pim_stats, ["erp.prices", "erp.inventory", "crm.customers"]),
+        (&erp_stats, ["pim.products", "pim.categories", "oms.orders"]),
+    ] {
+        for endpoint in foreign {
+            assert_eq!(stats["requests"][endpoint], 0, "{endpoint}: {stats}");
+        }
+        assert_eq!(stats["unauthorized"], 0, "{stats}");
+    }
+    // The admin status names each system with its URL and records.
+    let (_, status) = moat.admin_get("/admin/status").await;
+    assert_eq!(status["upstreams"]["erp"]["url"], erp.url.as_str());
+    assert_eq!(
+        status["upstreams"]["erp"]["records"],
+        json!(["prices", "inventory"])
+    );
+    moat.stop().await;
+
+    // A wrong ERP token: prices fail naming the ERP; content still serves.
+    let moat = Moat::start_with_secrets(
+        config,
+        secrets_with(&[("pim", token("pim-token")), ("erp", token("not-the-token"))]),
+    )
+    .await;
+    let r = read(&moat, 4).await;
+    assert_eq!(
+        r["data"]["product"]["name"].as_str().map(str::is_empty),
+        Some(false),
+        "{r}"
+    );
+    assert!(r["data"]["product"]["price"].is_null(), "{r}");
+    let messages = error_messages(&r);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("erp") && m.contains("credentials")),
+        "{messages:?}"
+    );
+    assert!(unauthorized(&erp).await > 0);
+    assert_eq!(unauthorized(&pim).await, 0);
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_one_token_serves_many_calls_and_an_expired_one_is_refreshed_once() {
+    let erp = sim_of(&["erp"], |c| {
+        c.oauth_client = Some(("moat".into(), "client-secret".into()));
+    })
+    .await;
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+    let mut config = support::config(&rest.url);
+    let oauth2 = Auth::Oauth2 {
+        token_url: format!("{}/oauth/token", erp.url),
+        scope: Some("prices stock".into()),
+    };
+    config.systems = [("erp".to_string(), system(&erp.url, oauth2))].into();
+    let credentials = SystemSecrets {
+        client_id: Some("moat".into()),
+        client_secret: Some("client-secret".into()),
+        ..SystemSecrets::default()
+    };
+    let moat = Moat::start_with_secrets(config, secrets_with(&[("erp", credentials)])).await;
+    let issued = |stats: Value| stats["tokens_issued"].as_u64().unwrap_or(0);
+
+    // Ten skus, ten cache misses, ten ERP price calls: one token.
+    for i in 1..=10 {
+        let r = read(&moat, i).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let stats = erp.stats().await;
+    assert!(
+        stats["requests"]["erp.prices"].as_u64() >= Some(10),
+        "{stats}"
+    );
+    assert_eq!(issued(stats), 1);
+
+    // The ERP expires it; eight requests at once get a 401 and need a new
+    // one: it is fetched once.
+    let expired: Value = reqwest::Client::new()
+        .post(format!("{}/_sim/oauth/expire", erp.url))
+        .send()
+        .await
+        .expect("expire")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(expired["expired"], 1);
+    let reads = (11..=18).map(|i| {
+        let moat = &moat;
+        async move { read(moat, i).await }
+    });
+    for r in futures_util::future::join_all(reads).await {
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    assert!(unauthorized(&erp).await >= 1);
+    assert_eq!(issued(erp.stats().await), 2);
+    assert_eq!(
+        moat.metric(r#"moat_upstream_token_fetches_total{upstream="erp",outcome="ok"}"#)
+            .await,
+        2.0
+    );
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wms_that_owns_inventory_gets_the_stock_reads_and_their_events() {
+    let main = sim_of(&["pim", "erp", "crm", "oms"], |_| {}).await;
+    let wms = sim_of(&["erp"], |_| {}).await;
+    let mut config = support::config(&main.url);
+    config.entities.inventory = "wms".into();
+    config.systems = [(
+        "wms".to_string(),
+        SystemConfig {
+            owner: Some("Warehouse team".into()),
+            contact: Some("#wms-oncall".into()),
+            ..system(&wms.url, Auth::None)
+        },
+    )]
+    .into();
+    let moat = Moat::start(config).await;
+    for i in 1..=3 {
+        let r = read(&moat, i).await;
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    assert!(wms.requests("erp.inventory").await > 0);
+    assert_eq!(wms.requests("erp.prices").await, 0);
+    assert_eq!(main.requests("erp.inventory").await, 0);
+    assert!(main.requests("erp.prices").await > 0);
+
+    let metrics = reqwest::get(format!("{}/metrics", moat.admin_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("moat_upstream_requests_total")
+                && l.contains(r#"upstream="wms""#)
+                && l.contains(r#"endpoint="inventory""#)),
+        "{metrics}"
+    );
+    let (_, status) = moat.admin_get("/admin/status").await;
+    let wms_status = &status["upstreams"]["wms"];
+    assert_eq!(wms_status["records"], json!(["inventory"]), "{status}");
+    assert_eq!(wms_status["owner"], "Warehouse team");
+    assert_eq!(wms_status["contact"], "#wms-oncall");
+    assert!(wms_status["breaker"].is_object());
+
+    // Stock changes are announced by their owner: the WMS, not the ERP.
+    let event = |id: &str, source: &str| {
+        json!({
+            "id": id, "type": "inventory.updated", "source": source,
+            "occurredAt": support::events::rfc3339(support::events::now()),
+            "data": { "sku": sku(1), "available": 7, "version": 50,
+                      "updatedAt": support::events::rfc3339(support::events::now()) },
+        })
+        .to_string()
+    };
+    let now = support::events::now();
+    let (status, body) =
+        support::events::post_signed(&moat, "erp", event("e-erp", "erp").as_bytes(), now).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("wms"),
+        "{body}"
+    );
+    let (status, body) =
+        support::events::post_signed(&moat, "wms", event("e-wms", "wms").as_bytes(), now).await;
+    assert_eq!(status, 200, "{body}");
+    let r = read(&moat, 1).await;
+    assert_eq!(r["data"]["product"]["availability"]["quantity"], 7, "{r}");
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_declaring_another_protocol_version_breaks_the_contract() {
+    let erp = sim_of(&["erp"], |c| c.protocol = "v2".into()).await;
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+    let mut config = support::config(&rest.url);
+    config.systems = [("erp".to_string(), system(&erp.url, Auth::None))].into();
+    let moat = Moat::start(config).await;
+    let r = read(&moat, 1).await;
+    assert_eq!(
+        r["data"]["product"]["name"].as_str().map(str::is_empty),
+        Some(false),
+        "{r}"
+    );
+    assert!(r["data"]["product"]["price"].is_null(), "{r}");
+    assert!(
+        error_messages(&r)
+            .iter()
+            .any(|m| m.contains("erp") && m.contains("contract")),
+        "{r}"
+    );
+    assert!(
+        moat.metric(r#"moat_contract_violations_total{upstream="erp""#)
+            .await
+            >= 1.0
+    );
+    let (_, exceptions) = moat.admin_get("/admin/exceptions").await;
+    assert!(exceptions.to_string().contains("v2"), "{exceptions}");
+    moat.stop().await;
+}
+
+/// Runs the `moat` binary with only `env` (and PATH) set.
+async fn moat(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("moat runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_verify_lists_violations_and_fails_only_when_there_are_some() {
+    let sim = Sim::start().await;
+    let args = ["contract", "verify", "--system", "erp", "--url", &sim.url];
+    let (code, out) = moat(&args, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("GET /erp/v1/prices"), "{out}");
+    assert!(out.contains("POST /erp/v1/quote"), "{out}");
+    assert!(out.contains(", 0 violations"), "{out}");
+
+    sim.fault("erp", json!({ "malformed_rate": 1.0 })).await;
+    let (code, out) = moat(&args, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    // Each violation names where in the payload and which rule.
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("$")),
+        "{out}"
+    );
+    assert!(
+        out.contains("[price.json:") || out.contains("[JSON]") || out.contains("[moat: price]"),
+        "{out}"
+    );
+
+    // A system that only speaks some routes is probed on what it owns.
+    let pim = ["contract", "verify", "--system", "pim", "--url", &sim.url];
+    let (code, out) = moat(&pim, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("/pim/v1/categories"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_on_a_missing_erp_token_and_events_secret_and_passes_once_set() {
+    let sim = Sim::start().await;
+    let erp = sim_of(&["erp"], |c| c.require_token = Some("erp-token".into())).await;
+    let file = support::process::config_file(
+        "doctor",
+        &format!(
+            r#"
+[upstream]
+url = "{}"
+
+[systems.erp]
+url = "{}"
+auth = {{ kind = "bearer" }}
+owner = "Finance IT"
+contact = "erp-oncall@example.com"
+"#,
+            sim.url, erp.url
+        ),
+    );
+    let config = file.to_str().expect("utf-8 path");
+    let base = [
+        ("MOAT_ADMIN_TOKEN", "admin"),
+        ("MOAT_PRICE_TOKEN_SECRET", "price-token-secret"),
+    ];
+    let (code, out) = moat(&["doctor", "--config", config], &base).await;
+    assert_eq!(code, 1, "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(fails.iter().any(|l| l.contains("MOAT_ERP_TOKEN")), "{out}");
+    assert!(
+        fails.iter().any(|l| l.contains("MOAT_EVENTS_SECRET")),
+        "{out}"
+    );
+
+    // --json gives the same lines.
+    let (code, json_out) = moat(&["doctor", "--config", config, "--json"], &base).await;
+    assert_eq!(code, 1);
+    let lines: Vec<Value> = serde_json::from_str(&json_out).expect("doctor --json is JSON");
+    let table: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("OK") || l.starts_with("WARN") || l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(lines.len(), table.len());
+    for (json_line, text_line) in lines.iter().zip(&table) {
+        assert!(
+            text_line.starts_with(json_line["status"].as_str().unwrap()),
+            "{text_line}"
+        );
+        assert!(
+            text_line.contains(json_line["check"].as_str().unwrap()),
+            "{text_line}"
+        );
+    }
+
+    // A wrong token: reached, but not accepted.
+    let wrong = [
+        base[0],
+        base[1],
+        ("MOAT_ERP_TOKEN", "wrong"),
+        ("MOAT_EVENTS_SECRET", "s"),
+    ];
+    let (code, out) = moat(&["doctor", "--config", config], &wrong).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("systems.erp.url")
+            && l.contains("credentials")),
+        "{out}"
+    );
+
+    let set = [
+        base[0],
+        base[1],
+        ("MOAT_ERP_TOKEN", "erp-token"),
+        ("MOAT_EVENTS_SECRET", "s"),
+    ];
+    let (code, out) = moat(&["doctor", "--config", config], &set).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("FAIL")), "{out}");
+    assert!(out.contains("ready"), "{out}");
+}
+
+#[test]
+fn config_names_every_system_problem() {
+    let problems = |text: &str| -> Vec<String> {
+        let file = support::process::config_file("systems-config", text);
+        match Config::from_sources(Some(&file), false) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.into_iter().map(|p| p.key).collect(),
+        }
+    };
+    let keys = problems(
+        r#"
+[entities]
+inventory = "wsm"
+
+[systems.wms]
+url = "ftp://warehouse"
+protocol = "v2"
+auth = { kind = "oauth2", token_url = "not a url" }
+timeout = "0s"
+
+[systems.admin]
+url = "http://127.0.0.1:1"
+"#,
+    );
+    for key in [
+        "entities.inventory",
+        "systems.wms.url",
+        "systems.wms.protocol",
+        "systems.wms.auth.token_url",
+        "systems.wms.timeout",
+        "systems.wms",
+        "systems.admin",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
+    }
+    // An unknown auth kind or key is named too.
+    let keys = problems("[systems.erp]\nauth = { kind = \"kerberos\" }\n");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("systems.erp.auth"), "{keys:?}");
+    let keys = problems("[systems.erp]\ntimeuot = \"1s\"\n");
+    assert!(
+        keys.iter().any(|k| k.starts_with("systems.erp")),
+        "{keys:?}"
+    );
+    // A complete one is fine.
+    let keys = problems(
+        r#"
+[entities]
+inventory = "wms"
+
+[systems.wms]
+url = "https://wms.internal:8443"
+auth = { kind = "header", name = "X-Api-Key" }
+owner = "Warehouse team"
+contact = "wms-oncall@example.com"
+limits = { rps = 20, burst = 40 }
+breaker = { failure_rate = 0.3 }
+retry = { max_attempts = 2 }
+"#,
+    );
+    assert!(keys.is_empty(), "{keys:?}");
+}
