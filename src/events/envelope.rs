@@ -514,6 +514,24 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_event_is_read() {
+        let example = &crate::schema::schema("event.json").expect("event.json")["examples"][0];
+        assert_eq!(
+            crate::schema::validate("event.json", example, crate::schema::Properties::Closed),
+            []
+        );
+        let event = decode(
+            System::ERP,
+            &json_headers("application/json"),
+            example.to_string().as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(&event.item, Some(Item::Price(p)) if Some(p.version) == event.version));
+        assert_eq!(event.entity.map(|e| e.id), Some("SKU-000042".to_string()));
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         let base = json!({ "id": "e1", "type": "price.updated", "occurredAt": "2026-11-29T10:00:01Z", "data": price(1) });
         let with = |k: &str, v: Value| {

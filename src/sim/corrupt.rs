@@ -63,7 +63,8 @@ impl Shape {
                 "version",
                 "updatedAt",
             ],
-            Shape::Categories => &["id", "name", "parentId", "version", "updatedAt"],
+            // Not parentId: absent means a root category.
+            Shape::Categories => &["id", "name", "version", "updatedAt"],
             Shape::Prices => &[
                 "sku",
                 "segment",

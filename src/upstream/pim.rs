@@ -162,11 +162,15 @@ impl Wire for WireProduct {
             attributes: self
                 .attributes
                 .into_iter()
-                .map(|a| Attribute {
-                    name: a.name,
-                    value: a.value,
+                .map(|a| {
+                    Ok(Attribute {
+                        // A storefront shows it as a label; an empty one
+                        // is a defect at the source, not a blank to render.
+                        name: non_empty("attribute name", a.name)?,
+                        value: a.value,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, String>>()?,
             category_ids: self.category_ids,
             version: self.version,
             updated_at: timestamp("updatedAt", &self.updated_at)?,
@@ -179,9 +183,11 @@ impl Wire for WireProduct {
 pub(super) struct WireCategory {
     id: String,
     name: String,
+    /// Absent or null: a root category (producers that skip nulls omit it).
     #[serde(default)]
     parent_id: Option<String>,
     version: u64,
+    updated_at: String,
 }
 
 impl Wire for WireCategory {
@@ -189,6 +195,8 @@ impl Wire for WireCategory {
     const ENTITY: &'static str = "category";
 
     fn check(self) -> Result<Category, String> {
+        // Checked for the contract only: the timestamp is not kept.
+        timestamp("updatedAt", &self.updated_at)?;
         Ok(Category {
             id: non_empty("id", self.id)?,
             name: non_empty("name", self.name)?,
