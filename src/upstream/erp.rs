@@ -123,17 +123,7 @@ impl Erp {
         lines: &[(String, u32)],
         priority: Priority,
     ) -> Result<Quote, Error> {
-        let request = QuoteRequest {
-            segment,
-            currency: currency.code(),
-            lines: lines
-                .iter()
-                .map(|(sku, quantity)| QuoteRequestLine {
-                    sku,
-                    quantity: *quantity,
-                })
-                .collect(),
-        };
+        let request = QuoteRequest::new(segment, currency, lines);
         let reply = self
             .prices
             .post("quote", "/erp/v1/quote", &request, priority)
@@ -150,10 +140,30 @@ impl Erp {
 }
 
 #[derive(Serialize)]
-struct QuoteRequest<'a> {
+pub(super) struct QuoteRequest<'a> {
     segment: &'a str,
     currency: &'static str,
     lines: Vec<QuoteRequestLine<'a>>,
+}
+
+impl<'a> QuoteRequest<'a> {
+    pub(super) fn new(
+        segment: &'a str,
+        currency: Currency,
+        lines: &'a [(String, u32)],
+    ) -> QuoteRequest<'a> {
+        QuoteRequest {
+            segment,
+            currency: currency.code(),
+            lines: lines
+                .iter()
+                .map(|(sku, quantity)| QuoteRequestLine {
+                    sku,
+                    quantity: *quantity,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -175,7 +185,7 @@ pub(super) struct WireQuote {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireQuoteLine {
+pub(super) struct WireQuoteLine {
     sku: String,
     quantity: i64,
     unit_amount: i64,

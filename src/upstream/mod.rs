@@ -11,6 +11,8 @@ mod client;
 mod contract;
 #[cfg(test)]
 mod contract_props;
+#[cfg(test)]
+mod contract_schema;
 pub mod crm;
 pub mod erp;
 pub mod oms;

@@ -60,7 +60,7 @@ pub(super) struct WireOrder {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireOrderLine {
+pub(super) struct WireOrderLine {
     sku: String,
     quantity: i64,
     unit_amount: i64,

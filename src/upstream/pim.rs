@@ -144,7 +144,7 @@ pub(super) struct WireProduct {
 }
 
 #[derive(Deserialize)]
-struct WireAttribute {
+pub(super) struct WireAttribute {
     name: String,
     value: String,
 }
