@@ -250,7 +250,8 @@ impl Walk<'_> {
     }
 }
 
-fn type_matches(kind: &str, value: &Value) -> bool {
+/// Whether `value` is of JSON Schema type `kind`.
+pub fn type_matches(kind: &str, value: &Value) -> bool {
     match kind {
         "string" => value.is_string(),
         "integer" => value.is_i64() || value.is_u64(),

@@ -693,62 +693,59 @@ impl Probe<'_> {
         }
     }
 
+    /// A single-entity read: of `key` when given (its payload checked),
+    /// else of an unknown key, which must be a plain 404: Moat reads that
+    /// as "there is none", anything else as an outage.
+    async fn single<W: Wire>(
+        &mut self,
+        route: &str,
+        key: Option<&str>,
+        file: &str,
+        flag: &str,
+    ) -> Option<Value> {
+        let Some(key) = key else {
+            let path = format!("{route}/{UNKNOWN}");
+            self.send(
+                reqwest::Method::GET,
+                &path,
+                &[],
+                None,
+                &[StatusCode::NOT_FOUND],
+            )
+            .await;
+            self.notes.push(format!(
+                "{} payloads were not sampled: pass {flag}",
+                W::ENTITY
+            ));
+            return None;
+        };
+        let path = format!("{route}/{}", path_segment(key).unwrap_or_default());
+        let answer = self
+            .send(reqwest::Method::GET, &path, &[], None, &[StatusCode::OK])
+            .await?;
+        self.one::<W>(&answer, file)
+    }
+
     async fn customer(&mut self) {
-        match self.sample.customer_token.clone() {
-            Some(token) => {
-                let path = format!(
-                    "/crm/v1/customers/by-token/{}",
-                    path_segment(&token).unwrap_or_default()
-                );
-                if let Some(answer) = self
-                    .send(reqwest::Method::GET, &path, &[], None, &[StatusCode::OK])
-                    .await
-                {
-                    self.one::<crm::WireCustomer>(&answer, "customer.json");
-                }
-            }
-            None => {
-                // An unknown token must be a plain 404: Moat reads it as
-                // "signed out", anything else as an outage.
-                self.send(
-                    reqwest::Method::GET,
-                    &format!("/crm/v1/customers/by-token/{UNKNOWN}"),
-                    &[],
-                    None,
-                    &[StatusCode::NOT_FOUND],
-                )
-                .await;
-                self.notes
-                    .push("customer payloads were not sampled: pass --customer-token".into());
-            }
-        }
+        let token = self.sample.customer_token.clone();
+        self.single::<crm::WireCustomer>(
+            "/crm/v1/customers/by-token",
+            token.as_deref(),
+            "customer.json",
+            "--customer-token",
+        )
+        .await;
     }
 
     async fn order(&mut self) {
-        match self.sample.order_id.clone() {
-            Some(id) => {
-                let path = format!("/oms/v1/orders/{}", path_segment(&id).unwrap_or_default());
-                if let Some(answer) = self
-                    .send(reqwest::Method::GET, &path, &[], None, &[StatusCode::OK])
-                    .await
-                    && let Some(order) = self.one::<oms::WireOrder>(&answer, "order.json")
-                    && order["id"].as_str() != Some(id.as_str())
-                {
-                    self.unanswered("$.id", format!("asked for {id:?}, got {}", order["id"]));
-                }
-            }
-            None => {
-                self.send(
-                    reqwest::Method::GET,
-                    &format!("/oms/v1/orders/{UNKNOWN}"),
-                    &[],
-                    None,
-                    &[StatusCode::NOT_FOUND],
-                )
-                .await;
-                self.notes
-                    .push("order payloads were not sampled: pass --order-id".into());
-            }
+        let id = self.sample.order_id.clone();
+        let order = self
+            .single::<oms::WireOrder>("/oms/v1/orders", id.as_deref(), "order.json", "--order-id")
+            .await;
+        if let (Some(order), Some(id)) = (order, id)
+            && order["id"].as_str() != Some(id.as_str())
+        {
+            self.unanswered("$.id", format!("asked for {id:?}, got {}", order["id"]));
         }
     }
 }
