@@ -368,22 +368,41 @@ impl Probe<'_> {
         self.calls.last_mut().expect("a call was just made")
     }
 
-    /// Checks a `{"items": [...], "nextCursor"?}` answer item by item;
-    /// returns the items that passed.
-    fn list<W: Wire>(&mut self, answer: &Answer, file: &str) -> Vec<Value> {
-        let boundary = self.boundary();
-        let mut violations = Vec::new();
-        let mut good = Vec::new();
-        let root: Value = match serde_json::from_slice(&answer.body) {
-            Ok(v) => v,
-            Err(e) => {
+    /// The answer's JSON, or a violation recorded.
+    fn json(&mut self, answer: &Answer) -> Option<Value> {
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| {
                 self.last().violations.push(Violation {
                     path: "$".into(),
                     rule: "JSON".into(),
                     found: format!("not JSON: {e}"),
                 });
-                return good;
-            }
+            })
+            .ok()
+    }
+
+    /// What is wrong with one item: its schema first, and when that holds,
+    /// Moat's own check.
+    fn item<W: Wire>(&self, file: &str, item: &Value) -> Vec<Violation> {
+        let mut found = schema::validate(file, item, Properties::Open);
+        if found.is_empty()
+            && let Err(reason) = check_one::<W>(self.boundary(), item.to_string().as_bytes())
+        {
+            found.push(Violation {
+                path: "$".into(),
+                rule: format!("moat: {}", W::ENTITY),
+                found: reason,
+            });
+        }
+        found
+    }
+
+    /// Checks a `{"items": [...], "nextCursor"?}` answer item by item;
+    /// returns the items that passed.
+    fn list<W: Wire>(&mut self, answer: &Answer, file: &str) -> Vec<Value> {
+        let mut good = Vec::new();
+        let Some(root) = self.json(answer) else {
+            return good;
         };
         let Some(items) = root.get("items").and_then(Value::as_array) else {
             self.last().violations.push(Violation {
@@ -393,6 +412,7 @@ impl Probe<'_> {
             });
             return good;
         };
+        let mut violations = Vec::new();
         if let Some(cursor) = root.get("nextCursor")
             && !(cursor.is_null() || cursor.as_str().is_some_and(|c| !c.is_empty()))
         {
@@ -403,16 +423,7 @@ impl Probe<'_> {
             });
         }
         for (i, item) in items.iter().enumerate() {
-            let mut found = schema::validate(file, item, Properties::Open);
-            if found.is_empty()
-                && let Err(reason) = check_one::<W>(boundary, item.to_string().as_bytes())
-            {
-                found.push(Violation {
-                    path: "$".into(),
-                    rule: format!("moat: {}", W::ENTITY),
-                    found: reason,
-                });
-            }
+            let found = self.item::<W>(file, item);
             if found.is_empty() {
                 good.push(item.clone());
             }
@@ -427,33 +438,12 @@ impl Probe<'_> {
         good
     }
 
-    /// Checks a single-entity answer.
+    /// Checks a single-entity answer; the entity, if it passed.
     fn one<W: Wire>(&mut self, answer: &Answer, file: &str) -> Option<Value> {
-        let boundary = self.boundary();
-        let call_items = 1;
-        let item: Value = match serde_json::from_slice(&answer.body) {
-            Ok(v) => v,
-            Err(e) => {
-                self.last().violations.push(Violation {
-                    path: "$".into(),
-                    rule: "JSON".into(),
-                    found: format!("not JSON: {e}"),
-                });
-                return None;
-            }
-        };
-        let mut found = schema::validate(file, &item, Properties::Open);
-        if found.is_empty()
-            && let Err(reason) = check_one::<W>(boundary, &answer.body)
-        {
-            found.push(Violation {
-                path: "$".into(),
-                rule: format!("moat: {}", W::ENTITY),
-                found: reason,
-            });
-        }
+        let item = self.json(answer)?;
+        let found = self.item::<W>(file, &item);
         let call = self.last();
-        call.items = call_items;
+        call.items = 1;
         let ok = found.is_empty();
         call.violations.extend(found);
         ok.then_some(item)
