@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use moat::config::{Auth, Config, Secrets, SystemConfig, SystemSecrets};
@@ -501,4 +503,141 @@ retry = { max_attempts = 2 }
 "#,
     );
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// A private CA, a server certificate for 127.0.0.1 and a client identity
+/// it signed, as PEM files in a fresh directory.
+struct Pki {
+    dir: std::path::PathBuf,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    server: (rcgen::Certificate, rcgen::KeyPair),
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("moat-pki-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+        let issue = |san: &str| {
+            let key = KeyPair::generate().expect("key");
+            let cert = CertificateParams::new(vec![san.to_string()])
+                .expect("params")
+                .signed_by(&key, &ca)
+                .expect("signed");
+            (cert, key)
+        };
+        let server = issue("127.0.0.1");
+        let (client, client_key) = issue("moat.test");
+        std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca.pem");
+        std::fs::write(
+            dir.join("moat.pem"),
+            format!("{}{}", client.pem(), client_key.serialize_pem()),
+        )
+        .expect("moat.pem");
+        Pki { dir, ca, server }
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    /// HTTPS on a free port in front of `target` (host:port); with
+    /// `mutual`, only clients with a certificate this CA signed get in.
+    async fn front(&self, target: &str, mutual: bool) -> String {
+        use tokio_rustls::rustls::{self, RootCertStore, pki_types::PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions");
+        let builder = if mutual {
+            let mut roots = RootCertStore::empty();
+            roots.add(self.ca.der().clone()).expect("root");
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .expect("verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let key = PrivateKeyDer::try_from(self.server.1.serialize_der()).expect("key der");
+        let config = builder
+            .with_single_cert(vec![self.server.0.der().clone()], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("https://{}", listener.local_addr().expect("addr"));
+        let target = target.to_string();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (acceptor, target) = (acceptor.clone(), target.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        url
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_behind_a_private_ca_and_mutual_tls() {
+    let pki = Pki::new("tls");
+    let erp = sim_of(&["erp"], |_| {}).await;
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+    let erp_addr = erp.url.trim_start_matches("http://").to_string();
+    let private = pki.front(&erp_addr, false).await;
+    let mutual = pki.front(&erp_addr, true).await;
+    let start = |url: &str, tls: moat::config::Tls| {
+        let mut config = support::config(&rest.url);
+        config.systems = [(
+            "erp".to_string(),
+            SystemConfig {
+                tls,
+                ..system(url, Auth::None)
+            },
+        )]
+        .into();
+        Moat::start(config)
+    };
+    let prices_work = |r: &Value| r["data"]["product"]["price"]["price"]["amount"].is_string();
+    let ca_only = moat::config::Tls {
+        ca_file: Some(pki.file("ca.pem")),
+        client_identity: None,
+    };
+    let both = moat::config::Tls {
+        client_identity: Some(pki.file("moat.pem")),
+        ..ca_only.clone()
+    };
+
+    // Without the CA the ERP's certificate is not trusted: prices fail.
+    let moat = start(&private, moat::config::Tls::default()).await;
+    let r = read(&moat, 1).await;
+    assert!(!prices_work(&r), "{r}");
+    assert!(error_messages(&r).iter().any(|m| m.contains("erp")), "{r}");
+    moat.stop().await;
+
+    let moat = start(&private, ca_only.clone()).await;
+    assert!(prices_work(&read(&moat, 2).await));
+    moat.stop().await;
+
+    // Mutual TLS: the CA alone is not enough, the client identity is.
+    let moat = start(&mutual, ca_only).await;
+    assert!(!prices_work(&read(&moat, 3).await));
+    moat.stop().await;
+    let moat = start(&mutual, both).await;
+    let r = read(&moat, 4).await;
+    assert!(prices_work(&r), "{r}");
+    moat.stop().await;
 }
