@@ -29,7 +29,11 @@ fn write(name: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn the_shipped_configs_are_valid() {
-    for path in ["config/moat.toml", "config/production.example.toml"] {
+    for path in [
+        "config/moat.toml",
+        "config/production.example.toml",
+        "config/systems.example.toml",
+    ] {
         let (ok, stdout, stderr) = moat(&["check-config", path]);
         assert!(ok, "{path}: {stderr}");
         assert!(stdout.contains("ok"));

@@ -436,6 +436,22 @@ contact = "erp-oncall@example.com"
         ("MOAT_ERP_TOKEN", "erp-token"),
         ("MOAT_EVENTS_SECRET", "s"),
     ];
+    // MOAT_ERP_URL moves the ERP, over the file.
+    let moved = [
+        set[0],
+        set[1],
+        set[2],
+        set[3],
+        ("MOAT_ERP_URL", "http://127.0.0.1:1"),
+    ];
+    let (code, out) = moat(&["doctor", "--config", config], &moved).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("systems.erp.url")
+            && l.contains("127.0.0.1:1 is unreachable")),
+        "{out}"
+    );
     let (code, out) = moat(&["doctor", "--config", config], &set).await;
     assert_eq!(code, 0, "{out}");
     assert!(!out.lines().any(|l| l.starts_with("FAIL")), "{out}");

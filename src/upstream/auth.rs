@@ -305,6 +305,38 @@ mod tests {
     }
 
     #[test]
+    fn a_header_of_its_own_carries_the_token() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let credentials = Credentials::new(
+            System::named("wms"),
+            &Auth::Header {
+                name: "X-Api-Key".into(),
+            },
+            Some(&SystemSecrets {
+                token: Some("k-123".into()),
+                ..Default::default()
+            }),
+            reqwest::Client::new(),
+            Duration::from_secs(1),
+        )
+        .expect("complete");
+        let Credentials::Header(name, value) = credentials else {
+            panic!("a header");
+        };
+        assert_eq!(name, "x-api-key");
+        assert_eq!(value, "k-123");
+        assert!(value.is_sensitive());
+        let missing = Credentials::new(
+            System::ERP,
+            &Auth::Bearer,
+            None,
+            reqwest::Client::new(),
+            Duration::from_secs(1),
+        );
+        assert!(missing.is_err_and(|e| e.message().contains("MOAT_ERP_TOKEN")));
+    }
+
+    #[test]
     fn header_credentials_are_sensitive() {
         let secrets = SystemSecrets {
             user: Some("moat".into()),
