@@ -22,7 +22,7 @@ use crate::customers::Customers;
 use crate::error::Error;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
-use crate::graphql::{self, Documents};
+use crate::graphql::{self, Documents, Persisted};
 use crate::reconcile::Reconciler;
 use crate::redis_link::{self, RedisLink};
 use crate::resilience::client_limit::ClientLimits;
@@ -134,6 +134,7 @@ impl Gateway {
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
+            persisted: Persisted::new(&config.server.persisted_queries)?,
             catalog,
             customers,
             invalidator,
@@ -220,6 +221,9 @@ impl Gateway {
         s.events.reload(&new.events);
         s.reconciler.reload(&new.reconcile);
         s.client_limits.apply(&new.server.client_limit);
+        if let Err(e) = s.persisted.reload(&new.server.persisted_queries) {
+            tracing::error!(error = %e, "persisted queries not reloaded; the running ones stay");
+        }
         let query_limits = |c: &Config| {
             let s = &c.server;
             (

@@ -47,6 +47,13 @@ pub enum Kind {
     Conflict,
     /// The request outlived its deadline.
     Timeout,
+    /// A persisted query's hash Moat does not know (yet): the client sends
+    /// the query with its hash once, then the hash alone.
+    PersistedQueryNotFound,
+    /// Persisted queries are off.
+    PersistedQueryNotSupported,
+    /// Only the operations of the manifest run (allow-list mode).
+    PersistedQueryNotInList,
     /// A bug or an impossible state inside Moat.
     Internal,
 }
@@ -64,7 +71,7 @@ pub enum Origin {
 
 impl Kind {
     /// Every kind, for the table's test and the docs.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 20] = [
         Kind::UpstreamUnavailable,
         Kind::RateLimited,
         Kind::BadUserInput,
@@ -81,6 +88,9 @@ impl Kind {
         Kind::NotFound,
         Kind::Conflict,
         Kind::Timeout,
+        Kind::PersistedQueryNotFound,
+        Kind::PersistedQueryNotSupported,
+        Kind::PersistedQueryNotInList,
         Kind::Internal,
     ];
 
@@ -106,6 +116,15 @@ impl Kind {
             Kind::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             Kind::Conflict => ("CONFLICT", StatusCode::CONFLICT),
             Kind::Timeout => ("TIMEOUT", StatusCode::GATEWAY_TIMEOUT),
+            // 200: APQ clients (Apollo's link among them) stop using
+            // persisted queries after a 4xx, and this one is routine.
+            Kind::PersistedQueryNotFound => ("PERSISTED_QUERY_NOT_FOUND", StatusCode::OK),
+            Kind::PersistedQueryNotSupported => {
+                ("PERSISTED_QUERY_NOT_SUPPORTED", StatusCode::BAD_REQUEST)
+            }
+            Kind::PersistedQueryNotInList => {
+                ("PERSISTED_QUERY_NOT_IN_LIST", StatusCode::BAD_REQUEST)
+            }
             Kind::Internal => ("INTERNAL_SERVER_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -244,6 +263,9 @@ mod tests {
                 ("NOT_FOUND", 404),
                 ("CONFLICT", 409),
                 ("TIMEOUT", 504),
+                ("PERSISTED_QUERY_NOT_FOUND", 200),
+                ("PERSISTED_QUERY_NOT_SUPPORTED", 400),
+                ("PERSISTED_QUERY_NOT_IN_LIST", 400),
                 ("INTERNAL_SERVER_ERROR", 500),
             ]
         );

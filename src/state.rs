@@ -15,7 +15,7 @@ use crate::config::{Config, Secrets};
 use crate::customers::Customers;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
-use crate::graphql::{Documents, Schema};
+use crate::graphql::{Documents, Persisted, Schema};
 use crate::reconcile::Reconciler;
 use crate::redis_link::RedisLink;
 use crate::resilience::client_limit::ClientLimits;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub schema: Schema,
     /// Parsed documents by query text (see `graphql::prepare`).
     pub documents: Documents,
+    /// Queries sent by hash, and the allow-list.
+    pub persisted: Persisted,
     /// Products, prices, stock: the storefront read model.
     pub catalog: Arc<Catalog>,
     /// Signed-in shoppers and their orders.

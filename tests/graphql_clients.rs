@@ -1,7 +1,8 @@
 //! Real GraphQL tooling against the real binary: the `graphql-http`
-//! package's GraphQL-over-HTTP server audits, and graphql-js's full
+//! package's GraphQL-over-HTTP server audits, graphql-js's full
 //! introspection query sent through graphql-request, built into a client
-//! schema (what GraphiQL and code generators do). Needs Node.js and npm;
+//! schema (what GraphiQL and code generators do), and Apollo Client's
+//! automatic persisted queries. Needs Node.js and npm;
 //! the packages are pinned in `tests/js/package-lock.json` and installed
 //! on first use.
 
@@ -23,7 +24,10 @@ fn js_dir() -> PathBuf {
 fn install_packages() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        if js_dir().join("node_modules/graphql-http").is_dir() {
+        let installed = ["graphql-http", "graphql-request", "@apollo/client"]
+            .iter()
+            .all(|p| js_dir().join("node_modules").join(p).is_dir());
+        if installed {
             return;
         }
         let status = Command::new("npm")
@@ -93,5 +97,20 @@ async fn graphql_over_http_audits_pass_and_clients_build_the_schema() {
     assert_eq!(
         schema["mutationFields"],
         serde_json::json!(["verifyCheckout"])
+    );
+
+    // Apollo's APQ link: the first client's hash is unknown, so it sends
+    // the text once; the second is served by hash alone, over GET.
+    let url = format!("{}/graphql", moat.public);
+    let apq = tokio::task::spawn_blocking(move || node("apq.mjs", &url));
+    let (ran, apq) = apq.await.unwrap();
+    assert!(ran && apq["errors"] == serde_json::json!([]), "{apq}");
+    assert_eq!(apq["names"][0], apq["names"][1], "{apq}");
+    assert_eq!(apq["names"][0].as_array().map(Vec::len), Some(2), "{apq}");
+    let sent = |method: &str, query: bool| serde_json::json!({ "method": method, "query": query, "hash": true });
+    assert_eq!(
+        apq["requests"],
+        serde_json::json!([sent("GET", false), sent("POST", true), sent("GET", false)]),
+        "{apq}"
     );
 }

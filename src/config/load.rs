@@ -186,6 +186,24 @@ impl Config {
             "server.graphiql",
             "GraphiQL needs server.introspection = true (its docs are built from it)".into(),
         );
+        let pq = &s.persisted_queries;
+        check(
+            pq.mode != super::PersistedMode::AllowList || pq.manifest.is_some(),
+            "server.persisted_queries.manifest",
+            "allow_list needs a manifest: the operations that may run".into(),
+        );
+        if let Some(file) = &pq.manifest {
+            check(
+                file.is_file(),
+                "server.persisted_queries.manifest",
+                format!("{}: no such file", file.display()),
+            );
+        }
+        check(
+            pq.max_bytes.bytes() >= 64 * 1024,
+            "server.persisted_queries.max_bytes",
+            "must be at least 64KiB".into(),
+        );
         for (section, c) in [
             ("server", &s.connections),
             ("admin", &self.admin.connections),

@@ -86,6 +86,44 @@ pub struct Server {
     pub client_limit: ClientLimit,
     /// Connection limits and timeouts of the public listener.
     pub connections: Connections,
+    /// Queries sent by hash (Apollo's automatic persisted queries), and
+    /// the allow-list mode for production.
+    pub persisted_queries: PersistedQueries,
+}
+
+/// How queries may be sent by their SHA-256 instead of their text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistedQueries {
+    /// `auto`: any query may be registered by sending it once with its
+    /// hash, then sent by hash alone (APQ); `allow_list`: only the
+    /// operations of `manifest` run, by hash or by text; `off`.
+    pub mode: PersistedMode,
+    /// An Apollo persisted-query manifest (`{"format":
+    /// "apollo-persisted-query-manifest", "version": 1, "operations":
+    /// [{"id", "body", ...}]}`), read at start and on reload. With
+    /// `auto` its operations are known from the start.
+    pub manifest: Option<PathBuf>,
+    /// Memory for registered queries (`auto`).
+    pub max_bytes: ByteSize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersistedMode {
+    Off,
+    Auto,
+    AllowList,
+}
+
+impl Default for PersistedQueries {
+    fn default() -> Self {
+        PersistedQueries {
+            mode: PersistedMode::Auto,
+            manifest: None,
+            max_bytes: ByteSize(4 * 1024 * 1024),
+        }
+    }
 }
 
 /// What one listener allows its connections.
@@ -171,6 +209,7 @@ impl Default for Server {
             shutdown_delay: Duration::ZERO,
             client_limit: ClientLimit::default(),
             connections: Connections::default(),
+            persisted_queries: PersistedQueries::default(),
         }
     }
 }

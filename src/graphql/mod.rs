@@ -9,6 +9,7 @@ mod customer;
 mod errors;
 mod guard;
 mod loader;
+mod persisted;
 mod prepare;
 mod scalars;
 mod types;
@@ -37,6 +38,7 @@ use customer::{Customer, Order};
 pub use errors::{code_every_error, request_error};
 pub use guard::Bounds;
 pub use loader::Loader;
+pub use persisted::{Persisted, sha256_hex};
 pub use prepare::{Documents, Prepared, QueryLimits};
 use types::{Category, PageInfo, Product, ProductConnection, ProductEdge};
 

@@ -199,6 +199,13 @@ async fn execute(
     via_get: bool,
 ) -> Response {
     let started = Instant::now();
+    let params = match app
+        .persisted
+        .resolve(params.query, params.extensions.as_ref())
+    {
+        Ok(query) => Params { query, ..params },
+        Err(e) => return graphql_request_error(media, &e),
+    };
     let mut request = match graphql_request(params) {
         Ok(r) => r,
         Err(e) => return problem(media, &e),
@@ -317,11 +324,13 @@ fn status_for(media: Media, request_error: bool) -> StatusCode {
 /// limits, variables): 400, or 200 for legacy JSON clients.
 fn graphql_request_error(media: Media, error: &Error) -> Response {
     let body = json!({ "errors": [graphql::request_error(error)] });
-    reply(
-        media,
-        status_for(media, true),
-        body.to_string().into_bytes(),
-    )
+    // A routine miss of a persisted query is a 200 whatever the media.
+    let status = if error.kind().status().is_success() {
+        StatusCode::OK
+    } else {
+        status_for(media, true)
+    };
+    reply(media, status, body.to_string().into_bytes())
 }
 
 fn not_acceptable() -> Response {

@@ -1,0 +1,240 @@
+//! Queries sent by hash instead of text: Apollo's automatic persisted
+//! queries (APQ) and, for production, an allow-list.
+//!
+//! A client sends `extensions.persistedQuery = {version: 1, sha256Hash}`.
+//! With the query text too, Moat checks the hash and remembers the text;
+//! with the hash alone it runs the text it remembers, or answers
+//! `PersistedQueryNotFound` and the client sends both. Requests shrink to a
+//! hash and fit in a cacheable GET.
+//!
+//! In `allow_list` mode nothing is registered: only the operations of the
+//! manifest run, named by their id or sent as their exact text, so an
+//! attacker can run nothing the storefront did not ship.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::{PersistedMode, PersistedQueries};
+use crate::error::{Error, Kind};
+
+/// The persisted queries Moat knows and the rule for using them.
+pub struct Persisted {
+    rules: ArcSwap<Rules>,
+    /// Registered by clients (`auto`), by hash; bounded by text size.
+    registered: moka::sync::Cache<String, Arc<str>>,
+}
+
+struct Rules {
+    mode: PersistedMode,
+    /// The manifest's operations by id and by the hash of their text.
+    manifest: HashMap<String, Arc<str>>,
+}
+
+impl Persisted {
+    /// Reads the manifest, if any; a broken one is an error naming it.
+    pub fn new(config: &PersistedQueries) -> Result<Persisted, Error> {
+        Ok(Persisted {
+            rules: ArcSwap::from_pointee(Rules::load(config)?),
+            registered: moka::sync::Cache::builder()
+                .max_capacity(config.max_bytes.bytes())
+                .weigher(|hash: &String, text: &Arc<str>| {
+                    u32::try_from(hash.len() + text.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
+        })
+    }
+
+    /// Applies a reloaded config; a broken manifest keeps the running one.
+    pub fn reload(&self, config: &PersistedQueries) -> Result<(), Error> {
+        self.rules.store(Arc::new(Rules::load(config)?));
+        Ok(())
+    }
+
+    /// The query text to run: `query` itself, or the one its
+    /// `persistedQuery` extension names.
+    pub fn resolve(
+        &self,
+        query: Option<String>,
+        extensions: Option<&Value>,
+    ) -> Result<Option<String>, Error> {
+        let rules = self.rules.load();
+        let hash = requested_hash(extensions)?;
+        if let (Some(hash), Some(query)) = (&hash, &query)
+            && sha256_hex(query) != *hash
+        {
+            return Err(Error::bad_request("provided sha does not match query"));
+        }
+        match (rules.mode, hash, query) {
+            (PersistedMode::Off, Some(_), _) => Err(Error::new(
+                Kind::PersistedQueryNotSupported,
+                "PersistedQueryNotSupported",
+            )),
+            (PersistedMode::Off | PersistedMode::Auto, None, query) => Ok(query),
+            (PersistedMode::Auto, Some(hash), Some(query)) => {
+                self.registered.insert(hash, Arc::from(query.as_str()));
+                Ok(Some(query))
+            }
+            (PersistedMode::Auto, Some(hash), None) => rules
+                .manifest
+                .get(&hash)
+                .cloned()
+                .or_else(|| self.registered.get(&hash))
+                .map(|text| Some(text.to_string()))
+                .ok_or_else(|| Error::new(Kind::PersistedQueryNotFound, "PersistedQueryNotFound")),
+            (PersistedMode::AllowList, hash, query) => {
+                let Some(key) = hash.or_else(|| query.as_deref().map(sha256_hex)) else {
+                    return Ok(None);
+                };
+                rules
+                    .manifest
+                    .get(&key)
+                    .map(|text| Some(text.to_string()))
+                    .ok_or_else(|| {
+                        Error::new(
+                            Kind::PersistedQueryNotInList,
+                            "only the operations of the persisted-query manifest run here",
+                        )
+                    })
+            }
+        }
+    }
+}
+
+impl Rules {
+    fn load(config: &PersistedQueries) -> Result<Rules, Error> {
+        let manifest = match &config.manifest {
+            Some(path) => read_manifest(path)?,
+            None => HashMap::new(),
+        };
+        Ok(Rules {
+            mode: config.mode,
+            manifest,
+        })
+    }
+}
+
+/// An Apollo persisted-query manifest.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: String,
+    version: u32,
+    operations: Vec<Operation>,
+}
+
+#[derive(Deserialize)]
+struct Operation {
+    id: String,
+    body: String,
+}
+
+/// The operations by their id and by the SHA-256 of their text (a client
+/// may send either, or the text itself).
+fn read_manifest(path: &std::path::Path) -> Result<HashMap<String, Arc<str>>, Error> {
+    let problem = |why: String| {
+        Error::internal(format!(
+            "server.persisted_queries.manifest {}: {why}",
+            path.display()
+        ))
+    };
+    let text = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| problem(format!("not a manifest: {e}")))?;
+    if manifest.format != "apollo-persisted-query-manifest" || manifest.version != 1 {
+        return Err(problem(
+            "format must be \"apollo-persisted-query-manifest\", version 1".into(),
+        ));
+    }
+    let mut operations = HashMap::with_capacity(manifest.operations.len() * 2);
+    for op in manifest.operations {
+        let body: Arc<str> = Arc::from(op.body.as_str());
+        operations.insert(sha256_hex(&op.body), body.clone());
+        operations.insert(op.id, body);
+    }
+    Ok(operations)
+}
+
+/// `extensions.persistedQuery.sha256Hash`, checked.
+fn requested_hash(extensions: Option<&Value>) -> Result<Option<String>, Error> {
+    let Some(pq) = extensions.and_then(|e| e.get("persistedQuery")) else {
+        return Ok(None);
+    };
+    if pq.get("version").and_then(Value::as_u64) != Some(1) {
+        return Err(Error::bad_request(
+            "Unsupported persisted query version: persistedQuery.version must be 1",
+        ));
+    }
+    let hash = pq
+        .get("sha256Hash")
+        .and_then(Value::as_str)
+        .filter(|h| h.len() <= 128 && !h.is_empty())
+        .ok_or_else(|| Error::bad_request("persistedQuery.sha256Hash must be a string"))?;
+    Ok(Some(hash.to_ascii_lowercase()))
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::ByteSize;
+
+    const Q: &str = "{ products(first: 1) { edges { node { name } } } }";
+
+    fn persisted(mode: PersistedMode) -> Persisted {
+        Persisted::new(&PersistedQueries {
+            mode,
+            manifest: None,
+            max_bytes: ByteSize(64 * 1024),
+        })
+        .expect("no manifest")
+    }
+
+    fn ext(hash: &str) -> Value {
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+    }
+
+    #[test]
+    fn apq_registers_then_runs_by_hash() {
+        let p = persisted(PersistedMode::Auto);
+        let hash = sha256_hex(Q);
+        let missing = p.resolve(None, Some(&ext(&hash))).unwrap_err();
+        assert_eq!(missing.kind(), Kind::PersistedQueryNotFound);
+        assert_eq!(missing.message(), "PersistedQueryNotFound");
+        assert_eq!(
+            p.resolve(Some(Q.into()), Some(&ext(&hash)))
+                .unwrap()
+                .as_deref(),
+            Some(Q)
+        );
+        assert_eq!(
+            p.resolve(None, Some(&ext(&hash))).unwrap().as_deref(),
+            Some(Q)
+        );
+        // A text that is not the hash's is refused, not registered.
+        let wrong = p.resolve(Some("{ __typename }".into()), Some(&ext(&hash)));
+        assert!(wrong.is_err_and(|e| e.message().contains("does not match")));
+        let bad_version = json!({ "persistedQuery": { "version": 2, "sha256Hash": hash } });
+        assert!(p.resolve(None, Some(&bad_version)).is_err());
+    }
+
+    #[test]
+    fn off_refuses_hashes_and_passes_text() {
+        let p = persisted(PersistedMode::Off);
+        let e = p.resolve(None, Some(&ext(&sha256_hex(Q)))).unwrap_err();
+        assert_eq!(e.kind(), Kind::PersistedQueryNotSupported);
+        assert_eq!(p.resolve(Some(Q.into()), None).unwrap().as_deref(), Some(Q));
+    }
+}
