@@ -22,6 +22,7 @@ use crate::customers::Customers;
 use crate::error::Error;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
+use crate::fleet::Fleet;
 use crate::graphql::{self, Documents, Persisted};
 use crate::reconcile::Reconciler;
 use crate::redis_link::{self, RedisLink};
@@ -131,6 +132,12 @@ impl Gateway {
             replica.clone(),
         );
         reconciler.clone().schedule(&background);
+        let fleet = Fleet::new(
+            replica.clone(),
+            redis.clone(),
+            upstreams.protection().cloned().collect(),
+        );
+        fleet.clone().follow(&background);
         let state = Arc::new(AppState {
             schema: graphql::schema(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
@@ -144,6 +151,7 @@ impl Gateway {
             events,
             exceptions,
             reconciler,
+            fleet,
             redis,
             secrets,
             ready: AtomicBool::new(true),
@@ -206,6 +214,7 @@ impl Gateway {
             p.reload(&settings);
             if before != after {
                 admin::audit(
+                    s,
                     "reload",
                     "limits.set",
                     p.system.name(),
@@ -221,6 +230,8 @@ impl Gateway {
         s.events.reload(&new.events);
         s.reconciler.reload(&new.reconcile);
         s.client_limits.apply(&new.server.client_limit);
+        // Operators' fleet-wide changes stay on top of the file.
+        s.fleet.reapply();
         if let Err(e) = s.persisted.reload(&new.server.persisted_queries) {
             tracing::error!(error = %e, "persisted queries not reloaded; the running ones stay");
         }

@@ -35,6 +35,7 @@
 //! 4. [`upstream`], then [`cache`];
 //! 5. [`catalog`] and [`customers`], then [`checkout`] and [`events`]
 //!    (signed change events, applied once and in order, dead letters);
+//!    [`fleet`]: operators' limit and breaker changes, on every replica;
 //! 6. [`graphql`], then [`state`] (what every handler shares);
 //! 7. the listeners: [`listener`], [`http`], [`admin`] (metrics, the admin
 //!    API and its CLI);
@@ -60,6 +61,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod exceptions;
+pub mod fleet;
 pub mod graphql;
 pub mod http;
 pub mod listener;

@@ -15,6 +15,7 @@ use crate::config::{Config, Secrets};
 use crate::customers::Customers;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
+use crate::fleet::Fleet;
 use crate::graphql::{Documents, Persisted, Schema};
 use crate::reconcile::Reconciler;
 use crate::redis_link::RedisLink;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub exceptions: Arc<Exceptions>,
     /// Drift checks against the systems of record.
     pub reconciler: Arc<Reconciler>,
+    /// Operators' limit and breaker changes, shared by every replica.
+    pub fleet: Arc<Fleet>,
     /// The shared Redis, when configured.
     pub redis: Option<Arc<RedisLink>>,
     /// False once shutdown begins, so `/readyz` turns load balancers away.

@@ -58,6 +58,7 @@ pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: B
     match app.invalidator.invalidate(entity, target, None).await {
         Ok(()) => {
             audit(
+                &app,
                 &actor(&headers),
                 "cache.purge",
                 &purge.entity,

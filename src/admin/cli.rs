@@ -38,7 +38,8 @@ pub enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LimitsCommand {
-    /// Change an upstream's limit; unset flags keep their value.
+    /// Change an upstream's limit (on every replica sharing Redis); unset
+    /// flags keep their value.
     Set {
         upstream: String,
         #[arg(long)]
@@ -51,6 +52,8 @@ pub enum LimitsCommand {
         #[arg(long)]
         browse_wait: Option<String>,
     },
+    /// Hand an upstream's limit back to config (on every replica).
+    Reset { upstream: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +123,9 @@ pub async fn run(url: &str, token: Option<&str>, command: AdminCommand) -> Resul
                 Some(Value::Object(body)),
             )
         }
+        AdminCommand::Limits {
+            change: Some(LimitsCommand::Reset { upstream }),
+        } => (Method::DELETE, format!("/admin/limits/{upstream}"), None),
         AdminCommand::Breaker { upstream, action } => {
             let action = match action {
                 BreakerAction::Open => "open",

@@ -65,6 +65,7 @@ pub async fn replay(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     match app.events.replay(replay.ids.clone()).await {
         Ok(report) => {
             audit(
+                &app,
                 &actor(&headers),
                 "dlq.replay",
                 "dlq",
@@ -85,7 +86,14 @@ pub async fn discard(
 ) -> Response {
     match app.events.dead_letters().remove(&id).await {
         Ok(true) => {
-            audit(&actor(&headers), "dlq.discard", &id, json!(id), json!(null));
+            audit(
+                &app,
+                &actor(&headers),
+                "dlq.discard",
+                &id,
+                json!(id),
+                json!(null),
+            );
             axum::Json(json!({ "discarded": id })).into_response()
         }
         Ok(false) => error(&Error::new(

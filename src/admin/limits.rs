@@ -1,7 +1,8 @@
 //! Live tuning of upstream protection: `GET /admin/limits`,
-//! `PUT /admin/limits/{upstream}`, `POST /admin/breakers/{upstream}`.
-//! A change applies at once, is logged as an audit line, and shows in
-//! `moat_ratelimit_limit_rps` / `moat_breaker_state`.
+//! `PUT` and `DELETE /admin/limits/{upstream}`, `POST
+//! /admin/breakers/{upstream}`. A change applies at once here and, through
+//! `fleet`, on every replica sharing Redis; it is logged as an audit line
+//! and shows in `moat_ratelimit_limit_rps` / `moat_breaker_state`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,15 +72,43 @@ pub async fn set(
     if let Some(problem) = new.problem() {
         return error(&Error::new(Kind::BadUserInput, problem));
     }
-    protection.set_limit(new);
+    let who = actor(&headers);
+    let fleet = app.fleet.set_limit(&protection, new, &who).await;
+    audit(&app, &who, "limits.set", &upstream, json!(old), json!(new));
+    answer(json!(new), fleet)
+}
+
+/// `DELETE /admin/limits/{upstream}`: back to the configured limit, on
+/// every replica.
+pub async fn reset(
+    State(app): State<Arc<AppState>>,
+    Path(upstream): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let protection = match find(&app, &upstream) {
+        Ok(p) => p,
+        Err(message) => return error(&Error::new(Kind::NotFound, message)),
+    };
+    let old = protection.limit();
+    let who = actor(&headers);
+    let fleet = app.fleet.reset_limit(&protection, &who).await;
+    let new = protection.limit();
     audit(
-        &actor(&headers),
-        "limits.set",
+        &app,
+        &who,
+        "limits.reset",
         &upstream,
         json!(old),
         json!(new),
     );
-    axum::Json(json!(new)).into_response()
+    answer(json!(new), fleet)
+}
+
+/// The new state, and `"fleet"`: whether every replica sharing Redis takes
+/// it too (false: only this one, Redis is not configured or away).
+fn answer(mut state: serde_json::Value, fleet: bool) -> Response {
+    state["fleet"] = json!(fleet);
+    axum::Json(state).into_response()
 }
 
 #[derive(Deserialize)]
@@ -119,16 +148,18 @@ pub async fn breaker(
         }
     };
     let old = protection.breaker.report();
-    protection.force_breaker(forced);
+    let who = actor(&headers);
+    let fleet = app.fleet.force_breaker(&protection, forced, &who).await;
     let new = protection.breaker.report();
     audit(
-        &actor(&headers),
+        &app,
+        &who,
         "breaker.force",
         &upstream,
         json!(old.state),
         json!(new.state),
     );
-    axum::Json(json!(new)).into_response()
+    answer(json!(new), fleet)
 }
 
 fn find(app: &AppState, upstream: &str) -> Result<Arc<Protection>, String> {

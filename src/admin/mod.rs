@@ -29,7 +29,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/status", get(status))
         .route("/admin/cache/purge", post(cache::purge))
         .route("/admin/limits", get(limits::list))
-        .route("/admin/limits/{upstream}", put(limits::set))
+        .route(
+            "/admin/limits/{upstream}",
+            put(limits::set).delete(limits::reset),
+        )
         .route("/admin/breakers/{upstream}", post(limits::breaker))
         .route("/admin/dlq", get(dlq::list))
         .route("/admin/dlq/replay", post(dlq::replay))
@@ -134,13 +137,15 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
 /// One audit line per change made through the admin API (or a reload):
 /// who, what, old, new.
 pub(crate) fn audit(
+    app: &AppState,
     who: &str,
     what: &str,
     target: &str,
     old: serde_json::Value,
     new: serde_json::Value,
 ) {
-    tracing::info!(target: "moat::audit", who, action = what, target_name = target, old = %old, new = %new, "admin change");
+    let replica = app.fleet.replica();
+    tracing::info!(target: "moat::audit", who, action = what, target_name = target, replica, old = %old, new = %new, "admin change");
 }
 
 /// Who made an admin change, for the audit line: the caller's

@@ -31,6 +31,7 @@ pub async fn run(
     match app.reconciler.run(subject).await {
         Ok(report) => {
             audit(
+                &app,
                 &actor(&headers),
                 "reconcile.run",
                 subject.name(),

@@ -54,7 +54,7 @@ impl Position {
 }
 
 /// What an SRE forced, if anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Forced {
     Open,

@@ -31,6 +31,9 @@ const RECENT: usize = 256;
 pub struct Protection {
     pub system: System,
     limiter: ArcSwap<Limiter>,
+    /// The limit config gives, which an operator's change overrides until
+    /// `reset_limit`.
+    configured: ArcSwap<SystemLimit>,
     pub breaker: Arc<Breaker>,
     budget: ArcSwap<Budget>,
     retry: ArcSwap<RetrySettings>,
@@ -56,6 +59,7 @@ impl Protection {
                 shared.clone(),
                 replicas,
             )),
+            configured: ArcSwap::from_pointee(settings.limit),
             breaker: Breaker::new(system.name(), breaker_settings(settings)),
             budget: ArcSwap::from_pointee(Budget::new(budget_settings(settings))),
             retry: ArcSwap::from_pointee(retry_settings(settings)),
@@ -96,8 +100,17 @@ impl Protection {
         self.publish_limit();
     }
 
+    /// Back to the configured limit.
+    pub fn reset_limit(&self) {
+        let configured = **self.configured.load();
+        if configured != self.limit() {
+            self.set_limit(configured);
+        }
+    }
+
     /// Applies reloaded settings: limits, breaker thresholds, retries.
     pub fn reload(&self, settings: &SystemSettings) {
+        self.configured.store(Arc::new(settings.limit));
         if settings.limit != self.limit() {
             self.set_limit(settings.limit);
         }

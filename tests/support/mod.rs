@@ -301,6 +301,25 @@ impl Moat {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any admin call: method, path, optional JSON body; status and JSON.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.admin_url))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.expect("admin request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// The value of one Prometheus sample, e.g.
     /// `moat_contract_violations_total{entity="price",upstream="erp"}`.
     pub async fn metric(&self, name_and_labels: &str) -> f64 {
