@@ -50,6 +50,42 @@ pub const CONNECTIONS_REFUSED: &str = "moat_connections_refused_total";
 /// `evicted` (idle longest when the cap was reached).
 pub const CONNECTIONS_CLOSED: &str = "moat_connections_closed_total";
 
+/// How a metric is exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    /// `_bucket`, `_sum` and `_count` series.
+    Histogram,
+}
+
+/// Every metric Moat exports: what dashboards and alert rules may use
+/// (`tests/deploy.rs` holds `deploy/` to it).
+pub const EXPORTED: [(&str, MetricType); 22] = [
+    (CACHE_REQUESTS, MetricType::Counter),
+    (UPSTREAM_REQUESTS, MetricType::Counter),
+    (UPSTREAM_DURATION, MetricType::Histogram),
+    (CONTRACT_VIOLATIONS, MetricType::Counter),
+    (BREAKER_STATE, MetricType::Gauge),
+    (RATELIMIT_REJECTED, MetricType::Counter),
+    (RATELIMIT_LIMIT, MetricType::Gauge),
+    (GRAPHQL_DURATION, MetricType::Histogram),
+    (CHECKOUT_VERIFICATIONS, MetricType::Counter),
+    (CHECKOUT_MISMATCHES, MetricType::Counter),
+    (SIGN_INS_REFUSED, MetricType::Counter),
+    (EVENTS, MetricType::Counter),
+    (DLQ_DEPTH, MetricType::Gauge),
+    (EVENT_VISIBLE, MetricType::Histogram),
+    (RECONCILE_CHECKED, MetricType::Counter),
+    (RECONCILE_DRIFT, MetricType::Counter),
+    (RECONCILE_DURATION, MetricType::Histogram),
+    (EXCEPTIONS, MetricType::Counter),
+    (TOKEN_FETCHES, MetricType::Counter),
+    (CONNECTIONS_OPEN, MetricType::Gauge),
+    (CONNECTIONS_REFUSED, MetricType::Counter),
+    (CONNECTIONS_CLOSED, MetricType::Counter),
+];
+
 /// Installs the log subscriber once. `RUST_LOG` wins over the config.
 pub fn init_logs(config: &Telemetry) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

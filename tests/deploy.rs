@@ -1,0 +1,194 @@
+//! The monitoring that ships in `deploy/`: the Grafana dashboard and the
+//! Prometheus alert rules use only metrics Moat exports (histograms by
+//! their series), every alert links a runbook section that exists, and
+//! promtool accepts the rules and passes their unit tests. promtool comes
+//! with Debian's `prometheus` package; `.ci/run` installs it and sets
+//! `MOAT_REQUIRE_PROMTOOL=1`, elsewhere the promtool part is skipped when
+//! it is missing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use moat::telemetry::{EXPORTED, MetricType};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `moat_…` name in a PromQL expression.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("moat_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.insert(name);
+    }
+    names
+}
+
+/// Whether `name` is a series Moat exports.
+fn exported(name: &str) -> bool {
+    EXPORTED.iter().any(|(metric, kind)| match kind {
+        MetricType::Histogram => ["_bucket", "_sum", "_count"]
+            .iter()
+            .any(|suffix| name == format!("{metric}{suffix}")),
+        _ => name == *metric,
+    })
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let dashboard: Value = serde_json::from_str(&read("deploy/grafana/moat.json")).expect("JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    exprs
+}
+
+/// The rules file's expressions (one-line or `|` blocks) and runbook links.
+fn rules() -> (Vec<String>, Vec<String>) {
+    let text = read("deploy/prometheus/moat-rules.yml");
+    let (mut exprs, mut runbooks) = (Vec::new(), Vec::new());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim();
+        if let Some(expr) = trimmed.strip_prefix("expr:") {
+            let mut expr = expr.trim().to_string();
+            if expr == "|" {
+                expr.clear();
+                while let Some(next) = lines.peek().filter(|l| l.starts_with("          ")) {
+                    expr.push_str(next.trim());
+                    expr.push(' ');
+                    lines.next();
+                }
+            }
+            exprs.push(expr);
+        } else if let Some(url) = trimmed.strip_prefix("runbook_url:") {
+            runbooks.push(url.trim().to_string());
+        }
+    }
+    (exprs, runbooks)
+}
+
+#[test]
+fn the_dashboard_and_the_rules_use_only_metrics_moat_exports() {
+    let (rule_exprs, _) = rules();
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() >= 20, "{exprs:?}");
+    assert_eq!(rule_exprs.len(), 8, "{rule_exprs:?}");
+    let mut used = BTreeSet::new();
+    for expr in exprs.iter().chain(&rule_exprs) {
+        for name in metric_names(expr) {
+            assert!(
+                exported(&name),
+                "{name} (in {expr}) is not a metric Moat exports"
+            );
+            used.insert(name);
+        }
+    }
+    // The dashboard covers every metric (histograms through their series).
+    for (metric, _) in EXPORTED {
+        assert!(
+            used.iter().any(|u| u.starts_with(metric)),
+            "{metric} is on no dashboard panel"
+        );
+    }
+}
+
+#[test]
+fn every_metric_in_the_code_is_listed_as_exported() {
+    fn walk(dir: &Path, names: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("src").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, names);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                for quoted in text.split('"').skip(1).step_by(2) {
+                    if quoted.starts_with("moat_") && metric_names(quoted).len() == 1 {
+                        names.insert(quoted.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    walk(&root().join("src"), &mut names);
+    for name in &names {
+        assert!(
+            EXPORTED.iter().any(|(m, _)| m == name),
+            "{name} is exported but not in telemetry::EXPORTED"
+        );
+    }
+    assert_eq!(names.len(), EXPORTED.len(), "{names:?}");
+}
+
+#[test]
+fn every_alert_links_a_runbook_section_that_exists() {
+    let runbook = read("docs/runbooks.md");
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .collect::<String>()
+                .replace(' ', "-")
+        })
+        .collect();
+    let (_, runbooks) = rules();
+    assert_eq!(runbooks.len(), 8);
+    for url in runbooks {
+        let anchor = url
+            .strip_prefix("docs/runbooks.md#")
+            .unwrap_or_else(|| panic!("{url} is not a docs/runbooks.md section"));
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "{url}: no such section in {anchors:?}"
+        );
+    }
+}
+
+#[test]
+fn promtool_checks_and_unit_tests_the_rules() {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("MOAT_REQUIRE_PROMTOOL").is_none(),
+            "promtool is not on PATH (Debian: the prometheus package)"
+        );
+        eprintln!("promtool is not on PATH: rules not checked here");
+        return;
+    }
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "moat-rules.yml"],
+        ["test", "rules", "moat-rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
