@@ -3,8 +3,8 @@
 //! their series), every alert links a runbook section that exists, and
 //! promtool accepts the rules and passes their unit tests. promtool comes
 //! with Debian's `prometheus` package; `.ci/run` installs it and sets
-//! `MOAT_REQUIRE_PROMTOOL=1`, elsewhere the promtool part is skipped when
-//! it is missing.
+//! `MOAT_CI=1`, which makes it required; elsewhere the promtool part is
+//! skipped when it is missing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -167,7 +167,7 @@ fn promtool_checks_and_unit_tests_the_rules() {
     let found = Command::new("promtool").arg("--version").output().is_ok();
     if !found {
         assert!(
-            std::env::var_os("MOAT_REQUIRE_PROMTOOL").is_none(),
+            std::env::var_os("MOAT_CI").is_none(),
             "promtool is not on PATH (Debian: the prometheus package)"
         );
         eprintln!("promtool is not on PATH: rules not checked here");

@@ -24,9 +24,14 @@ fn js_dir() -> PathBuf {
 fn install_packages() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let installed = ["graphql-http", "graphql-request", "@apollo/client"]
-            .iter()
-            .all(|p| js_dir().join("node_modules").join(p).is_dir());
+        let installed = [
+            "graphql-http",
+            "graphql-request",
+            "@apollo/client",
+            "puppeteer-core",
+        ]
+        .iter()
+        .all(|p| js_dir().join("node_modules").join(p).is_dir());
         if installed {
             return;
         }
@@ -39,11 +44,16 @@ fn install_packages() {
     });
 }
 
-/// Runs `node SCRIPT URL` and returns its JSON line and whether it exited 0.
+/// Runs `node SCRIPT URL [ARGS]` and returns its JSON line and whether it
+/// exited 0.
 fn node(script: &str, url: &str) -> (bool, Value) {
+    node_with(script, &[url])
+}
+
+fn node_with(script: &str, args: &[&str]) -> (bool, Value) {
     let out = Command::new("node")
         .arg(script)
-        .arg(url)
+        .args(args)
         .current_dir(js_dir())
         .output()
         .expect("node");
@@ -112,5 +122,46 @@ async fn graphql_over_http_audits_pass_and_clients_build_the_schema() {
         apq["requests"],
         serde_json::json!([sent("GET", false), sent("POST", true), sent("GET", false)]),
         "{apq}"
+    );
+}
+
+/// The README's first query.
+const README_QUERY: &str = "{ product(sku: \"SKU-000001\") { name price { price { amount currencyCode } freshness { ageSeconds stale } } availability { status quantity } } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_works_offline_in_headless_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        assert!(
+            std::env::var_os("MOAT_CI").is_none(),
+            "{chromium} is missing (Debian: the chromium package)"
+        );
+        eprintln!("no {chromium}: GraphiQL not tested in a browser here");
+        return;
+    }
+    install_packages();
+    let sim = Sim::start().await;
+    let file = config_file("graphiql", "");
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let url = format!("{}/graphql", moat.public);
+    let expected = sim.get_json("/pim/v1/products?ids=prod-000001").await["items"][0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let page =
+        tokio::task::spawn_blocking(move || node_with("graphiql.mjs", &[&url, README_QUERY]));
+    let (ran, page) = page.await.unwrap();
+    assert!(ran, "{page:#}");
+    // Nothing was fetched from beyond loopback, nothing failed to load.
+    assert_eq!(page["offsite"], serde_json::json!([]), "{page:#}");
+    assert_eq!(page["errors"], serde_json::json!([]), "{page:#}");
+    let result = page["result"].as_str().unwrap_or("");
+    assert!(result.contains(&expected), "{expected} not in {result}");
+    assert!(result.contains("currencyCode"), "{result}");
+    // The docs explorer was built from introspection.
+    let docs = page["docs"].as_str().unwrap_or("");
+    assert!(
+        docs.contains("ProductPrice") && docs.contains("VerifyCheckoutInput"),
+        "{docs}"
     );
 }

@@ -220,7 +220,39 @@ async fn get_serves_queries_but_not_mutations() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(r.text().await.unwrap().contains("GraphiQL"));
+    // Its scripts come from Moat alone (headless Chromium runs it in
+    // graphql_clients.rs).
+    let policy = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("GraphiQL") && !page.contains("https://"),
+        "{page}"
+    );
+    for (asset, media) in [
+        ("graphiql.min.js", "text/javascript"),
+        ("graphiql.min.css", "text/css"),
+        ("graphiql-start.js", "text/javascript"),
+    ] {
+        let r = moat
+            .http
+            .get(format!("{}/assets/{asset}", moat.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{asset}");
+        assert_eq!(r.headers()["content-type"], media, "{asset}");
+    }
+    let r = moat
+        .http
+        .get(format!("{}/assets/../Cargo.toml", moat.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
     moat.stop().await;
 }
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -72,7 +72,7 @@ pub async fn get(
         return not_acceptable();
     };
     if media == Media::Html {
-        return Html(include_str!("graphiql.html")).into_response();
+        return super::assets::graphiql();
     }
     let params = match Query::<GetParams>::try_from_uri(&uri) {
         Ok(Query(p)) => p,

@@ -1,6 +1,8 @@
-//! The public listener: `/graphql`, health checks and signed change events
-//! (`/events/{source}`), with the inbound layers every request passes.
+//! The public listener: `/graphql` (and GraphiQL's `/assets/`), health
+//! checks and signed change events (`/events/{source}`), with the inbound
+//! layers every request passes.
 
+mod assets;
 pub mod client_limit;
 mod events;
 mod graphql;
@@ -32,6 +34,7 @@ pub fn router(app: Arc<AppState>) -> Router {
                     client_limit::limit,
                 )),
         )
+        .route("/assets/{file}", get(assets::file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/events/{source}", post(events::receive))
