@@ -18,6 +18,7 @@ use crate::background::Background;
 use crate::config::SystemLimit;
 use crate::redis_link::RedisLink;
 use crate::resilience::breaker::Forced;
+use crate::telemetry;
 use crate::upstream::Protection;
 
 /// How often each replica reads the shared settings.
@@ -242,16 +243,15 @@ impl Fleet {
         };
         if applied {
             let (from, by) = stored.map_or(("-", "-"), |s| (s.from.as_str(), s.by.as_str()));
-            tracing::info!(
-                target: "moat::audit",
-                who = by,
-                action = "fleet.apply",
-                target_name = field,
-                replica = %self.replica,
-                from,
-                new = %stored.map_or(serde_json::Value::Null, |s| s.value.clone()),
-                "fleet change applied"
-            );
+            telemetry::audit(telemetry::Audit {
+                at: telemetry::unix_now(),
+                who: format!("{by} (from replica {from})"),
+                action: "fleet.apply".into(),
+                target: field.to_string(),
+                replica: self.replica.clone(),
+                old: Value::Null,
+                new: stored.map_or(Value::Null, |s| s.value.clone()),
+            });
         }
     }
 

@@ -156,6 +156,60 @@ pub fn token_fetch(system: System, ok: bool) {
         .increment(1);
 }
 
+/// One change made by an operator (or a reload, or the fleet): who, what,
+/// where, before and after. Logged (`moat::audit`) and kept, the last
+/// [`AUDIT_KEPT`], for the console.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Audit {
+    /// Unix seconds.
+    pub at: u64,
+    pub who: String,
+    pub action: String,
+    pub target: String,
+    /// The replica that made the change.
+    pub replica: String,
+    pub old: serde_json::Value,
+    pub new: serde_json::Value,
+}
+
+/// How many audit entries a process keeps.
+pub const AUDIT_KEPT: usize = 200;
+
+static AUDITS: std::sync::Mutex<std::collections::VecDeque<Audit>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Logs `audit` and keeps it.
+pub fn audit(audit: Audit) {
+    tracing::info!(
+        target: "moat::audit",
+        who = %audit.who,
+        action = %audit.action,
+        target_name = %audit.target,
+        replica = %audit.replica,
+        old = %audit.old,
+        new = %audit.new,
+        "change"
+    );
+    let mut kept = AUDITS.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() == AUDIT_KEPT {
+        kept.pop_front();
+    }
+    kept.push_back(audit);
+}
+
+/// The kept audit entries, newest first.
+pub fn recent_audits() -> Vec<Audit> {
+    let kept = AUDITS.lock().unwrap_or_else(|p| p.into_inner());
+    kept.iter().rev().cloned().collect()
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub fn event_visible(place: &'static str, after: Duration) {
     metrics::histogram!(EVENT_VISIBLE, "where" => place).record(after.as_secs_f64());
 }

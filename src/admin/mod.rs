@@ -1,6 +1,6 @@
-//! The admin listener: Prometheus `/metrics` and the `/admin/*` API behind a
-//! bearer token. Without a configured token every admin route refuses; it
-//! never opens up.
+//! The admin listener: Prometheus `/metrics`, the SRE console (`/admin/`)
+//! and the `/admin/*` API behind a bearer token. Without a configured token
+//! every admin route refuses; it never opens up.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::telemetry;
 
 mod cache;
 pub mod cli;
+mod console;
 mod dlq;
 mod limits;
 mod reconcile;
@@ -40,9 +41,17 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/reconcile/last", get(reconcile::last))
         .route("/admin/reconcile/{entity}", post(reconcile::run))
         .route("/admin/exceptions", get(reconcile::exceptions))
+        .route("/admin/audit", get(recent_audits))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
+        .route(
+            "/admin",
+            get(|| async { axum::response::Redirect::permanent("/admin/") }),
+        )
+        .route("/admin/", get(console::page))
+        .route("/admin/console.js", get(console::script))
+        .route("/admin/console.css", get(console::style))
         .merge(admin)
         .with_state(app)
 }
@@ -117,6 +126,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
         "dlq": { "depth": dlq },
         "reconciliation": { "last": reconciliation.first() },
         "redis": redis,
+        "replica": app.fleet.replica(),
         "upstreams": app
             .upstreams
             .systems
@@ -144,8 +154,20 @@ pub(crate) fn audit(
     old: serde_json::Value,
     new: serde_json::Value,
 ) {
-    let replica = app.fleet.replica();
-    tracing::info!(target: "moat::audit", who, action = what, target_name = target, replica, old = %old, new = %new, "admin change");
+    telemetry::audit(telemetry::Audit {
+        at: telemetry::unix_now(),
+        who: who.to_string(),
+        action: what.to_string(),
+        target: target.to_string(),
+        replica: app.fleet.replica().to_string(),
+        old,
+        new,
+    });
+}
+
+/// `GET /admin/audit`: this replica's recent changes, newest first.
+async fn recent_audits() -> Response {
+    axum::Json(telemetry::recent_audits()).into_response()
 }
 
 /// Who made an admin change, for the audit line: the caller's

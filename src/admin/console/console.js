@@ -1,0 +1,218 @@
+// Moat's SRE console: the admin API, read every few seconds and shown as
+// tables that also fit a phone. The admin token is kept in this tab's
+// session storage only and sent as a bearer header, never in a URL.
+'use strict';
+
+const TOKEN = 'moat-admin-token';
+const REFRESH_MS = 5000;
+const $ = (selector) => document.querySelector(selector);
+/** The previous /metrics sample, for rates over the refresh interval. */
+let previous = null;
+/** The system whose limit is being edited (refreshes leave its row alone). */
+let editing = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith('data-')) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(child ?? ''));
+  }
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: {
+      authorization: `Bearer ${sessionStorage.getItem(TOKEN) ?? ''}`,
+      'content-type': 'application/json',
+      'x-moat-actor': 'console',
+    },
+  });
+  const body = await response.json().catch(() => null);
+  if (response.status === 401 || response.status === 403) {
+    signOut(body?.error ?? 'not signed in');
+    throw new Error('signed out');
+  }
+  if (!response.ok) throw new Error(body?.error ?? response.statusText);
+  return body;
+}
+
+/** Prometheus text as [{name, labels, value}]. */
+async function metrics() {
+  const text = await (await fetch('/metrics')).text();
+  const samples = [];
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([a-z_]+)(?:\{(.*)\})? ([0-9.eE+-]+)$/);
+    if (!m) continue;
+    const labels = {};
+    for (const pair of (m[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)) labels[pair[1]] = pair[2];
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
+/** Sum of `name` samples grouped by `key(labels)`, minus the previous sample's. */
+function sums(samples, name, key, since) {
+  const total = new Map();
+  const add = (list, sign) => {
+    for (const s of list ?? []) {
+      if (s.name !== name) continue;
+      const k = key(s.labels);
+      if (k !== null) total.set(k, (total.get(k) ?? 0) + sign * s.value);
+    }
+  };
+  add(samples, 1);
+  add(since, -1);
+  return total;
+}
+
+const percent = (part, whole) => (whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : '–');
+const bytes = (n) => (n > 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
+const ms = (v) => (v == null ? '–' : `${v.toFixed(1)} ms`);
+
+function say(text, isError = false) {
+  const message = $('#message');
+  message.textContent = text;
+  message.className = isError ? 'error' : '';
+}
+
+function systemRow(name, s, errors) {
+  const b = s.breaker;
+  const forced = b.forced ? ` (held ${b.forced})` : '';
+  const reason = b.trip_reason ? el('small', {}, b.trip_reason) : '';
+  const limit = s.limit;
+  const limitCell = el('td', { 'data-label': 'Limit', className: 'limit' });
+  if (editing === name) {
+    const form = el('form', { className: 'limit-form' },
+      el('label', {}, 'rps ', el('input', { name: 'rps', type: 'number', min: 1, value: limit.rps })),
+      el('label', {}, 'burst ', el('input', { name: 'burst', type: 'number', min: 1, value: limit.burst })),
+      el('label', {}, 'checkout reserve ', el('input', { name: 'checkout_reserve', type: 'number', min: 0, max: 0.9, step: 0.05, value: limit.checkout_reserve })),
+      el('button', { type: 'submit', className: 'save' }, 'Save'),
+      el('button', { type: 'button', className: 'cancel', onclick: () => { editing = null; refresh(); } }, 'Cancel'));
+    form.onsubmit = (e) => { e.preventDefault(); saveLimit(name, form); };
+    limitCell.append(form);
+  } else {
+    limitCell.append(
+      el('span', { className: 'rps' }, `${limit.rps} rps`),
+      el('small', {}, `burst ${limit.burst}, ${Math.round(limit.checkout_reserve * 100)} % for checkout`),
+      el('button', { type: 'button', 'data-edit': name, onclick: () => { editing = name; refresh(); } }, 'Edit'));
+  }
+  const breakerButton = (label, action) =>
+    el('button', { type: 'button', 'data-breaker': action, onclick: () => forceBreaker(name, action) }, label);
+  return el('tr', { 'data-system': name },
+    el('td', { 'data-label': 'System' }, el('strong', {}, name), el('small', {}, (s.records ?? []).join(', '))),
+    el('td', { 'data-label': 'Owner' }, s.owner ?? '–', el('small', {}, s.contact ?? '')),
+    el('td', { 'data-label': 'Breaker' }, el('span', { className: `breaker state-${b.state}` }, b.state + forced), reason),
+    limitCell,
+    el('td', { 'data-label': 'Latency' }, `p50 ${ms(s.latency_ms.p50)}`, el('small', {}, `p99 ${ms(s.latency_ms.p99)}`)),
+    el('td', { 'data-label': 'Errors' }, errors),
+    el('td', { 'data-label': 'Hold or reset the breaker', className: 'actions' },
+      breakerButton('Hold open', 'open'), breakerButton('Hold closed', 'close'), breakerButton('Reset', 'reset')));
+}
+
+async function saveLimit(name, form) {
+  const change = {
+    rps: Number(form.rps.value),
+    burst: Number(form.burst.value),
+    checkout_reserve: Number(form.checkout_reserve.value),
+  };
+  const question = `Set ${name} to ${change.rps} rps (burst ${change.burst}, ` +
+    `${Math.round(change.checkout_reserve * 100)} % for checkout) on every replica?`;
+  if (!confirm(question)) return;
+  try {
+    const answer = await api(`/admin/limits/${encodeURIComponent(name)}`, { method: 'PUT', body: JSON.stringify(change) });
+    editing = null;
+    say(`${name}: ${answer.rps} rps, ${answer.fleet ? 'on every replica' : 'on this replica only (no shared Redis)'}.`);
+  } catch (e) {
+    say(`${name}: ${e.message}`, true);
+  }
+  refresh();
+}
+
+async function forceBreaker(name, action) {
+  const what = { open: 'hold the breaker of NAME open (calls fail at once)', close: 'hold the breaker of NAME closed', reset: 'hand the breaker of NAME back to its thresholds' }[action];
+  if (!confirm(`${what.replace('NAME', name)}, on every replica?`)) return;
+  try {
+    const answer = await api(`/admin/breakers/${encodeURIComponent(name)}`, { method: 'POST', body: JSON.stringify({ action }) });
+    say(`${name}: breaker ${answer.state}${answer.fleet ? ', on every replica' : ', on this replica only'}.`);
+  } catch (e) {
+    say(`${name}: ${e.message}`, true);
+  }
+  refresh();
+}
+
+function render(status, audits, samples) {
+  $('#replica').textContent = `replica ${status.replica ?? ''}`;
+  $('#updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
+  const since = previous;
+  const calls = sums(samples, 'moat_upstream_requests_total', (l) => l.upstream, since);
+  const failed = sums(samples, 'moat_upstream_requests_total',
+    (l) => (['error', 'rejected', 'breaker_open', 'rate_limited', 'unauthorized'].includes(l.outcome) ? l.upstream : null), since);
+  const systems = $('#systems tbody');
+  systems.replaceChildren(...Object.entries(status.upstreams).map(([name, s]) =>
+    systemRow(name, s, percent(failed.get(name) ?? 0, calls.get(name) ?? 0))));
+
+  const lookups = sums(samples, 'moat_cache_requests_total', (l) => `${l.entity}/${l.tier}`, since);
+  const hits = sums(samples, 'moat_cache_requests_total', (l) => (l.result === 'hit' ? `${l.entity}/${l.tier}` : null), since);
+  const ratio = (entity, tier) => percent(hits.get(`${entity}/${tier}`) ?? 0, lookups.get(`${entity}/${tier}`) ?? 0);
+  $('#cache tbody').replaceChildren(...Object.entries(status.cache.l1).map(([entity, l1]) =>
+    el('tr', { 'data-entity': entity },
+      el('td', {}, entity), el('td', {}, ratio(entity, 'l1')), el('td', {}, ratio(entity, 'l2')),
+      el('td', {}, String(l1.entries)), el('td', {}, bytes(l1.bytes)))));
+
+  const redis = !status.redis.configured
+    ? 'not configured: each replica caches and limits alone'
+    : status.redis.breaker.state === 'closed' ? 'reachable' : `unreachable (breaker ${status.redis.breaker.state})`;
+  const last = status.reconciliation.last;
+  const platform = [
+    ['Redis', redis],
+    ['Dead letters', status.dlq.depth == null ? 'no queue (no Redis)' : String(status.dlq.depth)],
+    ['Last reconciliation', last ? `${last.entity}: ${last.checked} checked, ${last.drifted} drifted, ${new Date(last.finished_at ?? last.started_at).toLocaleString()}` : 'none yet'],
+    ['Unpublished invalidations', String(status.cache.unpublished_invalidations ?? 0)],
+  ];
+  $('#platform').replaceChildren(...platform.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+
+  $('#audit tbody').replaceChildren(...audits.slice(0, 30).map((a) =>
+    el('tr', {},
+      el('td', {}, new Date(a.at * 1000).toLocaleTimeString()), el('td', {}, a.who), el('td', {}, a.action),
+      el('td', {}, a.target), el('td', {}, a.replica), el('td', {}, JSON.stringify(a.new)))));
+  previous = samples;
+}
+
+async function refresh() {
+  if (!sessionStorage.getItem(TOKEN)) return;
+  try {
+    const [status, audits, samples] = await Promise.all([api('/admin/status'), api('/admin/audit'), metrics()]);
+    render(status, audits, samples);
+  } catch (e) {
+    if (e.message !== 'signed out') say(`Cannot read the admin API: ${e.message}`, true);
+  }
+}
+
+function signOut(reason) {
+  sessionStorage.removeItem(TOKEN);
+  $('#console').hidden = true;
+  $('#sign-out').hidden = true;
+  $('#sign-in-form').hidden = false;
+  $('#sign-in-error').textContent = reason ?? '';
+}
+
+async function signIn(event) {
+  event?.preventDefault();
+  const token = $('#token').value.trim();
+  if (token) sessionStorage.setItem(TOKEN, token);
+  $('#token').value = '';
+  $('#sign-in-form').hidden = true;
+  $('#console').hidden = false;
+  $('#sign-out').hidden = false;
+  await refresh();
+}
+
+$('#sign-in-form').addEventListener('submit', signIn);
+$('#sign-out').addEventListener('click', () => signOut());
+if (sessionStorage.getItem(TOKEN)) signIn(); else signOut();
+setInterval(refresh, REFRESH_MS);
