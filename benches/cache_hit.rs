@@ -86,11 +86,14 @@ async fn execute(state: &moat::state::AppState) -> Vec<u8> {
     );
     // As the handler does: the parsed document comes from the cache.
     let mut request = async_graphql::Request::new(QUERY);
-    state
+    let prepared = state
         .documents
         .prepare(&mut request)
         .expect("query prepares");
-    let response = state.schema.execute(request.data(scope)).await;
+    let response = state
+        .schema
+        .execute(&state.documents, &prepared, request.data(scope))
+        .await;
     serde_json::to_vec(&response).expect("response encodes")
 }
 

@@ -139,7 +139,7 @@ impl Gateway {
         );
         fleet.clone().follow(&background);
         let state = Arc::new(AppState {
-            schema: graphql::schema(&config.server, checkout.clone()),
+            schema: graphql::Schemas::new(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
             persisted: Persisted::new(&config.server.persisted_queries)?,
             catalog,

@@ -16,7 +16,7 @@ use crate::customers::Customers;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
 use crate::fleet::Fleet;
-use crate::graphql::{Documents, Persisted, Schema};
+use crate::graphql::{Documents, Persisted, Schemas};
 use crate::reconcile::Reconciler;
 use crate::redis_link::RedisLink;
 use crate::resilience::client_limit::ClientLimits;
@@ -27,7 +27,7 @@ pub struct AppState {
     /// `config()`).
     pub(crate) config: ArcSwap<Config>,
     pub secrets: Secrets,
-    pub schema: Schema,
+    pub schema: Schemas,
     /// Parsed documents by query text (see `graphql::prepare`).
     pub documents: Documents,
     /// Queries sent by hash, and the allow-list.

@@ -55,6 +55,60 @@ pub fn schema(server: &Server, checkout: Arc<Checkout>) -> Schema {
     builder.data(checkout).finish()
 }
 
+/// The schema twice: with the library's full validation, and with its fast
+/// mode for documents that passed full validation before
+/// (`Prepared::known_valid`).
+pub struct Schemas {
+    strict: Schema,
+    fast: Schema,
+}
+
+impl Schemas {
+    pub fn new(server: &Server, checkout: Arc<Checkout>) -> Schemas {
+        let fast = {
+            let mut builder = builder(server).validation_mode(async_graphql::ValidationMode::Fast);
+            if !server.introspection {
+                builder = builder.disable_introspection();
+            }
+            builder.data(checkout.clone()).finish()
+        };
+        Schemas {
+            strict: schema(server, checkout),
+            fast,
+        }
+    }
+
+    /// Runs `request` (prepared by `documents`) on the schema it may use,
+    /// and remembers a document that passed full validation.
+    pub async fn execute(
+        &self,
+        documents: &Documents,
+        prepared: &Prepared,
+        request: async_graphql::Request,
+    ) -> async_graphql::Response {
+        let schema = if prepared.known_valid {
+            &self.fast
+        } else {
+            &self.strict
+        };
+        let query =
+            (!prepared.known_valid && request.variables.is_empty()).then(|| request.query.clone());
+        let response = schema.execute(request).await;
+        if let Some(query) = query.filter(|_| !is_request_error(&response)) {
+            documents.passed_validation(&query);
+        }
+        response
+    }
+}
+
+/// A request error happens before execution: there is no data and no
+/// error is tied to a field path (field errors always carry one).
+pub fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
 /// The limits `prepare` holds every request to, from config.
 pub fn query_limits(server: &Server, checkout: &crate::config::Checkout) -> QueryLimits {
     QueryLimits {

@@ -13,8 +13,14 @@
 //!    variables: depth, complexity and `verifyCheckout` count;
 //! 4. the checks the spec wants as request errors that async-graphql would
 //!    only notice mid-execution (a missing required variable).
+//!
+//! The library validates every request against the schema again (about a
+//! tenth of a cache hit's CPU). A document that passed that once without
+//! variables passes it every time, so `Prepared::known_valid` lets the
+//! handler run it on the schema built with the library's fast mode.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::Request;
 use async_graphql::parser::Positioned;
@@ -35,8 +41,15 @@ pub struct QueryLimits {
 
 /// Parsed documents by query text, bounded by the text's size.
 pub struct Documents {
-    cache: moka::sync::Cache<String, Arc<ExecutableDocument>>,
+    cache: moka::sync::Cache<String, Arc<Parsed>>,
     limits: QueryLimits,
+}
+
+/// A parsed document, and whether it has passed the library's full
+/// validation without variables (which then cannot come out differently).
+struct Parsed {
+    doc: ExecutableDocument,
+    valid_without_variables: AtomicBool,
 }
 
 /// What the handler needs to know about a prepared request.
@@ -46,6 +59,9 @@ pub struct Prepared {
     /// mutation's upstream calls go at checkout priority).
     pub is_mutation: bool,
     pub cost: Cost,
+    /// This very request (same text, no variables) passed full validation
+    /// before: the fast schema may run it.
+    pub known_valid: bool,
 }
 
 impl Documents {
@@ -67,16 +83,22 @@ impl Documents {
     /// Guards and parses the text (or takes the cached document), attaches
     /// it to the request, and measures the selected operation.
     pub fn prepare(&self, request: &mut Request) -> Result<Prepared, Error> {
-        let doc = match self.cache.get(&request.query) {
-            Some(doc) => doc,
+        let parsed = match self.cache.get(&request.query) {
+            Some(parsed) => parsed,
             None => {
-                let doc = Arc::new(self.parse(&request.query)?);
-                self.cache.insert(request.query.clone(), doc.clone());
-                doc
+                let parsed = Arc::new(Parsed {
+                    doc: self.parse(&request.query)?,
+                    valid_without_variables: AtomicBool::new(false),
+                });
+                self.cache.insert(request.query.clone(), parsed.clone());
+                parsed
             }
         };
-        request.set_parsed_query(ExecutableDocument::clone(&doc));
-        let Some(op) = selected_operation(&doc, request.operation_name.as_deref()) else {
+        let doc = &parsed.doc;
+        request.set_parsed_query(ExecutableDocument::clone(doc));
+        let known_valid =
+            request.variables.is_empty() && parsed.valid_without_variables.load(Ordering::Relaxed);
+        let Some(op) = selected_operation(doc, request.operation_name.as_deref()) else {
             // No such operation, or several without a name: the library
             // reports it as a request error.
             return Ok(Prepared {
@@ -86,9 +108,10 @@ impl Documents {
                     depth: 0,
                     verifications: 0,
                 },
+                known_valid: false,
             });
         };
-        let cost = cost::measure(&doc, &op.node, &request.variables, self.limits.cost)?;
+        let cost = cost::measure(doc, &op.node, &request.variables, self.limits.cost)?;
         // GraphQL's "coerce variable values": a missing non-null variable
         // without a default is a request error, not a field error.
         for def in &op.node.variable_definitions {
@@ -104,7 +127,18 @@ impl Documents {
         Ok(Prepared {
             is_mutation: op.node.ty == OperationType::Mutation,
             cost,
+            known_valid,
         })
+    }
+
+    /// `query` ran without variables and the library's full validation
+    /// found nothing: its next runs without variables need not repeat it.
+    pub fn passed_validation(&self, query: &str) {
+        if let Some(parsed) = self.cache.get(query) {
+            parsed
+                .valid_without_variables
+                .store(true, Ordering::Relaxed);
+        }
     }
 
     fn parse(&self, text: &str) -> Result<ExecutableDocument, Error> {
@@ -167,6 +201,29 @@ mod tests {
         assert!(refused.message().starts_with("$id"), "{refused}");
         let mut mutation = Request::new("mutation { verifyCheckout }");
         assert!(documents.prepare(&mut mutation).unwrap().is_mutation);
+    }
+
+    #[test]
+    fn only_a_document_that_passed_validation_without_variables_skips_it() {
+        let documents = Documents::new(LIMITS);
+        let query = "{ categories { id } }";
+        let prepare = |vars: Option<serde_json::Value>| {
+            let mut request = Request::new(query);
+            if let Some(v) = vars {
+                request = request.variables(async_graphql::Variables::from_json(v));
+            }
+            documents.prepare(&mut request).unwrap().known_valid
+        };
+        assert!(!prepare(None));
+        assert!(!prepare(None), "not until validation passed");
+        documents.passed_validation(query);
+        assert!(prepare(None));
+        assert!(
+            !prepare(Some(serde_json::json!({ "x": 1 }))),
+            "variables: always validated"
+        );
+        documents.passed_validation("{ never prepared }");
+        assert!(!documents.cache.contains_key("{ never prepared }"));
     }
 
     #[test]

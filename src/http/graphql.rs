@@ -248,15 +248,13 @@ async fn execute(
         viewer,
         app.config().server.deadline,
     );
-    let mut response = app.schema.execute(request.data(scope)).await;
+    let mut response = app
+        .schema
+        .execute(&app.documents, &prepared, request.data(scope))
+        .await;
     telemetry::graphql_request(started.elapsed());
     graphql::code_every_error(&mut response);
-
-    // A request error happens before execution: there is no data and no
-    // error is tied to a field path. Field errors always carry a path.
-    let request_error = response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
+    let request_error = graphql::is_request_error(&response);
     let body = if request_error {
         serde_json::to_vec(&json!({ "errors": response.errors }))
     } else {
