@@ -497,9 +497,16 @@ async fn a_replica_cut_off_from_redis_replays_what_it_missed_and_keeps_its_l1() 
     }
     let pim_calls = sim.requests("pim.products").await;
 
-    // 100 prices change while B cannot hear about it.
+    // 100 prices change at the source while B cannot hear about it. (The
+    // source has them too: a replica that reaches neither Redis nor L2 in
+    // time reads the source, and must find the truth there.)
     proxy.cut();
     for (i, sku) in skus.iter().enumerate() {
+        sim.set_price(
+            sku,
+            json!({ "amount": decimal(1_000 + i as i64), "segment": "default" }),
+        )
+        .await;
         let event = price_event(&format!("cut-{i}"), sku, 1_000 + i as i64, versions[i] + 1);
         let (status, r) = send(&a, "erp", &event).await;
         assert_eq!(
@@ -512,12 +519,15 @@ async fn a_replica_cut_off_from_redis_replays_what_it_missed_and_keeps_its_l1() 
     proxy.restore();
 
     let want: Vec<String> = (0..100).map(|i| decimal(1_000 + i)).collect();
+    let shown = std::sync::Mutex::new(Vec::new());
     assert!(
         eventually(Duration::from_secs(10), || async {
-            prices(&b.query(page, json!({})).await) == want
+            *shown.lock().unwrap() = prices(&b.query(page, json!({})).await);
+            *shown.lock().unwrap() == want
         })
         .await,
-        "the replica caught up with all 100 changes"
+        "the replica caught up with all 100 changes; it shows {:?}",
+        shown.lock().unwrap()
     );
     // Its L1 was not dropped: the page and its products came from it.
     assert_eq!(
