@@ -279,7 +279,7 @@ impl Gateway {
                 .collect();
             (owners, systems)
         };
-        let checks: [(&'static str, bool); 8] = [
+        let checks: [(&'static str, bool); 9] = [
             ("server.listen", old.server.listen != new.server.listen),
             ("admin.listen", old.admin.listen != new.admin.listen),
             ("upstream.url", old.upstream.url != new.upstream.url),
@@ -296,6 +296,7 @@ impl Gateway {
                 "server.connections, admin.connections",
                 connections(&old) != connections(&new),
             ),
+            ("telemetry", old.telemetry != new.telemetry),
             ("cache.*.l1_max_bytes", {
                 let sizes = |c: &Config| c.cache.entities().map(|(_, e)| e.l1_max_bytes);
                 sizes(&old) != sizes(&new)

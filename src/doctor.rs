@@ -4,7 +4,7 @@
 //! check; Redis is there (and what is lost without it); every source of
 //! events has a secret; dead letters and reconciliation are set up; the
 //! admin token and the price-token secret are set; each system has limits
-//! of its own. Each line is OK, WARN or FAIL with the fix; FAIL means not
+//! of its own; traces leave the process. Each line is OK, WARN or FAIL with the fix; FAIL means not
 //! ready.
 
 use std::fmt::Write as _;
@@ -398,6 +398,24 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
             "no scheduled passes: drift is found only by checkout and events",
         )
         .fix("set reconcile.enabled = true and reconcile.entities")
+    });
+    let traces = &config.telemetry.traces;
+    lines.push(if traces.enabled() {
+        line(
+            Status::Ok,
+            "telemetry.traces",
+            format!(
+                "spans to {}/v1/traces; traceparent on every upstream call",
+                crate::config::redact(traces.otlp_endpoint.trim_end_matches('/'))
+            ),
+        )
+    } else {
+        line(
+            Status::Warn,
+            "telemetry.traces",
+            "off: a slow or failed storefront request cannot be followed into PIM, ERP or CRM",
+        )
+        .fix("set telemetry.traces.otlp_endpoint to an OTLP/HTTP receiver")
     });
     lines.push(match &secrets.admin_token {
         Some(_) => line(Status::Ok, "MOAT_ADMIN_TOKEN", "set"),

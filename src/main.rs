@@ -341,7 +341,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         }
     };
     telemetry::init_logs(&config.telemetry);
-    runtime().block_on(async {
+    let code = runtime().block_on(async {
         let gateway = match Gateway::start(config, Secrets::from_env()).await {
             Ok(g) => g,
             Err(e) => {
@@ -364,7 +364,10 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         tracing::info!("shutting down: draining requests");
         gateway.stop().await;
         ExitCode::SUCCESS
-    })
+    });
+    // Outside the runtime: the last export blocks.
+    telemetry::traces::shutdown();
+    code
 }
 
 /// SIGHUP: read the config file again. A bad file is refused with its

@@ -144,6 +144,7 @@ mod props {
             "checkout",
             "customers",
             "telemetry",
+            "telemetry.traces",
             "nonsense",
         ]);
         let key = prop::sample::select(vec![
@@ -160,6 +161,9 @@ mod props {
             "max_per_request",
             "enabled",
             "log_level",
+            "otlp_endpoint",
+            "protocol",
+            "sample_ratio",
             "bogus",
         ]);
         let value = prop_oneof![

@@ -18,12 +18,14 @@ use futures_util::future::BoxFuture;
 use metrics::Counter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::freshness::{Cached, Policy, State};
 use super::key::Key;
 use super::l2::L2;
 use crate::domain::Timestamp;
 use crate::error::Error;
+use crate::telemetry::traces::trace_span;
 use crate::vocab::{Entity, Priority};
 
 /// What a fetcher returns for a batch: `Err` when the whole call failed;
@@ -128,7 +130,24 @@ impl<K: Key, V: Value> Filler<K, V> {
 
         if let Some(l2) = &self.l2 {
             let encoded: Vec<String> = need.iter().map(Key::encode).collect();
-            match l2.get::<V>(self.name(), &encoded).await {
+            let span = trace_span!(
+                "cache.l2",
+                otel.name = %format_args!("l2 {}", self.entity),
+                moat.cache.entity = %self.entity,
+                moat.cache.keys = encoded.len(),
+                moat.cache.l2_found = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            let read = l2
+                .get::<V>(self.name(), &encoded)
+                .instrument(span.clone())
+                .await;
+            match &read {
+                Ok(found) => span.record("moat.cache.l2_found", found.iter().flatten().count()),
+                Err(_) => span.record("otel.status_code", "ERROR"),
+            };
+            drop(span);
+            match read {
                 Ok(found) => {
                     let now = Timestamp::now();
                     let mut still = Vec::new();

@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use metrics::Counter;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::fill::{Fetch, Filler, Mode, Outcome, Value, weight};
 use super::freshness::{Cached, Policy, State};
@@ -28,6 +29,7 @@ use crate::background::Background;
 use crate::config;
 use crate::domain::Timestamp;
 use crate::error::Error;
+use crate::telemetry::traces::{self, trace_span};
 use crate::vocab::{Entity, Priority};
 
 type Flight<K, V> = Shared<BoxFuture<'static, Arc<HashMap<K, Outcome<V>>>>>;
@@ -215,6 +217,23 @@ impl<K: Key, V: Value> Tier<K, V> {
         keys: Vec<K>,
         priority: Priority,
     ) -> HashMap<K, Result<Hit<V>, Error>> {
+        let span = trace_span!(
+            "cache",
+            otel.name = %format_args!("cache {}", self.entity),
+            moat.cache.entity = %self.entity,
+            moat.cache.keys = keys.len(),
+            moat.cache.l1_hits = tracing::field::Empty,
+            moat.cache.l1_stale = tracing::field::Empty,
+            moat.cache.misses = tracing::field::Empty,
+        );
+        self.lookup(keys, priority).instrument(span).await
+    }
+
+    async fn lookup(
+        self: &Arc<Self>,
+        keys: Vec<K>,
+        priority: Priority,
+    ) -> HashMap<K, Result<Hit<V>, Error>> {
         let now = Timestamp::now();
         let policy = **self.policy.load();
         let mut out = HashMap::with_capacity(keys.len());
@@ -245,6 +264,13 @@ impl<K: Key, V: Value> Tier<K, V> {
                     missing.push(key);
                 }
             }
+        }
+        if traces::on() {
+            let span = tracing::Span::current();
+            let stale = out.values().filter(|h| h.as_ref().is_ok_and(|h| h.stale));
+            span.record("moat.cache.l1_stale", stale.count());
+            span.record("moat.cache.l1_hits", out.len());
+            span.record("moat.cache.misses", missing.len());
         }
         if missing.is_empty() {
             return out;
@@ -418,7 +444,16 @@ impl<K: Key, V: Value> Tier<K, V> {
         flights.next_id += 1;
         let tier = self.clone();
         let batch = leading.clone();
+        // Its span is the leader's child, whoever ends up driving it.
+        let span = trace_span!(
+            "cache.fill",
+            otel.name = %format_args!("fill {}", self.entity),
+            moat.cache.entity = %self.entity,
+            moat.cache.keys = leading.len(),
+            moat.cache.mode = ?mode,
+        );
         let flight = async move { Arc::new(tier.fly(id, batch, priority, mode).await) }
+            .instrument(span)
             .boxed()
             .shared();
         for key in leading {

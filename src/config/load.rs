@@ -486,6 +486,27 @@ impl Config {
                 self.telemetry.log_level
             ),
         );
+        let tr = &self.telemetry.traces;
+        check(
+            !tr.enabled()
+                || reqwest::Url::parse(&tr.otlp_endpoint)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            "telemetry.traces.otlp_endpoint",
+            format!(
+                "{:?} is not an http:// or https:// URL (or empty: traces off)",
+                redact(&tr.otlp_endpoint)
+            ),
+        );
+        check(
+            (0.0..=1.0).contains(&tr.sample_ratio),
+            "telemetry.traces.sample_ratio",
+            "must be between 0.0 and 1.0".into(),
+        );
+        check(
+            !tr.service_name.trim().is_empty(),
+            "telemetry.traces.service_name",
+            "must not be empty".into(),
+        );
         problems
     }
 }
@@ -987,6 +1008,27 @@ mod tests {
                 "checkout.price_token_max_age"
             ]
         );
+    }
+
+    #[test]
+    fn trace_settings_are_validated_with_their_keys() {
+        let mut config = Config::default();
+        assert!(!config.telemetry.traces.enabled(), "off by default");
+        config.telemetry.traces.otlp_endpoint = "collector:4318".into();
+        config.telemetry.traces.sample_ratio = 1.5;
+        config.telemetry.traces.service_name = " ".into();
+        let keys: Vec<String> = config.validate("test").into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "telemetry.traces.otlp_endpoint",
+                "telemetry.traces.sample_ratio",
+                "telemetry.traces.service_name"
+            ]
+        );
+        config.telemetry.traces = Default::default();
+        config.telemetry.traces.otlp_endpoint = "https://collector.internal:4318".into();
+        assert!(config.validate("test").is_empty());
     }
 
     #[test]

@@ -825,14 +825,15 @@ impl Default for Reconcile {
     }
 }
 
-/// Logs.
-#[derive(Debug, Clone, Deserialize)]
+/// Logs and traces.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Telemetry {
     /// `pretty` for people, `json` for log pipelines.
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `moat=debug,info`; `RUST_LOG` wins.
     pub log_level: String,
+    pub traces: Traces,
 }
 
 impl Default for Telemetry {
@@ -840,8 +841,51 @@ impl Default for Telemetry {
         Telemetry {
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
+            traces: Traces::default(),
         }
     }
+}
+
+/// `[telemetry.traces]`: OpenTelemetry traces, off unless an endpoint is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Traces {
+    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); spans
+    /// go to `{otlp_endpoint}/v1/traces`. Empty: no traces, no propagation.
+    pub otlp_endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of requests without a sampled `traceparent` that are traced
+    /// (0.0 to 1.0). A storefront's sampled trace is always followed.
+    pub sample_ratio: f64,
+    /// `service.name` of every span.
+    pub service_name: String,
+}
+
+impl Default for Traces {
+    fn default() -> Self {
+        Traces {
+            otlp_endpoint: String::new(),
+            protocol: OtlpProtocol::Protobuf,
+            sample_ratio: 1.0,
+            service_name: "moat".into(),
+        }
+    }
+}
+
+impl Traces {
+    pub fn enabled(&self) -> bool {
+        !self.otlp_endpoint.trim().is_empty()
+    }
+}
+
+/// OTLP over HTTP: `http/protobuf` (what collectors expect by default) or
+/// `http/json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    Protobuf,
+    #[serde(rename = "http/json")]
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::reply::{Media, problem, reply};
 use crate::customers::Viewer;
@@ -36,6 +37,7 @@ use crate::graphql::{self, Scope};
 use crate::resilience::client_limit::Client;
 use crate::state::AppState;
 use crate::telemetry;
+use crate::telemetry::traces::{self, trace_span};
 use crate::vocab::Priority;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -190,7 +192,32 @@ fn graphql_request(params: Params) -> Result<async_graphql::Request, Error> {
     Ok(request)
 }
 
+/// Runs the request in its operation's span: a child of the storefront's
+/// span when it sent a `traceparent`.
 async fn execute(
+    app: &AppState,
+    media: Media,
+    headers: &HeaderMap,
+    client: Option<Client>,
+    params: Params,
+    via_get: bool,
+) -> Response {
+    let span = trace_span!(
+        "graphql",
+        otel.name = "graphql",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        graphql.operation.type = tracing::field::Empty,
+        graphql.operation.name = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    traces::continue_from(&span, headers);
+    run(app, media, headers, client, params, via_get)
+        .instrument(span)
+        .await
+}
+
+async fn run(
     app: &AppState,
     media: Media,
     headers: &HeaderMap,
@@ -212,8 +239,27 @@ async fn execute(
     };
     let prepared = match app.documents.prepare(&mut request) {
         Ok(p) => p,
-        Err(error) => return graphql_request_error(media, &error),
+        Err(error) => {
+            tracing::Span::current().record("otel.status_code", "ERROR");
+            return graphql_request_error(media, &error);
+        }
     };
+    if traces::on() {
+        let span = tracing::Span::current();
+        let kind = if prepared.is_mutation {
+            "mutation"
+        } else {
+            "query"
+        };
+        span.record("graphql.operation.type", kind);
+        match &request.operation_name {
+            Some(name) => {
+                span.record("graphql.operation.name", name.as_str());
+                traces::rename(&span, format!("{kind} {name}"));
+            }
+            None => traces::rename(&span, kind.to_string()),
+        }
+    }
     if via_get && prepared.is_mutation {
         let mut response = problem(
             media,
@@ -255,6 +301,9 @@ async fn execute(
     telemetry::graphql_request(started.elapsed());
     graphql::code_every_error(&mut response);
     let request_error = graphql::is_request_error(&response);
+    if !response.errors.is_empty() {
+        tracing::Span::current().record("otel.status_code", "ERROR");
+    }
     let body = if request_error {
         serde_json::to_vec(&json!({ "errors": response.errors }))
     } else {

@@ -209,6 +209,11 @@ pub async fn stats(State(sim): State<Simulator>) -> Result<Response, Refusal> {
     ok_json(&sim.inner.stats.to_json())
 }
 
+/// `GET /_sim/traces`: the trace context of recent upstream calls.
+pub async fn traces(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    ok_json(&sim.inner.stats.traces_json())
+}
+
 /// `POST /_sim/reset`: seeded catalog, default faults, zero counters.
 /// Issued tokens stay valid: reset is about data, and a gateway holding a
 /// token should not see a 401 because a test reset the data.

@@ -21,7 +21,7 @@
 //! - `faults` and `corrupt`: injected latency, outages, errors and broken
 //!   payloads.
 //! - `events`: signed change events pushed to Moat.
-//! - `stats`: request and item counters.
+//! - `stats`: request and item counters, and the trace context of calls.
 //!
 //! # Seeded catalog
 //! Everything comes from one `fastrand::Rng::with_seed(seed)` drawn in a
@@ -267,6 +267,7 @@ impl Simulator {
                 get(control::event_mode).post(control::set_event_mode),
             )
             .route("/_sim/stats", get(control::stats))
+            .route("/_sim/traces", get(control::traces))
             .route("/_sim/reset", post(control::reset))
             .route("/_sim/oauth/expire", post(control::expire_tokens))
             .fallback(not_found)

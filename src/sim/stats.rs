@@ -1,9 +1,12 @@
 //! What the upstream routes were asked and served, so tests and load runs
-//! can assert how much traffic Moat let through (`GET /_sim/stats`).
+//! can assert how much traffic Moat let through (`GET /_sim/stats`), and
+//! the trace context each call carried (`GET /_sim/traces`).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::faults::System;
 
@@ -58,10 +61,15 @@ impl Endpoint {
     }
 }
 
+/// How many calls' trace context `/_sim/traces` keeps (the most recent).
+const TRACES_KEPT: usize = 1000;
+
 /// Counters per endpoint. Relaxed atomics: each counter is independent and
 /// read only for reporting.
 #[derive(Default)]
 pub struct Stats {
+    /// The W3C trace context of recent calls, oldest first.
+    traces: Mutex<VecDeque<Value>>,
     requests: [AtomicU64; 7],
     items: [AtomicU64; 7],
     /// Protocol calls refused for a missing or bad bearer token. Kept apart
@@ -99,7 +107,41 @@ impl Stats {
         self.items[endpoint.slot()].load(Ordering::Relaxed)
     }
 
+    /// Keeps the `traceparent` and `tracestate` a call to `system` carried
+    /// (null when absent), so a test can follow one trace through Moat.
+    pub fn trace_context<B>(&self, system: &str, request: &axum::http::Request<B>) {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let call = json!({
+            "system": system,
+            "method": request.method().as_str(),
+            "path": request.uri().path(),
+            "traceparent": header("traceparent"),
+            "tracestate": header("tracestate"),
+        });
+        let mut traces = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        if traces.len() == TRACES_KEPT {
+            traces.pop_front();
+        }
+        traces.push_back(call);
+    }
+
+    /// `{"calls": [{system, method, path, traceparent, tracestate}]}`.
+    pub fn traces_json(&self) -> Value {
+        let traces = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        json!({ "calls": traces.iter().collect::<Vec<_>>() })
+    }
+
     pub fn reset(&self) {
+        self.traces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let totals = [&self.unauthorized, &self.tokens_issued];
         for counter in self.requests.iter().chain(&self.items).chain(totals) {
             counter.store(0, Ordering::Relaxed);

@@ -47,7 +47,8 @@ pub fn routes(sim: &Simulator, system: System) -> Router<Simulator> {
 /// Runs before a protocol handler, so nothing it refuses is counted or
 /// meets faults: a system this simulator does not play is a 404, a call
 /// without an acceptable token a 401 (counted as `unauthorized`). Whatever
-/// a served system answers declares its protocol.
+/// a served system answers declares its protocol. Every call to a served
+/// system has its trace context recorded, as a traced upstream would.
 async fn door(
     State((sim, system)): State<(Simulator, System)>,
     request: Request,
@@ -57,6 +58,7 @@ async fn door(
         let message = format!("this simulator does not serve {}", system.name());
         return error(StatusCode::NOT_FOUND, &message);
     }
+    sim.inner.stats.trace_context(system.name(), &request);
     let mut response = match sim.inner.auth.check(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(denied) => {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::{Method, Request, StatusCode};
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::auth::Credentials;
 use super::contract::{self, Boundary};
@@ -33,6 +34,7 @@ use crate::config::SystemSettings;
 use crate::error::{Error, Kind};
 use crate::exceptions::Exceptions;
 use crate::telemetry;
+use crate::telemetry::traces::{self, trace_span};
 use crate::vocab::PROTOCOL;
 
 /// An upstream's answer that is worth reading: 2xx, 404 (for
@@ -166,7 +168,21 @@ impl Client {
             if attempt == 1 && !reauthorized {
                 budget.deposit();
             }
-            let result = match self.guarded(endpoint, priority, request).await {
+            let span = trace_span!(
+                "upstream",
+                otel.name = %format_args!("{} {endpoint}", self.system),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                moat.upstream.system = %self.system,
+                moat.upstream.endpoint = endpoint,
+                moat.upstream.attempt = attempt,
+                moat.upstream.outcome = tracing::field::Empty,
+                http.request.method = %request.method(),
+                url.full = %request.url(),
+                http.response.status_code = tracing::field::Empty,
+            );
+            let attempted = self.guarded(endpoint, priority, request).instrument(span);
+            let result = match attempted.await {
                 Ok(reply) if reply.status == StatusCode::UNAUTHORIZED => {
                     // An OAuth2 token may have been revoked or expired early:
                     // one new token, one more try. A 401 means nothing was
@@ -229,6 +245,7 @@ impl Client {
         let system = self.system;
         if let Err(limited) = self.protection.limiter().acquire(priority).await {
             telemetry::upstream_request(system, endpoint, "rate_limited", Duration::ZERO);
+            traced("rate_limited", None);
             return Err(Error::new(
                 Kind::RateLimited,
                 format!(
@@ -241,6 +258,7 @@ impl Client {
             Ok(permit) => permit,
             Err(refused) => {
                 telemetry::upstream_request(system, endpoint, "breaker_open", Duration::ZERO);
+                traced("breaker_open", None);
                 return Err(Error::unavailable(refused.reason));
             }
         };
@@ -265,6 +283,7 @@ impl Client {
         }
         self.protection.record_latency(took);
         telemetry::upstream_request(system, endpoint, outcome, took);
+        traced(outcome, result.as_ref().ok().map(|r| r.status));
         result.map_err(|f| match f {
             Failure::Upstream(e) | Failure::Local(e) => e,
         })
@@ -287,6 +306,7 @@ impl Client {
         };
         // One deadline for the whole exchange, body included.
         *request.timeout_mut() = Some(self.timeout);
+        traces::inject(request.headers_mut());
         let response = match self.http.execute(request).await {
             Ok(response) => response,
             Err(e) if e.is_timeout() => return Err(timed_out()),
@@ -385,4 +405,19 @@ pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+/// An attempt's outcome on its span (`guarded` runs inside it).
+fn traced(outcome: &'static str, status: Option<StatusCode>) {
+    if !traces::on() {
+        return;
+    }
+    let span = tracing::Span::current();
+    span.record("moat.upstream.outcome", outcome);
+    if let Some(status) = status {
+        span.record("http.response.status_code", status.as_u16());
+    }
+    if !matches!(outcome, "ok" | "not_found") {
+        span.record("otel.status_code", "ERROR");
+    }
 }

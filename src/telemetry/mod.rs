@@ -1,10 +1,14 @@
-//! Logs and metrics: the tracing subscriber, the Prometheus recorder, and
-//! every metric name Moat exports, in one place.
+//! Logs, metrics and traces: the tracing subscriber, the Prometheus
+//! recorder, every metric name Moat exports, and (in `traces`) span export
+//! and trace context.
+
+pub mod traces;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::Layer;
 
 use crate::config::{LogFormat, Telemetry};
 use crate::vocab::System;
@@ -86,18 +90,24 @@ pub const EXPORTED: [(&str, MetricType); 22] = [
     (CONNECTIONS_CLOSED, MetricType::Counter),
 ];
 
-/// Installs the log subscriber once. `RUST_LOG` wins over the config.
+/// Installs the subscriber once: log lines to stderr (`RUST_LOG` wins over
+/// the config) and, when configured, span export (`traces`).
 pub fn init_logs(config: &Telemetry) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match config.log_format {
+        LogFormat::Json => logs.json().boxed(),
+        LogFormat::Pretty => logs.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(traces::layer(&config.traces))
+        .with(logs.with_filter(filter))
+        .try_init();
 }
 
 /// The process-wide Prometheus recorder (metrics are global by nature; an
