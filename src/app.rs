@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::background::Background;
-use crate::cache::{Invalidator, L2, Tiers};
+use crate::cache::{Invalidator, L2, ResponseCache, Tiers};
 use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Secrets};
@@ -142,6 +142,13 @@ impl Gateway {
             schema: graphql::Schemas::new(&config.server, checkout.clone()),
             documents: Documents::new(graphql::query_limits(&config.server, &config.checkout)),
             persisted: Persisted::new(&config.server.persisted_queries)?,
+            responses: ResponseCache::new(
+                config
+                    .cache
+                    .responses
+                    .enabled
+                    .then_some(config.cache.responses.max_bytes.bytes()),
+            ),
             catalog,
             customers,
             invalidator,
@@ -226,6 +233,9 @@ impl Gateway {
         for tier in s.tiers() {
             tier.reload(&new.cache);
         }
+        // Stored answers were shaped by the old settings (currencies,
+        // segments, thresholds).
+        s.responses.clear();
         s.customers.apply(&new.customers);
         s.events.reload(&new.events);
         s.reconciler.reload(&new.reconcile);
@@ -279,7 +289,7 @@ impl Gateway {
                 .collect();
             (owners, systems)
         };
-        let checks: [(&'static str, bool); 9] = [
+        let checks: [(&'static str, bool); 10] = [
             ("server.listen", old.server.listen != new.server.listen),
             ("admin.listen", old.admin.listen != new.admin.listen),
             ("upstream.url", old.upstream.url != new.upstream.url),
@@ -297,6 +307,10 @@ impl Gateway {
                 connections(&old) != connections(&new),
             ),
             ("telemetry", old.telemetry != new.telemetry),
+            (
+                "cache.responses",
+                old.cache.responses != new.cache.responses,
+            ),
             ("cache.*.l1_max_bytes", {
                 let sizes = |c: &Config| c.cache.entities().map(|(_, e)| e.l1_max_bytes);
                 sizes(&old) != sizes(&new)

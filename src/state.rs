@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
-use crate::cache::{AnyTier, Invalidator};
+use crate::cache::{AnyTier, Invalidator, ResponseCache};
 use crate::catalog::Catalog;
 use crate::checkout::Checkout;
 use crate::config::{Config, Secrets};
@@ -32,6 +32,8 @@ pub struct AppState {
     pub documents: Documents,
     /// Queries sent by hash, and the allow-list.
     pub persisted: Persisted,
+    /// Whole answers to anonymous queries (see `cache::responses`).
+    pub responses: ResponseCache,
     /// Products, prices, stock: the storefront read model.
     pub catalog: Arc<Catalog>,
     /// Signed-in shoppers and their orders.

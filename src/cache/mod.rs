@@ -10,7 +10,9 @@
 //! - `fill`: what a flight does past L1 (L2, leases, the upstream [`Fetch`]);
 //! - `hit`: [`Hit`] and [`Found`], what a resolver gets;
 //! - `freshness`: [`Policy`] and the age of an entry;
-//! - `key`, `l2`, `invalidation`: keys, the Redis tier, the broadcast.
+//! - `key`, `l2`, `invalidation`: keys, the Redis tier, the broadcast;
+//! - `responses`: whole answers to anonymous queries, valid while the L1
+//!   entries they were built from are.
 
 mod fill;
 mod freshness;
@@ -18,6 +20,7 @@ mod hit;
 pub mod invalidation;
 pub mod key;
 mod l2;
+pub mod responses;
 mod tier;
 
 pub use fill::{Batch, Fetch, Value};
@@ -26,4 +29,5 @@ pub use hit::{Found, Hit};
 pub use invalidation::Invalidator;
 pub use key::Key;
 pub use l2::L2;
+pub use responses::{Reads, ResponseCache};
 pub use tier::{AnyTier, Target, Tier, Tiers};

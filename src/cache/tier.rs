@@ -25,6 +25,7 @@ use super::freshness::{Cached, Policy, State};
 use super::hit::Hit;
 use super::key::Key;
 use super::l2::L2;
+use super::responses::Read;
 use crate::background::Background;
 use crate::config;
 use crate::domain::Timestamp;
@@ -208,6 +209,19 @@ impl<K: Key, V: Value> Tier<K, V> {
             }
             State::Expired | State::Dead => None,
         }
+    }
+
+    /// What a stored response needs to know about this read: whether it
+    /// still holds later. `None` for a stale hit, which no stored answer
+    /// may be built on.
+    pub fn read(self: &Arc<Self>, key: &K, hit: &Hit<V>) -> Option<Box<dyn Read>> {
+        (!hit.stale).then(|| {
+            Box::new(L1Read {
+                tier: self.clone(),
+                key: key.clone(),
+                entry: hit.entry.clone(),
+            }) as Box<dyn Read>
+        })
     }
 
     /// Gets every key, fetching what L1 cannot serve in as few upstream
@@ -528,6 +542,28 @@ impl<K: Key, V: Value> Tier<K, V> {
                 }
             });
         }
+    }
+}
+
+/// One L1 entry a stored response was built from.
+struct L1Read<K, V> {
+    tier: Arc<Tier<K, V>>,
+    key: K,
+    entry: Arc<Cached<V>>,
+}
+
+impl<K: Key, V: Value> Read for L1Read<K, V> {
+    fn still_fresh(&self, now: Timestamp) -> bool {
+        let held = self
+            .tier
+            .l1
+            .get(&self.key)
+            .is_some_and(|e| Arc::ptr_eq(&e, &self.entry));
+        let fresh = held && self.tier.policy.load().state(&self.entry, now) == State::Fresh;
+        if fresh {
+            self.tier.counters.hit.increment(1);
+        }
+        fresh
     }
 }
 

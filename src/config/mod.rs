@@ -455,6 +455,26 @@ pub struct Cache {
     pub inventory: EntityCache,
     pub customer: EntityCache,
     pub order: EntityCache,
+    pub responses: Responses,
+}
+
+/// `[cache.responses]`: whole answers to anonymous queries, served without
+/// running GraphQL while every L1 entry they were built from is unchanged
+/// and fresh (`cache::responses`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Responses {
+    pub enabled: bool,
+    pub max_bytes: ByteSize,
+}
+
+impl Default for Responses {
+    fn default() -> Self {
+        Responses {
+            enabled: true,
+            max_bytes: ByteSize(32 * 1024 * 1024),
+        }
+    }
 }
 
 impl Default for Cache {
@@ -474,6 +494,7 @@ impl Default for Cache {
             inventory: entity(15, 60, 900, 32),
             customer: entity(60, 300, 900, 16),
             order: entity(30, 120, 600, 16),
+            responses: Responses::default(),
         }
     }
 }

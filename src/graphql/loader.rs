@@ -16,7 +16,7 @@ use futures_util::future::Shared;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::cache::{Hit, Key, Tier, Value};
+use crate::cache::{Hit, Key, Reads, Tier, Value};
 use crate::error::Error;
 use crate::vocab::Priority;
 
@@ -31,24 +31,33 @@ struct Pending<K, V> {
 pub struct Loader<K, V> {
     tier: Arc<Tier<K, V>>,
     pending: Mutex<Option<Pending<K, V>>>,
+    /// What the request read, for the response cache.
+    reads: Arc<Reads>,
     /// The request's deadline: a field still waiting then fails alone
     /// (the fetch goes on and fills the cache for the next request).
     deadline: Instant,
 }
 
 impl<K: Key, V: Value> Loader<K, V> {
-    pub fn new(tier: Arc<Tier<K, V>>, deadline: Instant) -> Loader<K, V> {
+    pub fn new(tier: Arc<Tier<K, V>>, deadline: Instant, reads: Arc<Reads>) -> Loader<K, V> {
         Loader {
             tier,
             pending: Mutex::new(None),
+            reads,
             deadline,
         }
     }
 
     pub async fn load(&self, key: K) -> Result<Hit<V>, Error> {
         if let Some(hit) = self.tier.get_cached(&key) {
+            if self.reads.wanted() {
+                self.reads.record(self.tier.read(&key, &hit));
+            }
             return Ok(hit);
         }
+        // Not stored: an answer with a miss in it lists its fields in the
+        // order their fetches finished; the next one, all hits, is stored.
+        self.reads.record(None);
         let (leader, done) = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             match pending.as_mut() {

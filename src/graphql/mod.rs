@@ -23,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use tokio::time::Instant;
 
-use crate::cache::{Hit, Key, Tier, Value};
+use crate::cache::{Hit, Key, Reads, Tier, Value};
 use crate::catalog::{Catalog, PageKey, PriceKey};
 use crate::checkout::Checkout;
 use crate::config::Server;
@@ -169,6 +169,8 @@ pub struct Scope {
     pub prices: Loader<PriceKey, Price>,
     pub stock: Loader<String, Stock>,
     pub orders: Loader<OrderKey, OrderAccess>,
+    /// What this request read from the cache, for storing its answer.
+    pub reads: Arc<Reads>,
 }
 
 impl Scope {
@@ -207,12 +209,18 @@ impl Scope {
         deadline: Duration,
     ) -> Scope {
         let deadline = Instant::now() + deadline;
+        // Only an anonymous answer is the same for everyone who asks.
+        let reads = Arc::new(match viewer {
+            Viewer::Anonymous => Reads::recording(),
+            _ => Reads::ignored(),
+        });
         Scope {
-            products: Loader::new(catalog.products.clone(), deadline),
-            product_ids: Loader::new(catalog.product_ids.clone(), deadline),
-            prices: Loader::new(catalog.prices.clone(), deadline),
-            stock: Loader::new(catalog.stock.clone(), deadline),
-            orders: Loader::new(customers.orders.clone(), deadline),
+            products: Loader::new(catalog.products.clone(), deadline, reads.clone()),
+            product_ids: Loader::new(catalog.product_ids.clone(), deadline, reads.clone()),
+            prices: Loader::new(catalog.prices.clone(), deadline, reads.clone()),
+            stock: Loader::new(catalog.stock.clone(), deadline, reads.clone()),
+            orders: Loader::new(customers.orders.clone(), deadline, reads.clone()),
+            reads,
             catalog,
             viewer,
             segment,
@@ -229,8 +237,13 @@ impl Scope {
         key: K,
     ) -> Result<Hit<V>, Error> {
         if let Some(hit) = tier.get_cached(&key) {
+            if self.reads.wanted() {
+                self.reads.record(tier.read(&key, &hit));
+            }
             return Ok(hit);
         }
+        // A miss: this answer is not stored (see `Loader::load`).
+        self.reads.record(None);
         let read = tier.get_many(vec![key.clone()], Priority::Browse);
         match tokio::time::timeout_at(self.deadline, read).await {
             Ok(mut found) => found

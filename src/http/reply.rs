@@ -26,7 +26,8 @@ impl Media {
     }
 }
 
-pub fn reply(media: Media, status: StatusCode, body: Vec<u8>) -> Response {
+pub fn reply(media: Media, status: StatusCode, body: impl Into<bytes::Bytes>) -> Response {
+    let body: bytes::Bytes = body.into();
     let mut response = (status, body).into_response();
     response
         .headers_mut()

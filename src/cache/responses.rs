@@ -1,0 +1,216 @@
+//! Whole responses to anonymous queries, served again without running
+//! GraphQL: the bytes, keyed by query text, operation name and variables,
+//! with the L1 entries the answer was built from.
+//!
+//! A stored response is served only while every one of those entries is
+//! still the very one in L1 and still fresh. So it needs no invalidation of
+//! its own: whatever changes the data (a purge, an event, a checkout or
+//! reconciliation repair, another replica's invalidation, a TTL) replaces
+//! or drops an L1 entry, and every response built from it stops being
+//! served at once. Answers that depend on the clock (`freshness`,
+//! `priceToken`), on who asks, or that carry errors are never stored.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use metrics::Counter;
+
+use crate::domain::Timestamp;
+use crate::telemetry;
+
+/// One L1 entry a response was built from.
+pub trait Read: Send + Sync {
+    /// Whether the entry read is still in L1, unchanged and fresh (a read
+    /// that says yes counts as an L1 hit: it is one).
+    fn still_fresh(&self, now: Timestamp) -> bool;
+}
+
+/// What one request read, while it may still be stored.
+pub struct Reads {
+    /// `None` once something made the answer unfit to store.
+    reads: Mutex<Option<Vec<Box<dyn Read>>>>,
+}
+
+impl Reads {
+    /// Reads to record (an anonymous query that may be stored).
+    pub fn recording() -> Reads {
+        Reads {
+            reads: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    /// Nothing recorded: this request's answer is never stored.
+    pub fn ignored() -> Reads {
+        Reads {
+            reads: Mutex::new(None),
+        }
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    /// Records a read; `None` (a stale entry, say) spoils the answer.
+    pub fn record(&self, read: Option<Box<dyn Read>>) {
+        let mut reads = self.lock();
+        match (reads.as_mut(), read) {
+            (Some(list), Some(read)) => list.push(read),
+            (Some(_), None) => *reads = None,
+            (None, _) => {}
+        }
+    }
+
+    fn take(&self) -> Option<Vec<Box<dyn Read>>> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<Box<dyn Read>>>> {
+        self.reads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Stored {
+    body: Bytes,
+    reads: Vec<Box<dyn Read>>,
+}
+
+/// Roughly what one recorded read holds (a tier handle, a key, an entry).
+const READ_WEIGHT: usize = 96;
+
+pub struct ResponseCache {
+    entries: Option<moka::sync::Cache<String, Arc<Stored>>>,
+    hits: Counter,
+    misses: Counter,
+}
+
+impl ResponseCache {
+    /// A cache of up to `max_bytes`; `None`: off.
+    pub fn new(max_bytes: Option<u64>) -> ResponseCache {
+        let counter = |result: &'static str| metrics::counter!(telemetry::CACHE_REQUESTS, "entity" => "query", "tier" => "response", "result" => result);
+        ResponseCache {
+            hits: counter("hit"),
+            misses: counter("miss"),
+            entries: max_bytes.map(|max| {
+                moka::sync::Cache::builder()
+                    .max_capacity(max)
+                    .weigher(|key: &String, stored: &Arc<Stored>| {
+                        let bytes =
+                            key.len() + stored.body.len() + stored.reads.len() * READ_WEIGHT;
+                        u32::try_from(bytes).unwrap_or(u32::MAX)
+                    })
+                    .build()
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    /// The key of a request whose answer may be stored: anonymous, and not
+    /// asking for anything that changes with the clock (a superset check on
+    /// the text: a mere mention only costs the shortcut).
+    pub fn key(&self, query: &str, operation: Option<&str>, variables: &str) -> Option<String> {
+        if self.entries.is_none() || CLOCK_FIELDS.iter().any(|f| query.contains(f)) {
+            return None;
+        }
+        let operation = operation.unwrap_or("");
+        let mut key = String::with_capacity(query.len() + operation.len() + variables.len() + 2);
+        key.push_str(query);
+        key.push('\0');
+        key.push_str(operation);
+        key.push('\0');
+        key.push_str(variables);
+        Some(key)
+    }
+
+    /// The stored answer, if every entry it was built from is still the
+    /// one in L1 and fresh; else it is dropped.
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        let entries = self.entries.as_ref()?;
+        let now = Timestamp::now();
+        let Some(stored) = entries.get(key) else {
+            self.misses.increment(1);
+            return None;
+        };
+        if stored.reads.iter().all(|r| r.still_fresh(now)) {
+            self.hits.increment(1);
+            Some(stored.body.clone())
+        } else {
+            self.misses.increment(1);
+            entries.invalidate(key);
+            None
+        }
+    }
+
+    /// Stores an answer built from `reads`, unless something spoiled them.
+    pub fn put(&self, key: String, body: Bytes, reads: &Reads) {
+        let (Some(entries), Some(reads)) = (&self.entries, reads.take()) else {
+            return;
+        };
+        entries.insert(key, Arc::new(Stored { body, reads }));
+    }
+
+    /// Drops everything (the config changed what answers look like).
+    pub fn clear(&self) {
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
+        }
+    }
+}
+
+/// Fields whose value changes with time even when the data does not.
+const CLOCK_FIELDS: [&str; 2] = ["freshness", "priceToken"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Flag(Arc<AtomicBool>);
+
+    impl Read for Flag {
+        fn still_fresh(&self, _: Timestamp) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn an_answer_is_served_while_what_it_read_holds() {
+        let cache = ResponseCache::new(Some(1 << 20));
+        let key = cache.key("{ a }", None, "{}").unwrap();
+        let valid = Arc::new(AtomicBool::new(true));
+        let reads = Reads::recording();
+        reads.record(Some(Box::new(Flag(valid.clone()))));
+        cache.put(key.clone(), Bytes::from_static(b"{\"data\":1}"), &reads);
+        assert_eq!(cache.get(&key).as_deref(), Some(&b"{\"data\":1}"[..]));
+        valid.store(false, Ordering::Relaxed);
+        assert_eq!(cache.get(&key), None);
+        valid.store(true, Ordering::Relaxed);
+        assert_eq!(cache.get(&key), None, "dropped once it failed");
+    }
+
+    #[test]
+    fn spoiled_ignored_and_clock_dependent_answers_are_not_stored() {
+        let cache = ResponseCache::new(Some(1 << 20));
+        let spoiled = Reads::recording();
+        spoiled.record(None);
+        spoiled.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
+        let key = cache.key("{ b }", Some("B"), "{}").unwrap();
+        cache.put(key.clone(), Bytes::from_static(b"x"), &spoiled);
+        assert_eq!(cache.get(&key), None);
+        cache.put(key.clone(), Bytes::from_static(b"x"), &Reads::ignored());
+        assert_eq!(cache.get(&key), None);
+        assert!(
+            cache
+                .key("{ p { freshness { stale } } }", None, "{}")
+                .is_none()
+        );
+        assert!(cache.key("{ p { priceToken } }", None, "{}").is_none());
+        assert!(ResponseCache::new(None).key("{ b }", None, "{}").is_none());
+        assert_ne!(
+            cache.key("{ b }", Some("B"), "{}"),
+            cache.key("{ b }", None, "{}")
+        );
+    }
+}
