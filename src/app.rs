@@ -388,19 +388,26 @@ pub struct Stopped {
     pub cut_tasks: usize,
 }
 
-/// Periodic upkeep, as background work: forget idle clients of the inbound
-/// limiter, and drain metric histograms.
+/// Periodic upkeep, as background work: drain metric histograms every
+/// second, and every five keep the DLQ depth and exceptions current and
+/// forget idle clients of the inbound limiter (every minute).
 fn housekeeping(state: &Arc<AppState>, background: &Background) {
     let state = state.clone();
     background.spawn_loop(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         for ticks in 1u64.. {
             tick.tick().await;
-            telemetry::flush();
+            // Draining is CPU work proportional to the traffic since the
+            // last tick (every request's latency sample): off the workers,
+            // so requests do not stall behind it.
+            let _ = tokio::task::spawn_blocking(telemetry::flush).await;
+            if !ticks.is_multiple_of(5) {
+                continue;
+            }
             // Keeps moat_dlq_depth true when another replica changed it.
             let _ = state.events.dead_letters().depth().await;
             state.exceptions.flush().await;
-            if ticks.is_multiple_of(12) {
+            if ticks.is_multiple_of(60) {
                 state.client_limits.forget_idle();
             }
         }
