@@ -17,6 +17,11 @@ use moat::config::{Config, Secrets};
 use moat::upstream::probe;
 use moat::{doctor, sim, telemetry};
 
+/// mimalloc: per-thread free lists, and no trimming back to the kernel
+/// between bursts (glibc's malloc did, and refaulted the pages).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "moat",
