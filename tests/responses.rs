@@ -29,22 +29,18 @@ fn amount(r: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// The stored answer's bytes, as a client gets them.
-fn stored_text(moat: &Moat, sku: &str) -> Option<String> {
-    let responses = &moat.state().responses;
-    let variables = async_graphql::Variables::from_json(json!({ "sku": sku }));
-    let key = responses.key(PAGE, None, &serde_json::to_string(&variables).unwrap())?;
-    Some(String::from_utf8(responses.get(&key)?.to_vec()).unwrap())
-}
-
-/// Whether this replica holds a stored answer to `PAGE` for `sku` that is
-/// still good (what the next request would get without running GraphQL).
-fn stored(moat: &Moat, sku: &str, query: &str) -> Option<Value> {
+/// The stored answer to `query` for `sku`, as a client gets its bytes, if
+/// it is still good (what the next request would get without running
+/// GraphQL).
+fn stored_text(moat: &Moat, sku: &str, query: &str) -> Option<String> {
     let responses = &moat.state().responses;
     let variables = async_graphql::Variables::from_json(json!({ "sku": sku }));
     let key = responses.key(query, None, &serde_json::to_string(&variables).unwrap())?;
-    let body = responses.get(&key)?;
-    Some(serde_json::from_slice(&body).unwrap())
+    Some(String::from_utf8(responses.get(&key)?.to_vec()).unwrap())
+}
+
+fn stored(moat: &Moat, sku: &str, query: &str) -> Option<Value> {
+    Some(serde_json::from_str(&stored_text(moat, sku, query)?).unwrap())
 }
 
 /// Asks until the answer is stored (the first answer after a change is
@@ -80,7 +76,7 @@ async fn a_stored_answer_shows_every_change_at_once() {
     let first = served_stored(&a, sku).await;
     served_stored(&b, sku).await;
     // Field order as asked, not as fetches finished.
-    let text = stored_text(&a, sku).expect("stored");
+    let text = stored_text(&a, sku, PAGE).expect("stored");
     let at = |field: &str| text.find(&format!("\"{field}\":")).expect(field);
     assert!(
         at("sku") < at("name") && at("name") < at("price") && at("price") < at("availability"),

@@ -98,6 +98,24 @@ async fn received(sim: &Sim) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Every call carries a well-formed traceparent of a trace Moat started,
+/// nothing of `bad`.
+fn page_calls_are_traced(calls: &[(String, Option<String>)], bad: &str) {
+    for (system, tp) in calls {
+        let tp = tp
+            .as_deref()
+            .unwrap_or_else(|| panic!("{system}: no traceparent"));
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!(
+            (parts[0].len(), parts[1].len(), parts[2].len()),
+            (2, 32, 16),
+            "{tp}"
+        );
+        assert!(!bad.contains(parts[1]), "{tp} after {bad}");
+    }
+}
+
 async fn graphql(moat: &Running, traceparent: Option<&str>, query: &str) -> Value {
     let mut request = reqwest::Client::new()
         .post(format!("{}/graphql", moat.public))
@@ -333,6 +351,23 @@ async fn an_unsampled_storefront_trace_is_followed_and_not_exported() {
         unsampled.iter().all(|tp| tp.ends_with("-00")),
         "{unsampled:?}"
     );
+
+    // A broken or oversized traceparent is ignored: the request is served
+    // in a trace of its own.
+    let long = format!("00-{}-00f067aa0ba902b7-01", "a".repeat(4000));
+    let bad = [
+        "00-zzzz-not-a-trace",
+        "ff-00000000000000000000000000000000-0000000000000000-01",
+        long.as_str(),
+    ];
+    for (product, bad) in (30..).zip(bad) {
+        let before = received(&sim).await.len();
+        let page = graphql(&moat, Some(bad), &product_page(product)).await;
+        assert!(page["data"]["product"]["name"].is_string(), "{bad}: {page}");
+        let calls = received(&sim).await.split_off(before);
+        assert!(!calls.is_empty(), "a cold page reads upstream");
+        page_calls_are_traced(&calls, bad);
+    }
 
     moat.signal("TERM");
     assert!(moat.wait_exit(Duration::from_secs(20)).is_some());

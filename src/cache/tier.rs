@@ -25,7 +25,7 @@ use super::freshness::{Cached, Policy, State};
 use super::hit::Hit;
 use super::key::Key;
 use super::l2::L2;
-use super::responses::Read;
+use super::responses::{Read, Reads};
 use crate::background::Background;
 use crate::config;
 use crate::domain::Timestamp;
@@ -211,17 +211,24 @@ impl<K: Key, V: Value> Tier<K, V> {
         }
     }
 
-    /// What a stored response needs to know about this read: whether it
-    /// still holds later. `None` for a stale hit, which no stored answer
-    /// may be built on.
-    pub fn read(self: &Arc<Self>, key: &K, hit: &Hit<V>) -> Option<Box<dyn Read>> {
-        (!hit.stale).then(|| {
-            Box::new(L1Read {
+    /// `get_cached` for a request whose answer may be stored: a fresh hit
+    /// is recorded in `reads`; a stale hit or a miss spoils them (no stored
+    /// answer rests on a stale entry, and an answer with a miss lists its
+    /// fields in the order their fetches finished; the next one is stored).
+    pub fn get_recorded(self: &Arc<Self>, key: &K, reads: &Reads) -> Option<Hit<V>> {
+        let hit = self.get_cached(key);
+        if !reads.wanted() {
+            return hit;
+        }
+        match &hit {
+            Some(h) if !h.stale => reads.record(Some(Box::new(L1Read {
                 tier: self.clone(),
                 key: key.clone(),
-                entry: hit.entry.clone(),
-            }) as Box<dyn Read>
-        })
+                entry: h.entry.clone(),
+            }))),
+            _ => reads.record(None),
+        }
+        hit
     }
 
     /// Gets every key, fetching what L1 cannot serve in as few upstream

@@ -49,15 +49,9 @@ impl<K: Key, V: Value> Loader<K, V> {
     }
 
     pub async fn load(&self, key: K) -> Result<Hit<V>, Error> {
-        if let Some(hit) = self.tier.get_cached(&key) {
-            if self.reads.wanted() {
-                self.reads.record(self.tier.read(&key, &hit));
-            }
+        if let Some(hit) = self.tier.get_recorded(&key, &self.reads) {
             return Ok(hit);
         }
-        // Not stored: an answer with a miss in it lists its fields in the
-        // order their fetches finished; the next one, all hits, is stored.
-        self.reads.record(None);
         let (leader, done) = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             match pending.as_mut() {

@@ -47,8 +47,12 @@ pub type Schema = async_graphql::Schema<Query, Mutation, EmptySubscription>;
 /// Builds the schema; resolvers reach the checkout service (and its price
 /// token signer) as schema data. Query limits are not the library's: they
 /// run earlier, in `prepare`, before any recursive walk of the document.
-pub fn schema(server: &Server, checkout: Arc<Checkout>) -> Schema {
-    let mut builder = builder(server);
+fn schema(
+    server: &Server,
+    checkout: Arc<Checkout>,
+    validation: async_graphql::ValidationMode,
+) -> Schema {
+    let mut builder = builder(server).validation_mode(validation);
     if !server.introspection {
         builder = builder.disable_introspection();
     }
@@ -65,16 +69,10 @@ pub struct Schemas {
 
 impl Schemas {
     pub fn new(server: &Server, checkout: Arc<Checkout>) -> Schemas {
-        let fast = {
-            let mut builder = builder(server).validation_mode(async_graphql::ValidationMode::Fast);
-            if !server.introspection {
-                builder = builder.disable_introspection();
-            }
-            builder.data(checkout.clone()).finish()
-        };
+        use async_graphql::ValidationMode;
         Schemas {
-            strict: schema(server, checkout),
-            fast,
+            fast: schema(server, checkout.clone(), ValidationMode::Fast),
+            strict: schema(server, checkout, ValidationMode::Strict),
         }
     }
 
@@ -236,14 +234,9 @@ impl Scope {
         tier: &Arc<Tier<K, V>>,
         key: K,
     ) -> Result<Hit<V>, Error> {
-        if let Some(hit) = tier.get_cached(&key) {
-            if self.reads.wanted() {
-                self.reads.record(tier.read(&key, &hit));
-            }
+        if let Some(hit) = tier.get_recorded(&key, &self.reads) {
             return Ok(hit);
         }
-        // A miss: this answer is not stored (see `Loader::load`).
-        self.reads.record(None);
         let read = tier.get_many(vec![key.clone()], Priority::Browse);
         match tokio::time::timeout_at(self.deadline, read).await {
             Ok(mut found) => found
