@@ -2,6 +2,7 @@
 //! the time Moat fetched the value from its source of truth, never guessed,
 //! so a value another replica fetched reports its true age.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -35,17 +36,12 @@ impl Policy {
     pub fn state<V>(&self, entry: &Cached<V>, now: Timestamp) -> State {
         let age = entry.fetched_at.age(now);
         let shrink = |ttl: Duration| ttl.mul_f64(1.0 - self.jitter * f64::from(entry.jitter));
-        if entry.value.is_none() {
+        if now < self.fresh_until(entry) {
+            State::Fresh
+        } else if entry.value.is_none() {
             // "Does not exist" is never served stale: after its short TTL
             // the upstream is asked again.
-            return if age < shrink(self.negative_ttl) {
-                State::Fresh
-            } else {
-                State::Expired
-            };
-        }
-        if age < shrink(self.soft_ttl) {
-            State::Fresh
+            State::Expired
         } else if age < shrink(self.hard_ttl) {
             State::Stale
         } else if age < self.max_stale {
@@ -53,6 +49,18 @@ impl Policy {
         } else {
             State::Dead
         }
+    }
+
+    /// When `entry` stops being fresh (its soft TTL, or its negative TTL
+    /// for "does not exist", shortened by its jitter).
+    pub fn fresh_until<V>(&self, entry: &Cached<V>) -> Timestamp {
+        let ttl = if entry.value.is_some() {
+            self.soft_ttl
+        } else {
+            self.negative_ttl
+        };
+        let shrunk = ttl.mul_f64(1.0 - self.jitter * f64::from(entry.jitter));
+        entry.fetched_at.plus(shrunk)
     }
 
     /// How long L1 (and L2) should keep an entry at all: long enough to
@@ -93,6 +101,10 @@ pub struct Cached<V> {
     /// Approximate size in bytes, for the L1 byte budget.
     #[serde(skip)]
     pub weight: u32,
+    /// Set once L1 has let go of this entry (replaced, dropped, evicted):
+    /// what a stored response checks instead of looking the key up again.
+    #[serde(skip)]
+    retired: AtomicBool,
 }
 
 impl<V> Cached<V> {
@@ -102,7 +114,16 @@ impl<V> Cached<V> {
             fetched_at,
             jitter: fastrand::f32(),
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 }
 

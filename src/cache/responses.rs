@@ -60,7 +60,7 @@ impl Reads {
         }
     }
 
-    fn take(&self) -> Option<Vec<Box<dyn Read>>> {
+    pub(super) fn take(&self) -> Option<Vec<Box<dyn Read>>> {
         self.lock().take()
     }
 

@@ -10,6 +10,7 @@
 //! a flight does past L1 (L2, fill lease, upstream) is the `Filler`'s.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -83,6 +84,10 @@ pub trait AnyTier: Send + Sync {
 pub struct Tier<K, V> {
     entity: Entity,
     l1: moka::sync::Cache<K, Arc<Cached<V>>>,
+    /// Counts `invalidate_all`s (which moka applies lazily, so an entry
+    /// read under an older epoch may be gone although not yet retired) and
+    /// policy changes (which may end an entry's freshness sooner).
+    epoch: AtomicU64,
     policy: Arc<ArcSwap<Policy>>,
     flights: Mutex<Flights<K, V>>,
     /// Stale keys waiting for the next background refresh.
@@ -158,11 +163,15 @@ impl<K: Key, V: Value> Tier<K, V> {
             .expire_after(Retention {
                 policy: policy.clone(),
             })
+            // Called at once for a replaced or invalidated key, so a stored
+            // response never outlives the entry it was built from.
+            .eviction_listener(|_, entry: Arc<Cached<V>>, _| entry.retire())
             .build();
         let c = |result: &'static str| metrics::counter!(crate::telemetry::CACHE_REQUESTS, "entity" => entity.name(), "tier" => "l1", "result" => result);
         Arc::new(Tier {
             entity,
             l1,
+            epoch: AtomicU64::new(0),
             policy,
             flights: Mutex::new(Flights {
                 next_id: 0,
@@ -187,6 +196,7 @@ impl<K: Key, V: Value> Tier<K, V> {
     /// at their next read.
     pub fn set_policy(&self, policy: Policy) {
         self.policy.store(Arc::new(policy));
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The fast path: a fresh or stale-but-servable L1 entry, without
@@ -216,14 +226,17 @@ impl<K: Key, V: Value> Tier<K, V> {
     /// answer rests on a stale entry, and an answer with a miss lists its
     /// fields in the order their fetches finished; the next one is stored).
     pub fn get_recorded(self: &Arc<Self>, key: &K, reads: &Reads) -> Option<Hit<V>> {
-        let hit = self.get_cached(key);
         if !reads.wanted() {
-            return hit;
+            return self.get_cached(key);
         }
+        // Before the read: an `invalidate_all` after it must spoil it.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let hit = self.get_cached(key);
         match &hit {
             Some(h) if !h.stale => reads.record(Some(Box::new(L1Read {
                 tier: self.clone(),
-                key: key.clone(),
+                epoch,
+                fresh_until: self.policy.load().fresh_until(&h.entry),
                 entry: h.entry.clone(),
             }))),
             _ => reads.record(None),
@@ -435,6 +448,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         let mut flights = self.lock_flights();
         flights.by_key.clear();
         self.l1.invalidate_all();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     fn lock_flights(&self) -> MutexGuard<'_, Flights<K, V>> {
@@ -552,21 +566,21 @@ impl<K: Key, V: Value> Tier<K, V> {
     }
 }
 
-/// One L1 entry a stored response was built from.
+/// One L1 entry a stored response was built from. Checking it costs a few
+/// atomic loads, not a lookup: L1 retires every entry it lets go of, and
+/// the epoch moves with anything else that could make the read wrong.
 struct L1Read<K, V> {
     tier: Arc<Tier<K, V>>,
-    key: K,
+    epoch: u64,
+    fresh_until: Timestamp,
     entry: Arc<Cached<V>>,
 }
 
 impl<K: Key, V: Value> Read for L1Read<K, V> {
     fn still_fresh(&self, now: Timestamp) -> bool {
-        let held = self
-            .tier
-            .l1
-            .get(&self.key)
-            .is_some_and(|e| Arc::ptr_eq(&e, &self.entry));
-        let fresh = held && self.tier.policy.load().state(&self.entry, now) == State::Fresh;
+        let fresh = now < self.fresh_until
+            && !self.entry.retired()
+            && self.tier.epoch.load(Ordering::SeqCst) == self.epoch;
         if fresh {
             self.tier.counters.hit.increment(1);
         }
@@ -629,5 +643,72 @@ impl<K, V> moka::Expiry<K, Arc<Cached<V>>> for Retention {
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
         self.expire_after_create(key, value, updated_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::fill::Batch;
+
+    /// An upstream whose every key's value is its length.
+    struct Lengths;
+
+    impl Fetch<String, u32> for Lengths {
+        fn fetch(&self, keys: Vec<String>, _: Priority) -> BoxFuture<'static, Batch<String, u32>> {
+            let values = keys.into_iter().map(|k| (k.clone(), Ok(k.len() as u32)));
+            let batch = Ok(values.collect());
+            async move { batch }.boxed()
+        }
+    }
+
+    fn tier() -> Arc<Tier<String, u32>> {
+        let cache = config::Cache {
+            jitter: 0.0,
+            ..config::Cache::default()
+        };
+        Tier::new(Entity::Price, &cache, None, Background::new(), Lengths)
+    }
+
+    /// A read of `key` as a stored response would keep it.
+    async fn read(tier: &Arc<Tier<String, u32>>, key: &str) -> Box<dyn Read> {
+        tier.get_many(vec![key.to_string()], Priority::Browse).await;
+        let reads = Reads::recording();
+        assert!(tier.get_recorded(&key.to_string(), &reads).is_some());
+        let mut recorded = reads.take().expect("a fresh hit is recorded");
+        recorded.pop().expect("one read")
+    }
+
+    #[tokio::test]
+    async fn a_read_holds_until_l1_lets_go_of_its_entry() {
+        let tier = tier();
+        let now = Timestamp::now();
+        let kept = read(&tier, "kept").await;
+        assert!(kept.still_fresh(now));
+
+        let replaced = read(&tier, "replaced").await;
+        tier.insert_many(vec![("replaced".into(), Some(1))], now)
+            .await;
+        assert!(!replaced.still_fresh(now), "replaced by an event or repair");
+
+        let dropped = read(&tier, "dropped").await;
+        tier.invalidate(&["dropped".to_string()]);
+        assert!(!dropped.still_fresh(now), "dropped by a purge");
+
+        let matched = read(&tier, "matched").await;
+        tier.invalidate_where(|k| k == "matched");
+        assert!(!matched.still_fresh(now), "dropped by a purge by id");
+
+        let soft_ttl = tier.policy.load().soft_ttl;
+        assert!(!kept.still_fresh(now.plus(soft_ttl)), "past its soft TTL");
+        assert!(kept.still_fresh(now), "untouched so far");
+
+        tier.invalidate_all();
+        assert!(!kept.still_fresh(now), "dropped with the whole entity");
+
+        let kept = read(&tier, "kept").await;
+        assert!(kept.still_fresh(now));
+        tier.set_policy(**tier.policy.load());
+        assert!(!kept.still_fresh(now), "judged by rules that changed");
     }
 }
