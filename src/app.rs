@@ -175,7 +175,7 @@ impl Gateway {
             listener::serve(
                 "public",
                 public,
-                http::router(state.clone()),
+                http::service(state.clone()),
                 config.server.connections.clone(),
                 listening.clone(),
             ),

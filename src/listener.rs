@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -40,13 +39,13 @@ use tower::ServiceExt;
 use crate::config::Connections;
 use crate::telemetry;
 
-/// Serves `router` on `listener` until `stopped` turns true, then stops
+/// Serves `service` (a router, or one in front of it) on `listener` until `stopped` turns true, then stops
 /// accepting, lets every connection finish its requests (idle ones close
 /// at once) and returns when the last one has closed.
-pub fn serve(
+pub fn serve<S: Service>(
     name: &'static str,
     listener: TcpListener,
-    router: Router,
+    service: S,
     limits: Connections,
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -89,7 +88,7 @@ pub fn serve(
                             id,
                             conn,
                             builder.clone(),
-                            router.clone(),
+                            service.clone(),
                             stream,
                             peer,
                             limits.clone(),
@@ -215,12 +214,12 @@ impl Conn {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn connection(
+async fn connection<S: Service>(
     open: Arc<Open>,
     id: u64,
     conn: Arc<Conn>,
     builder: auto::Builder<TokioExecutor>,
-    router: Router,
+    service: S,
     stream: TcpStream,
     peer: SocketAddr,
     limits: Connections,
@@ -237,7 +236,7 @@ async fn connection(
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let in_flight = InFlight::begin(conn.clone(), open.clone());
-            let response = router.clone().oneshot(request.map(axum::body::Body::new));
+            let response = service.clone().oneshot(request.map(axum::body::Body::new));
             async move {
                 let response = response.await;
                 drop(in_flight);
@@ -269,6 +268,33 @@ async fn connection(
         let _ = served.await;
     }
     open.remove(id);
+}
+
+/// What a listener serves: an axum `Router`, or any service like one.
+pub trait Service:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Service for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Resolves when the connection should be closed: its head is too slow,

@@ -31,11 +31,11 @@ fn amount(r: &Value) -> &str {
 
 /// The stored answer to `query` for `sku`, as a client gets its bytes, if
 /// it is still good (what the next request would get without running
-/// GraphQL).
+/// GraphQL). It is keyed by the request as sent: `Moat::query`'s body.
 fn stored_text(moat: &Moat, sku: &str, query: &str) -> Option<String> {
     let responses = &moat.state().responses;
-    let variables = async_graphql::Variables::from_json(json!({ "sku": sku }));
-    let key = responses.key(query, None, &serde_json::to_string(&variables).unwrap())?;
+    let sent = serde_json::to_vec(&json!({ "query": query, "variables": { "sku": sku } }));
+    let key = responses.key(query, sent.unwrap().into())?;
     Some(String::from_utf8(responses.get(&key)?.to_vec()).unwrap())
 }
 
@@ -238,4 +238,112 @@ async fn with_the_response_cache_off_every_answer_runs_graphql() {
     assert!(stored(&moat, "SKU-000024", PAGE).is_none());
     assert!(!moat.state().responses.enabled());
     moat.stop().await;
+}
+
+/// The door: a repeated anonymous POST is answered from its stored bytes
+/// before it is routed or decoded, with everything a client can see still
+/// as the full path has it: the media type asked for, the refusals, the
+/// counts, and a body that arrives in pieces. Its own process, so the
+/// counts are this test's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_answer_at_the_door_is_what_the_full_path_would_send() {
+    let sim = Sim::start().await;
+    let file = support::process::config_file("responses-door", "");
+    let moat = support::process::Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let http = reqwest::Client::new();
+    let body = json!({ "query": PAGE, "variables": { "sku": "SKU-000026" } }).to_string();
+    let post = |accept: Option<&'static str>, auth: Option<&'static str>| {
+        let mut request = http
+            .post(format!("{}/graphql", moat.public))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+            (r.status().as_u16(), kind, r.text().await.unwrap())
+        }
+    };
+    let counts = || async {
+        let text = http
+            .get(format!("{}/metrics", moat.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = |result: &str| -> u64 {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("moat_cache_requests_total")
+                        && l.contains("tier=\"response\"")
+                        && l.contains(&format!("result=\"{result}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        };
+        (count("hit"), count("miss"))
+    };
+
+    // Filled (a miss), then stored (a miss: its answer is built), then a hit.
+    let (_, _, filled) = post(None, None).await;
+    let (_, _, built) = post(None, None).await;
+    let (status, kind, answer) = post(None, None).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (200, "application/json; charset=utf-8")
+    );
+    assert_eq!(answer, built, "the stored bytes are the built answer");
+    let first: Value = serde_json::from_str(&filled).unwrap();
+    assert_eq!(
+        first["data"],
+        serde_json::from_str::<Value>(&answer).unwrap()["data"]
+    );
+    assert_eq!(counts().await, (1, 2), "each request looked up once");
+
+    // The media type asked for, and a refusal of what cannot be served.
+    let (status, kind, again) = post(Some("application/graphql-response+json"), None).await;
+    assert_eq!(
+        (status, kind.as_str(), again == answer),
+        (
+            200,
+            "application/graphql-response+json; charset=utf-8",
+            true
+        )
+    );
+    let (status, _, refusal) = post(Some("text/plain"), None).await;
+    assert_eq!(status, 406, "{refusal}");
+    // A token is checked as before: a stored answer is no way around it.
+    let (status, _, refusal) = post(None, Some("Bearer not-a-customer")).await;
+    assert_eq!(status, 401, "{refusal}");
+    assert_eq!(counts().await, (2, 2));
+
+    // A body that comes in two pieces is read whole and served the same.
+    let address = moat.public.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let (one, two) = body.split_at(body.len() / 2);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket
+        .write_all(format!("{head}{one}").as_bytes())
+        .await
+        .unwrap();
+    socket.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket.write_all(two.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    socket.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.ends_with(&answer), "{raw}");
+    assert_eq!(counts().await, (3, 2));
+    drop(moat);
 }

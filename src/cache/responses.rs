@@ -1,6 +1,7 @@
 //! Whole responses to anonymous queries, served again without running
-//! GraphQL: the bytes, keyed by query text, operation name and variables,
-//! with the L1 entries the answer was built from.
+//! GraphQL: the bytes, keyed by the request as sent (a POST's body, a GET's
+//! query string), with the L1 entries the answer was built from. Keyed so,
+//! a repeated request is answered before it is even decoded.
 //!
 //! A stored response is served only while every one of those entries is
 //! still the very one in L1 and still fresh. So it needs no invalidation of
@@ -78,7 +79,7 @@ struct Stored {
 const READ_WEIGHT: usize = 96;
 
 pub struct ResponseCache {
-    entries: Option<moka::sync::Cache<String, Arc<Stored>>>,
+    entries: Option<moka::sync::Cache<Bytes, Arc<Stored>>>,
     hits: Counter,
     misses: Counter,
 }
@@ -93,7 +94,7 @@ impl ResponseCache {
             entries: max_bytes.map(|max| {
                 moka::sync::Cache::builder()
                     .max_capacity(max)
-                    .weigher(|key: &String, stored: &Arc<Stored>| {
+                    .weigher(|key: &Bytes, stored: &Arc<Stored>| {
                         let bytes =
                             key.len() + stored.body.len() + stored.reads.len() * READ_WEIGHT;
                         u32::try_from(bytes).unwrap_or(u32::MAX)
@@ -107,44 +108,41 @@ impl ResponseCache {
         self.entries.is_some()
     }
 
-    /// The key of a request whose answer may be stored: anonymous, and not
-    /// asking for anything that changes with the clock (a superset check on
-    /// the text: a mere mention only costs the shortcut).
-    pub fn key(&self, query: &str, operation: Option<&str>, variables: &str) -> Option<String> {
+    /// The key of a request whose answer may be stored: anonymous (the
+    /// caller's check), and not asking for anything that changes with the
+    /// clock (a superset check on the decoded text: a mere mention only
+    /// costs the shortcut). `sent` is the request as it came: a POST's
+    /// body, or `GET ` and the query string.
+    pub fn key(&self, query: &str, sent: Bytes) -> Option<Bytes> {
         if self.entries.is_none() || CLOCK_FIELDS.iter().any(|f| query.contains(f)) {
             return None;
         }
-        let operation = operation.unwrap_or("");
-        let mut key = String::with_capacity(query.len() + operation.len() + variables.len() + 2);
-        key.push_str(query);
-        key.push('\0');
-        key.push_str(operation);
-        key.push('\0');
-        key.push_str(variables);
-        Some(key)
+        Some(sent)
     }
 
     /// The stored answer, if every entry it was built from is still the
-    /// one in L1 and fresh; else it is dropped.
-    pub fn get(&self, key: &str) -> Option<Bytes> {
+    /// one in L1 and fresh (counted as a hit); else it is dropped. The
+    /// caller counts a miss with `missed`, once it knows the request was
+    /// one that could have been stored.
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         let entries = self.entries.as_ref()?;
+        let stored = entries.get(key)?;
         let now = Timestamp::now();
-        let Some(stored) = entries.get(key) else {
-            self.misses.increment(1);
-            return None;
-        };
         if stored.reads.iter().all(|r| r.still_fresh(now)) {
             self.hits.increment(1);
             Some(stored.body.clone())
         } else {
-            self.misses.increment(1);
             entries.invalidate(key);
             None
         }
     }
 
+    pub fn missed(&self) {
+        self.misses.increment(1);
+    }
+
     /// Stores an answer built from `reads`, unless something spoiled them.
-    pub fn put(&self, key: String, body: Bytes, reads: &Reads) {
+    pub fn put(&self, key: Bytes, body: Bytes, reads: &Reads) {
         let (Some(entries), Some(reads)) = (&self.entries, reads.take()) else {
             return;
         };
@@ -178,7 +176,7 @@ mod tests {
     #[test]
     fn an_answer_is_served_while_what_it_read_holds() {
         let cache = ResponseCache::new(Some(1 << 20));
-        let key = cache.key("{ a }", None, "{}").unwrap();
+        let key = cache.key("{ a }", sent("{ a }")).unwrap();
         let valid = Arc::new(AtomicBool::new(true));
         let reads = Reads::recording();
         reads.record(Some(Box::new(Flag(valid.clone()))));
@@ -196,21 +194,23 @@ mod tests {
         let spoiled = Reads::recording();
         spoiled.record(None);
         spoiled.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
-        let key = cache.key("{ b }", Some("B"), "{}").unwrap();
+        let key = cache.key("{ b }", sent("{ b }")).unwrap();
         cache.put(key.clone(), Bytes::from_static(b"x"), &spoiled);
         assert_eq!(cache.get(&key), None);
         cache.put(key.clone(), Bytes::from_static(b"x"), &Reads::ignored());
         assert_eq!(cache.get(&key), None);
+        let clock = "{ p { freshness { stale } } }";
+        assert!(cache.key(clock, sent(clock)).is_none());
+        let token = "{ p { priceToken } }";
+        assert!(cache.key(token, sent(token)).is_none());
         assert!(
-            cache
-                .key("{ p { freshness { stale } } }", None, "{}")
+            ResponseCache::new(None)
+                .key("{ b }", sent("{ b }"))
                 .is_none()
         );
-        assert!(cache.key("{ p { priceToken } }", None, "{}").is_none());
-        assert!(ResponseCache::new(None).key("{ b }", None, "{}").is_none());
-        assert_ne!(
-            cache.key("{ b }", Some("B"), "{}"),
-            cache.key("{ b }", None, "{}")
-        );
+    }
+
+    fn sent(query: &str) -> Bytes {
+        Bytes::from(serde_json::json!({ "query": query }).to_string())
     }
 }

@@ -19,13 +19,18 @@
 //! request; an unresolvable one (the CRM is down) is not, and fails only
 //! the fields that need the customer.
 
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
@@ -99,24 +104,86 @@ pub async fn get(
         variables,
         extensions,
     };
-    execute(&app, media, &headers, client.map(|c| c.0), params, true).await
+    let sent = Sent {
+        request: Bytes::from(format!("GET {}", uri.query().unwrap_or(""))),
+        looked_up: false,
+        via_get: true,
+    };
+    execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
+}
+
+/// A repeated anonymous `POST /graphql`, answered from the response cache
+/// before routing, the inbound layers and decoding: the steady state of a
+/// storefront, the same few queries over and over. Anything else goes on
+/// to the router, untouched but for a body read here (which it gets back);
+/// so do requests this shortcut leaves to the full path: traced ones (their
+/// spans), limited clients (their counts), and a body that did not arrive
+/// whole with the head.
+pub fn stored(app: &AppState, request: Request) -> ControlFlow<Response, Request> {
+    let started = Instant::now();
+    let headers = request.headers();
+    if request.method() != Method::POST
+        || request.uri().path() != "/graphql"
+        || !app.responses.enabled()
+        || traces::on()
+        || app.client_limits.enabled()
+        || headers.contains_key(header::AUTHORIZATION)
+        || !is_json(headers)
+    {
+        return Continue(request);
+    }
+    let Some(media) = negotiate(headers, false) else {
+        return Continue(request);
+    };
+    let limit = app.config().server.max_body_bytes.bytes() as usize;
+    let (mut parts, mut body) = request.into_parts();
+    let sent = match body.frame().now_or_never() {
+        Some(Some(Ok(frame))) => match frame.into_data() {
+            Ok(data) if body.is_end_stream() && data.len() <= limit => data,
+            // Part of a longer body: hand it on in front of the rest.
+            Ok(data) => {
+                let first = futures_util::stream::once(async move { Ok(data) });
+                let body = Body::from_stream(first.chain(body.into_data_stream()));
+                return Continue(Request::from_parts(parts, body));
+            }
+            Err(_) => return Continue(Request::from_parts(parts, body)),
+        },
+        // Not here yet, or empty: the full path reads (or refuses) it.
+        None | Some(None) => return Continue(Request::from_parts(parts, body)),
+        Some(Some(Err(_))) => return Continue(Request::from_parts(parts, Body::empty())),
+    };
+    if let Some(answer) = app.responses.get(&sent) {
+        telemetry::graphql_request(started.elapsed());
+        return Break(reply(media, StatusCode::OK, answer));
+    }
+    parts.extensions.insert(LookedUp);
+    Continue(Request::from_parts(parts, Body::from(sent)))
+}
+
+/// Marks a request `stored` looked up in vain, so it is not looked up again.
+#[derive(Clone, Copy)]
+pub struct LookedUp;
+
+/// The request as it came, the response cache's key for it.
+struct Sent {
+    /// A POST's body, or `GET ` and the query string.
+    request: Bytes,
+    /// Already looked up (and not found) by `stored`.
+    looked_up: bool,
+    via_get: bool,
 }
 
 pub async fn post(
     State(app): State<Arc<AppState>>,
     client: Option<axum::Extension<Client>>,
+    looked_up: Option<axum::Extension<LookedUp>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let Some(media) = negotiate(&headers, false) else {
         return not_acceptable();
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if content_type.as_deref() != Some(JSON) {
+    if !is_json(&headers) {
         return problem(
             media,
             &Error::new(
@@ -142,7 +209,21 @@ pub async fn post(
         Ok(p) => p,
         Err(e) => return problem(media, &e),
     };
-    execute(&app, media, &headers, client.map(|c| c.0), params, false).await
+    let sent = Sent {
+        request: bytes,
+        looked_up: looked_up.is_some(),
+        via_get: false,
+    };
+    execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
+}
+
+/// Whether a POST body is declared `application/json` (any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(JSON))
 }
 
 /// A POST body as a GraphQL request: a JSON object (an array is a batch,
@@ -200,7 +281,7 @@ async fn execute(
     headers: &HeaderMap,
     client: Option<Client>,
     params: Params,
-    via_get: bool,
+    sent: Sent,
 ) -> Response {
     let span = trace_span!(
         "graphql",
@@ -212,7 +293,7 @@ async fn execute(
         trace_id = tracing::field::Empty,
     );
     traces::continue_from(&span, headers);
-    run(app, media, headers, client, params, via_get)
+    run(app, media, headers, client, params, sent)
         .instrument(span)
         .await
 }
@@ -223,9 +304,10 @@ async fn run(
     headers: &HeaderMap,
     client: Option<Client>,
     params: Params,
-    via_get: bool,
+    sent: Sent,
 ) -> Response {
     let started = Instant::now();
+    let via_get = sent.via_get;
     let params = match app
         .persisted
         .resolve(params.query, params.extensions.as_ref())
@@ -238,10 +320,15 @@ async fn run(
         Err(e) => return problem(media, &e),
     };
     // An anonymous query answered before, from entries L1 still holds.
-    let stored = stored_key(app, headers, &request);
-    if let Some(body) = stored.as_deref().and_then(|key| app.responses.get(key)) {
-        telemetry::graphql_request(started.elapsed());
-        return reply(media, StatusCode::OK, body);
+    let stored = stored_key(app, headers, &request, sent.request);
+    if let Some(key) = &stored {
+        if !sent.looked_up
+            && let Some(body) = app.responses.get(key)
+        {
+            telemetry::graphql_request(started.elapsed());
+            return reply(media, StatusCode::OK, body);
+        }
+        app.responses.missed();
     }
     let prepared = match app.documents.prepare(&mut request) {
         Ok(p) => p,
@@ -338,16 +425,12 @@ fn stored_key(
     app: &AppState,
     headers: &HeaderMap,
     request: &async_graphql::Request,
-) -> Option<String> {
-    if !app.responses.enabled() || headers.contains_key(header::AUTHORIZATION) {
+    sent: Bytes,
+) -> Option<Bytes> {
+    if headers.contains_key(header::AUTHORIZATION) {
         return None;
     }
-    let variables = serde_json::to_string(&request.variables).ok()?;
-    app.responses.key(
-        &request.query,
-        request.operation_name.as_deref(),
-        &variables,
-    )
+    app.responses.key(&request.query, sent)
 }
 
 /// Who is asking: anonymous without `Authorization`, a customer for a

@@ -1,6 +1,7 @@
 //! The public listener: `/graphql` (and GraphiQL's `/assets/`), health
 //! checks and signed change events (`/events/{source}`), with the inbound
-//! layers every request passes.
+//! layers every request passes; in front of them, the response cache's
+//! stored answers (`graphql::stored`).
 
 mod assets;
 pub mod client_limit;
@@ -8,6 +9,8 @@ mod events;
 mod graphql;
 mod reply;
 
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,12 +21,31 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{Error, Kind};
 use crate::state::AppState;
 
-pub fn router(app: Arc<AppState>) -> Router {
+/// What the public listener serves: a repeated anonymous query answered
+/// from the response cache at the door, everything else by the router.
+pub fn service(app: Arc<AppState>) -> impl crate::listener::Service {
+    let router = router(app.clone());
+    tower::service_fn(move |request: Request| {
+        let (app, router) = (app.clone(), router.clone());
+        async move {
+            Ok::<_, Infallible>(match graphql::stored(&app, request) {
+                ControlFlow::Break(answer) => answer,
+                ControlFlow::Continue(request) => match router.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+            })
+        }
+    })
+}
+
+fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/graphql",

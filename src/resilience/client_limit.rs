@@ -72,6 +72,11 @@ impl ClientLimits {
         }
     }
 
+    /// Whether any client is limited at all.
+    pub fn enabled(&self) -> bool {
+        self.active.load().is_some()
+    }
+
     /// Takes `n` `verifyCheckout` permits for `client`, or says how long
     /// until they would be there.
     pub fn verifications(&self, client: &Client, n: usize) -> Result<(), Duration> {
