@@ -1,0 +1,66 @@
+-- wrk: product queries over a large catalog, one of three ways (MIX_MODE):
+--   zipf  ranks drawn from a Zipf law (exponent MIX_ZIPF_S, 1.0) over
+--         MIX_PRODUCTS products: a few are hot, most are rarely seen,
+--         as storefront traffic is;
+--   hot   uniformly among the MIX_HOT most popular (warm by then);
+--   cold  products never asked before: each thread walks down its own
+--         stripe from the end of the catalog, so every request is a miss.
+-- The query is browse.lua's; `loadtests/run mixed-browse` sets the rest.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+
+local query = "query($id: ID!) { product(id: $id) { name price { price { amount } } availability { status } } }"
+local mode = os.getenv("MIX_MODE") or "zipf"
+local products = tonumber(os.getenv("MIX_PRODUCTS") or "100000")
+local hot = tonumber(os.getenv("MIX_HOT") or "200")
+local s = tonumber(os.getenv("MIX_ZIPF_S") or "1.0")
+
+local threads = 0
+function setup(thread)
+  thread:set("seed", math.random(1, 1000000))
+  thread:set("stripe", threads)
+  threads = threads + 1
+end
+
+local cumulative = {}
+local next_cold
+
+function init(args)
+  math.randomseed(seed or os.time())
+  if mode == "zipf" then
+    local total = 0
+    for rank = 1, products do
+      total = total + 1 / rank ^ s
+      cumulative[rank] = total
+    end
+    for rank = 1, products do
+      cumulative[rank] = cumulative[rank] / total
+    end
+  end
+  -- 64 stripes of the catalog's second half, walked from the top down.
+  next_cold = products - (stripe or 0) * math.floor(products / 128)
+end
+
+local function zipf_rank()
+  local u = math.random()
+  local lo, hi = 1, products
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cumulative[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+
+function request()
+  local rank
+  if mode == "hot" then
+    rank = math.random(1, hot)
+  elseif mode == "cold" then
+    rank = next_cold
+    next_cold = next_cold - 1
+  else
+    rank = zipf_rank()
+  end
+  local body = string.format('{"query":"%s","variables":{"id":"prod-%06d"}}', query, rank)
+  return wrk.format(nil, nil, nil, body)
+end
