@@ -4,7 +4,9 @@
 --         as storefront traffic is;
 --   hot   uniformly among the MIX_HOT most popular (warm by then);
 --   cold  products never asked before: each thread walks down its own
---         stripe from the end of the catalog, so every request is a miss.
+--         stripe from the end of the catalog, so every request is a miss;
+--   sweep every product in turn, from the end of the catalog down (then
+--         round again): the whole catalog into L1.
 -- The query is browse.lua's; `loadtests/run mixed-browse` sets the rest.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -37,7 +39,8 @@ function init(args)
       cumulative[rank] = cumulative[rank] / total
     end
   end
-  -- 64 stripes of the catalog's second half, walked from the top down.
+  -- cold: 64 stripes of the catalog's second half, walked from the top
+  -- down; sweep: one walk over it all (run it with one thread).
   next_cold = products - (stripe or 0) * math.floor(products / 128)
 end
 
@@ -55,9 +58,10 @@ function request()
   local rank
   if mode == "hot" then
     rank = math.random(1, hot)
-  elseif mode == "cold" then
+  elseif mode == "cold" or mode == "sweep" then
     rank = next_cold
     next_cold = next_cold - 1
+    if next_cold < 1 then next_cold = products end
   else
     rank = zipf_rank()
   end
