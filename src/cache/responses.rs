@@ -146,6 +146,10 @@ impl ResponseCache {
         let (Some(entries), Some(reads)) = (&self.entries, reads.take()) else {
             return;
         };
+        // Copies, so an entry holds its own bytes and no more: the key is
+        // often a slice of a connection's read buffer (kilobytes, kept
+        // alive for as long as the slice is), the body a grown Vec.
+        let (key, body) = (Bytes::copy_from_slice(&key), Bytes::copy_from_slice(&body));
         entries.insert(key, Arc::new(Stored { body, reads }));
     }
 
