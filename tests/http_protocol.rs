@@ -4,6 +4,7 @@
 
 mod support;
 
+use moat::config::Config;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 use support::{Moat, Sim, config, error_codes};
@@ -381,6 +382,12 @@ async fn health_and_admin_refusals() {
     let (status, body) = moat.admin_get("/admin/status").await;
     assert_eq!(status, 200, "{body}");
     assert!(body["cache"]["l1"]["product"]["entries"].is_number());
+    let budget = Config::default().cache.product.l1_max_bytes.bytes();
+    assert_eq!(
+        body["cache"]["l1"]["product"]["max_bytes"],
+        json!(budget),
+        "each tier's budget beside what it holds"
+    );
     moat.stop().await;
 
     // No token configured: admin routes refuse even a bearer.

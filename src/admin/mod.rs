@@ -111,7 +111,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             let (entries, bytes) = t.usage();
             (
                 t.entity().name().to_string(),
-                json!({ "entries": entries, "bytes": bytes }),
+                json!({ "entries": entries, "bytes": bytes, "max_bytes": t.max_bytes() }),
             )
         })
         .collect();

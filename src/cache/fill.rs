@@ -419,7 +419,13 @@ fn last_good<V>(
     }
 }
 
-/// Approximate bytes of a value: its compact serialized size.
+/// Approximate bytes an entry's value holds: the shared entry itself, and
+/// the heap behind it, which runs to about three times the value's compact
+/// serialized size (`String` and `Vec` headers, allocator size classes).
+/// `tests/l1_memory.rs` holds this to what real entries take.
 pub(super) fn weight<V: Serialize>(value: &Option<V>) -> usize {
-    postcard::to_allocvec(value).map(|b| b.len()).unwrap_or(256)
+    let serialized = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .unwrap_or(256);
+    // The `Arc` header: two counts.
+    size_of::<Cached<V>>() + 16 + 3 * serialized
 }

@@ -23,6 +23,13 @@ mod l2;
 pub mod responses;
 mod tier;
 
+/// What moka 0.12 keeps per entry besides the key and value, for the
+/// weighers of L1 and the response cache: the hash table's slot, entry
+/// info, access-order and timer-wheel nodes, the key's shared copy (about
+/// 280 bytes, counted with a counting allocator; `tests/l1_memory.rs`
+/// holds whole entries' weights to what they take).
+const ENTRY_BYTES: usize = 288;
+
 pub use fill::{Batch, Fetch, Value};
 pub use freshness::{Cached, Freshness, Policy, State};
 pub use hit::{Found, Hit};

@@ -95,8 +95,12 @@ impl ResponseCache {
                 moka::sync::Cache::builder()
                     .max_capacity(max)
                     .weigher(|key: &Bytes, stored: &Arc<Stored>| {
-                        let bytes =
-                            key.len() + stored.body.len() + stored.reads.len() * READ_WEIGHT;
+                        let bytes = key.len()
+                            + stored.body.len()
+                            + stored.reads.len() * READ_WEIGHT
+                            + size_of::<Bytes>()
+                            + size_of::<Stored>()
+                            + super::ENTRY_BYTES;
                         u32::try_from(bytes).unwrap_or(u32::MAX)
                     })
                     .build()

@@ -78,6 +78,8 @@ pub trait AnyTier: Send + Sync {
     fn reload(&self, cache: &config::Cache);
     /// Entries and bytes held in L1.
     fn usage(&self) -> (u64, u64);
+    /// L1's byte budget.
+    fn max_bytes(&self) -> u64;
 }
 
 /// The cache of one entity.
@@ -154,10 +156,11 @@ impl<K: Key, V: Value> Tier<K, V> {
         let l1 = moka::sync::Cache::builder()
             .name(entity.name())
             .max_capacity(max_bytes)
-            // The key's text, and about 96 bytes of key, Arc and entry
-            // overhead besides.
+            // The value, the key (its text, rounded up by the allocator),
+            // and what moka keeps per entry.
             .weigher(|k: &K, v: &Arc<Cached<V>>| {
-                let bytes = v.weight as usize + k.weight() + 96;
+                let bytes =
+                    v.weight as usize + size_of::<K>() + 2 * k.weight() + super::ENTRY_BYTES;
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .expire_after(Retention {
@@ -616,6 +619,10 @@ impl<K: Key, V: Value> AnyTier for Tier<K, V> {
     fn usage(&self) -> (u64, u64) {
         self.l1.run_pending_tasks();
         (self.l1.entry_count(), self.l1.weighted_size())
+    }
+
+    fn max_bytes(&self) -> u64 {
+        self.l1.policy().max_capacity().unwrap_or(u64::MAX)
     }
 }
 
