@@ -2,7 +2,8 @@
 --   zipf  ranks drawn from a Zipf law (exponent MIX_ZIPF_S, 1.0) over
 --         MIX_PRODUCTS products: a few are hot, most are rarely seen,
 --         as storefront traffic is;
---   hot   uniformly among the MIX_HOT most popular (warm by then);
+--   hot   uniformly among the MIX_HOT most popular (warm by then), at a
+--         set pace with MIX_DELAY_MS;
 --   cold  products never asked before: each thread walks down its own
 --         stripe from the end of the catalog, so every request is a miss;
 --   sweep every product in turn, from the end of the catalog down (then
@@ -67,4 +68,14 @@ function request()
   end
   local body = string.format('{"query":"%s","variables":{"id":"prod-%06d"}}', query, rank)
   return wrk.format(nil, nil, nil, body)
+end
+
+-- MIX_DELAY_MS: each connection waits this long before each request, so
+-- the load has a set pace instead of saturating the server (then a change
+-- in latency is delay, not a share of the CPU given up).
+local pause = tonumber(os.getenv("MIX_DELAY_MS") or "0")
+if pause > 0 then
+  function delay()
+    return pause
+  end
 end
