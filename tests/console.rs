@@ -74,6 +74,13 @@ async fn an_sre_signs_in_sees_the_breakers_and_changes_a_limit_fleet_wide() {
     for system in ["pim", "erp", "crm", "oms"] {
         assert_eq!(page["breakers"][system], "closed", "{page:#}");
     }
+    // Each tier's size beside its budget (the default product budget).
+    assert!(
+        page["cache"]["product"]
+            .as_str()
+            .is_some_and(|size| size.ends_with(" of 128.0 MiB")),
+        "{page:#}"
+    );
     assert!(
         page["message"]
             .as_str()

@@ -42,6 +42,9 @@ try {
   await page.waitForSelector(`#systems tr[data-system="${system}"]`);
   const breakers = await page.$$eval('#systems tr[data-system]', (rows) =>
     Object.fromEntries(rows.map((r) => [r.dataset.system, r.querySelector('.breaker').textContent])));
+  await page.waitForSelector('#cache tr[data-entity="product"]');
+  const cache = await page.$$eval('#cache tr[data-entity]', (rows) =>
+    Object.fromEntries(rows.map((r) => [r.dataset.entity, r.querySelector('.size').textContent])));
   await page.screenshot({ path: `${dir}/console-desktop.png`, fullPage: true });
 
   await page.click(`[data-edit="${system}"]`);
@@ -57,7 +60,7 @@ try {
 
   await page.setViewport({ width: 390, height: 844, isMobile: true });
   await page.screenshot({ path: `${dir}/console-phone.png`, fullPage: true });
-  console.log(JSON.stringify({ refused, breakers, message, offsite, errors }));
+  console.log(JSON.stringify({ refused, breakers, cache, message, offsite, errors }));
 } catch (e) {
   console.log(JSON.stringify({ failure: String(e), offsite, errors }));
   process.exitCode = 1;

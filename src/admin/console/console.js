@@ -162,7 +162,7 @@ function render(status, audits, samples) {
   $('#cache tbody').replaceChildren(...Object.entries(status.cache.l1).map(([entity, l1]) =>
     el('tr', { 'data-entity': entity },
       el('td', {}, entity), el('td', {}, ratio(entity, 'l1')), el('td', {}, ratio(entity, 'l2')),
-      el('td', {}, String(l1.entries)), el('td', {}, bytes(l1.bytes)))));
+      el('td', {}, String(l1.entries)), el('td', { className: 'size' }, `${bytes(l1.bytes)} of ${bytes(l1.max_bytes)}`))));
 
   const redis = !status.redis.configured
     ? 'not configured: each replica caches and limits alone'
