@@ -158,9 +158,20 @@ impl Kind {
 pub struct Error {
     kind: Kind,
     message: Arc<str>,
-    /// Whether trying the same call again may succeed (timeouts, 5xx), as
-    /// opposed to failures that will repeat (a contract violation, a 4xx).
-    retryable: bool,
+    retry: Retry,
+}
+
+/// Whether trying the same thing again may succeed, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// The same failure would come back (a contract violation, a 4xx).
+    Never,
+    /// At once, within a request's own retries (a timeout, a 5xx).
+    Now,
+    /// Once Moat's own protection lets the call through again (a rate
+    /// limit, an open breaker): not within a request, but work that can
+    /// wait, such as applying an event, may try again.
+    Later,
 }
 
 impl Error {
@@ -168,15 +179,24 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            retryable: false,
+            retry: Retry::Never,
         }
     }
 
     /// An upstream failure that a retry may cure (timeout, connection, 5xx).
     pub fn transient(message: impl Into<Arc<str>>) -> Error {
         Error {
-            retryable: true,
+            retry: Retry::Now,
             ..Error::new(Kind::UpstreamUnavailable, message)
+        }
+    }
+
+    /// A call Moat held back to protect an upstream (its limit, its
+    /// breaker): nothing was asked, and the same call may pass later.
+    pub fn held_back(kind: Kind, message: impl Into<Arc<str>>) -> Error {
+        Error {
+            retry: Retry::Later,
+            ..Error::new(kind, message)
         }
     }
 
@@ -217,8 +237,15 @@ impl Error {
         }
     }
 
+    /// Whether the same call, made again now, may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.retry == Retry::Now
+    }
+
+    /// Whether the same call may succeed if made again a little later:
+    /// what is retryable now, and what Moat's own protection held back.
+    pub fn may_pass_later(&self) -> bool {
+        self.retry != Retry::Never
     }
 }
 

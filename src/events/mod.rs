@@ -34,7 +34,7 @@ use crate::catalog::Catalog;
 use crate::config;
 use crate::customers::Customers;
 use crate::domain::Timestamp;
-use crate::error::{Error, Kind, Origin};
+use crate::error::{Error, Kind};
 use crate::exceptions::Exceptions;
 use crate::redis_link::RedisLink;
 use crate::telemetry;
@@ -256,11 +256,10 @@ impl Events {
         loop {
             match self.applier.apply(event, &self.ledger).await {
                 Ok(applied) => return Ok(applied),
-                // What the upstream failed (down, slow, limited) may pass.
-                Err(e)
-                    if attempt < settings.apply_attempts
-                        && e.kind().origin() == Origin::Upstream =>
-                {
+                // What failed for now (down, slow, limited, breaker open)
+                // may pass; what would fail again (a contract violation, a
+                // refusal) is parked at once.
+                Err(e) if attempt < settings.apply_attempts && e.may_pass_later() => {
                     let pause = settings
                         .apply_backoff
                         .saturating_mul(1 << (attempt - 1).min(8));

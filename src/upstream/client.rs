@@ -246,7 +246,7 @@ impl Client {
         if let Err(limited) = self.protection.limiter().acquire(priority).await {
             telemetry::upstream_request(system, endpoint, "rate_limited", Duration::ZERO);
             traced("rate_limited", None);
-            return Err(Error::new(
+            return Err(Error::held_back(
                 Kind::RateLimited,
                 format!(
                     "{system} is at its rate limit; retry in {} ms",
@@ -259,7 +259,7 @@ impl Client {
             Err(refused) => {
                 telemetry::upstream_request(system, endpoint, "breaker_open", Duration::ZERO);
                 traced("breaker_open", None);
-                return Err(Error::unavailable(refused.reason));
+                return Err(Error::held_back(Kind::UpstreamUnavailable, refused.reason));
             }
         };
         let started = Instant::now();
