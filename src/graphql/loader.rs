@@ -21,10 +21,12 @@ use crate::error::Error;
 use crate::vocab::Priority;
 
 type Results<K, V> = Arc<HashMap<K, Result<Hit<V>, Error>>>;
+type Done<K, V> = Shared<oneshot::Receiver<Results<K, V>>>;
+type Answer<K, V> = oneshot::Sender<Results<K, V>>;
 
 struct Pending<K, V> {
     keys: Vec<K>,
-    done: Shared<oneshot::Receiver<Results<K, V>>>,
+    done: Done<K, V>,
 }
 
 /// Batches one request's reads of one tier.
@@ -52,48 +54,110 @@ impl<K: Key, V: Value> Loader<K, V> {
         if let Some(hit) = self.tier.get_recorded(&key, &self.reads) {
             return Ok(hit);
         }
-        let (leader, done) = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match pending.as_mut() {
-                Some(batch) => {
-                    batch.keys.push(key.clone());
-                    (None, batch.done.clone())
+        loop {
+            let (leader, done) = self.join(&key);
+            if let Some(tx) = leader {
+                Leading {
+                    loader: self,
+                    done: Some(done.clone()),
                 }
-                None => {
-                    let (tx, rx) = oneshot::channel();
-                    let done = rx.shared();
-                    *pending = Some(Pending {
-                        keys: vec![key.clone()],
-                        done: done.clone(),
-                    });
-                    (Some(tx), done)
-                }
+                .fetch(tx)
+                .await?;
             }
-        };
-        if let Some(tx) = leader {
-            tokio::task::yield_now().await;
-            let keys = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .map(|batch| batch.keys)
-                .unwrap_or_default();
-            let results = self.tier.get_many(keys, Priority::Browse);
-            match tokio::time::timeout_at(self.deadline, results).await {
-                Ok(results) => {
-                    let _ = tx.send(Arc::new(results));
+            match tokio::time::timeout_at(self.deadline, done).await {
+                Ok(Ok(results)) => {
+                    return results.get(&key).cloned().unwrap_or_else(|| {
+                        Err(Error::internal(format!("batch lost key {key:?}")))
+                    });
                 }
+                // The leader was cancelled before it answered (its field
+                // was dropped): start a new batch, or join one started by
+                // another waiter.
+                Ok(Err(_)) => continue,
                 Err(_) => return Err(past_deadline()),
             }
         }
-        match tokio::time::timeout_at(self.deadline, done).await {
-            Ok(Ok(results)) => results
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| Err(Error::internal(format!("batch lost key {key:?}")))),
-            Ok(Err(_)) => Err(past_deadline()),
+    }
+
+    /// Adds `key` to the pending batch, or starts one: then the caller
+    /// leads it and holds its sender.
+    fn join(&self, key: &K) -> (Option<Answer<K, V>>, Done<K, V>) {
+        let mut pending = self.lock();
+        match pending.as_mut() {
+            Some(batch) => {
+                batch.keys.push(key.clone());
+                (None, batch.done.clone())
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                let done = rx.shared();
+                *pending = Some(Pending {
+                    keys: vec![key.clone()],
+                    done: done.clone(),
+                });
+                (Some(tx), done)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Pending<K, V>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A batch's leader. If it is dropped before it took the batch (its field
+/// was cancelled during the yield), the guard takes the batch away, so the
+/// waiters, whose receivers then fail, start a new one instead of finding
+/// a batch nobody will ever send.
+struct Leading<'a, K, V> {
+    loader: &'a Loader<K, V>,
+    /// The batch led, until it is taken.
+    done: Option<Done<K, V>>,
+}
+
+impl<K: Key, V: Value> Leading<'_, K, V> {
+    /// Yields once so sibling fields queue their keys, then fetches the
+    /// batch and hands every waiter the results.
+    async fn fetch(mut self, tx: Answer<K, V>) -> Result<(), Error> {
+        tokio::task::yield_now().await;
+        let keys = self.take().map(|batch| batch.keys).unwrap_or_default();
+        let loader = self.loader;
+        let results = loader.tier.get_many(keys, Priority::Browse);
+        match tokio::time::timeout_at(loader.deadline, results).await {
+            Ok(results) => {
+                let _ = tx.send(Arc::new(results));
+                Ok(())
+            }
             Err(_) => Err(past_deadline()),
+        }
+    }
+
+    /// The pending batch, if it is still the one this leader started.
+    fn take(&mut self) -> Option<Pending<K, V>> {
+        let done = self.done.take()?;
+        let mut pending = self.loader.lock();
+        match pending.as_ref() {
+            Some(batch) if batch.done.ptr_eq(&done) => pending.take(),
+            _ => None,
+        }
+    }
+}
+
+impl<K, V> Drop for Leading<'_, K, V> {
+    fn drop(&mut self) {
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        let mut pending = self
+            .loader
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if pending
+            .as_ref()
+            .is_some_and(|batch| batch.done.ptr_eq(&done))
+        {
+            *pending = None;
         }
     }
 }
@@ -101,4 +165,52 @@ impl<K: Key, V: Value> Loader<K, V> {
 /// A field that ran out of the request's time.
 pub fn past_deadline() -> Error {
     Error::unavailable("the upstream did not answer within the request deadline")
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::background::Background;
+    use crate::cache::{Batch, Fetch, Tier};
+    use crate::config;
+    use crate::vocab::Entity;
+
+    /// An upstream whose every key's value is its length.
+    struct Lengths;
+
+    impl Fetch<String, u32> for Lengths {
+        fn fetch(&self, keys: Vec<String>, _: Priority) -> BoxFuture<'static, Batch<String, u32>> {
+            let values = keys.into_iter().map(|k| (k.clone(), Ok(k.len() as u32)));
+            let batch = Ok(values.collect());
+            async move { batch }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_leaves_no_batch_behind() {
+        let tier = Tier::new(
+            Entity::Price,
+            &config::Cache::default(),
+            None,
+            Background::new(),
+            Lengths,
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let loader = Loader::new(tier, deadline, Arc::new(Reads::ignored()));
+
+        // The leader starts a batch and yields; a sibling joins it; then
+        // the leader's field is dropped before it fetched anything.
+        let mut leader = Box::pin(loader.load("abc".to_string()));
+        assert!(leader.as_mut().now_or_never().is_none(), "leading, yielded");
+        let mut waiter = Box::pin(loader.load("hello".to_string()));
+        assert!(waiter.as_mut().now_or_never().is_none(), "waiting on it");
+        drop(leader);
+
+        let hit = waiter.await.expect("the waiter leads a batch of its own");
+        assert_eq!(hit.value(), Some(&5));
+        let hit = loader.load("later".to_string()).await.expect("a new batch");
+        assert_eq!(hit.value(), Some(&5));
+    }
 }
