@@ -189,10 +189,16 @@ async fn one_trace_runs_from_the_storefront_through_moat_to_the_erp() {
     )
     .await;
     sim.fault("erp", json!({ "malformed_rate": 0.0 })).await;
+    // The log is read from the process's output as it comes.
+    let warning = "breaks protocol v1";
+    assert!(
+        eventually(Duration::from_secs(5), || async { moat.logged(warning) }).await,
+        "a contract warning was logged"
+    );
     let warned = moat
         .log()
         .into_iter()
-        .find(|l| l.contains("breaks protocol v1"))
+        .find(|l| l.contains(warning))
         .expect("a contract warning was logged");
     let line: Value = serde_json::from_str(&warned).expect("a JSON log line");
     assert!(
