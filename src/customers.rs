@@ -66,6 +66,12 @@ impl TokenKey {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// Whether the CRM can be asked with this key: only keys read back
+    /// from Redis or the invalidation stream lack the token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
 }
 
 impl PartialEq for TokenKey {

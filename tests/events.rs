@@ -646,8 +646,8 @@ async fn product_customer_and_order_events_are_applied() {
         Value::Null
     );
 
-    // A customer changed: their cached sign-in is dropped, so the CRM is
-    // asked again.
+    // A customer changed: their cached sign-in is refetched (one CRM
+    // call), and the next request is served from the cache.
     let (id, token, orders) = support::customer_in(&sim, "vip").await;
     moat.query_with_token(&token, "{ viewer { id } }", json!({}))
         .await;
@@ -660,7 +660,7 @@ async fn product_customer_and_order_events_are_applied() {
         .await;
     assert_eq!(sim.requests("crm.customers").await, crm + 1);
 
-    // An order changed (thin): the next read asks the OMS again.
+    // An order changed (thin): it is refetched once, for the next read.
     let order_query = "query($id: ID!) { order(id: $id) { status } }";
     let vars = json!({ "id": orders[0] });
     moat.query_with_token(&token, order_query, vars.clone())

@@ -12,7 +12,7 @@ use support::redis::RedisServer;
 use support::{Moat, Sim, config, error_codes, eventually};
 
 const PRICE: &str = r#"query($sku: String!) {
-  product(sku: $sku) { price { price { amount } freshness { asOf ageSeconds stale } } }
+  product(sku: $sku) { price { price { amount } freshness { asOf ageSeconds stale reason } } }
 }"#;
 
 fn with_redis(sim: &Sim, redis: &RedisServer) -> moat::config::Config {
@@ -187,7 +187,8 @@ async fn with_erp_down_prices_are_served_stale_up_to_max_stale_and_not_after() {
     let good = price_of(&a.query(PRICE, vars.clone()).await).unwrap();
     sim.fault("erp", json!({ "down": true })).await;
 
-    // Until max-stale: the last good price, marked stale, never an error.
+    // Until max-stale: the last good price, marked stale because the ERP
+    // could not answer, never an error.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut saw_stale = false;
     let mut expired = false;
@@ -196,7 +197,13 @@ async fn with_erp_down_prices_are_served_stale_up_to_max_stale_and_not_after() {
         match price_of(&r) {
             Some(p) => {
                 assert_eq!(p, good);
-                saw_stale |= stale_of(&r) == Some(true);
+                let freshness = &r["data"]["product"]["price"]["freshness"];
+                if stale_of(&r) == Some(true) {
+                    assert_eq!(freshness["reason"], "SOURCE_UNAVAILABLE", "{r}");
+                    saw_stale = true;
+                } else {
+                    assert_eq!(freshness["reason"], "FRESH", "{r}");
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             None => {

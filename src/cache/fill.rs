@@ -22,7 +22,8 @@ use tracing::Instrument;
 
 use super::freshness::{Cached, Policy, State};
 use super::key::Key;
-use super::l2::L2;
+use super::key::escape;
+use super::l2::{L2, Put};
 use crate::domain::Timestamp;
 use crate::error::Error;
 use crate::telemetry::traces::trace_span;
@@ -257,14 +258,13 @@ impl<K: Key, V: Value> Filler<K, V> {
         let Some(l2) = &self.l2 else {
             return;
         };
-        let now = Timestamp::now();
-        let keep: Vec<(String, &Cached<V>, Duration)> = filled
+        let kept: Vec<(K, Arc<Cached<V>>)> = filled
             .fetched
             .iter()
             .filter(|(k, _)| landed.iter().any(|(l, _)| l == k))
-            .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
+            .cloned()
             .collect();
-        let _ = l2.put(self.name(), &keep).await;
+        let _ = l2.put(self.name(), &puts(&kept, policy)).await;
         let leased: Vec<String> = filled.leased.iter().map(Key::encode).collect();
         l2.release(self.name(), &leased).await;
     }
@@ -304,12 +304,23 @@ impl<K: Key, V: Value> Filler<K, V> {
         let Some(l2) = &self.l2 else {
             return;
         };
-        let now = Timestamp::now();
-        let shared: Vec<(String, &Cached<V>, Duration)> = entries
+        let _ = l2.put(self.name(), &puts(entries, policy)).await;
+    }
+
+    /// The keys L2 lists under each of `ids` (composite keys only; none
+    /// when Redis is away).
+    pub(super) async fn listed(&self, ids: &[String]) -> Vec<K> {
+        let Some(l2) = self.l2.as_ref().filter(|_| K::COMPOSITE && !ids.is_empty()) else {
+            return Vec::new();
+        };
+        let escaped: Vec<String> = ids.iter().map(|id| escape(id)).collect();
+        l2.listed(self.name(), &escaped)
+            .await
+            .unwrap_or_default()
             .iter()
-            .map(|(k, e)| (k.encode(), &**e, policy.retention(e, now)))
-            .collect();
-        let _ = l2.put(self.name(), &shared).await;
+            .flatten()
+            .filter_map(|k| K::decode(k))
+            .collect()
     }
 
     /// Calls the upstream for `keys`: each one found, absent (None) or failed.
@@ -403,8 +414,24 @@ impl<K: Key, V: Value> Filler<K, V> {
     }
 }
 
+/// What L2 is asked to write for `entries`: composite keys are listed
+/// under their ids, and each entry is kept as long as it may be served.
+fn puts<K: Key, V>(entries: &[(K, Arc<Cached<V>>)], policy: Policy) -> Vec<Put<'_, V>> {
+    let now = Timestamp::now();
+    entries
+        .iter()
+        .map(|(k, e)| Put {
+            key: k.encode(),
+            id: K::COMPOSITE.then(|| escape(k.id())),
+            entry: e,
+            keep: policy.retention(e, now),
+        })
+        .collect()
+}
+
 /// Stale-if-error: the last good value (from L1, or an expired one read
-/// from L2), up to max-stale, else the error.
+/// from L2), up to max-stale, else the error. A value served so is marked:
+/// its source could not answer for it.
 fn last_good<V>(
     policy: Policy,
     in_l1: Option<Arc<Cached<V>>>,
@@ -414,7 +441,10 @@ fn last_good<V>(
     let now = Timestamp::now();
     let usable = |e: &Arc<Cached<V>>| e.value.is_some() && policy.state(e, now) != State::Dead;
     match in_l1.filter(usable).or(from_l2.filter(usable)) {
-        Some(entry) => Ok(entry),
+        Some(entry) => {
+            entry.mark_unanswered();
+            Ok(entry)
+        }
         None => Err(error),
     }
 }

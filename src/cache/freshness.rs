@@ -32,11 +32,12 @@ impl Policy {
         }
     }
 
-    /// What `entry` may be used for at `now`.
+    /// What `entry` may be used for at `now`. An entry its source said has
+    /// changed is never fresh, but is served stale until the new value lands.
     pub fn state<V>(&self, entry: &Cached<V>, now: Timestamp) -> State {
         let age = entry.fetched_at.age(now);
         let shrink = |ttl: Duration| ttl.mul_f64(1.0 - self.jitter * f64::from(entry.jitter));
-        if now < self.fresh_until(entry) {
+        if now < self.fresh_until(entry) && !entry.changed() {
             State::Fresh
         } else if entry.value.is_none() {
             // "Does not exist" is never served stale: after its short TTL
@@ -61,6 +62,19 @@ impl Policy {
         };
         let shrunk = ttl.mul_f64(1.0 - self.jitter * f64::from(entry.jitter));
         entry.fetched_at.plus(shrunk)
+    }
+
+    /// Why `entry` is served as it is at `now` (for `Freshness.reason`).
+    pub fn reason<V>(&self, entry: &Cached<V>, now: Timestamp) -> Reason {
+        if entry.changed() {
+            return Reason::ChangedAtSource;
+        }
+        match self.state(entry, now) {
+            State::Fresh => Reason::Fresh,
+            State::Stale if !entry.unanswered() => Reason::Expired,
+            // Past its hard TTL it is served only because a fetch failed.
+            _ => Reason::SourceUnavailable,
+        }
     }
 
     /// How long L1 (and L2) should keep an entry at all: long enough to
@@ -88,6 +102,19 @@ pub enum State {
     Dead,
 }
 
+/// Why a value is served as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Within its soft TTL, and nothing said it changed.
+    Fresh,
+    /// Past its soft TTL: served while it is refreshed.
+    Expired,
+    /// Its source announced a change whose new value has not landed yet.
+    ChangedAtSource,
+    /// Served because its source could not answer for it.
+    SourceUnavailable,
+}
+
 /// A cached value with what is needed to judge it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Cached<V> {
@@ -105,6 +132,14 @@ pub struct Cached<V> {
     /// what a stored response checks instead of looking the key up again.
     #[serde(skip)]
     retired: AtomicBool,
+    /// Its source announced a change (a thin event) that has not been
+    /// fetched yet: kept in L2 too, so every replica serves it as stale.
+    #[serde(skip)]
+    changed: AtomicBool,
+    /// A fetch meant to replace it failed: it is served because the source
+    /// could not answer. A fetch that succeeds makes a new entry.
+    #[serde(skip)]
+    unanswered: AtomicBool,
 }
 
 impl<V> Cached<V> {
@@ -115,6 +150,8 @@ impl<V> Cached<V> {
             jitter: fastrand::f32(),
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
             retired: AtomicBool::new(false),
+            changed: AtomicBool::new(false),
+            unanswered: AtomicBool::new(false),
         }
     }
 
@@ -125,6 +162,22 @@ impl<V> Cached<V> {
     pub fn retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
     }
+
+    pub fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    pub fn changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire)
+    }
+
+    pub fn mark_unanswered(&self) {
+        self.unanswered.store(true, Ordering::Release);
+    }
+
+    pub fn unanswered(&self) -> bool {
+        self.unanswered.load(Ordering::Acquire)
+    }
 }
 
 /// What GraphQL's `Freshness` shows.
@@ -133,6 +186,7 @@ pub struct Freshness {
     pub as_of: Timestamp,
     pub age: Duration,
     pub stale: bool,
+    pub reason: Reason,
 }
 
 #[cfg(test)]
@@ -162,6 +216,26 @@ mod tests {
         assert_eq!(p.state(&e, at(60)), State::Expired);
         assert_eq!(p.state(&e, at(600)), State::Dead);
         assert_eq!(p.retention(&e, at(100)), Duration::from_secs(500));
+    }
+
+    #[test]
+    fn a_change_at_the_source_ends_freshness_and_says_why() {
+        let p = policy();
+        let t0 = Timestamp(1_000_000);
+        let at = |s| t0.plus(Duration::from_secs(s));
+        let e = Cached::new(Some(1), t0, 8);
+        assert_eq!(p.reason(&e, at(1)), Reason::Fresh);
+        assert_eq!(p.reason(&e, at(11)), Reason::Expired);
+        e.mark_unanswered();
+        assert_eq!(p.reason(&e, at(11)), Reason::SourceUnavailable);
+        e.mark_changed();
+        assert_eq!(p.state(&e, at(1)), State::Stale, "never fresh once changed");
+        assert_eq!(p.reason(&e, at(1)), Reason::ChangedAtSource);
+        assert_eq!(
+            p.state(&e, at(60)),
+            State::Expired,
+            "its hard TTL still holds"
+        );
     }
 
     #[test]

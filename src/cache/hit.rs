@@ -1,23 +1,23 @@
-//! What a tier hands a resolver: a cached entry and whether it was served
-//! stale, with freshness computed at the reader's clock.
+//! What a tier hands a resolver: a cached entry and why it is served as it
+//! is, with freshness computed at the reader's clock.
 
 use std::sync::Arc;
 
-use super::freshness::{Cached, Freshness};
+use super::freshness::{Cached, Freshness, Reason};
 use crate::domain::Timestamp;
 
 /// A cached value handed to a resolver.
 #[derive(Debug)]
 pub struct Hit<V> {
     pub(super) entry: Arc<Cached<V>>,
-    pub(super) stale: bool,
+    pub(super) reason: Reason,
 }
 
 impl<V> Clone for Hit<V> {
     fn clone(&self) -> Self {
         Hit {
             entry: self.entry.clone(),
-            stale: self.stale,
+            reason: self.reason,
         }
     }
 }
@@ -28,11 +28,17 @@ impl<V> Hit<V> {
         self.entry.value.as_ref()
     }
 
+    /// Served past its freshness (for whatever `reason`).
+    pub fn stale(&self) -> bool {
+        self.reason != Reason::Fresh
+    }
+
     pub fn freshness(&self, now: Timestamp) -> Freshness {
         Freshness {
             as_of: self.entry.fetched_at,
             age: self.entry.fetched_at.age(now),
-            stale: self.stale,
+            stale: self.stale(),
+            reason: self.reason,
         }
     }
 

@@ -4,7 +4,10 @@
 //! appended to a Redis stream that every replica reads from its last
 //! position, so each drops its L1 copy too, within a second. A repair (the
 //! authoritative value was written into L1 and L2 already) only needs the
-//! stream entry: the others drop their L1 copy and read L2.
+//! stream entry: the others drop their L1 copy and read L2. A change
+//! announced without its value (a thin event) marks the keys instead, here,
+//! in L2 and on every replica: they keep serving the held value, as stale,
+//! until the refetch lands.
 //!
 //! Nothing is lost when a connection drops:
 //! - a replica that cannot reach Redis keeps what it changed in an outbox
@@ -22,6 +25,7 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 
 use serde::{Deserialize, Serialize};
 
+use super::key::escape;
 use super::l2::L2;
 use super::tier::{AnyTier, Target};
 use crate::background::Background;
@@ -42,13 +46,27 @@ struct Message {
     /// time), for the event-to-visible delay on every replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<i64>,
+    /// Mark the keys as changed at their source rather than drop them
+    /// (a replica built before this field drops them, which is safe).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    mark: bool,
+}
+
+/// What a change does to L2 besides the stream entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InL2 {
+    /// Nothing: the sender wrote the new values there (a repair).
+    Keep,
+    /// Delete the keys (an invalidation).
+    Delete,
+    /// Mark the keys as changed at their source (a thin event).
+    Mark,
 }
 
 /// A change this replica made that Redis has not taken yet.
 struct Pending {
     message: Message,
-    /// Delete the keys from L2 too (an invalidation, not a repair).
-    delete_l2: bool,
+    l2: InL2,
 }
 
 /// The outbox: pending changes, in order, up to a bound.
@@ -130,7 +148,7 @@ impl Invalidator {
             return Ok(());
         };
         let message = self.message(entity, target, origin);
-        if self.publish(shared, &message, true).await {
+        if self.publish(shared, &message, InL2::Delete).await {
             let (l2, composite, delay) = (shared.l2.clone(), tier.composite(), self.redelete_after);
             let target = message.target;
             self.background.spawn(async move {
@@ -138,7 +156,30 @@ impl Invalidator {
                 let _ = delete_shared(&l2, entity.name(), composite, &target).await;
             });
         } else {
-            self.hold(message, true);
+            self.hold(message, InL2::Delete);
+        }
+        Ok(())
+    }
+
+    /// Marks `target` as changed at its source, here, in L2 and on every
+    /// replica: each keeps serving what it holds, as stale, until the new
+    /// value is written (`refreshed`). Redis being down is not an error.
+    pub async fn changed(
+        &self,
+        entity: Entity,
+        target: Target,
+        origin: Option<Timestamp>,
+    ) -> Result<(), Error> {
+        self.tier(entity)?.mark_local(&target);
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let message = Message {
+            mark: true,
+            ..self.message(entity, target, origin)
+        };
+        if !self.publish(shared, &message, InL2::Mark).await {
+            self.hold(message, InL2::Mark);
         }
         Ok(())
     }
@@ -158,8 +199,8 @@ impl Invalidator {
             return Ok(());
         };
         let message = self.message(entity, target, origin);
-        if !self.publish(shared, &message, false).await {
-            self.hold(message, false);
+        if !self.publish(shared, &message, InL2::Keep).await {
+            self.hold(message, InL2::Keep);
         }
         Ok(())
     }
@@ -181,25 +222,24 @@ impl Invalidator {
             entity: entity.name().to_string(),
             target,
             origin: origin.map(Timestamp::millis),
+            mark: false,
         }
     }
 
-    /// Deletes from L2 (for an invalidation) and appends to the stream;
-    /// false when Redis did not take it.
-    async fn publish(&self, shared: &Shared, message: &Message, delete_l2: bool) -> bool {
-        if delete_l2 {
+    /// Changes L2 as `l2` says and appends to the stream; false when Redis
+    /// did not take it.
+    async fn publish(&self, shared: &Shared, message: &Message, l2: InL2) -> bool {
+        if l2 != InL2::Keep {
             let Some(tier) = Entity::from_name(&message.entity).and_then(|e| self.tiers.get(&e))
             else {
                 return true;
             };
-            let deleted = delete_shared(
-                &shared.l2,
-                &message.entity,
-                tier.composite(),
-                &message.target,
-            )
-            .await;
-            if deleted.is_err() {
+            let (entity, composite) = (&message.entity, tier.composite());
+            let changed = match l2 {
+                InL2::Delete => delete_shared(&shared.l2, entity, composite, &message.target).await,
+                _ => mark_shared(&shared.l2, entity, composite, &message.target).await,
+            };
+            if changed.is_err() {
                 return false;
             }
         }
@@ -226,7 +266,7 @@ impl Invalidator {
             .is_ok()
     }
 
-    fn hold(&self, message: Message, delete_l2: bool) {
+    fn hold(&self, message: Message, l2: InL2) {
         let mut outbox = self.lock_outbox();
         if outbox.pending.len() >= OUTBOX {
             if let Some(entity) = Entity::from_name(&message.entity)
@@ -242,7 +282,7 @@ impl Invalidator {
                 "Redis unavailable: invalidations wait in this replica's outbox"
             );
         }
-        outbox.pending.push_back(Pending { message, delete_l2 });
+        outbox.pending.push_back(Pending { message, l2 });
     }
 
     fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -255,7 +295,7 @@ impl Invalidator {
         let overflowed = std::mem::take(&mut self.lock_outbox().overflowed);
         for entity in overflowed {
             let message = self.message(entity, Target::All, None);
-            if !self.publish(shared, &message, true).await {
+            if !self.publish(shared, &message, InL2::Delete).await {
                 self.lock_outbox().overflowed.push(entity);
                 return;
             }
@@ -264,7 +304,7 @@ impl Invalidator {
             let Some(next) = self.lock_outbox().pending.pop_front() else {
                 return;
             };
-            if !self.publish(shared, &next.message, next.delete_l2).await {
+            if !self.publish(shared, &next.message, next.l2).await {
                 self.lock_outbox().pending.push_front(next);
                 return;
             }
@@ -365,7 +405,11 @@ impl Invalidator {
             return;
         }
         if let Some(tier) = Entity::from_name(&message.entity).and_then(|e| self.tiers.get(&e)) {
-            tier.drop_local(&message.target);
+            if message.mark {
+                tier.mark_local(&message.target);
+            } else {
+                tier.drop_local(&message.target);
+            }
         }
         if let Some(origin) = message.origin {
             telemetry::event_visible("peer", Timestamp(origin).age(Timestamp::now()));
@@ -459,5 +503,29 @@ async fn delete_shared(
         Target::Keys(keys) => l2.delete(entity, keys).await,
         Target::Ids(ids) => l2.delete_matching(entity, Some(ids), composite).await,
         Target::All => l2.delete_matching(entity, None, composite).await,
+    }
+}
+
+/// Marks what L2 holds of `target` as changed at its source (by id: the
+/// keys listed under it).
+async fn mark_shared(
+    l2: &L2,
+    entity: &str,
+    composite: bool,
+    target: &Target,
+) -> Result<(), crate::redis_link::Unavailable> {
+    match target {
+        Target::Keys(keys) => l2.mark_changed(entity, keys).await,
+        Target::Ids(ids) if composite => {
+            let ids: Vec<String> = ids.iter().map(|id| escape(id)).collect();
+            let listed = l2.listed(entity, &ids).await?;
+            l2.mark_changed(entity, &listed.concat()).await
+        }
+        Target::Ids(ids) => {
+            let keys: Vec<String> = ids.iter().map(|id| escape(id)).collect();
+            l2.mark_changed(entity, &keys).await
+        }
+        // A change is always announced for what it names.
+        Target::All => Ok(()),
     }
 }

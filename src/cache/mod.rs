@@ -17,6 +17,7 @@
 mod fill;
 mod freshness;
 mod hit;
+mod ids;
 pub mod invalidation;
 pub mod key;
 mod l2;
@@ -31,7 +32,7 @@ mod tier;
 const ENTRY_BYTES: usize = 288;
 
 pub use fill::{Batch, Fetch, Value};
-pub use freshness::{Cached, Freshness, Policy, State};
+pub use freshness::{Cached, Freshness, Policy, Reason, State};
 pub use hit::{Found, Hit};
 pub use invalidation::Invalidator;
 pub use key::Key;

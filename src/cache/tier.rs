@@ -18,13 +18,15 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use metrics::Counter;
+use moka::notification::RemovalCause;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::fill::{Fetch, Filler, Mode, Outcome, Value, weight};
-use super::freshness::{Cached, Policy, State};
+use super::freshness::{Cached, Policy, Reason, State};
 use super::hit::Hit;
-use super::key::Key;
+use super::ids::{self, Ids};
+use super::key::{Key, escape};
 use super::l2::L2;
 use super::responses::{Read, Reads};
 use crate::background::Background;
@@ -74,6 +76,10 @@ pub trait AnyTier: Send + Sync {
     fn composite(&self) -> bool;
     /// Drops `target` from this replica's L1 (and detaches its fetches).
     fn drop_local(&self, target: &Target);
+    /// Marks what this replica's L1 holds of `target` as changed at its
+    /// source (served stale until the new value lands), and detaches its
+    /// fetches, which may have started before the change.
+    fn mark_local(&self, target: &Target);
     /// Takes the freshness rules of its `[cache]` section anew.
     fn reload(&self, cache: &config::Cache);
     /// Entries and bytes held in L1.
@@ -86,6 +92,8 @@ pub trait AnyTier: Send + Sync {
 pub struct Tier<K, V> {
     entity: Entity,
     l1: moka::sync::Cache<K, Arc<Cached<V>>>,
+    /// The keys of each id in L1, when keys are composite.
+    ids: Option<Arc<Ids<K>>>,
     /// Counts `invalidate_all`s (which moka applies lazily, so an entry
     /// read under an older epoch may be gone although not yet retired) and
     /// policy changes (which may end an entry's freshness sooner).
@@ -153,27 +161,40 @@ impl<K: Key, V: Value> Tier<K, V> {
             Entity::ProductSku => section.l1_max_bytes.bytes() / 8,
             _ => section.l1_max_bytes.bytes(),
         };
+        let ids = K::COMPOSITE.then(|| Arc::new(Ids::<K>::new()));
+        let listed = ids.clone();
         let l1 = moka::sync::Cache::builder()
             .name(entity.name())
             .max_capacity(max_bytes)
             // The value, the key (its text, rounded up by the allocator),
-            // and what moka keeps per entry.
+            // what moka keeps per entry, and the key's place in `ids`.
             .weigher(|k: &K, v: &Arc<Cached<V>>| {
-                let bytes =
-                    v.weight as usize + size_of::<K>() + 2 * k.weight() + super::ENTRY_BYTES;
+                let listed = if K::COMPOSITE { ids::weight(k) } else { 0 };
+                let bytes = v.weight as usize
+                    + size_of::<K>()
+                    + 2 * k.weight()
+                    + super::ENTRY_BYTES
+                    + listed;
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .expire_after(Retention {
                 policy: policy.clone(),
             })
             // Called at once for a replaced or invalidated key, so a stored
-            // response never outlives the entry it was built from.
-            .eviction_listener(|_, entry: Arc<Cached<V>>, _| entry.retire())
+            // response never outlives the entry it was built from. A
+            // replaced key stays listed: its new entry is.
+            .eviction_listener(move |key: Arc<K>, entry: Arc<Cached<V>>, cause| {
+                entry.retire();
+                if let Some(ids) = listed.as_ref().filter(|_| cause != RemovalCause::Replaced) {
+                    ids.remove(&*key, &entry);
+                }
+            })
             .build();
         let c = |result: &'static str| metrics::counter!(crate::telemetry::CACHE_REQUESTS, "entity" => entity.name(), "tier" => "l1", "result" => result);
         Arc::new(Tier {
             entity,
             l1,
+            ids,
             epoch: AtomicU64::new(0),
             policy,
             flights: Mutex::new(Flights {
@@ -207,18 +228,21 @@ impl<K: Key, V: Value> Tier<K, V> {
     /// one background refresh.
     pub fn get_cached(self: &Arc<Self>, key: &K) -> Option<Hit<V>> {
         let entry = self.l1.get(key)?;
-        match self.policy.load().state(&entry, Timestamp::now()) {
+        let policy = self.policy.load();
+        let now = Timestamp::now();
+        match policy.state(&entry, now) {
             State::Fresh => {
                 self.counters.hit.increment(1);
                 Some(Hit {
                     entry,
-                    stale: false,
+                    reason: Reason::Fresh,
                 })
             }
             State::Stale => {
                 self.counters.stale.increment(1);
                 self.queue_refresh(key.clone());
-                Some(Hit { entry, stale: true })
+                let reason = policy.reason(&entry, now);
+                Some(Hit { entry, reason })
             }
             State::Expired | State::Dead => None,
         }
@@ -236,7 +260,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let hit = self.get_cached(key);
         match &hit {
-            Some(h) if !h.stale => reads.record(Some(Box::new(L1Read {
+            Some(h) if !h.stale() => reads.record(Some(Box::new(L1Read {
                 tier: self.clone(),
                 epoch,
                 fresh_until: self.policy.load().fresh_until(&h.entry),
@@ -283,18 +307,14 @@ impl<K: Key, V: Value> Tier<K, V> {
             match self.l1.get(&key).map(|e| (policy.state(&e, now), e)) {
                 Some((State::Fresh, entry)) => {
                     self.counters.hit.increment(1);
-                    out.insert(
-                        key,
-                        Ok(Hit {
-                            entry,
-                            stale: false,
-                        }),
-                    );
+                    let reason = Reason::Fresh;
+                    out.insert(key, Ok(Hit { entry, reason }));
                 }
                 Some((State::Stale, entry)) => {
                     self.counters.stale.increment(1);
                     self.queue_refresh(key.clone());
-                    out.insert(key, Ok(Hit { entry, stale: true }));
+                    let reason = policy.reason(&entry, now);
+                    out.insert(key, Ok(Hit { entry, reason }));
                 }
                 _ => {
                     self.counters.miss.increment(1);
@@ -304,7 +324,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         }
         if traces::on() {
             let span = tracing::Span::current();
-            let stale = out.values().filter(|h| h.as_ref().is_ok_and(|h| h.stale));
+            let stale = out.values().filter(|h| h.as_ref().is_ok_and(Hit::stale));
             span.record("moat.cache.l1_stale", stale.count());
             span.record("moat.cache.l1_hits", out.len());
             span.record("moat.cache.misses", missing.len());
@@ -316,7 +336,7 @@ impl<K: Key, V: Value> Tier<K, V> {
             let results = flight.await;
             let outcome = match results.get(&key) {
                 Some(Ok(entry)) => Ok(Hit {
-                    stale: policy.state(entry, Timestamp::now()) != State::Fresh,
+                    reason: policy.reason(entry, Timestamp::now()),
                     entry: entry.clone(),
                 }),
                 Some(Err(e)) => Err(e.clone()),
@@ -364,10 +384,48 @@ impl<K: Key, V: Value> Tier<K, V> {
             let mut flights = self.lock_flights();
             for (key, entry) in &entries {
                 flights.by_key.remove(key);
-                self.l1.insert(key.clone(), entry.clone());
+                self.put_l1(key, entry);
             }
         }
         self.filler.put(&entries, policy).await;
+    }
+
+    /// Into L1, listed under its id.
+    fn put_l1(&self, key: &K, entry: &Arc<Cached<V>>) {
+        self.l1.insert(key.clone(), entry.clone());
+        if let Some(ids) = &self.ids {
+            ids.insert(key, entry);
+        }
+    }
+
+    /// The keys held of each of `ids`, in this replica's L1 and in L2 (a
+    /// sku's prices in every segment and currency; for keys that are not
+    /// composite, the id is the key).
+    pub async fn keys_of(&self, ids: &[String]) -> Vec<K> {
+        let mut keys: HashSet<K> = self.local_keys(ids).into_iter().collect();
+        keys.extend(self.filler.listed(ids).await);
+        keys.into_iter().collect()
+    }
+
+    /// The keys of `ids` this replica's L1 may hold.
+    fn local_keys(&self, ids: &[String]) -> Vec<K> {
+        match &self.ids {
+            Some(listed) => ids.iter().flat_map(|id| listed.keys(id)).collect(),
+            None => ids.iter().filter_map(|id| K::decode(&escape(id))).collect(),
+        }
+    }
+
+    /// Marks `keys` in L1 as changed at their source and detaches their
+    /// fetches: a fetch that started before the change must not land an
+    /// older value as fresh.
+    pub fn mark_changed(&self, keys: &[K]) {
+        let mut flights = self.lock_flights();
+        for key in keys {
+            flights.by_key.remove(key);
+            if let Some(entry) = self.l1.get(key) {
+                entry.mark_changed();
+            }
+        }
     }
 
     /// Fetches `keys` from the upstream now, whatever the cache holds, and
@@ -429,21 +487,6 @@ impl<K: Key, V: Value> Tier<K, V> {
         for key in keys {
             flights.by_key.remove(key);
             self.l1.invalidate(key);
-        }
-    }
-
-    /// Drops every key `matches` accepts (walks L1: for operators' purges).
-    pub fn invalidate_where(&self, matches: impl Fn(&K) -> bool) {
-        let mut flights = self.lock_flights();
-        flights.by_key.retain(|k, _| !matches(k));
-        let doomed: Vec<K> = self
-            .l1
-            .iter()
-            .map(|(k, _)| (*k).clone())
-            .filter(|k| matches(k))
-            .collect();
-        for key in doomed {
-            self.l1.invalidate(&key);
         }
     }
 
@@ -538,7 +581,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         let mut kept = Vec::with_capacity(fills.len());
         for (key, entry) in fills {
             if flights.by_key.get(&key).is_some_and(|(f, _)| *f == id) {
-                self.l1.insert(key.clone(), entry.clone());
+                self.put_l1(&key, &entry);
                 kept.push((key, entry));
             }
         }
@@ -583,6 +626,7 @@ impl<K: Key, V: Value> Read for L1Read<K, V> {
     fn still_fresh(&self, now: Timestamp) -> bool {
         let fresh = now < self.fresh_until
             && !self.entry.retired()
+            && !self.entry.changed()
             && self.tier.epoch.load(Ordering::SeqCst) == self.epoch;
         if fresh {
             self.tier.counters.hit.increment(1);
@@ -606,8 +650,20 @@ impl<K: Key, V: Value> AnyTier for Tier<K, V> {
                 let keys: Vec<K> = keys.iter().filter_map(|k| K::decode(k)).collect();
                 self.invalidate(&keys);
             }
-            Target::Ids(ids) => self.invalidate_where(|k| ids.iter().any(|id| id == k.id())),
+            Target::Ids(ids) => self.invalidate(&self.local_keys(ids)),
             Target::All => self.invalidate_all(),
+        }
+    }
+
+    fn mark_local(&self, target: &Target) {
+        match target {
+            Target::Keys(keys) => {
+                let keys: Vec<K> = keys.iter().filter_map(|k| K::decode(k)).collect();
+                self.mark_changed(&keys);
+            }
+            Target::Ids(ids) => self.mark_changed(&self.local_keys(ids)),
+            // A change is always announced for what it names.
+            Target::All => {}
         }
     }
 
@@ -703,8 +759,15 @@ mod tests {
         assert!(!dropped.still_fresh(now), "dropped by a purge");
 
         let matched = read(&tier, "matched").await;
-        tier.invalidate_where(|k| k == "matched");
+        tier.drop_local(&Target::Ids(vec!["matched".into()]));
         assert!(!matched.still_fresh(now), "dropped by a purge by id");
+
+        let marked = read(&tier, "marked").await;
+        tier.mark_local(&Target::Keys(vec!["marked".into()]));
+        assert!(!marked.still_fresh(now), "changed at its source");
+        let hit = tier.get_cached(&"marked".to_string()).expect("still held");
+        assert_eq!(hit.value(), Some(&6), "the held value is still served");
+        assert_eq!(hit.freshness(now).reason, Reason::ChangedAtSource);
 
         let past_soft_ttl = tier.policy.load().soft_ttl + Duration::from_secs(1);
         assert!(

@@ -490,7 +490,7 @@ impl Default for Cache {
             jitter: 0.1,
             product: entity(300, 1_800, 86_400, 128),
             category: entity(300, 1_800, 86_400, 4),
-            price: entity(60, 300, 3_600, 128),
+            price: entity(60, 300, 3_600, 160),
             inventory: entity(15, 60, 900, 64),
             customer: entity(60, 300, 900, 16),
             order: entity(30, 120, 600, 16),

@@ -8,7 +8,7 @@ use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 
 use super::scalars::{DateTime, Decimal};
 use super::{Scope, products_page};
-use crate::cache::{Found, Freshness as CacheFreshness};
+use crate::cache::{Found, Freshness as CacheFreshness, Reason};
 use crate::catalog::PriceKey;
 use crate::checkout::{Checkout, Claims};
 use crate::domain::{self, AvailabilityStatus as Status};
@@ -220,13 +220,38 @@ impl From<Status> for AvailabilityStatus {
 }
 
 /// How current a value is: when Moat last had it from the system of record,
-/// how old that is, and whether it is past its freshness window (served
-/// while a refresh runs, or because the system of record is unavailable).
+/// how old that is, whether it is past its freshness window, and why.
 #[derive(SimpleObject)]
 pub struct Freshness {
     as_of: DateTime,
     age_seconds: i32,
+    /// Not known to be current: see `reason`.
     stale: bool,
+    reason: FreshnessReason,
+}
+
+/// Why a value is served as it is.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum FreshnessReason {
+    /// Within its freshness window, and its source has announced no change.
+    Fresh,
+    /// Past its freshness window: served while Moat refreshes it.
+    Expired,
+    /// Its source announced a change; the new value has not landed yet.
+    ChangedAtSource,
+    /// Served because its source could not answer.
+    SourceUnavailable,
+}
+
+impl From<Reason> for FreshnessReason {
+    fn from(r: Reason) -> Self {
+        match r {
+            Reason::Fresh => FreshnessReason::Fresh,
+            Reason::Expired => FreshnessReason::Expired,
+            Reason::ChangedAtSource => FreshnessReason::ChangedAtSource,
+            Reason::SourceUnavailable => FreshnessReason::SourceUnavailable,
+        }
+    }
 }
 
 impl From<CacheFreshness> for Freshness {
@@ -235,6 +260,7 @@ impl From<CacheFreshness> for Freshness {
             as_of: DateTime(f.as_of),
             age_seconds: i32::try_from(f.age.as_secs()).unwrap_or(i32::MAX),
             stale: f.stale,
+            reason: f.reason.into(),
         }
     }
 }
