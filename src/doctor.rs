@@ -141,7 +141,8 @@ async fn system_lines(
     lines.push(match (&settings.auth, missing.is_empty()) {
         (Auth::None, _) => {
             line(Status::Warn, key("auth"), "none: Moat sends no credentials").fix(format!(
-                "if {name} wants them, set systems.{name}.auth (bearer, basic, header or oauth2)"
+                "if {name} wants them, export MOAT_{upper}_TOKEN (bearer) or MOAT_{upper}_USER \
+                 and MOAT_{upper}_PASSWORD (basic), or set systems.{name}.auth (header, oauth2)"
             ))
         }
         (auth, true) => line(

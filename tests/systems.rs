@@ -1,16 +1,19 @@
 //! Systems of record as configuration: each system on its own simulator
 //! with its own credentials, OAuth2 client credentials, an ownership map
-//! that sends stock to a WMS, the protocol version check, and the two
-//! commands integration teams run: `moat contract verify` and `moat doctor`.
+//! that sends stock to a WMS, credentials the environment alone chooses
+//! (or that contradict the file, which stops the start), the protocol
+//! version check, and the two commands integration teams run:
+//! `moat contract verify` and `moat doctor`.
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 use moat::config::{Auth, Config, Secrets, SystemConfig, SystemSecrets};
 use moat::sim::SimConfig;
+use support::process::Running;
 use support::{Moat, Sim};
 
 const READ: &str = r#"
@@ -36,7 +39,7 @@ async fn sim_of(systems: &[&str], auth: impl FnOnce(&mut SimConfig)) -> Sim {
 fn system(url: &str, auth: Auth) -> SystemConfig {
     SystemConfig {
         url: Some(url.to_string()),
-        auth,
+        auth: Some(auth),
         ..SystemConfig::default()
     }
 }
@@ -209,6 +212,181 @@ async fn oauth2_one_token_serves_many_calls_and_an_expired_one_is_refreshed_once
     moat.stop().await;
 }
 
+/// An HTTP front on a free loopback port that notes the `Authorization`
+/// of every request and passes the request on to `target`.
+async fn noting_front(target: &str) -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::http::header;
+    let noted = Arc::new(Mutex::new(Vec::new()));
+    let (http, target, kept) = (reqwest::Client::new(), target.to_string(), noted.clone());
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (http, target, kept) = (http.clone(), target.clone(), kept.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+                kept.lock()
+                    .unwrap()
+                    .push(value.to_str().unwrap().to_string());
+            }
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut headers = parts.headers.clone();
+            headers.remove(header::HOST);
+            let answer = http
+                .request(parts.method, format!("{target}{path}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let mut response = axum::response::Response::builder().status(answer.status());
+            for name in [header::CONTENT_TYPE, header::WWW_AUTHENTICATE] {
+                if let Some(value) = answer.headers().get(&name) {
+                    response = response.header(name, value);
+                }
+            }
+            if let Some(value) = answer.headers().get("moat-protocol") {
+                response = response.header("moat-protocol", value);
+            }
+            let bytes = answer.bytes().await.unwrap();
+            response.body(axum::body::Body::from(bytes)).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, noted)
+}
+
+/// The binary with a config file that says nothing of the ERP's auth.
+fn gateway_without_erp_auth(rest: &Sim, env: &[(&str, &str)]) -> Running {
+    let file = support::process::config_file("credentials", "");
+    let mut all = vec![("MOAT_UPSTREAM_URL", rest.url.as_str())];
+    all.extend_from_slice(env);
+    Running::start(&file, &all)
+}
+
+/// A query for one product's price (the binary takes no variables).
+fn price_of(i: usize) -> String {
+    format!(
+        "{{ product(sku: \"{}\") {{ name price {{ price {{ amount currencyCode }} }} }} }}",
+        sku(i)
+    )
+}
+
+fn price_served(r: &Value) -> bool {
+    r.get("errors").is_none() && r["data"]["product"]["price"]["price"]["amount"].is_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_environment_choose_the_auth_the_file_leaves_out() {
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+
+    // A token alone: bearer.
+    let erp = sim_of(&["erp"], |c| c.require_token = Some("erp-token".into())).await;
+    let moat = gateway_without_erp_auth(
+        &rest,
+        &[("MOAT_ERP_URL", &erp.url), ("MOAT_ERP_TOKEN", "erp-token")],
+    );
+    let r = moat.query(&price_of(1)).await;
+    assert!(price_served(&r), "{r}");
+    assert!(erp.requests("erp.prices").await > 0);
+    assert_eq!(unauthorized(&erp).await, 0);
+    drop(moat);
+
+    // A user and a password: basic, on every call to the ERP.
+    let erp = sim_of(&["erp"], |_| {}).await;
+    let (front, noted) = noting_front(&erp.url).await;
+    let moat = gateway_without_erp_auth(
+        &rest,
+        &[
+            ("MOAT_ERP_URL", &front),
+            ("MOAT_ERP_USER", "moat"),
+            ("MOAT_ERP_PASSWORD", "hunter2"),
+        ],
+    );
+    let r = moat.query(&price_of(2)).await;
+    assert!(price_served(&r), "{r}");
+    let noted = noted.lock().unwrap().clone();
+    assert!(!noted.is_empty());
+    assert!(
+        noted.iter().all(|a| a == "Basic bW9hdDpodW50ZXIy"),
+        "{noted:?}"
+    );
+    drop(moat);
+
+    // OAuth2 needs its token endpoint; the environment can say it too.
+    let erp = sim_of(&["erp"], |c| {
+        c.oauth_client = Some(("moat".into(), "client-secret".into()));
+    })
+    .await;
+    let token_url = format!("{}/oauth/token", erp.url);
+    let moat = gateway_without_erp_auth(
+        &rest,
+        &[
+            ("MOAT_ERP_URL", &erp.url),
+            ("MOAT_ERP_CLIENT_ID", "moat"),
+            ("MOAT_ERP_CLIENT_SECRET", "client-secret"),
+            ("MOAT_SYSTEMS__ERP__AUTH__KIND", "oauth2"),
+            ("MOAT_SYSTEMS__ERP__AUTH__TOKEN_URL", &token_url),
+        ],
+    );
+    let r = moat.query(&price_of(3)).await;
+    assert!(price_served(&r), "{r}");
+    assert_eq!(erp.stats().await["tokens_issued"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_the_configured_auth_does_not_read_stops_the_start() {
+    let bearer = support::process::config_file(
+        "contradiction",
+        "[systems.erp]\nauth = { kind = \"bearer\" }\n",
+    );
+    let bearer = bearer.to_str().expect("utf-8 path");
+    let listeners = [
+        ("MOAT_LISTEN", "127.0.0.1:0"),
+        ("MOAT_ADMIN_LISTEN", "127.0.0.1:0"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env = listeners.to_vec();
+        env.extend_from_slice(extra);
+        env
+    };
+    let user = with(&[("MOAT_ERP_USER", "moat")]);
+    for command in ["serve", "doctor"] {
+        let (code, out) = moat(&[command, "--config", bearer], &user).await;
+        assert_eq!(code, 2, "{command}: {out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("MOAT_ERP_USER"))
+            .unwrap_or_else(|| panic!("{command}: {out}"));
+        assert!(line.contains("systems.erp.auth"), "{line}");
+        assert!(line.contains("MOAT_ERP_TOKEN"), "what it reads: {line}");
+    }
+
+    // Without auth in the file, variables that ask for two kinds, or
+    // client credentials with no token endpoint, stop it too.
+    let empty = support::process::config_file("no-auth", "");
+    let empty = empty.to_str().expect("utf-8 path");
+    for (vars, named) in [
+        (
+            with(&[("MOAT_ERP_TOKEN", "t"), ("MOAT_ERP_PASSWORD", "p")]),
+            "(bearer, basic)",
+        ),
+        (
+            with(&[("MOAT_ERP_CLIENT_ID", "c"), ("MOAT_ERP_CLIENT_SECRET", "s")]),
+            "token_url",
+        ),
+    ] {
+        let (code, out) = moat(&["serve", "--config", empty], &vars).await;
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains("systems.erp.auth") && l.contains(named)),
+            "{out}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wms_that_owns_inventory_gets_the_stock_reads_and_their_events() {
     let main = sim_of(&["pim", "erp", "crm", "oms"], |_| {}).await;
@@ -311,15 +489,20 @@ async fn an_upstream_declaring_another_protocol_version_breaks_the_contract() {
     moat.stop().await;
 }
 
-/// Runs the `moat` binary with only `env` (and PATH) set.
+/// Runs the `moat` binary with only `env` (and PATH) set, until it exits
+/// (a minute at most: `serve` that should have refused to start is
+/// killed).
 async fn moat(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_moat"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().copied())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
         .await
+        .unwrap_or_else(|_| panic!("moat {args:?} did not exit"))
         .expect("moat runs");
     let text = format!(
         "{}{}",

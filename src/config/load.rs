@@ -106,10 +106,15 @@ impl Config {
                 .map(|e| problem_from_figment(e, &source))
                 .collect(),
         })?;
+        let mut problems = Vec::new();
         if with_env {
             config.system_urls_from_env();
+            problems = config.auth_from_env(&Secrets::from_env().systems);
         }
-        let problems = config.validate(source.as_deref().unwrap_or("defaults"));
+        problems.splice(
+            0..0,
+            config.validate(source.as_deref().unwrap_or("defaults")),
+        );
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -576,7 +581,7 @@ impl Config {
                 budget_floor: or.budget_floor.unwrap_or(r.budget_floor),
                 budget_window: or.budget_window.unwrap_or(r.budget_window),
             },
-            auth: own.auth.clone(),
+            auth: own.auth.clone().unwrap_or_default(),
             tls: own.tls.clone(),
             owner: own.owner.clone(),
             contact: own.contact.clone(),
@@ -765,12 +770,12 @@ fn system_problems(name: &str, own: &SystemConfig) -> Vec<(String, String)> {
         );
     }
     match &own.auth {
-        super::Auth::Header { name } => check(
+        Some(super::Auth::Header { name }) => check(
             axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
             ".auth.name",
             format!("{name:?} is not a valid header name"),
         ),
-        super::Auth::Oauth2 { token_url, .. } => check(
+        Some(super::Auth::Oauth2 { token_url, .. }) => check(
             http_url(token_url),
             ".auth.token_url",
             format!("{:?} is not an http:// or https:// URL", redact(token_url)),

@@ -3,6 +3,7 @@
 //! runtime settings each part holds. The doc comments here are the user docs
 //! for `config/moat.toml`, which documents every key.
 
+mod credentials;
 mod load;
 mod size;
 
@@ -670,6 +671,8 @@ impl Default for Events {
 /// Secrets come from the environment only: `MOAT_{NAME}_TOKEN`,
 /// `MOAT_{NAME}_USER` and `MOAT_{NAME}_PASSWORD`, `MOAT_{NAME}_CLIENT_ID`
 /// and `MOAT_{NAME}_CLIENT_SECRET`; `MOAT_{NAME}_URL` overrides `url`.
+/// Without `auth` the variables set choose it; with one, a variable it
+/// does not read stops the start.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SystemConfig {
@@ -683,7 +686,9 @@ pub struct SystemConfig {
     #[serde(with = "humantime_serde::option")]
     pub connect_timeout: Option<Duration>,
     pub max_batch: Option<usize>,
-    pub auth: Auth,
+    /// Unset: what its credential variables say (a token: bearer, a user
+    /// and password: basic; none set: no credentials).
+    pub auth: Option<Auth>,
     pub tls: Tls,
     /// Its rate limit (over `[upstream.limits]`).
     pub limits: LimitOverride,
