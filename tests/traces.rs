@@ -389,18 +389,107 @@ async fn an_unsampled_storefront_trace_is_followed_and_not_exported() {
     );
 }
 
+/// What the simulator saw since `from` calls: `(system, path, traceparent,
+/// tracestate)` each.
+async fn calls_since(sim: &Sim, from: usize) -> Vec<(String, String, Value, Value)> {
+    let calls = sim.get_json("/_sim/traces").await;
+    calls["calls"].as_array().unwrap()[from..]
+        .iter()
+        .map(|c| {
+            (
+                c["system"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap().to_string(),
+                c["traceparent"].clone(),
+                c["tracestate"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn post_with(moat: &Running, headers: &[(&str, &str)], body: Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/graphql", moat.public))
+        .json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_an_endpoint_traces_are_off_and_nothing_is_propagated() {
+async fn without_an_endpoint_the_storefront_trace_context_is_passed_on_unchanged() {
     let sim = Sim::start().await;
     let file = config_file("traces-off", "");
     let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
-    graphql(
+    let seen = || async {
+        sim.get_json("/_sim/traces").await["calls"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let page = |id: u32| json!({ "query": product_page(id), "operationName": "ProductPage" });
+
+    // A cold product page: its PIM and ERP calls carry the storefront's
+    // context as it was sent (Moat has no span of its own to put there).
+    let traceparent = "00-7bf92f3577b34da6a3ce929d0e0e4739-00f067aa0ba902b7-01";
+    let tracestate = "vendor=opaque,other=1";
+    let r = post_with(
         &moat,
-        Some("00-7bf92f3577b34da6a3ce929d0e0e4739-00f067aa0ba902b7-01"),
-        &product_page(9),
+        &[("traceparent", traceparent), ("tracestate", tracestate)],
+        page(9),
     )
     .await;
-    let calls = received(&sim).await;
-    assert!(!calls.is_empty());
-    assert!(calls.iter().all(|(_, tp)| tp.is_none()), "{calls:?}");
+    assert!(r["data"]["product"]["name"].is_string(), "{r}");
+    let calls = calls_since(&sim, 0).await;
+    for system in ["pim", "erp"] {
+        assert!(calls.iter().any(|c| c.0 == system), "{calls:?}");
+    }
+    for (system, path, tp, ts) in &calls {
+        assert_eq!(tp, traceparent, "{system} {path}");
+        assert_eq!(ts, tracestate, "{system} {path}");
+    }
+
+    // A checkout's ERP quote carries it too.
+    let from = seen().await;
+    let checkout = json!({
+        "query": "mutation($input: VerifyCheckoutInput!) { verifyCheckout(input: $input) { ok } }",
+        "variables": { "input": {
+            "currencyCode": "EUR",
+            "lines": [{ "sku": "SKU-000009", "quantity": 1, "priceToken": "forged",
+                        "displayedUnitPrice": { "amount": "1.00", "currencyCode": "EUR" } }],
+            "displayedTotal": { "amount": "1.00", "currencyCode": "EUR" },
+        } },
+    });
+    let quote_tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    let r = post_with(&moat, &[("traceparent", quote_tp)], checkout).await;
+    assert_eq!(r["data"]["verifyCheckout"]["ok"], false, "{r}");
+    let calls = calls_since(&sim, from).await;
+    assert!(calls.iter().any(|c| c.1 == "/erp/v1/quote"), "{calls:?}");
+    for (system, path, tp, ts) in &calls {
+        assert_eq!(tp, quote_tp, "{system} {path}");
+        assert!(ts.is_null(), "none was sent: {system} {path}");
+    }
+
+    // A malformed traceparent is not passed on, nor is anything for a
+    // request that sent none (no other request's context leaks into it).
+    for headers in [
+        &[("traceparent", "00-not-a-trace-01"), ("tracestate", "a=b")][..],
+        &[(
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        )][..],
+        &[][..],
+    ] {
+        let from = seen().await;
+        let r = post_with(&moat, headers, page(10 + from as u32)).await;
+        assert!(r["data"]["product"]["name"].is_string(), "{r}");
+        let calls = calls_since(&sim, from).await;
+        assert!(!calls.is_empty(), "a cold page calls upstream");
+        for (system, path, tp, ts) in &calls {
+            assert!(
+                tp.is_null() && ts.is_null(),
+                "{headers:?}: {system} {path}: {tp}"
+            );
+        }
+    }
 }

@@ -525,7 +525,8 @@ impl<K: Key, V: Value> Tier<K, V> {
         flights.next_id += 1;
         let tier = self.clone();
         let batch = leading.clone();
-        // Its span is the leader's child, whoever ends up driving it.
+        // Its span is the leader's child, and it passes on the leader's
+        // trace context, whoever ends up driving it.
         let span = trace_span!(
             "cache.fill",
             otel.name = %format_args!("fill {}", self.entity),
@@ -533,10 +534,8 @@ impl<K: Key, V: Value> Tier<K, V> {
             moat.cache.keys = leading.len(),
             moat.cache.mode = ?mode,
         );
-        let flight = async move { Arc::new(tier.fly(id, batch, priority, mode).await) }
-            .instrument(span)
-            .boxed()
-            .shared();
+        let fly = async move { Arc::new(tier.fly(id, batch, priority, mode).await) };
+        let flight = traces::carried(fly).instrument(span).boxed().shared();
         for key in leading {
             flights.by_key.insert(key.clone(), (id, flight.clone()));
             joined.push((key, flight.clone()));

@@ -274,7 +274,8 @@ fn graphql_request(params: Params) -> Result<async_graphql::Request, Error> {
 }
 
 /// Runs the request in its operation's span: a child of the storefront's
-/// span when it sent a `traceparent`.
+/// span when it sent a `traceparent` (with traces off, that context is
+/// passed on to its upstream calls instead).
 async fn execute(
     app: &AppState,
     media: Media,
@@ -293,9 +294,11 @@ async fn execute(
         trace_id = tracing::field::Empty,
     );
     traces::continue_from(&span, headers);
-    run(app, media, headers, client, params, sent)
-        .instrument(span)
-        .await
+    let request = run(app, media, headers, client, params, sent).instrument(span);
+    match traces::incoming(headers) {
+        Some(context) => traces::pass_on(context, request).await,
+        None => request.await,
+    }
 }
 
 async fn run(

@@ -6,15 +6,21 @@
 //!
 //! Off unless `[telemetry.traces] otlp_endpoint` is set, and then free: no
 //! span is even created (`trace_span!` yields `Span::none()`), so the hot
-//! path pays one relaxed load.
+//! path pays one relaxed load. Off, Moat still passes the storefront's
+//! context on unchanged (OpenTelemetry's rule for a service without an
+//! exporter), so the ERP can join the storefront's trace: the request runs
+//! with it as a task-local (`pass_on`), each cache flight keeps the one of
+//! the request that started it (`carried`), and `inject` sends it. A
+//! request without `traceparent` costs one header lookup.
 //!
 //! Spans are `tracing` spans; `tracing-opentelemetry` turns those of this
 //! crate into OpenTelemetry spans, and the SDK's batch processor exports
 //! them from a thread of its own with a blocking HTTP client (the SDK's
 //! thread has no async runtime).
 
-use std::sync::OnceLock;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -160,10 +166,104 @@ pub fn rename(span: &Span, name: String) {
     }
 }
 
-/// Adds `traceparent` (and `tracestate`) for the current span to an
-/// upstream request. Nothing when traces are off.
+/// A storefront's W3C trace context, as it sent it.
+#[derive(Debug)]
+pub struct Incoming {
+    traceparent: HeaderValue,
+    tracestate: Option<HeaderValue>,
+}
+
+tokio::task_local! {
+    /// What the request being served (or that started this cache flight)
+    /// sent, to pass on while traces are off.
+    static PASSED_ON: Option<Arc<Incoming>>;
+}
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// The context to pass on to the upstream calls of a request with
+/// `headers`: only while traces are off (on, the calls carry the request
+/// span's child), and only a valid `traceparent`, with its `tracestate`.
+pub fn incoming(headers: &HeaderMap) -> Option<Arc<Incoming>> {
+    if on() {
+        return None;
+    }
+    let traceparent = headers.get(TRACEPARENT)?.clone();
+    if !well_formed(traceparent.as_bytes()) {
+        return None;
+    }
+    // Several `tracestate` lines are one list (W3C trace context §3.3.1.2).
+    let mut states = headers.get_all(TRACESTATE).iter();
+    let tracestate = match (states.next(), states.next()) {
+        (None, _) => None,
+        (Some(one), None) => Some(one.clone()),
+        (Some(_), Some(_)) => {
+            let joined: Vec<&[u8]> = headers
+                .get_all(TRACESTATE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect();
+            HeaderValue::from_bytes(&joined.join(&b","[..])).ok()
+        }
+    };
+    Some(Arc::new(Incoming {
+        traceparent,
+        tracestate,
+    }))
+}
+
+/// A `traceparent` as W3C trace context §3.2 has it: `version-traceid-
+/// parentid-flags` in lowercase hex, ids not all zero, version not `ff`;
+/// version `00` exactly so, a later one perhaps followed by `-` and more.
+/// (OpenTelemetry's propagator also takes short ids, which must not be
+/// passed on as if they were the storefront's.)
+fn well_formed(value: &[u8]) -> bool {
+    let hex = |part: &[u8]| {
+        part.iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    let nonzero = |part: &[u8]| part.iter().any(|b| *b != b'0');
+    if value.len() < 55 || (value.len() > 55 && (value[..2] == *b"00" || value[55] != b'-')) {
+        return false;
+    }
+    let (version, trace_id, parent_id, flags) =
+        (&value[..2], &value[3..35], &value[36..52], &value[53..55]);
+    [value[2], value[35], value[52]] == [b'-'; 3]
+        && hex(version)
+        && version != b"ff"
+        && hex(trace_id)
+        && nonzero(trace_id)
+        && hex(parent_id)
+        && nonzero(parent_id)
+        && hex(flags)
+}
+
+/// Runs a request whose upstream calls pass `context` on.
+pub async fn pass_on<F: Future>(context: Arc<Incoming>, request: F) -> F::Output {
+    PASSED_ON.scope(Some(context), request).await
+}
+
+/// `flight` passing on the context of the request that starts it (none
+/// if it sent none), whichever task polls it: flights are shared, and a
+/// request that joins one must not lend it its own context.
+pub fn carried<F: Future>(flight: F) -> impl Future<Output = F::Output> {
+    let context = PASSED_ON.try_with(Option::clone).ok().flatten();
+    PASSED_ON.scope(context, flight)
+}
+
+/// Adds `traceparent` (and `tracestate`) to an upstream request: for the
+/// current span when traces are on, else the storefront's own, unchanged.
 pub fn inject(headers: &mut HeaderMap) {
     if !on() {
+        let _ = PASSED_ON.try_with(|context| {
+            if let Some(context) = context {
+                headers.insert(TRACEPARENT, context.traceparent.clone());
+                if let Some(state) = &context.tracestate {
+                    headers.insert(TRACESTATE, state.clone());
+                }
+            }
+        });
         return;
     }
     let context = Span::current().context();
@@ -194,5 +294,64 @@ impl Injector for HeadersMut<'_> {
         ) {
             self.0.insert(name, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn sent(traceparent: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_str(traceparent).unwrap());
+        headers
+    }
+
+    /// What an upstream call made now would carry.
+    async fn injected() -> Option<String> {
+        let mut headers = HeaderMap::new();
+        inject(&mut headers);
+        headers
+            .get(TRACEPARENT)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn only_a_valid_traceparent_is_passed_on() {
+        assert!(incoming(&sent(SENT)).is_some());
+        // A later version may carry more fields, after a dash.
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-cafe";
+        assert!(incoming(&sent(later)).is_some());
+        assert!(incoming(&HeaderMap::new()).is_none());
+        for malformed in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(incoming(&sent(malformed)).is_none(), "{malformed}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flight_passes_on_the_context_of_the_request_that_started_it() {
+        let context = || incoming(&sent(SENT)).expect("valid");
+        assert_eq!(pass_on(context(), injected()).await.as_deref(), Some(SENT));
+        assert_eq!(injected().await, None, "outside any request");
+
+        // Started by a request, driven by a background task: still its.
+        let flight = PASSED_ON.sync_scope(Some(context()), || carried(injected()));
+        assert_eq!(tokio::spawn(flight).await.unwrap().as_deref(), Some(SENT));
+
+        // Started by a request that sent none, joined and driven by one
+        // that sent one: nothing, never the joiner's.
+        let flight = carried(injected());
+        assert_eq!(pass_on(context(), flight).await, None);
     }
 }
