@@ -50,6 +50,7 @@ impl Gateway {
     pub async fn start(config: Config, secrets: Secrets) -> Result<Gateway, Error> {
         // Metric handles made before the recorder exists would be no-ops.
         telemetry::prometheus();
+        telemetry::series::register_at_zero(&config);
         let background = Background::new();
 
         // The demo upstream stands in for every system config gives no URL.
@@ -389,8 +390,9 @@ pub struct Stopped {
 }
 
 /// Periodic upkeep, as background work: drain metric histograms every
-/// second, and every five keep the DLQ depth and exceptions current and
-/// forget idle clients of the inbound limiter (every minute).
+/// second, and after the first and every five keep the DLQ depth and
+/// exceptions current and forget idle clients of the inbound limiter
+/// (every minute).
 fn housekeeping(state: &Arc<AppState>, background: &Background) {
     let state = state.clone();
     background.spawn_loop(async move {
@@ -401,7 +403,9 @@ fn housekeeping(state: &Arc<AppState>, background: &Background) {
             // last tick (every request's latency sample): off the workers,
             // so requests do not stall behind it.
             let _ = tokio::task::spawn_blocking(telemetry::flush).await;
-            if !ticks.is_multiple_of(5) {
+            // The first tick too: moat_dlq_depth is not exported before
+            // the queue is read (it may hold letters from before a restart).
+            if ticks != 1 && !ticks.is_multiple_of(5) {
                 continue;
             }
             // Keeps moat_dlq_depth true when another replica changed it.

@@ -423,3 +423,15 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Close;
+
+    #[test]
+    fn every_close_reason_is_exported_from_the_start() {
+        for close in [Close::HeaderTimeout, Close::IdleTimeout, Close::Evicted] {
+            assert!(crate::telemetry::series::CLOSE_REASONS.contains(&close.reason()));
+        }
+    }
+}

@@ -173,6 +173,13 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub const ALL: [Priority; 4] = [
+        Priority::Checkout,
+        Priority::EventRefresh,
+        Priority::Browse,
+        Priority::Reconcile,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Priority::Checkout => "checkout",

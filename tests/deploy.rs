@@ -1,17 +1,23 @@
 //! The monitoring that ships in `deploy/`: the Grafana dashboard and the
 //! Prometheus alert rules use only metrics Moat exports (histograms by
-//! their series), every alert links a runbook section that exists, and
-//! promtool accepts the rules and passes their unit tests. promtool comes
-//! with Debian's `prometheus` package; `.ci/run` installs it and sets
-//! `MOAT_CI=1`, which makes it required; elsewhere the promtool part is
-//! skipped when it is missing.
+//! their series), a gateway that has served nothing yet already exports
+//! every series they read (so they show 0, not "no data"), every alert
+//! links a runbook section that exists, and promtool accepts the rules and
+//! passes their unit tests. promtool comes with Debian's `prometheus`
+//! package; `.ci/run` installs it and sets `MOAT_CI=1`, which makes it
+//! required; elsewhere the promtool part is skipped when it is missing.
+
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use moat::telemetry::{EXPORTED, MetricType};
-use serde_json::Value;
+use serde_json::{Value, json};
+use support::process::{Running, config_file};
+use support::redis::RedisServer;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -133,6 +139,147 @@ fn every_metric_in_the_code_is_listed_as_exported() {
         );
     }
     assert_eq!(names.len(), EXPORTED.len(), "{names:?}");
+}
+
+/// One series: its name and labels.
+type Series = (String, BTreeSet<(String, String)>);
+
+/// `key="value"` pairs of a label list (without its braces).
+fn label_pairs(list: &str) -> BTreeSet<(String, String)> {
+    let mut pairs = BTreeSet::new();
+    let mut rest = list.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let Some(quoted) = after.strip_prefix('"') else {
+            break;
+        };
+        let Some(end) = quoted.find('"') else {
+            break;
+        };
+        pairs.insert((key.trim().to_string(), quoted[..end].to_string()));
+        rest = quoted[end + 1..].trim_start_matches([',', ' ']);
+    }
+    pairs
+}
+
+/// Every series a `/metrics` text lists.
+fn series_listed(text: &str) -> Vec<Series> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|line| {
+            let head = line.rsplit_once(' ').map_or(line, |(head, _)| head);
+            match head.split_once('{') {
+                Some((name, labels)) => {
+                    (name.to_string(), label_pairs(labels.trim_end_matches('}')))
+                }
+                None => (head.to_string(), BTreeSet::new()),
+            }
+        })
+        .collect()
+}
+
+/// What an expression reads: each `moat_…` name with the labels its
+/// equality matchers ask for (`!=`, `=~` and `!~` only choose among series
+/// that are there anyway).
+fn selected(expr: &str) -> Vec<Series> {
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("moat_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let mut labels = BTreeSet::new();
+        if let Some(list) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) {
+            for matcher in list.0.split(',') {
+                if let Some((key, value)) = matcher.split_once('=')
+                    && !key.ends_with('!')
+                    && !value.starts_with('~')
+                {
+                    let value = value.trim().trim_matches('"');
+                    labels.insert((key.trim().to_string(), value.to_string()));
+                }
+            }
+        }
+        found.push((name, labels));
+    }
+    found
+}
+
+async fn metrics_text(moat: &Running) -> String {
+    reqwest::get(format!("{}/metrics", moat.admin))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_served_nothing_exports_every_series_deploy_reads() {
+    support::install_tls_provider();
+    // With Redis, so its breaker and the dead-letter queue exist too.
+    let redis = RedisServer::start();
+    let file = config_file("fresh-metrics", "");
+    let moat = Running::start(&file, &[("MOAT_REDIS_URL", &redis.url())]);
+    // The queue's depth is exported once the queue has been read (it may
+    // hold letters from before a restart), right after the start.
+    let read = support::eventually(Duration::from_secs(10), || async {
+        let text = metrics_text(&moat).await;
+        text.lines().any(|l| l.starts_with("moat_dlq_depth "))
+    })
+    .await;
+    let text = metrics_text(&moat).await;
+    assert!(read, "moat_dlq_depth never exported:\n{text}");
+    let at_start = series_listed(&text);
+
+    let (rule_exprs, _) = rules();
+    for expr in dashboard_exprs().iter().chain(&rule_exprs) {
+        for (name, labels) in selected(expr) {
+            assert!(
+                at_start
+                    .iter()
+                    .any(|(n, l)| *n == name && labels.is_subset(l)),
+                "{name} {labels:?} (in {expr}) is not exported before any traffic"
+            );
+        }
+    }
+    // Every counter and histogram: not only those deploy/ reads today.
+    for (metric, kind) in EXPORTED {
+        let name = match kind {
+            MetricType::Histogram => format!("{metric}_count"),
+            _ => metric.to_string(),
+        };
+        assert!(at_start.iter().any(|(n, _)| *n == name), "{name}");
+    }
+
+    // Traffic moves values; it adds no series the start did not list
+    // (which would mean a label value the start does not know).
+    let page = json!({ "query": "{ product(sku: \"SKU-000001\") { name price { price { amount } } availability { status } } }" });
+    let checkout = json!({
+        "query": "mutation($input: VerifyCheckoutInput!) { verifyCheckout(input: $input) { ok } }",
+        "variables": { "input": {
+            "currencyCode": "EUR",
+            "lines": [{ "sku": "SKU-000001", "quantity": 1, "priceToken": "forged",
+                        "displayedUnitPrice": { "amount": "1.00", "currencyCode": "EUR" } }],
+            "displayedTotal": { "amount": "1.00", "currencyCode": "EUR" },
+        } },
+    });
+    for body in [page, checkout] {
+        let r: Value = reqwest::Client::new()
+            .post(format!("{}/graphql", moat.public))
+            .json(&body)
+            .send()
+            .await
+            .expect("graphql")
+            .json()
+            .await
+            .expect("json");
+        assert!(r.get("errors").is_none(), "{r}");
+    }
+    let after = series_listed(&metrics_text(&moat).await);
+    let new: Vec<&Series> = after.iter().filter(|s| !at_start.contains(s)).collect();
+    assert!(new.is_empty(), "not registered at start: {new:?}");
 }
 
 #[test]

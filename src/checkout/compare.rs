@@ -282,6 +282,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn every_kind_is_exported_from_the_start() {
+        use MismatchKind::*;
+        for kind in [
+            Price,
+            Availability,
+            Total,
+            UnknownSku,
+            Currency,
+            InvalidToken,
+        ] {
+            assert!(
+                crate::telemetry::series::MISMATCH_KINDS.contains(&(kind.name(), kind.entity())),
+                "{kind:?}"
+            );
+        }
+    }
     use crate::domain::{Currency, QuotedLine};
 
     const EUR: Currency = Currency::EUR;

@@ -1,7 +1,8 @@
 //! Logs, metrics and traces: the tracing subscriber, the Prometheus
-//! recorder, every metric name Moat exports, and (in `traces`) span export
-//! and trace context.
+//! recorder, every metric name Moat exports (in `series`, every series
+//! known at start, at 0), and (in `traces`) span export and trace context.
 
+pub mod series;
 pub mod traces;
 
 use std::sync::OnceLock;
