@@ -1,6 +1,7 @@
 //! Upstream protocol v1 as JSON Schema: the files in `schema/upstream/`,
 //! built into the binary, and a validator for the part of JSON Schema
-//! 2020-12 they use. One contract for everyone who speaks it: the
+//! 2020-12 they use (`pattern` with the regex crate's syntax, which covers
+//! the files' patterns). One contract for everyone who speaks it: the
 //! simulator is tested against it, Moat's wire types are tested against it
 //! (`upstream::contract_schema`), and `moat contract verify` holds a real
 //! upstream to it.
@@ -173,6 +174,29 @@ impl Walk<'_> {
             && (s.chars().count() as u64) < min
         {
             self.report(at, "minLength", format!("{s:?} is shorter than {min}"));
+        }
+        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+            && let Some(s) = value.as_str()
+            && (s.chars().count() as u64) > max
+        {
+            self.report(
+                at,
+                "maxLength",
+                format!("{} is longer than {max}", brief(value)),
+            );
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+            && let Some(s) = value.as_str()
+        {
+            match regex::Regex::new(pattern) {
+                Ok(re) if re.is_match(s) => {}
+                Ok(_) => self.report(
+                    at,
+                    "pattern",
+                    format!("{} does not match {pattern}", brief(value)),
+                ),
+                Err(_) => self.report(at, "pattern", format!("{pattern} is not a pattern")),
+            }
         }
         if schema.get("format").and_then(Value::as_str) == Some("date-time")
             && let Some(s) = value.as_str()
@@ -368,6 +392,25 @@ mod tests {
         let found = validate("inventory.json", &wrong_type, Properties::Open);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().all(|v| v.rule == "inventory.json: type"));
+    }
+
+    #[test]
+    fn string_lengths_and_patterns_are_checked() {
+        let event = &schema("event.json").expect("event.json")["examples"][0];
+        let with = |pointer: &str, value: Value| {
+            let mut changed = event.clone();
+            if let Some(slot) = changed.pointer_mut(pointer) {
+                *slot = value;
+            }
+            let found = validate("event.json", &changed, Properties::Closed);
+            found.iter().map(|v| v.rule.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(with("/source", json!("wms")), Vec::<String>::new());
+        assert_eq!(with("/source", json!("WMS")), ["event.json: pattern"]);
+        assert_eq!(
+            with("/id", json!("e".repeat(257))),
+            ["event.json: maxLength"]
+        );
     }
 
     #[test]

@@ -26,6 +26,16 @@ impl System {
     /// when config says nothing else.
     pub const DEFAULTS: [System; 4] = [System::PIM, System::ERP, System::CRM, System::OMS];
 
+    /// Whether `name` can name a system: a lowercase letter, then
+    /// lowercase letters and digits, at most 32 (it names `MOAT_{NAME}_*`
+    /// variables, metric labels and `/events/{source}`).
+    pub fn valid_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.len() <= 32
+    }
+
     /// The system called `name`, as config names it. Only config may call
     /// this: each new name is kept for the life of the process.
     pub fn named(name: &str) -> System {

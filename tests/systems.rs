@@ -432,6 +432,10 @@ async fn a_wms_that_owns_inventory_gets_the_stock_reads_and_their_events() {
         })
         .to_string()
     };
+    // What the WMS sends is an event as the schema has it.
+    let sent: Value = serde_json::from_str(&event("e-wms", "wms")).expect("JSON");
+    let closed = moat::schema::Properties::Closed;
+    assert_eq!(moat::schema::validate("event.json", &sent, closed), []);
     let now = support::events::now();
     let (status, body) =
         support::events::post_signed(&moat, "erp", event("e-erp", "erp").as_bytes(), now).await;
@@ -446,6 +450,45 @@ async fn a_wms_that_owns_inventory_gets_the_stock_reads_and_their_events() {
     let r = read(&moat, 1).await;
     assert_eq!(r["data"]["product"]["availability"]["quantity"], 7, "{r}");
     moat.stop().await;
+}
+
+#[test]
+fn the_event_schema_names_every_type_moat_applies_with_its_entity() {
+    use moat::events::EventType;
+    let schema = moat::schema::schema("event.json").expect("event.json");
+    let listed: Vec<&str> = schema["properties"]["type"]["enum"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let applied: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+    assert_eq!(listed, applied);
+    let parts = schema["allOf"].as_array().expect("allOf");
+    for kind in EventType::ALL {
+        let part = parts
+            .iter()
+            .find(|p| p["if"]["properties"]["type"]["const"] == kind.name())
+            .unwrap_or_else(|| panic!("no part for {}", kind.name()));
+        let then = &part["then"]["properties"];
+        assert_eq!(
+            then["entity"]["properties"]["kind"]["const"],
+            kind.entity(),
+            "{}",
+            kind.name()
+        );
+        assert_eq!(
+            then["data"]["$ref"],
+            format!("{}.json", kind.entity()),
+            "{}",
+            kind.name()
+        );
+        assert!(
+            then.get("source").is_none(),
+            "{}: its record's owner sends it, whichever system that is",
+            kind.name()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

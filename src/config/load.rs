@@ -735,11 +735,8 @@ fn system_problems(name: &str, own: &SystemConfig) -> Vec<(String, String)> {
             out.push((key.to_string(), message));
         }
     };
-    let mut chars = name.chars();
     check(
-        chars.next().is_some_and(|c| c.is_ascii_lowercase())
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.len() <= 32,
+        System::valid_name(name),
         "",
         "a system name is a lowercase letter, then letters and digits, at most 32 \
          (it names MOAT_{NAME}_* variables and metric labels)"

@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::{Value, json};
 
-use super::System;
 use super::contract::{Boundary, Wire, check_one};
 use super::crm::WireCustomer;
 use super::erp::{QuoteRequest, WirePrice, WireQuote, WireQuoteLine, WireStock};
 use super::oms::{WireOrder, WireOrderLine};
 use super::pim::{WireAttribute, WireCategory, WireProduct};
+use super::{System, item};
 use crate::schema::{self, Properties, validate};
 use crate::vocab::Currency;
 
@@ -61,7 +61,9 @@ fn pairs() -> Vec<Pair> {
 /// Schema files with no wire type to pair: what Moat sends (checked in
 /// `what_moat_sends_for_a_quote_is_a_valid_quote_request`) and the event
 /// envelope, which `events::envelope` reads field by field and tests
-/// against its example itself.
+/// against its example itself; what of it this floor decides (each type's
+/// `data`, who may send it, the ids it names) is held to it in
+/// `the_event_schema_takes_what_moat_reads_from_any_system`.
 const UNPAIRED: [&str; 2] = ["quote-request.json", "event.json"];
 
 fn accepts<W: Wire>(body: &[u8]) -> Result<(), String> {
@@ -356,6 +358,93 @@ fn mutations_follow_the_schema_keywords() {
         nested.as_ref().map(|i| &i["lines"][0]["quantity"]),
         Some(&json!(0))
     );
+}
+
+/// Each conditional part of event.json: the type it is for, the entity
+/// kind and the item schema of `data` it asks for.
+fn event_types() -> Vec<(&'static str, &'static str, &'static str)> {
+    let parts = schema_of("event.json")["allOf"].as_array();
+    parts
+        .into_iter()
+        .flatten()
+        .map(|part| {
+            let of = |pointer: &str| {
+                part.pointer(pointer)
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("event.json allOf: no {pointer} in {part}"))
+            };
+            (
+                of("/if/properties/type/const"),
+                of("/then/properties/entity/properties/kind/const"),
+                of("/then/properties/data/$ref"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_event_schema_takes_what_moat_reads_from_any_system() {
+    let schema = schema_of("event.json");
+    let texts = |pointer: &str| -> BTreeSet<&str> {
+        let values = schema.pointer(pointer).and_then(Value::as_array);
+        values
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
+    };
+    let types = event_types();
+    assert_eq!(
+        types.iter().map(|(t, _, _)| *t).collect::<BTreeSet<_>>(),
+        texts("/properties/type/enum"),
+        "one conditional part per type"
+    );
+    assert_eq!(
+        types.iter().map(|(_, k, _)| *k).collect::<BTreeSet<_>>(),
+        texts("/properties/entity/properties/kind/enum"),
+        "every entity kind is some type's"
+    );
+    // A fat event's data is read as its entity's item, from whichever
+    // system sends it: exactly the item schema the type names, of the
+    // example files, is what Moat reads as that entity.
+    let wms = System::named("wms");
+    for (kind, entity, file) in &types {
+        let read_as: Vec<&str> = pairs()
+            .iter()
+            .map(|p| p.file)
+            .filter(|f| item(entity, wms, example(f).to_string().as_bytes(), None).is_ok())
+            .collect();
+        assert_eq!(read_as, [*file], "{kind}: data is read as {entity}");
+    }
+    let allows = |pointer: &str, value: &str| {
+        let mut event = example("event.json").clone();
+        if let Some(slot) = event.pointer_mut(pointer) {
+            *slot = json!(value);
+        }
+        validate("event.json", &event, Properties::Closed).is_empty()
+    };
+    // Any system config can name may send events; no type is tied to one.
+    let long = "w".repeat(32);
+    let longer = "w".repeat(33);
+    for name in [
+        "erp", "wms", "wms2", "a", &long, "", "Wms", "2wms", "w-ms", "wms_eu", &longer,
+    ] {
+        assert_eq!(
+            allows("/source", name),
+            System::valid_name(name),
+            "source {name:?}"
+        );
+    }
+    // The ids an event names are keys Moat can look up.
+    let long = "K".repeat(128);
+    let longer = "K".repeat(129);
+    for id in ["SKU-000042", "prod/7", &long, "", "A,B", "A B", &longer] {
+        assert_eq!(
+            allows("/entity/id", id),
+            crate::domain::check_key(id).is_ok(),
+            "entity.id {id:?}"
+        );
+    }
 }
 
 /// The `(sku, quantity)` lines of a quote request.
