@@ -512,11 +512,31 @@ impl<K: Key, V: Value> Tier<K, V> {
         let mut flights = self.lock_flights();
         let mut joined = Vec::with_capacity(keys.len());
         let mut leading = Vec::new();
+        let mut landed = HashMap::new();
+        let now = Timestamp::now();
         for key in keys {
             match flights.by_key.get(&key) {
                 Some((_, flight)) => joined.push((key, flight.clone())),
-                None => leading.push(key),
+                None => match self.l1.get(&key) {
+                    // A flight landed between the caller's look at L1 and
+                    // this lock (a flight lands in L1 under it): no second
+                    // fetch for what just arrived.
+                    Some(entry)
+                        if mode == Mode::ReadThrough
+                            && self.policy.load().state(&entry, now) == State::Fresh =>
+                    {
+                        landed.insert(key, Ok(entry));
+                    }
+                    _ => leading.push(key),
+                },
             }
+        }
+        if !landed.is_empty() {
+            let keys: Vec<K> = landed.keys().cloned().collect();
+            let ready = futures_util::future::ready(Arc::new(landed))
+                .boxed()
+                .shared();
+            joined.extend(keys.into_iter().map(|k| (k, ready.clone())));
         }
         if leading.is_empty() {
             return joined;
