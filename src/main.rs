@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 use moat::admin::cli::{self, AdminCommand};
 use moat::app::Gateway;
-use moat::config::{Config, Secrets};
+use moat::config::{Config, ConfigError, Problem, Secrets};
 use moat::upstream::probe;
 use moat::{doctor, sim, telemetry};
 
@@ -221,7 +221,10 @@ fn main() -> ExitCode {
                 },
             )
         }
-        Command::CheckConfig { path } => match Config::from_sources(Some(&path), false) {
+        Command::CheckConfig { path } => match connected(
+            Config::from_sources(Some(&path), false),
+            &path.display().to_string(),
+        ) {
             Ok(_) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
@@ -243,7 +246,7 @@ fn main() -> ExitCode {
                     json,
                 },
         } => {
-            let config = match Config::load(config.as_deref()) {
+            let config = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -280,7 +283,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Doctor { config, json } => {
-            let config = match Config::load(config.as_deref()) {
+            let config = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -338,7 +341,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
-    let config = match Config::load(path.as_deref()) {
+    let config = match load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
@@ -375,10 +378,35 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     code
 }
 
+/// The config `serve` and the other commands use (`Config::load`), with
+/// its connectors' routes compiled: a bad request template or jq
+/// expression is a config problem like any other.
+fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    let source = path.map_or("config".to_string(), |p| p.display().to_string());
+    connected(Config::load(path), &source)
+}
+
+fn connected(loaded: Result<Config, ConfigError>, source: &str) -> Result<Config, ConfigError> {
+    let config = loaded?;
+    match moat::upstream::rest::connectors(&config) {
+        Ok(_) => Ok(config),
+        Err(problems) => Err(ConfigError {
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    source: source.to_string(),
+                    key,
+                    message,
+                })
+                .collect(),
+        }),
+    }
+}
+
 /// SIGHUP: read the config file again. A bad file is refused with its
 /// problems and the running settings stay.
 fn reload(gateway: &Gateway, path: Option<&std::path::Path>) {
-    match Config::load(path) {
+    match load(path) {
         Ok(config) => {
             let restart = gateway.reload(config);
             tracing::info!("configuration reloaded");

@@ -759,13 +759,26 @@ fn system_problems(name: &str, own: &SystemConfig) -> Vec<(String, String)> {
             format!("{:?} is not an http:// or https:// URL", redact(url)),
         );
     }
+    let rest = own.protocol.as_deref() == Some("rest");
     if let Some(protocol) = &own.protocol {
         check(
-            protocol == PROTOCOL,
+            protocol == PROTOCOL || rest,
             ".protocol",
-            format!("{protocol:?}: Moat speaks protocol {}", PROTOCOL),
+            format!(
+                "{protocol:?}: `{PROTOCOL}` (Moat's protocol) or `rest` (its own API, mapped by routes)"
+            ),
         );
     }
+    check(
+        rest || own.routes.is_empty(),
+        ".routes",
+        "routes are for protocol = \"rest\"; a protocol v1 system has its routes built in".into(),
+    );
+    check(
+        rest || own.events.is_none(),
+        ".events",
+        "events in the system's own form are for protocol = \"rest\"".into(),
+    );
     match &own.auth {
         Some(super::Auth::Header { name }) => check(
             axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok(),

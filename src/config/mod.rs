@@ -3,6 +3,7 @@
 //! runtime settings each part holds. The doc comments here are the user docs
 //! for `config/moat.toml`, which documents every key.
 
+mod connector;
 mod credentials;
 mod load;
 mod size;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use connector::{BatchStyle, Encoding, ForeignEvents, ROUTES, Route, Signature};
 pub use load::{ConfigError, Problem, Secrets, SystemSecrets, redact};
 pub use size::ByteSize;
 
@@ -679,8 +681,14 @@ pub struct SystemConfig {
     /// Base URL of its protocol v1 endpoints; unset: `upstream.url` (or the
     /// embedded simulator).
     pub url: Option<String>,
-    /// The protocol version it speaks; only `v1` exists.
+    /// What it speaks: `v1` (Moat's protocol, the default) or `rest` (its
+    /// own API, read through `routes`).
     pub protocol: Option<String>,
+    /// With `protocol = "rest"`: how each thing Moat reads from it is asked
+    /// for and mapped (`[systems.NAME.routes.ROUTE]`).
+    pub routes: std::collections::BTreeMap<String, Route>,
+    /// With `protocol = "rest"`: its change events, in its own form.
+    pub events: Option<ForeignEvents>,
     #[serde(with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
     #[serde(with = "humantime_serde::option")]

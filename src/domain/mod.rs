@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use money::{AmountError, Currency, Money};
+pub use money::{AmountError, Currency, Money, Written};
 
 /// A point in time as unix milliseconds: small, ordered, and the same on
 /// every replica (values read from Redis carry the time another replica
@@ -22,11 +22,17 @@ impl Timestamp {
         Timestamp::from(SystemTime::now())
     }
 
-    /// Parses RFC 3339 as upstreams send it (`2026-01-01T00:00:00Z`).
+    /// Parses RFC 3339 as upstreams send it: `2026-01-01T00:00:00Z`, with
+    /// fractions of a second, or with an offset (`+01:00`, as Akeneo writes
+    /// its times).
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        humantime::parse_rfc3339_weak(text)
-            .ok()
-            .map(Timestamp::from)
+        let (local, offset_minutes) = split_offset(text)?;
+        let utc = humantime::parse_rfc3339_weak(local).ok()?;
+        Some(Timestamp(
+            Timestamp::from(utc)
+                .0
+                .checked_sub(offset_minutes * 60_000)?,
+        ))
     }
 
     pub fn millis(self) -> i64 {
@@ -45,6 +51,27 @@ impl Timestamp {
                 .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         )
     }
+}
+
+/// The date-time of an RFC 3339 text and its offset from UTC in minutes
+/// (`Z` or none: 0).
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    if let Some(local) = text.strip_suffix(['Z', 'z']) {
+        return Some((local, 0));
+    }
+    let at = text.len().checked_sub(6)?;
+    let (local, offset) = text.split_at_checked(at)?;
+    let sign = match offset.as_bytes().first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return Some((text, 0)),
+    };
+    let (hours, minutes) = offset[1..].split_once(':')?;
+    let (hours, minutes): (i64, i64) = (hours.parse().ok()?, minutes.parse().ok()?);
+    if hours > 23 || minutes > 59 || !local.contains('T') && !local.contains(' ') {
+        return None;
+    }
+    Some((local, sign * (hours * 60 + minutes)))
 }
 
 impl From<SystemTime> for Timestamp {
@@ -254,6 +281,15 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
         assert_eq!(t.to_string(), "2026-01-01T00:00:00.000Z");
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+        for same in [
+            "2026-01-01T01:00:00+01:00",
+            "2025-12-31T23:30:00-00:30",
+            "2026-01-01T00:00:00.000z",
+            "2026-01-01T00:00:00",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(same), Some(t), "{same}");
+        }
+        assert_eq!(Timestamp::parse_rfc3339("2026-01-01T00:00:00+25:00"), None);
         assert_eq!(t.age(Timestamp(t.0 - 5)), Duration::ZERO);
         assert_eq!(
             t.plus(Duration::from_secs(2))

@@ -51,11 +51,55 @@ impl Currency {
     }
 }
 
+/// An amount as another system writes it, taken exactly as written: a
+/// decimal (a JSON string, or a JSON number's own text, never a float), or
+/// whole minor units at some number of fraction digits (commercetools'
+/// `centAmount` with `fractionDigits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written<'a> {
+    Decimal(&'a str),
+    Minor { units: i64, fraction_digits: u32 },
+}
+
+impl Currency {
+    /// `amount` in this currency's minor units, exactly or not at all: a
+    /// decimal with more places than the currency has, or minor units that
+    /// do not divide evenly into it, is refused rather than rounded.
+    pub fn minor_units(self, amount: Written<'_>) -> Result<i64, AmountError> {
+        match amount {
+            Written::Decimal(text) if text.starts_with('-') => Err(AmountError::Negative),
+            Written::Decimal(text) => self.parse_amount(text),
+            Written::Minor { units, .. } if units < 0 => Err(AmountError::Negative),
+            Written::Minor {
+                units,
+                fraction_digits,
+            } => {
+                let ours = u32::from(self.minor_digits());
+                let scale = |digits: u32| 10i64.checked_pow(digits).ok_or(AmountError::TooLarge);
+                if fraction_digits <= ours {
+                    units
+                        .checked_mul(scale(ours - fraction_digits)?)
+                        .ok_or(AmountError::TooLarge)
+                } else {
+                    let divisor = scale(fraction_digits - ours)?;
+                    if units % divisor == 0 {
+                        Ok(units / divisor)
+                    } else {
+                        Err(AmountError::TooManyDigits(self))
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Why a decimal amount was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
     #[error("is not a decimal amount such as \"12.34\"")]
     NotADecimal,
+    #[error("is negative")]
+    Negative,
     #[error("has more decimal places than {0} allows ({digits})", digits = .0.minor_digits())]
     TooManyDigits(Currency),
     #[error("is too large")]
@@ -104,6 +148,48 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_as_others_write_them_become_exact_minor_units() {
+        let eur = Currency::EUR;
+        let jpy = Currency::from_code("JPY").unwrap();
+        let kwd = Currency::from_code("KWD").unwrap();
+        let minor = |units, fraction_digits| Written::Minor {
+            units,
+            fraction_digits,
+        };
+        assert_eq!(eur.minor_units(Written::Decimal("19.99")), Ok(1999));
+        assert_eq!(eur.minor_units(Written::Decimal("0.1")), Ok(10));
+        assert_eq!(eur.minor_units(Written::Decimal("7")), Ok(700));
+        assert_eq!(eur.minor_units(minor(1999, 2)), Ok(1999));
+        assert_eq!(eur.minor_units(minor(1999, 0)), Ok(199_900));
+        assert_eq!(eur.minor_units(minor(19_990, 3)), Ok(1999));
+        assert_eq!(jpy.minor_units(minor(1999, 0)), Ok(1999));
+        assert_eq!(kwd.minor_units(minor(1999, 2)), Ok(19_990));
+        assert_eq!(kwd.minor_units(Written::Decimal("1.999")), Ok(1999));
+        assert_eq!(
+            eur.minor_units(minor(19_991, 3)),
+            Err(AmountError::TooManyDigits(eur)),
+            "never rounded"
+        );
+        assert_eq!(
+            eur.minor_units(Written::Decimal("19.999")),
+            Err(AmountError::TooManyDigits(eur))
+        );
+        assert_eq!(
+            eur.minor_units(Written::Decimal("-1.00")),
+            Err(AmountError::Negative)
+        );
+        assert_eq!(eur.minor_units(minor(-1, 2)), Err(AmountError::Negative));
+        assert_eq!(
+            eur.minor_units(Written::Decimal("1e2")),
+            Err(AmountError::NotADecimal)
+        );
+        assert_eq!(
+            eur.minor_units(minor(i64::MAX, 0)),
+            Err(AmountError::TooLarge)
+        );
+    }
 
     #[test]
     fn parses_and_formats_minor_units() {

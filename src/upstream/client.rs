@@ -26,9 +26,11 @@ use reqwest::{Method, Request, StatusCode};
 use serde::Serialize;
 use tracing::Instrument;
 
+use super::ask::Ask;
 use super::auth::Credentials;
 use super::contract::{self, Boundary};
 use super::protection::Protection;
+use super::rest::{Connector, Outbound, Transport};
 use super::{Priority, System};
 use crate::config::SystemSettings;
 use crate::error::{Error, Kind};
@@ -38,12 +40,15 @@ use crate::telemetry::traces::{self, trace_span};
 use crate::vocab::PROTOCOL;
 
 /// An upstream's answer that is worth reading: 2xx, 404 (for
-/// single-entity routes "does not exist" is an answer, not a failure), or
-/// 401 (the credentials need renewing; `Client::call` does that).
-#[derive(Debug)]
+/// single-entity routes "does not exist" is an answer, not a failure), a
+/// status a connector's route says means "no such record", or 401 (the
+/// credentials need renewing; `Client::call` does that).
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: Bytes,
+    /// The `Link` header's `rel="next"` URL, for a connector that pages so.
+    pub link_next: Option<String>,
 }
 
 impl Reply {
@@ -64,6 +69,9 @@ pub struct Client {
     credentials: Arc<Credentials>,
     /// Where contract violations are recorded for the system's owner.
     exceptions: Arc<Exceptions>,
+    /// For a system that speaks its own API: its routes. Asks go through
+    /// them, and what comes back is protocol v1's.
+    connector: Option<Arc<Connector>>,
 }
 
 impl Client {
@@ -75,6 +83,7 @@ impl Client {
         settings: &SystemSettings,
         credentials: Arc<Credentials>,
         exceptions: Arc<Exceptions>,
+        connector: Option<Arc<Connector>>,
     ) -> Client {
         Client {
             system: protection.system,
@@ -85,6 +94,7 @@ impl Client {
             max_batch: settings.max_batch,
             credentials,
             exceptions,
+            connector,
         }
     }
 
@@ -105,9 +115,93 @@ impl Client {
         }
     }
 
-    /// Most keys one batch call may carry.
-    pub fn max_batch(&self) -> usize {
-        self.max_batch
+    /// Most keys one call of `route` (an `Ask::route`) may carry.
+    pub fn max_batch(&self, route: &str) -> usize {
+        match &self.connector {
+            Some(connector) => connector.max_batch(route, self.max_batch),
+            None => self.max_batch,
+        }
+    }
+
+    /// What it speaks: `v1`, or `rest` through a connector.
+    pub fn protocol(&self) -> &'static str {
+        if self.connector.is_some() {
+            "rest"
+        } else {
+            PROTOCOL
+        }
+    }
+
+    pub fn connector(&self) -> Option<&Arc<Connector>> {
+        self.connector.as_ref()
+    }
+
+    /// Asks the system for `ask`, whatever it speaks: the reply is protocol
+    /// v1's, for the families' contract check.
+    pub async fn read(&self, ask: Ask<'_>, priority: Priority) -> Result<Reply, Error> {
+        if let Some(connector) = &self.connector {
+            let stack = Stack {
+                client: self,
+                priority,
+            };
+            return connector.ask(&stack, ask).await;
+        }
+        let Some((endpoint, path, query)) = ask.v1() else {
+            // A key no URL can carry belongs to no record.
+            return Ok(Reply {
+                status: StatusCode::NOT_FOUND,
+                body: Bytes::new(),
+                link_next: None,
+            });
+        };
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.get(endpoint, &path, &query, priority).await
+    }
+
+    /// A connector's request, through the whole stack (credentials, limit,
+    /// breaker, retries of GETs, timeout). A link to follow (a next page)
+    /// must stay on the system's own origin.
+    async fn send(
+        &self,
+        route: &'static str,
+        request: Outbound,
+        priority: Priority,
+    ) -> Result<Reply, Error> {
+        let url = if request.target.starts_with('/') {
+            format!("{}{}", self.base_url, request.target)
+        } else {
+            let base = reqwest::Url::parse(&self.base_url).ok();
+            let link = reqwest::Url::parse(&request.target).ok();
+            match (base, link) {
+                (Some(base), Some(link)) if base.origin() == link.origin() => {
+                    request.target.clone()
+                }
+                _ => {
+                    return Err(contract::violation(
+                        self.boundary(),
+                        route,
+                        None,
+                        "its next-page link leaves the system's own origin".into(),
+                    ));
+                }
+            }
+        };
+        let idempotent = request.method == Method::GET;
+        let answers = request.answers.clone();
+        self.call(route, priority, idempotent, &answers, || {
+            let mut builder = self
+                .http
+                .request(request.method.clone(), &url)
+                .query(&request.query);
+            for (name, value) in &request.headers {
+                builder = builder.header(name, value);
+            }
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            builder.build()
+        })
+        .await
     }
 
     /// `GET {base}{path}?{query}`.
@@ -119,7 +213,7 @@ impl Client {
         priority: Priority,
     ) -> Result<Reply, Error> {
         let url = format!("{}{path}", self.base_url);
-        self.call(endpoint, priority, true, || {
+        self.call(endpoint, priority, true, &[], || {
             self.http
                 .request(Method::GET, &url)
                 .query(query)
@@ -139,7 +233,7 @@ impl Client {
     ) -> Result<Reply, Error> {
         let url = format!("{}{path}", self.base_url);
         // A POST may not be idempotent: it is never retried.
-        self.call(endpoint, priority, false, || {
+        self.call(endpoint, priority, false, &[], || {
             self.http
                 .request(Method::POST, &url)
                 .json(body)
@@ -154,6 +248,7 @@ impl Client {
         endpoint: &'static str,
         priority: Priority,
         idempotent: bool,
+        answers: &[StatusCode],
         request: impl Fn() -> reqwest::Result<Request>,
     ) -> Result<Reply, Error> {
         let retry = self.protection.retry();
@@ -181,7 +276,9 @@ impl Client {
                 url.full = %request.url(),
                 http.response.status_code = tracing::field::Empty,
             );
-            let attempted = self.guarded(endpoint, priority, request).instrument(span);
+            let attempted = self
+                .guarded(endpoint, priority, answers, request)
+                .instrument(span);
             let result = match attempted.await {
                 Ok(reply) if reply.status == StatusCode::UNAUTHORIZED => {
                     // An OAuth2 token may have been revoked or expired early:
@@ -240,6 +337,7 @@ impl Client {
         &self,
         endpoint: &'static str,
         priority: Priority,
+        answers: &[StatusCode],
         request: Request,
     ) -> Result<Reply, Error> {
         let system = self.system;
@@ -263,7 +361,7 @@ impl Client {
             }
         };
         let started = Instant::now();
-        let result = self.attempt(endpoint, request).await;
+        let result = self.attempt(endpoint, answers, request).await;
         let took = started.elapsed();
         let outcome = match &result {
             Ok(reply) if reply.is_not_found() => "not_found",
@@ -295,6 +393,7 @@ impl Client {
     async fn attempt(
         &self,
         endpoint: &'static str,
+        answers: &[StatusCode],
         mut request: Request,
     ) -> Result<Reply, Failure> {
         let system = self.system;
@@ -322,7 +421,17 @@ impl Client {
             }
         };
         let status = response.status();
-        let declared = response.headers().get(PROTOCOL_HEADER).cloned();
+        // A connector's system speaks its own API: it declares nothing.
+        let declared = response
+            .headers()
+            .get(PROTOCOL_HEADER)
+            .filter(|_| self.connector.is_none())
+            .cloned();
+        let link_next = response
+            .headers()
+            .get_all(http::header::LINK)
+            .iter()
+            .find_map(|v| next_link(v.to_str().ok()?));
         let body = match response.bytes().await {
             Ok(body) => body,
             Err(e) if e.is_timeout() => return Err(timed_out()),
@@ -344,11 +453,19 @@ impl Client {
                 format!("it declares protocol {declared:?}; Moat speaks {PROTOCOL}"),
             )));
         }
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            Ok(Reply { status, body })
+        if status.is_success() || status == StatusCode::NOT_FOUND || answers.contains(&status) {
+            Ok(Reply {
+                status,
+                body,
+                link_next,
+            })
         } else if status == StatusCode::UNAUTHORIZED {
             // Not a failure of the system: the caller renews credentials.
-            Ok(Reply { status, body })
+            Ok(Reply {
+                status,
+                body,
+                link_next,
+            })
         } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             Err(Failure::Upstream(Error::transient(format!(
                 "{system} failed ({status})"
@@ -367,6 +484,31 @@ impl Client {
             ))))
         }
     }
+}
+
+/// A connector's requests go through the stack at the priority of the ask.
+struct Stack<'a> {
+    client: &'a Client,
+    priority: Priority,
+}
+
+impl Transport for Stack<'_> {
+    async fn send(&self, route: &'static str, request: Outbound) -> Result<Reply, Error> {
+        self.client.send(route, request, self.priority).await
+    }
+}
+
+/// The URL of a `Link` header value's `rel="next"` entry (RFC 8288).
+pub(super) fn next_link(value: &str) -> Option<String> {
+    value.split(',').find_map(|entry| {
+        let (target, params) = entry.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_string())
+    })
 }
 
 /// Why an attempt produced no reply.

@@ -84,9 +84,7 @@ pub fn parse_list<W: Wire, K>(
     }
     let mut items = Vec::with_capacity(list.items.len());
     for raw in list.items {
-        let checked = serde_json::from_str::<W>(raw.get())
-            .map_err(|e| e.to_string())
-            .and_then(W::check);
+        let checked = checked_item::<W>(raw.get());
         match checked {
             Ok(value) => items.push((key_of(&value), Ok(value))),
             Err(reason) => {
@@ -119,12 +117,42 @@ pub fn parse_one<W: Wire>(at: Boundary<'_>, body: &[u8]) -> Result<W::Domain, Er
 /// Parses a single-entity payload; a violation is counted and logged, and
 /// its reason returned (an event's sender is told what was wrong).
 pub fn check_one<W: Wire>(at: Boundary<'_>, body: &[u8]) -> Result<W::Domain, String> {
-    serde_json::from_slice::<W>(body)
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string());
+    text.and_then(checked_item::<W>).inspect_err(|reason| {
+        let _ = violation(at, W::ENTITY, None, reason.clone());
+    })
+}
+
+/// One item read and checked. An item a connector mapped carries where it
+/// came from (`moat:origin`), named with any violation; one it could not
+/// map is `moat:broken`, with why (`upstream::rest`).
+fn checked_item<W: Wire>(raw: &str) -> Result<W::Domain, String> {
+    let checked = serde_json::from_str::<W>(raw)
         .map_err(|e| e.to_string())
-        .and_then(W::check)
-        .inspect_err(|reason| {
-            let _ = violation(at, W::ENTITY, None, reason.clone());
-        })
+        .and_then(W::check);
+    match checked {
+        Err(reason) if raw.contains("\"moat:") => {
+            #[derive(Deserialize)]
+            struct Mapped {
+                #[serde(rename = "moat:origin")]
+                origin: Option<String>,
+                #[serde(rename = "moat:broken")]
+                broken: Option<String>,
+            }
+            match serde_json::from_str::<Mapped>(raw) {
+                Ok(Mapped {
+                    broken: Some(broken),
+                    ..
+                }) => Err(broken),
+                Ok(Mapped {
+                    origin: Some(origin),
+                    ..
+                }) => Err(format!("{origin}, as mapped: {reason}")),
+                _ => Err(reason),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Counts, logs and records a contract violation (for the system's owner)

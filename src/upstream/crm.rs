@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::contract::{self, Wire, non_empty, timestamp};
-use super::{Client, Priority, path_segment};
+use super::{Ask, Client, Priority};
 use crate::domain::Customer;
 use crate::error::Error;
 
@@ -27,13 +27,10 @@ impl Crm {
         token: &str,
         priority: Priority,
     ) -> Result<Option<Customer>, Error> {
-        let Some(segment) = path_segment(token) else {
-            return Ok(None);
-        };
-        let path = format!("/crm/v1/customers/by-token/{segment}");
+        let token = token.to_string();
         let reply = self
             .client
-            .get("customers", &path, &[], priority)
+            .read(Ask::Customer(&token), priority)
             .await
             .map_err(without_detail)?;
         if reply.is_not_found() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::contract::{self, Wire, non_empty, timestamp};
-use super::{Client, Priority, in_chunks};
+use super::{Ask, Client, Priority, in_chunks};
 use crate::domain::{Currency, Price, Quote, QuotedLine, Stock, Timestamp};
 use crate::error::Error;
 
@@ -38,17 +38,13 @@ impl Erp {
         currency: Currency,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Price, Error>>, Error> {
-        in_chunks(skus, self.prices.max_batch(), |chunk| async move {
-            let joined = chunk.join(",");
-            let query = [
-                ("skus", joined.as_str()),
-                ("segment", segment),
-                ("currency", currency.code()),
-            ];
-            let reply = self
-                .prices
-                .get("prices", "/erp/v1/prices", &query, priority)
-                .await?;
+        in_chunks(skus, self.prices.max_batch("prices"), |chunk| async move {
+            let ask = Ask::Prices {
+                skus: &chunk,
+                segment,
+                currency: currency.code(),
+            };
+            let reply = self.prices.read(ask, priority).await?;
             let checked = contract::parse_list::<WirePrice, _>(
                 self.prices.boundary(),
                 &reply.body,
@@ -88,26 +84,24 @@ impl Erp {
         skus: Vec<String>,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Stock, Error>>, Error> {
-        in_chunks(skus, self.inventory.max_batch(), |chunk| async move {
-            let joined = chunk.join(",");
-            let reply = self
-                .inventory
-                .get(
-                    "inventory",
-                    "/erp/v1/inventory",
-                    &[("skus", &joined)],
-                    priority,
-                )
-                .await?;
-            let checked = contract::parse_list::<WireStock, _>(
-                self.inventory.boundary(),
-                &reply.body,
-                "sku",
-                |s: &Stock| s.sku.clone(),
-                str::to_string,
-            )?;
-            Ok(checked.into_map())
-        })
+        in_chunks(
+            skus,
+            self.inventory.max_batch("inventory"),
+            |chunk| async move {
+                let reply = self
+                    .inventory
+                    .read(Ask::Inventory(&chunk), priority)
+                    .await?;
+                let checked = contract::parse_list::<WireStock, _>(
+                    self.inventory.boundary(),
+                    &reply.body,
+                    "sku",
+                    |s: &Stock| s.sku.clone(),
+                    str::to_string,
+                )?;
+                Ok(checked.into_map())
+            },
+        )
         .await
     }
 
@@ -123,6 +117,9 @@ impl Erp {
         lines: &[(String, u32)],
         priority: Priority,
     ) -> Result<Quote, Error> {
+        if self.prices.connector().is_some() {
+            return self.fresh_quote(segment, currency, lines, priority).await;
+        }
         let request = QuoteRequest::new(segment, currency, lines);
         let reply = self
             .prices
@@ -135,6 +132,67 @@ impl Erp {
         let answer = contract::parse_one::<WireQuote>(self.prices.boundary(), &reply.body)?;
         answer.answers(segment, currency, lines).map_err(|reason| {
             contract::violation(self.prices.boundary(), WireQuote::ENTITY, None, reason)
+        })
+    }
+}
+
+impl Erp {
+    /// A quote for a system with no quote route (a connector): its prices
+    /// and its stock read now, from their owners, never from the cache,
+    /// each item through the contract check. A sku without a price is
+    /// unknown; one without a stock level has none available.
+    async fn fresh_quote(
+        &self,
+        segment: &str,
+        currency: Currency,
+        lines: &[(String, u32)],
+        priority: Priority,
+    ) -> Result<Quote, Error> {
+        let mut skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+        skus.sort_unstable();
+        skus.dedup();
+        let (prices, stock) = tokio::join!(
+            self.prices(skus.clone(), segment, currency, priority),
+            self.inventory(skus, priority)
+        );
+        let (mut prices, mut stock) = (prices?, stock?);
+        let mut quoted = Vec::with_capacity(lines.len());
+        let mut total: i64 = 0;
+        for (sku, quantity) in lines {
+            let Some(price) = prices.remove(sku).transpose()? else {
+                quoted.push(None);
+                continue;
+            };
+            prices.insert(sku.clone(), Ok(price.clone()));
+            let level = stock.remove(sku).transpose()?;
+            let (available, inventory_version) =
+                level.as_ref().map_or((0, 0), |s| (s.available, s.version));
+            if let Some(level) = level {
+                stock.insert(sku.clone(), Ok(level));
+            }
+            let line_amount = price
+                .amount
+                .checked_mul(i64::from(*quantity))
+                .ok_or_else(|| Error::unavailable(format!("the line of {sku} overflows")))?;
+            total = total
+                .checked_add(line_amount)
+                .ok_or_else(|| Error::unavailable("the quote's total overflows"))?;
+            quoted.push(Some(QuotedLine {
+                sku: sku.clone(),
+                quantity: *quantity,
+                unit_amount: price.amount,
+                line_amount,
+                available,
+                price_version: price.version,
+                inventory_version,
+            }));
+        }
+        Ok(Quote {
+            segment: segment.to_string(),
+            currency,
+            lines: quoted,
+            total_amount: total,
+            quoted_at: Timestamp::now(),
         })
     }
 }

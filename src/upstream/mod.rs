@@ -6,6 +6,7 @@
 //! A wire type never leaves this module: what comes back is a domain value
 //! that passed the contract check, or an `Error`.
 
+mod ask;
 pub mod auth;
 mod client;
 mod contract;
@@ -19,6 +20,7 @@ pub mod oms;
 pub mod pim;
 pub mod probe;
 pub mod protection;
+pub mod rest;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -28,8 +30,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+pub use ask::Ask;
 use auth::Credentials;
-pub use client::{Client, PROTOCOL_HEADER};
+pub use client::{Client, PROTOCOL_HEADER, Reply};
 pub use crm::Crm;
 pub use erp::Erp;
 pub use oms::Oms;
@@ -115,6 +118,10 @@ impl Upstreams {
         // than aws-lc); it panics at build unless one is installed first.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let owners = config.owners();
+        let mut connectors = rest::connectors(config).map_err(|problems| {
+            let problems: Vec<String> = problems.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+            Error::internal(format!("bad connector config: {}", problems.join("; ")))
+        })?;
         let mut systems = Vec::new();
         let mut clients: Vec<Client> = Vec::new();
         for system in owners.systems() {
@@ -141,6 +148,7 @@ impl Upstreams {
                 &settings,
                 Arc::new(credentials),
                 exceptions.clone(),
+                connectors.remove(system.name()).map(Arc::new),
             ));
             systems.push(Arc::new(Connection {
                 system,

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::contract::{self, Wire, non_empty, timestamp};
-use super::{Client, Priority, path_segment};
+use super::{Ask, Client, Priority};
 use crate::domain::{Currency, Order, OrderLine};
 use crate::error::Error;
 
@@ -23,11 +23,8 @@ impl Oms {
     /// `GET /oms/v1/orders/{id}`: the order, whoever it belongs to (the
     /// caller checks ownership), or `None` when there is no such order.
     pub async fn order(&self, id: &str, priority: Priority) -> Result<Option<Order>, Error> {
-        let Some(segment) = path_segment(id) else {
-            return Ok(None);
-        };
-        let path = format!("/oms/v1/orders/{segment}");
-        let reply = self.client.get("orders", &path, &[], priority).await?;
+        let key = id.to_string();
+        let reply = self.client.read(Ask::Order(&key), priority).await?;
         if reply.is_not_found() {
             return Ok(None);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::contract::{self, Wire, non_empty, timestamp};
-use super::{Client, Priority, in_chunks};
+use super::{Ask, Client, Priority, in_chunks};
 use crate::domain::{Attribute, Category, Product, ProductPage};
 use crate::error::Error;
 
@@ -40,21 +40,16 @@ impl Pim {
         keys: Vec<String>,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Product, Error>>, Error> {
-        let (param, field) = match by {
-            ProductKey::Id => ("ids", "id"),
-            ProductKey::Sku => ("skus", "sku"),
+        let (route, field) = match by {
+            ProductKey::Id => ("products", "id"),
+            ProductKey::Sku => ("products_by_sku", "sku"),
         };
-        in_chunks(keys, self.products.max_batch(), |chunk| async move {
-            let joined = chunk.join(",");
-            let reply = self
-                .products
-                .get(
-                    "products",
-                    "/pim/v1/products",
-                    &[(param, &joined)],
-                    priority,
-                )
-                .await?;
+        in_chunks(keys, self.products.max_batch(route), |chunk| async move {
+            let ask = match by {
+                ProductKey::Id => Ask::ProductsById(&chunk),
+                ProductKey::Sku => Ask::ProductsBySku(&chunk),
+            };
+            let reply = self.products.read(ask, priority).await?;
             let checked = contract::parse_list::<WireProduct, _>(
                 self.products.boundary(),
                 &reply.body,
@@ -79,18 +74,12 @@ impl Pim {
         category_id: Option<&str>,
         priority: Priority,
     ) -> Result<(ProductPage, Vec<Product>), Error> {
-        let limit = limit.to_string();
-        let mut query = vec![("limit", limit.as_str())];
-        if let Some(cursor) = cursor {
-            query.push(("cursor", cursor));
-        }
-        if let Some(category) = category_id {
-            query.push(("categoryId", category));
-        }
-        let reply = self
-            .products
-            .get("products", "/pim/v1/products", &query, priority)
-            .await?;
+        let ask = Ask::ProductPage {
+            cursor,
+            limit,
+            category: category_id,
+        };
+        let reply = self.products.read(ask, priority).await?;
         let checked = contract::parse_list::<WireProduct, _>(
             self.products.boundary(),
             &reply.body,
@@ -115,10 +104,7 @@ impl Pim {
 
     /// `GET /pim/v1/categories`: the whole tree, which is small.
     pub async fn categories(&self, priority: Priority) -> Result<Vec<Category>, Error> {
-        let reply = self
-            .categories
-            .get("categories", "/pim/v1/categories", &[], priority)
-            .await?;
+        let reply = self.categories.read(Ask::Categories, priority).await?;
         let checked = contract::parse_list::<WireCategory, _>(
             self.categories.boundary(),
             &reply.body,

@@ -1,0 +1,187 @@
+//! Connectors (`protocol = "rest"`): a system read through routes of its
+//! own, whatever its API looks like. Here the ERP's API is the simulator's
+//! own, reached the way a foreign one is (a route per read, jq to select
+//! and map items, the money re-read exactly), so every guarantee can be
+//! checked against protocol v1's answers: the same prices, checkout from
+//! fresh reads, a broken item failing its key alone and named by route
+//! and item.
+
+mod support;
+
+use serde_json::{Value, json};
+
+use moat::config::Config;
+use support::{Moat, Sim, error_codes};
+
+const PAGE: &str = r#"query($sku: String!) { product(sku: $sku) {
+    price { price { amount currencyCode } } availability { quantity } } }"#;
+
+/// The ERP as a connector over the simulator's routes: prices re-read
+/// from decimal text, stock renamed, with `map_price` as the price map.
+fn erp_connector(sim: &Sim, map_price: &str) -> Config {
+    let text = format!(
+        r#"
+[systems.erp]
+url = "{url}"
+protocol = "rest"
+
+[systems.erp.routes.prices]
+request = "GET /erp/v1/prices?skus={{skus}}&segment={{segment}}&currency={{currency}}"
+max_batch = 2
+items = ".items[]"
+map = '''{map_price}'''
+
+[systems.erp.routes.inventory]
+request = "GET /erp/v1/inventory?skus={{skus}}"
+items = ".items[]"
+map = "{{sku, available: .available, version, updatedAt}}"
+"#,
+        url = sim.url,
+    );
+    let file = support::process::config_file("connector-erp", &text);
+    let loaded = Config::from_sources(Some(&file), false).expect("a valid config");
+    let mut config = support::config(&sim.url);
+    config.systems = loaded.systems;
+    config
+}
+
+/// The usual price map: the amount as decimal text, back to minor units.
+const PRICE_MAP: &str = r#"{sku, segment: $segment, currency: $currency,
+    amount: ((.amount | tostring) as $a | ($a[:-2] + "." + $a[-2:]) | minor_units($currency)),
+    compareAtAmount, version, updatedAt}"#;
+
+async fn shown(moat: &Moat, sku: &str) -> Value {
+    moat.query(PAGE, json!({ "sku": sku })).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_serves_what_protocol_v1_serves() {
+    let sim = Sim::start().await;
+    let v1 = Moat::start(support::config(&sim.url)).await;
+    let rest = Moat::start(erp_connector(&sim, PRICE_MAP)).await;
+    for sku in ["SKU-000001", "SKU-000002", "SKU-000003"] {
+        let (want, got) = (shown(&v1, sku).await, shown(&rest, sku).await);
+        assert!(got.get("errors").is_none(), "{got}");
+        assert_eq!(got, want, "{sku}");
+    }
+
+    // Five products never read: their prices in calls of two (the
+    // route's max_batch), their stock in one.
+    let (prices, stock) = (
+        sim.requests("erp.prices").await,
+        sim.requests("erp.inventory").await,
+    );
+    let aliases: String = (11..=15)
+        .map(|i| format!(r#"p{i}: product(sku: "SKU-{i:06}") {{ price {{ price {{ amount }} }} availability {{ quantity }} }} "#))
+        .collect();
+    let five = rest.query(&format!("{{ {aliases} }}"), json!({})).await;
+    assert!(five.get("errors").is_none(), "{five}");
+    assert_eq!(sim.requests("erp.prices").await - prices, 3, "{five}");
+    assert_eq!(sim.requests("erp.inventory").await - stock, 1);
+
+    // Checkout reads prices and stock fresh (no quote route needed).
+    let price = shown(&rest, "SKU-000004").await["data"]["product"]["price"]["price"]["amount"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let quote_calls = sim.requests("erp.prices").await;
+    let verified = rest
+        .query(
+            r#"mutation($price: Decimal!) { verifyCheckout(input: {
+                currencyCode: "EUR", displayedTotal: {amount: $price, currencyCode: "EUR"},
+                lines: [{sku: "SKU-000004", quantity: 1,
+                         displayedUnitPrice: {amount: $price, currencyCode: "EUR"}}] }) {
+                ok total { amount } } }"#,
+            json!({ "price": price }),
+        )
+        .await;
+    assert_eq!(verified["data"]["verifyCheckout"]["ok"], true, "{verified}");
+    assert!(sim.requests("erp.prices").await > quote_calls, "read fresh");
+    v1.stop().await;
+    rest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_the_map_fails_on_fails_alone_and_is_named() {
+    let sim = Sim::start().await;
+    let map =
+        format!(r#"if .sku == "SKU-000007" then error("no such field") else {PRICE_MAP} end"#);
+    let mut config = erp_connector(&sim, &map);
+    config
+        .systems
+        .get_mut("erp")
+        .unwrap()
+        .routes
+        .get_mut("prices")
+        .unwrap()
+        .max_batch = None;
+    let moat = Moat::start(config).await;
+    let both = moat
+        .query(
+            r#"{ a: product(sku: "SKU-000006") { price { price { amount } } }
+                 b: product(sku: "SKU-000007") { price { price { amount } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(
+        both["data"]["a"]["price"]["price"]["amount"].is_string(),
+        "{both}"
+    );
+    assert_eq!(both["data"]["b"]["price"], Value::Null, "{both}");
+    assert_eq!(error_codes(&both), ["UPSTREAM_UNAVAILABLE"], "{both}");
+    let (_, exceptions) = moat.admin_get("/admin/exceptions?system=erp").await;
+    let found = exceptions["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "SKU-000007")
+        .cloned()
+        .unwrap_or_default();
+    let said = found["ownerSays"].to_string();
+    assert!(
+        said.contains("route prices, item 1") && said.contains("no such field"),
+        "{exceptions}"
+    );
+    moat.stop().await;
+}
+
+#[test]
+fn a_bad_route_is_a_config_error_naming_its_key_and_position() {
+    let file = support::process::config_file(
+        "connector-bad",
+        r#"
+[systems.shop]
+url = "http://127.0.0.1:9"
+protocol = "rest"
+
+[systems.shop.routes.prices]
+request = "GET /prices?skus={skuz}"
+items = ".items[]"
+map = '''{sku: .sku,
+  amount: .amount | minor_units(}'''
+
+[systems.shop.routes.inventory]
+request = "GET /stock?skus={skus}"
+items = ".stock | nosuch"
+map = "."
+
+[entities]
+prices = "shop"
+inventory = "shop"
+"#,
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    for named in [
+        "`systems.shop.routes.prices.request`: {skuz} is not a placeholder",
+        "`systems.shop.routes.prices.map`: line 2, column 33",
+        "`systems.shop.routes.inventory.items`: line 1, column 10: nosuch",
+    ] {
+        assert!(said.contains(named), "{named}: {said}");
+    }
+}
