@@ -97,6 +97,10 @@ enum Command {
         /// tests a gateway's refusal of an unknown protocol.
         #[arg(long, value_name = "VERSION", default_value = "v1", value_parser = parse_protocol)]
         declare_protocol: String,
+        /// Whose API to speak: Moat's protocol v1, or a vendor's, with the
+        /// same catalog (for the recipes in config/connectors/).
+        #[arg(long, default_value = "v1", value_parser = PossibleValuesParser::new(sim::DIALECTS))]
+        dialect: String,
     },
     /// Check a config file; every problem names the file, the key and what is allowed.
     CheckConfig { path: PathBuf },
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
             oauth_client,
             token_ttl,
             declare_protocol,
+            dialect,
         } => {
             // Checked here, not by clap, whose errors would echo the value.
             if require_token.as_deref() == Some("") {
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
                     oauth_client,
                     token_ttl,
                     protocol: declare_protocol,
+                    dialect: sim::Dialect::parse(&dialect).unwrap_or_default(),
                     ..sim::SimConfig::default()
                 },
             )

@@ -116,7 +116,7 @@ pub async fn set_price(
     let changed = sim.write().set_price(&sku, amount, currency, segment);
     let items = changed.map_err(|_| Refusal::not_found(format!("no sku {sku:?}")))?;
     if write.emit_event {
-        sim.inner.events.emit("erp", "price.updated", &items);
+        sim.inner.events.emit(&sim, "erp", "price.updated", &items);
     }
     ok_json(&Items { items })
 }
@@ -142,7 +142,9 @@ pub async fn set_inventory(
     let changed = sim.write().set_stock(&sku, available);
     let items = [changed.map_err(|_| Refusal::not_found(format!("no sku {sku:?}")))?];
     if write.emit_event {
-        sim.inner.events.emit("erp", "inventory.updated", &items);
+        sim.inner
+            .events
+            .emit(&sim, "erp", "inventory.updated", &items);
     }
     ok_json(&Items { items })
 }
@@ -173,7 +175,9 @@ pub async fn update_product(
         .update_product(&id, write.name, write.description);
     let items = [changed.ok_or_else(|| Refusal::not_found(format!("no product {id:?}")))?];
     if write.emit_event {
-        sim.inner.events.emit("pim", "product.updated", &items);
+        sim.inner
+            .events
+            .emit(&sim, "pim", "product.updated", &items);
     }
     ok_json(&Items { items })
 }

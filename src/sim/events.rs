@@ -21,6 +21,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::Simulator;
+use super::dialect::{self, Change, Dialect};
 use super::wire::rfc3339;
 
 /// Attempts per event, and the pause before each retry.
@@ -93,6 +95,8 @@ struct Target {
 
 pub struct Emitter {
     target: Option<Arc<Target>>,
+    /// Whose events: Moat's envelope, or a vendor's (`dialect`).
+    dialect: Dialect,
     mode: std::sync::RwLock<EventMode>,
     /// Event ids are `evt-<boot>-<n>`: the boot time keeps ids unique across
     /// simulator restarts, `n` within one run (and across resets).
@@ -101,7 +105,12 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub fn new(events_to: Option<&str>, secret: Option<&str>, mode: EventMode) -> Emitter {
+    pub fn new(
+        events_to: Option<&str>,
+        secret: Option<&str>,
+        mode: EventMode,
+        dialect: Dialect,
+    ) -> Emitter {
         let boot = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -126,6 +135,7 @@ impl Emitter {
         }
         Emitter {
             target,
+            dialect,
             mode: std::sync::RwLock::new(mode),
             boot,
             next: AtomicU64::new(1),
@@ -141,7 +151,7 @@ impl Emitter {
     }
 
     /// Sends one event per item, in order, from a spawned task.
-    pub fn emit(&self, source: &'static str, kind: &'static str, items: &[Value]) {
+    pub fn emit(&self, sim: &Simulator, source: &'static str, kind: &'static str, items: &[Value]) {
         let Some(target) = self.target.clone() else {
             tracing::debug!(
                 source,
@@ -151,15 +161,36 @@ impl Emitter {
             return;
         };
         let mode = self.mode();
-        let mut bodies = Vec::with_capacity(items.len());
+        let thin = mode.form == EventForm::Thin;
+        let mut deliveries = Vec::with_capacity(items.len());
         for data in items {
-            let thin = mode.form == EventForm::Thin;
+            let id = format!(
+                "evt-{:x}-{}",
+                self.boot,
+                self.next.fetch_add(1, Ordering::Relaxed)
+            );
+            if self.dialect != Dialect::V1 {
+                let change = Change {
+                    kind,
+                    item: data,
+                    id: &id,
+                    thin,
+                };
+                let secret = target.secret.as_deref();
+                match dialect::event(sim, self.dialect, &change, secret) {
+                    Some(d) => deliveries.push(Outgoing {
+                        id,
+                        url: format!("{}{}", target.base, d.path),
+                        headers: d.headers,
+                        body: d.body,
+                        moat_signed: false,
+                    }),
+                    None => tracing::debug!(kind, "the dialect sends no event for this change"),
+                }
+                continue;
+            }
             let event = Event {
-                id: format!(
-                    "evt-{:x}-{}",
-                    self.boot,
-                    self.next.fetch_add(1, Ordering::Relaxed)
-                ),
+                id,
                 source,
                 kind,
                 occurred_at: SystemTime::now(),
@@ -168,28 +199,44 @@ impl Emitter {
                 data: (!thin).then_some(data),
             };
             match serde_json::to_vec(&event) {
-                Ok(body) => bodies.push((event.id, body)),
+                Ok(body) => deliveries.push(Outgoing {
+                    id: event.id,
+                    url: format!("{}/events/{source}", target.base),
+                    headers: Vec::new(),
+                    body,
+                    moat_signed: true,
+                }),
                 Err(error) => tracing::warn!(%error, "simulator cannot encode an event"),
             }
         }
-        let url = format!("{}/events/{source}", target.base);
         if mode.chaos {
-            for (id, body) in &bodies {
-                let (target, url, id, body) =
-                    (target.clone(), url.clone(), id.clone(), body.clone());
+            for outgoing in &deliveries {
+                let (target, outgoing) = (target.clone(), outgoing.clone());
                 let pause = Duration::from_millis(fastrand::u64(0..200));
                 tokio::spawn(async move {
                     tokio::time::sleep(pause).await;
-                    send(&target, &url, &id, body).await;
+                    send(&target, &outgoing).await;
                 });
             }
         }
         tokio::spawn(async move {
-            for (id, body) in bodies {
-                send(&target, &url, &id, body).await;
+            for outgoing in deliveries {
+                send(&target, &outgoing).await;
             }
         });
     }
+}
+
+/// One event on its way: where, with which headers, and whether it is
+/// signed with `Moat-Signature` at each attempt (a vendor's delivery comes
+/// signed already).
+#[derive(Clone)]
+struct Outgoing {
+    id: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    moat_signed: bool,
 }
 
 /// A thin event's `entity`: what changed, as precisely as the item says.
@@ -205,8 +252,9 @@ fn entity_of(kind: &str, item: &Value) -> Value {
     }
 }
 
-async fn send(target: &Target, url: &str, id: &str, body: Vec<u8>) {
-    let body = bytes::Bytes::from(body);
+async fn send(target: &Target, outgoing: &Outgoing) {
+    let (id, url) = (outgoing.id.as_str(), outgoing.url.as_str());
+    let body = bytes::Bytes::from(outgoing.body.clone());
     for attempt in 0..=BACKOFF.len() {
         if attempt > 0 {
             tokio::time::sleep(BACKOFF[attempt - 1]).await;
@@ -216,7 +264,10 @@ async fn send(target: &Target, url: &str, id: &str, body: Vec<u8>) {
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.clone());
-        if let Some(secret) = &target.secret {
+        for (name, value) in &outgoing.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(secret) = target.secret.as_ref().filter(|_| outgoing.moat_signed) {
             // Signed per attempt: a retry must not carry a stale timestamp.
             let t = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

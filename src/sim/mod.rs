@@ -62,6 +62,7 @@ mod auth;
 mod catalog;
 mod control;
 mod corrupt;
+mod dialect;
 mod events;
 mod faults;
 mod oauth;
@@ -87,6 +88,7 @@ use serde::Serialize;
 use auth::Auth;
 use catalog::Catalog;
 use corrupt::Shape;
+pub use dialect::{DIALECTS, Dialect};
 use events::Emitter;
 pub use events::{EventForm, EventMode};
 use faults::{Faults, System, Verdict};
@@ -130,6 +132,8 @@ pub struct SimConfig {
     /// The `Moat-Protocol` value declared on protocol responses; another
     /// than `v1` lets a test see a gateway refuse an unknown protocol.
     pub protocol: String,
+    /// Whose API it speaks: protocol v1, or a vendor's (`dialect`).
+    pub dialect: Dialect,
 }
 
 /// Hand-written so the token and the client secret never reach a log.
@@ -152,6 +156,7 @@ impl std::fmt::Debug for SimConfig {
             )
             .field("token_ttl", &self.token_ttl)
             .field("protocol", &self.protocol)
+            .field("dialect", &self.dialect)
             .finish()
     }
 }
@@ -171,6 +176,7 @@ impl Default for SimConfig {
             oauth_client: None,
             token_ttl: Duration::from_secs(3600),
             protocol: "v1".to_owned(),
+            dialect: Dialect::V1,
         }
     }
 }
@@ -210,6 +216,7 @@ impl Simulator {
             config.events_to.as_deref(),
             config.events_secret.as_deref(),
             config.event_mode,
+            config.dialect,
         );
         Simulator {
             inner: Arc::new(Inner {
@@ -249,11 +256,16 @@ impl Simulator {
     /// Systems not served keep their routes, so their 404 can say why.
     pub fn router(&self) -> Router {
         let mut router = Router::new().route("/healthz", get(healthz));
-        for system in System::ALL {
-            router = router.merge(upstream::routes(self, system));
-        }
-        if self.inner.auth.client().is_some() {
-            router = router.route("/oauth/token", post(oauth::token));
+        match self.inner.config.dialect {
+            Dialect::V1 => {
+                for system in System::ALL {
+                    router = router.merge(upstream::routes(self, system));
+                }
+                if self.inner.auth.client().is_some() {
+                    router = router.route("/oauth/token", post(oauth::token));
+                }
+            }
+            dialect => router = router.merge(dialect::routes(self, dialect)),
         }
         router
             .route("/_sim/faults", get(control::faults))
