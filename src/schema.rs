@@ -169,6 +169,11 @@ impl Walk<'_> {
         {
             self.report(at, "minimum", format!("{value} is below {min}"));
         }
+        if let Some(max) = schema.get("maximum")
+            && above(value, max)
+        {
+            self.report(at, "maximum", format!("{value} is above {max}"));
+        }
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && let Some(s) = value.as_str()
             && (s.chars().count() as u64) < min
@@ -271,6 +276,21 @@ impl Walk<'_> {
             }
         }
         self.closed = closed;
+    }
+}
+
+/// Whether number `value` is above `max`, exactly: integers as integers
+/// (past 2^53 a double cannot tell neighbours apart), others as doubles.
+fn above(value: &Value, max: &Value) -> bool {
+    if let (Some(v), Some(m)) = (value.as_u64(), max.as_u64()) {
+        return v > m;
+    }
+    if let (Some(v), Some(m)) = (value.as_i64(), max.as_i64()) {
+        return v > m;
+    }
+    match (value.as_f64(), max.as_f64()) {
+        (Some(v), Some(m)) => v > m,
+        _ => false,
     }
 }
 
@@ -411,6 +431,25 @@ mod tests {
             with("/id", json!("e".repeat(257))),
             ["event.json: maxLength"]
         );
+        assert_eq!(with("/id", json!("e\nforged")), ["event.json: pattern"]);
+    }
+
+    #[test]
+    fn maxima_are_compared_exactly() {
+        let event = &schema("event.json").expect("event.json")["examples"][0];
+        let with = |version: Value| {
+            let mut changed = event.clone();
+            changed["version"] = version;
+            let found = validate("event.json", &changed, Properties::Closed);
+            found.iter().map(|v| v.rule.clone()).collect::<Vec<_>>()
+        };
+        let max = (1u64 << 53) - 1;
+        assert_eq!(with(json!(max)), Vec::<String>::new());
+        // Past 2^53 doubles skip integers (2^53 + 1 reads as 2^53): these
+        // are compared as integers.
+        for above in [max + 1, max + 2, u64::MAX] {
+            assert_eq!(with(json!(above)), ["event.json: maximum"], "{above}");
+        }
     }
 
     #[test]

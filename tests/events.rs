@@ -286,9 +286,7 @@ async fn cloudevents_and_standard_webhooks_are_applied() {
     sim.set_stock("SKU-000009", 3).await;
     let inventory = sim.get_json("/erp/v1/inventory?skus=SKU-000009").await;
     let stock_version = inventory["items"][0]["version"].as_u64().unwrap();
-    let signature = moat::events::moat_signature_for(EVENTS_SECRET.as_bytes(), now(), b"");
-    let headers = [
-        ("moat-signature", signature),
+    let mut headers = vec![
         ("ce-specversion", "1.0".to_string()),
         ("ce-id", "ce-2".to_string()),
         ("ce-source", "/sap/erp".to_string()),
@@ -297,6 +295,14 @@ async fn cloudevents_and_standard_webhooks_are_applied() {
         ("ce-subject", "SKU-000009".to_string()),
         ("ce-entityversion", stock_version.to_string()),
     ];
+    // The signature covers the attributes, which are headers here.
+    let attributes: reqwest::header::HeaderMap = headers
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+        .collect();
+    let content = moat::events::signed_content(&attributes, b"");
+    let signature = moat::events::moat_signature_for(EVENTS_SECRET.as_bytes(), now(), &content);
+    headers.push(("moat-signature", signature));
     let (status, r) = post(&moat, "erp", Vec::new(), &headers, "application/json").await;
     assert_eq!(
         (status, r["outcome"].as_str()),

@@ -11,6 +11,14 @@
 //! A *fat* event carries `data`, a protocol v1 item checked exactly as the
 //! API's; a *thin* one names an entity and its version, and Moat refetches.
 //! Every refusal names the field.
+//!
+//! What an event says is held to what cannot be forged forward: its id is
+//! printable (it reaches logs and the dead-letter queue), its versions are
+//! integers every JSON parser reads exactly (`0..=2^53-1`), and its time is
+//! at most the signature tolerance ahead of Moat's clock and served as no
+//! later than now, so a skewed or forged clock cannot pin a value as fresh.
+
+use std::time::Duration;
 
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -150,11 +158,32 @@ impl Event {
 
 const MAX_ID: usize = 256;
 
+/// The largest version an event may carry: 2^53 - 1, the largest integer
+/// every JSON parser (JavaScript's included) reads exactly, so a sender, Moat
+/// and Redis all compare the same number.
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
+/// Moat's clock as an event is read against it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: Timestamp,
+    /// How far ahead an event's time may be (`[events] tolerance`, the
+    /// signature's own window): senders' clocks drift, but no further.
+    pub tolerance: Duration,
+}
+
+/// Whether a request is a CloudEvent in binary mode: its attributes in
+/// `ce-*` headers (which its signature must then cover too).
+pub fn is_binary(headers: &HeaderMap) -> bool {
+    headers.contains_key("ce-specversion")
+}
+
 /// Reads an event sent to `/events/{source}` in any accepted form.
 pub fn decode(
     source: System,
     headers: &HeaderMap,
     body: &[u8],
+    clock: Clock,
     exceptions: Option<&Exceptions>,
 ) -> Result<Event, Error> {
     let content_type = headers
@@ -163,8 +192,8 @@ pub fn decode(
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    if headers.contains_key("ce-specversion") {
-        return cloudevent_binary(source, headers, body, exceptions);
+    if is_binary(headers) {
+        return cloudevent_binary(source, headers, body, clock, exceptions);
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad("body", format!("is not JSON: {e}")))?;
@@ -172,13 +201,14 @@ pub fn decode(
         return Err(bad("body", "must be a JSON object"));
     };
     if content_type == "application/cloudevents+json" || fields.contains_key("specversion") {
-        return cloudevent(source, fields, exceptions);
+        return cloudevent(source, fields, clock, exceptions);
     }
-    envelope(source, fields, exceptions)
+    envelope(source, fields, clock, exceptions)
 }
 
-/// Reads a dead letter back (Moat's form).
-pub fn stored(text: &str, exceptions: Option<&Exceptions>) -> Result<Event, Error> {
+/// Reads a dead letter back (Moat's form). Its time was held to the clock
+/// when it arrived; it is held to `clock` again, which can only keep it.
+pub fn stored(text: &str, clock: Clock, exceptions: Option<&Exceptions>) -> Result<Event, Error> {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(text) else {
         return Err(Error::internal(
             "a dead letter is not an event this build can read",
@@ -189,12 +219,42 @@ pub fn stored(text: &str, exceptions: Option<&Exceptions>) -> Result<Event, Erro
         .and_then(Value::as_str)
         .and_then(System::find)
         .ok_or_else(|| Error::internal("a dead letter has no source"))?;
-    envelope(source, fields, exceptions)
+    envelope(source, fields, clock, exceptions)
+}
+
+/// What each form calls the fields a refusal names.
+struct Names {
+    id: &'static str,
+    time: &'static str,
+}
+
+const ENVELOPE: Names = Names {
+    id: "id",
+    time: "occurredAt",
+};
+const STRUCTURED: Names = Names {
+    id: "id",
+    time: "time",
+};
+const BINARY: Names = Names {
+    id: "ce-id",
+    time: "ce-time",
+};
+
+/// What a form says, before it is checked.
+struct Said {
+    id: String,
+    kind: String,
+    occurred_at: String,
+    entity: Option<EntityRef>,
+    version: Option<u64>,
+    data: Option<Box<RawValue>>,
 }
 
 fn envelope(
     source: System,
     mut fields: Map<String, Value>,
+    clock: Clock,
     exceptions: Option<&Exceptions>,
 ) -> Result<Event, Error> {
     if let Some(named) = fields.get("source") {
@@ -220,10 +280,7 @@ fn envelope(
     };
     let version = match fields.get("version") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad("version", "must be a whole number of at least 0"))?,
-        ),
+        Some(v) => Some(json_version(v, "version")?),
     };
     let data = match fields.remove("data") {
         None | Some(Value::Null) => None,
@@ -231,23 +288,22 @@ fn envelope(
             Some(serde_json::value::to_raw_value(&v).map_err(|e| bad("data", e.to_string()))?)
         }
     };
-    build(
-        source,
-        text(&fields, "id")?,
-        text(&fields, "type")?,
-        text(&fields, "occurredAt")?,
-        "occurredAt",
+    let said = Said {
+        id: text(&fields, "id")?,
+        kind: text(&fields, "type")?,
+        occurred_at: text(&fields, "occurredAt")?,
         entity,
         version,
         data,
-        exceptions,
-    )
+    };
+    build(source, said, &ENVELOPE, clock, exceptions)
 }
 
 /// A CloudEvent in structured mode, mapped onto the envelope's fields.
 fn cloudevent(
     source: System,
     mut fields: Map<String, Value>,
+    clock: Clock,
     exceptions: Option<&Exceptions>,
 ) -> Result<Event, Error> {
     let spec = text(&fields, "specversion")?;
@@ -257,11 +313,8 @@ fn cloudevent(
     let extension = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_string);
     let version = match fields.get("entityversion") {
         None => None,
-        Some(v) => Some(
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .ok_or_else(|| bad("entityversion", "must be a whole number"))?,
-        ),
+        Some(Value::String(s)) => Some(text_version(s, "entityversion")?),
+        Some(v) => Some(json_version(v, "entityversion")?),
     };
     let kind = text(&fields, "type")?;
     let entity = extension("subject").map(|id| EntityRef {
@@ -276,27 +329,31 @@ fn cloudevent(
             Some(serde_json::value::to_raw_value(&v).map_err(|e| bad("data", e.to_string()))?)
         }
     };
-    build(
-        source,
-        text(&fields, "id")?,
+    let said = Said {
+        id: text(&fields, "id")?,
         kind,
-        text(&fields, "time")?,
-        "time",
+        occurred_at: text(&fields, "time")?,
         entity,
         version,
         data,
-        exceptions,
-    )
+    };
+    build(source, said, &STRUCTURED, clock, exceptions)
 }
 
 /// A CloudEvent in binary mode: attributes in `ce-*` headers, the body is
-/// `data`.
+/// `data`. Its signature covers the headers (`verify`); each is sent once.
 fn cloudevent_binary(
     source: System,
     headers: &HeaderMap,
     body: &[u8],
+    clock: Clock,
     exceptions: Option<&Exceptions>,
 ) -> Result<Event, Error> {
+    for name in headers.keys().filter(|n| n.as_str().starts_with("ce-")) {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(bad(name.as_str(), "is sent more than once"));
+        }
+    }
     let attribute = |name: &str| {
         headers
             .get(format!("ce-{name}"))
@@ -312,10 +369,7 @@ fn cloudevent_binary(
     let kind = required("type")?;
     let version = match attribute("entityversion") {
         None => None,
-        Some(v) => Some(
-            v.parse()
-                .map_err(|_| bad("ce-entityversion", "must be a whole number"))?,
-        ),
+        Some(v) => Some(text_version(&v, "ce-entityversion")?),
     };
     let entity = attribute("subject").map(|id| EntityRef {
         kind: entity_of(&kind),
@@ -332,17 +386,15 @@ fn cloudevent_binary(
                 .map_err(|e| bad("data", format!("is not JSON: {e}")))?,
         )
     };
-    build(
-        source,
-        required("id")?,
+    let said = Said {
+        id: required("id")?,
         kind,
-        required("time")?,
-        "ce-time",
+        occurred_at: required("time")?,
         entity,
         version,
         data,
-        exceptions,
-    )
+    };
+    build(source, said, &BINARY, clock, exceptions)
 }
 
 /// The entity a CloudEvents type is about, for its `subject`.
@@ -359,20 +411,29 @@ fn event_type(name: &str) -> Option<EventType> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build(
     source: System,
-    id: String,
-    kind: String,
-    occurred_at: String,
-    time_field: &str,
-    entity: Option<EntityRef>,
-    version: Option<u64>,
-    data: Option<Box<RawValue>>,
+    said: Said,
+    names: &Names,
+    clock: Clock,
     exceptions: Option<&Exceptions>,
 ) -> Result<Event, Error> {
+    let Said {
+        id,
+        kind,
+        occurred_at,
+        entity,
+        version,
+        data,
+    } = said;
     if id.is_empty() || id.len() > MAX_ID {
-        return Err(bad("id", format!("must be 1 to {MAX_ID} characters")));
+        return Err(bad(names.id, format!("must be 1 to {MAX_ID} characters")));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            names.id,
+            "must be printable ASCII (`!` to `~`): no spaces, control or other characters",
+        ));
     }
     let kind = event_type(&kind).ok_or_else(|| {
         let known: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
@@ -381,12 +442,7 @@ fn build(
             format!("{kind:?} is not one of {}", known.join(", ")),
         )
     })?;
-    let occurred_at = Timestamp::parse_rfc3339(&occurred_at).ok_or_else(|| {
-        bad(
-            time_field,
-            format!("{occurred_at:?} is not an RFC 3339 time"),
-        )
-    })?;
+    let occurred_at = at_most_now(&occurred_at, names.time, clock)?;
     if let Some(entity) = &entity {
         if entity.kind != kind.entity() {
             return Err(bad(
@@ -413,6 +469,9 @@ fn build(
         ),
         None => None,
     };
+    if let Some(item) = &item {
+        in_range(item_version(item), "data.version")?;
+    }
     match (&item, &entity, version) {
         (Some(_), _, _) => {}
         (None, Some(_), Some(_)) => {}
@@ -442,6 +501,71 @@ fn build(
     })
 }
 
+/// The time an event's change is served as of: refused when further ahead
+/// of Moat's clock than the tolerance, and never later than now (a value
+/// "as of" the future would be fresh for longer than its TTL).
+fn at_most_now(text: &str, field: &str, clock: Clock) -> Result<Timestamp, Error> {
+    let at = Timestamp::parse_rfc3339(text)
+        .ok_or_else(|| bad(field, format!("{text:?} is not an RFC 3339 time")))?;
+    let ahead = Duration::from_millis(u64::try_from(at.0.saturating_sub(clock.now.0)).unwrap_or(0));
+    if ahead > clock.tolerance {
+        return Err(bad(
+            field,
+            format!(
+                "{text:?} is {} s ahead of Moat's clock; at most {} s ([events] tolerance) \
+                 are accepted",
+                ahead.as_secs(),
+                clock.tolerance.as_secs()
+            ),
+        ));
+    }
+    Ok(at.min(clock.now))
+}
+
+/// A version given as a JSON value: an integer in `0..=MAX_VERSION`.
+fn json_version(value: &Value, field: &str) -> Result<u64, Error> {
+    let version = value.as_u64().ok_or_else(|| {
+        bad(
+            field,
+            format!("{value} is not a whole number from 0 to {MAX_VERSION}"),
+        )
+    })?;
+    in_range(version, field)
+}
+
+/// A version given as text (a CloudEvents attribute): decimal digits only.
+fn text_version(text: &str, field: &str) -> Result<u64, Error> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u64>() {
+        Ok(version) if digits => in_range(version, field),
+        _ => Err(bad(
+            field,
+            format!("{text:?} is not a whole number from 0 to {MAX_VERSION}"),
+        )),
+    }
+}
+
+fn in_range(version: u64, field: &str) -> Result<u64, Error> {
+    if version > MAX_VERSION {
+        return Err(bad(
+            field,
+            format!("{version} is beyond {MAX_VERSION} (2^53-1, the largest exact JSON integer)"),
+        ));
+    }
+    Ok(version)
+}
+
+fn item_version(item: &Item) -> u64 {
+    use crate::domain::Versioned;
+    match item {
+        Item::Price(v) => v.version(),
+        Item::Stock(v) => v.version(),
+        Item::Product(v) => v.version(),
+        Item::Customer(v) => v.version(),
+        Item::Order(v) => v.version(),
+    }
+}
+
 fn text(fields: &Map<String, Value>, name: &str) -> Result<String, Error> {
     match fields.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
@@ -460,6 +584,14 @@ mod tests {
     use crate::error::Kind;
     use serde_json::json;
 
+    /// Moat's clock in these tests: a few minutes after the events' times.
+    fn clock() -> Clock {
+        Clock {
+            now: Timestamp::parse_rfc3339("2026-11-29T10:05:00Z").unwrap(),
+            tolerance: Duration::from_secs(300),
+        }
+    }
+
     fn json_headers(content_type: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
@@ -476,6 +608,7 @@ mod tests {
             source,
             &json_headers("application/json"),
             body.to_string().as_bytes(),
+            clock(),
             None,
         )
         .unwrap_err();
@@ -491,12 +624,13 @@ mod tests {
             System::ERP,
             &json_headers("application/json"),
             fat.to_string().as_bytes(),
+            clock(),
             None,
         )
         .unwrap();
         assert!(event.is_fat());
         assert!(matches!(&event.item, Some(Item::Price(p)) if p.version == 7 && p.amount == 1299));
-        let back = stored(&event.to_json(), None).unwrap();
+        let back = stored(&event.to_json(), clock(), None).unwrap();
         assert_eq!(back.id, "e1");
         assert!(back.is_fat());
 
@@ -506,6 +640,7 @@ mod tests {
             System::ERP,
             &json_headers("application/json"),
             thin.to_string().as_bytes(),
+            clock(),
             None,
         )
         .unwrap();
@@ -524,6 +659,7 @@ mod tests {
             System::ERP,
             &json_headers("application/json"),
             example.to_string().as_bytes(),
+            clock(),
             None,
         )
         .unwrap();
@@ -557,6 +693,7 @@ mod tests {
             System::ERP,
             &json_headers("application/json"),
             b"{ nope",
+            clock(),
             None,
         )
         .unwrap_err();
@@ -572,6 +709,7 @@ mod tests {
             System::ERP,
             &json_headers("application/cloudevents+json"),
             structured.to_string().as_bytes(),
+            clock(),
             None,
         )
         .unwrap();
@@ -590,15 +728,253 @@ mod tests {
         ] {
             h.insert(k, v.parse().unwrap());
         }
-        let event = decode(System::ERP, &h, b"", None).unwrap();
+        let event = decode(System::ERP, &h, b"", clock(), None).unwrap();
         assert_eq!(event.entity.as_ref().unwrap().id, "SKU-000001");
         assert_eq!(event.version, Some(9));
         h.remove("ce-time");
         assert!(
-            decode(System::ERP, &h, b"", None)
+            decode(System::ERP, &h, b"", clock(), None)
                 .unwrap_err()
                 .message()
                 .starts_with("ce-time:")
         );
+    }
+
+    fn binary_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "ce-3"),
+            ("ce-type", "inventory.updated"),
+            ("ce-time", "2026-11-29T10:00:01Z"),
+            ("ce-subject", "SKU-000001"),
+            ("ce-entityversion", "9"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn thin_with(key: &str, value: Value) -> Value {
+        let mut event = json!({ "id": "e1", "type": "inventory.updated",
+                                "occurredAt": "2026-11-29T10:00:01Z",
+                                "entity": { "kind": "inventory", "id": "SKU-1" }, "version": 4 });
+        event[key] = value;
+        event
+    }
+
+    #[test]
+    fn times_ahead_of_the_clock_are_refused_past_the_tolerance_and_served_as_now() {
+        for (ahead, refused) in [
+            ("2026-11-29T10:09:59Z", false),
+            ("2026-11-29T10:10:01Z", true),
+        ] {
+            let envelope = decode(
+                System::ERP,
+                &json_headers("application/json"),
+                thin_with("occurredAt", json!(ahead)).to_string().as_bytes(),
+                clock(),
+                None,
+            );
+            let structured = json!({ "specversion": "1.0", "id": "ce-1", "type": "inventory.updated",
+                                     "time": ahead, "subject": "SKU-1", "entityversion": 4 });
+            let structured = decode(
+                System::ERP,
+                &json_headers("application/cloudevents+json"),
+                structured.to_string().as_bytes(),
+                clock(),
+                None,
+            );
+            let binary = decode(
+                System::ERP,
+                &binary_headers(&[("ce-time", ahead)]),
+                b"",
+                clock(),
+                None,
+            );
+            for (field, result) in [
+                ("occurredAt", envelope),
+                ("time", structured),
+                ("ce-time", binary),
+            ] {
+                match result {
+                    Ok(event) => {
+                        assert!(!refused, "{field} {ahead}");
+                        assert_eq!(event.occurred_at, clock().now, "{field}: served as of now");
+                    }
+                    Err(e) => {
+                        assert!(refused, "{field} {ahead}: {e}");
+                        assert!(e.message().starts_with(&format!("{field}: ")), "{e}");
+                        assert!(e.message().contains("ahead"), "{e}");
+                    }
+                }
+            }
+        }
+        let past = decode(
+            System::ERP,
+            &json_headers("application/json"),
+            thin_with("occurredAt", json!("2020-01-01T00:00:00Z"))
+                .to_string()
+                .as_bytes(),
+            clock(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(past.occurred_at.to_string(), "2020-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn versions_are_integers_every_json_parser_reads_exactly() {
+        let read = |version: Value| {
+            decode(
+                System::ERP,
+                &json_headers("application/json"),
+                thin_with("version", version).to_string().as_bytes(),
+                clock(),
+                None,
+            )
+        };
+        assert_eq!(read(json!(0)).unwrap().version, Some(0));
+        assert_eq!(read(json!(MAX_VERSION)).unwrap().version, Some(MAX_VERSION));
+        for refused in [
+            json!(MAX_VERSION + 1),
+            json!(u64::MAX),
+            json!(-1),
+            json!(1.5),
+            json!("4"),
+        ] {
+            let e = read(refused.clone()).unwrap_err();
+            assert!(e.message().starts_with("version: "), "{refused}: {e}");
+        }
+        let binary = |version: &str| {
+            decode(
+                System::ERP,
+                &binary_headers(&[("ce-entityversion", version)]),
+                b"",
+                clock(),
+                None,
+            )
+        };
+        assert_eq!(
+            binary("9007199254740991").unwrap().version,
+            Some(MAX_VERSION)
+        );
+        for refused in [
+            "9007199254740992",
+            "18446744073709551615",
+            "18446744073709551616",
+            "+5",
+            "-1",
+            "5.0",
+            "",
+        ] {
+            let e = binary(refused).unwrap_err();
+            assert!(
+                e.message().starts_with("ce-entityversion: "),
+                "{refused:?}: {e}"
+            );
+        }
+        let structured = json!({ "specversion": "1.0", "id": "ce-1", "type": "inventory.updated",
+                                 "time": "2026-11-29T10:00:01Z", "subject": "SKU-1",
+                                 "entityversion": "9007199254740992" });
+        let e = decode(
+            System::ERP,
+            &json_headers("application/cloudevents+json"),
+            structured.to_string().as_bytes(),
+            clock(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message().starts_with("entityversion: "), "{e}");
+        let fat = json!({ "id": "e1", "type": "price.updated", "occurredAt": "2026-11-29T10:00:01Z",
+                          "data": price(MAX_VERSION + 1) });
+        assert!(refused(System::ERP, fat).starts_with("data.version: "));
+    }
+
+    #[test]
+    fn ids_are_printable_and_each_attribute_is_sent_once() {
+        for id in [
+            "evt\nforged: line",
+            "a b",
+            "caf\u{e9}",
+            "tab\there",
+            "\u{202e}x",
+        ] {
+            let e = refused(System::ERP, thin_with("id", json!(id)));
+            assert!(e.starts_with("id: must be printable"), "{id:?}: {e}");
+        }
+        let e = decode(
+            System::ERP,
+            &binary_headers(&[("ce-id", "a b")]),
+            b"",
+            clock(),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message().starts_with("ce-id: must be printable"), "{e}");
+        let mut twice = binary_headers(&[]);
+        twice.append("ce-type", "product.deleted".parse().unwrap());
+        let e = decode(System::ERP, &twice, b"", clock(), None).unwrap_err();
+        assert!(e.message().starts_with("ce-type: "), "{e}");
+    }
+
+    /// event.json says exactly what the envelope takes of the rules this
+    /// module adds: the id's characters and the version's range.
+    #[test]
+    fn the_event_schema_states_the_id_and_version_rules_moat_applies() {
+        let example =
+            crate::schema::schema("event.json").expect("event.json")["examples"][0].clone();
+        let both = |event: &Value| {
+            let schema =
+                crate::schema::validate("event.json", event, crate::schema::Properties::Closed)
+                    .is_empty();
+            let moat = decode(
+                System::ERP,
+                &json_headers("application/json"),
+                event.to_string().as_bytes(),
+                clock(),
+                None,
+            )
+            .is_ok();
+            (schema, moat)
+        };
+        let long = "i".repeat(MAX_ID);
+        let longer = "i".repeat(MAX_ID + 1);
+        for id in [
+            "evt-1",
+            "urn:uuid:0b6f/7?x=1#~",
+            &long,
+            "",
+            &longer,
+            "a b",
+            "a\nb",
+            "caf\u{e9}",
+            "\u{7f}",
+        ] {
+            let mut event = example.clone();
+            event["id"] = json!(id);
+            let (schema, moat) = both(&event);
+            assert_eq!(schema, moat, "id {id:?}");
+        }
+        for version in [
+            json!(0),
+            json!(4),
+            json!(MAX_VERSION),
+            json!(MAX_VERSION + 1),
+            json!(u64::MAX),
+        ] {
+            let mut event = example.clone();
+            event["version"] = version.clone();
+            let (schema, moat) = both(&event);
+            assert_eq!(schema, moat, "version {version}");
+            let mut event = example.clone();
+            event["data"]["version"] = version.clone();
+            event["version"] = version.clone();
+            let (schema, moat) = both(&event);
+            assert_eq!(schema, moat, "data.version {version}");
+        }
     }
 }

@@ -2,11 +2,13 @@
 //! is a duplicate, on any replica) and the newest version applied per
 //! entity (so an older version arriving late is stale). Both live in Redis,
 //! with a retention window; while Redis is away each replica keeps its own
-//! in process, so events are still applied once per replica.
+//! in process, so events are still applied once per replica. Versions are
+//! compared exactly, in Redis as here.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use super::envelope::MAX_VERSION;
 use crate::redis_link::RedisLink;
 
 /// What claiming an event id found.
@@ -23,25 +25,48 @@ pub enum Claim {
 /// How long a claim lasts if its holder dies before settling it.
 const CLAIM: Duration = Duration::from_secs(30);
 
+/// Lua that compares versions exactly. Redis scripts read numbers as
+/// doubles, which stop being exact past 2^53 (there `2^53+1 > 2^53` is
+/// false), so versions are compared as the decimal text Moat writes: by
+/// length, then as two halves of at most ten digits, each exact. A held
+/// value that is not such a number, or is past `MAX_VERSION` (left by a
+/// build that took any u64), is not trusted: it counts as none.
+const EXACT: &str = r"
+local function above(a, b)
+  if #a ~= #b then return #a > #b end
+  if #a <= 15 then return tonumber(a) > tonumber(b) end
+  local ha, hb = tonumber(string.sub(a, 1, -11)), tonumber(string.sub(b, 1, -11))
+  if ha ~= hb then return ha > hb end
+  return tonumber(string.sub(a, -10)) > tonumber(string.sub(b, -10))
+end
+local function trusted(held, max)
+  if not held then return false end
+  if held ~= '0' and not string.match(held, '^[1-9]%d*$') then return false end
+  if above(held, max) then return false end
+  return held
+end
+";
+
 /// Sets the version if it is newer than the one held. KEYS[1] the entity;
-/// ARGV[1] the version; ARGV[2] ms to keep it. The version held before
-/// (-1 for none) when newer, -2 when not.
+/// ARGV[1] the version; ARGV[2] ms to keep it; ARGV[3] `MAX_VERSION`. The
+/// version held before (`none` for none) when newer, `stale` when not.
 static ADVANCE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"local held = tonumber(redis.call('GET', KEYS[1]) or '-1')
-          if held >= tonumber(ARGV[1]) then return -2 end
+    redis::Script::new(&format!(
+        r"{EXACT}
+          local held = trusted(redis.call('GET', KEYS[1]), ARGV[3])
+          if held and not above(ARGV[1], held) then return 'stale' end
           redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-          return held",
-    )
+          return held or 'none'"
+    ))
 });
 
 /// Puts back the version held before, if ours is still the newest.
-/// KEYS[1] the entity; ARGV[1] ours; ARGV[2] the one before (-1: none);
+/// KEYS[1] the entity; ARGV[1] ours; ARGV[2] the one before (empty: none);
 /// ARGV[3] ms to keep it.
 static RETREAT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-          if ARGV[2] == '-1' then redis.call('DEL', KEYS[1])
+          if ARGV[2] == '' then redis.call('DEL', KEYS[1])
           else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
           return 1",
     )
@@ -167,18 +192,19 @@ impl Ledger {
                 .run("event.version", |mut c| async move {
                     ADVANCE
                         .key(&key)
-                        .arg(version)
+                        .arg(version.to_string())
                         .arg(ms)
-                        .invoke_async::<i64>(&mut c)
+                        .arg(MAX_VERSION.to_string())
+                        .invoke_async::<String>(&mut c)
                         .await
                 })
                 .await;
             if let Ok(held) = held {
-                if held == -2 {
+                if held == "stale" {
                     return Advance::NotNewer;
                 }
                 self.versions.insert(entity.to_string(), version);
-                return Advance::Newer(u64::try_from(held).ok());
+                return Advance::Newer(held.parse().ok());
             }
         }
         let mut before = None;
@@ -209,12 +235,12 @@ impl Ledger {
         if let Some(redis) = &self.redis {
             let key = redis.key(&["version", entity]);
             let ms = self.retention.as_millis() as u64;
-            let before = before.map_or(-1, |b| b as i64);
+            let before = before.map(|b| b.to_string()).unwrap_or_default();
             let _ = redis
                 .run("event.version", |mut c| async move {
                     RETREAT
                         .key(&key)
-                        .arg(version)
+                        .arg(version.to_string())
                         .arg(before)
                         .arg(ms)
                         .invoke_async::<i64>(&mut c)

@@ -2,9 +2,11 @@
 //! signed webhooks applied once and in order, with a dead-letter queue.
 //!
 //! One event goes through, in order:
-//! 1. `verify`: the source's signature (refused: 401, no secret: 403);
+//! 1. `verify`: the source's signature over everything Moat acts on
+//!    (refused: 401, no secret: 403);
 //! 2. `envelope`: Moat's envelope or a CloudEvent, checked against the
-//!    protocol (refused: 400 naming the field);
+//!    protocol, its time against Moat's clock (refused: 400 naming the
+//!    field);
 //! 3. `ledger`: an id already handled is a `duplicate`, on any replica;
 //! 4. `apply`: a version not newer than the one held or seen is `stale`;
 //!    otherwise the caches change (retried a few times when a refetch
@@ -42,9 +44,10 @@ use crate::vocab::{Owners, System};
 
 use apply::{Applied, Applier};
 pub use dead_letters::{DeadLetter, DeadLetters};
-pub use envelope::{Event, EventType};
+use envelope::Clock;
+pub use envelope::{Event, EventType, MAX_VERSION};
 use ledger::{Claim, Ledger};
-pub use verify::moat_signature_for;
+pub use verify::{moat_signature_for, signed_content};
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,10 +165,14 @@ impl Events {
             ));
         };
         let settings = self.settings();
+        let clock = Clock {
+            now: Timestamp::now(),
+            tolerance: settings.tolerance,
+        };
         let event = self
             .secrets
             .verify(system, headers, body, settings.tolerance)
-            .and_then(|()| envelope::decode(system, headers, body, Some(&self.exceptions)))
+            .and_then(|()| envelope::decode(system, headers, body, clock, Some(&self.exceptions)))
             .and_then(|event| self.owned(event))
             .inspect_err(|_| telemetry::event(system.name(), "rejected"))?;
         let receipt = self.handle(&event, &settings).await?;
@@ -228,13 +235,15 @@ impl Events {
                 if parked.is_err() {
                     // Neither applied nor parked: the sender must try again.
                     self.ledger.release(source, &event.id).await;
-                    tracing::warn!(event = %event.id, %source, error = %e, "event neither applied nor parked");
+                    // Debug-formatted: what a sender wrote never starts a
+                    // log line of its own.
+                    tracing::warn!(event = ?event.id, %source, error = ?e.message(), "event neither applied nor parked");
                     return Err(Error::unavailable(format!(
                         "the event cannot be applied now ({reason}) and the dead-letter queue \
                          is unavailable; retry later"
                     )));
                 }
-                tracing::warn!(event = %event.id, %source, attempts, %reason, "event dead-lettered");
+                tracing::warn!(event = ?event.id, %source, attempts, ?reason, "event dead-lettered");
                 (Outcome::DeadLettered, Some(reason))
             }
         };
@@ -282,7 +291,12 @@ impl Events {
         let settings = self.settings();
         let mut report = Replayed::default();
         for letter in letters {
-            let applied = match envelope::stored(&letter.envelope, Some(&self.exceptions)) {
+            let clock = Clock {
+                now: Timestamp::now(),
+                tolerance: settings.tolerance,
+            };
+            let stored = envelope::stored(&letter.envelope, clock, Some(&self.exceptions));
+            let applied = match stored {
                 Ok(event) => self
                     .apply_with_retries(&event, &settings)
                     .await

@@ -6,11 +6,20 @@
 //!   `webhook-signature: v1,BASE64` (HMAC-SHA256 of `id.timestamp.body`;
 //!   a `whsec_` secret is base64, any other is used as it is).
 //!
+//! What is signed is the body, except for a CloudEvent in binary mode (a
+//! `ce-specversion` header), whose attributes Moat acts on arrive as
+//! headers: there the signed content is every `ce-*` header, one
+//! `name:value` line each (names lowercase, sorted; a line ends in `\n`),
+//! then an empty line, then the body ([`signed_content`]). A signature over
+//! the body alone would let whoever captured one thin event (its body is
+//! empty) send any other thin event under it.
+//!
 //! A timestamp further from now than the tolerance is refused: a captured
 //! request cannot be replayed later. Several secrets per source are all
 //! accepted, so a secret can be rotated without a gap; several signatures
 //! in one header are fine too.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +30,7 @@ use http::HeaderMap;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::envelope::is_binary;
 use crate::error::{Error, Kind};
 use crate::vocab::System;
 
@@ -70,20 +80,62 @@ impl Secrets {
                 ),
             ));
         }
+        let content = signed_content(headers, body);
+        let hint = if is_binary(headers) { BINARY_HINT } else { "" };
         if let Some(value) = header(headers, "moat-signature") {
-            return moat_signature(secrets, value, body, tolerance);
+            return moat_signature(secrets, value, &content, tolerance, hint);
         }
         if let Some(signatures) = header(headers, "webhook-signature") {
             let id =
                 header(headers, "webhook-id").ok_or_else(|| refused("webhook-id is missing"))?;
             let t = header(headers, "webhook-timestamp")
                 .ok_or_else(|| refused("webhook-timestamp is missing"))?;
-            return standard_webhooks(secrets, id, t, signatures, body, tolerance);
+            return standard_webhooks(secrets, id, t, signatures, &content, tolerance, hint);
         }
         Err(refused(
             "the event is not signed: send Moat-Signature or the Standard Webhooks headers",
         ))
     }
+}
+
+/// Said when a binary-mode CloudEvent's signature does not match: most
+/// likely its sender signed the body alone.
+const BINARY_HINT: &str = " (a binary-mode CloudEvent is signed over its ce-* headers, one \
+                           `name:value` line each, sorted by name and ending in a newline, \
+                           then an empty line, then the body)";
+
+/// What a signature covers: the body, or for a binary-mode CloudEvent its
+/// `ce-*` headers before the body, in the one form both sides can build:
+///
+/// ```text
+/// ce-<name>:<value>\n   each ce-* header, names lowercase, sorted by name
+/// \n                    (the values of a repeated one in the order sent)
+/// <body>
+/// ```
+///
+/// Header values carry no newline, and every line before the empty one
+/// starts with `ce-`, so no two requests share a signed content.
+pub fn signed_content<'a>(headers: &HeaderMap, body: &'a [u8]) -> Cow<'a, [u8]> {
+    if !is_binary(headers) {
+        return Cow::Borrowed(body);
+    }
+    let mut names: Vec<&http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("ce-"))
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut content = Vec::with_capacity(body.len() + 256);
+    for name in names {
+        for value in headers.get_all(name) {
+            content.extend_from_slice(name.as_str().as_bytes());
+            content.push(b':');
+            content.extend_from_slice(value.as_bytes());
+            content.push(b'\n');
+        }
+    }
+    content.push(b'\n');
+    content.extend_from_slice(body);
+    Cow::Owned(content)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -100,6 +152,7 @@ fn moat_signature(
     value: &str,
     body: &[u8],
     tolerance: Duration,
+    hint: &str,
 ) -> Result<(), Error> {
     let mut t = None;
     let mut given = Vec::new();
@@ -121,7 +174,7 @@ fn moat_signature(
             return Ok(());
         }
     }
-    Err(refused("Moat-Signature does not match"))
+    Err(refused(&format!("Moat-Signature does not match{hint}")))
 }
 
 /// Standard Webhooks: `v1,BASE64[ v1,BASE64…]` over `id.timestamp.body`.
@@ -132,6 +185,7 @@ fn standard_webhooks(
     signatures: &str,
     body: &[u8],
     tolerance: Duration,
+    hint: &str,
 ) -> Result<(), Error> {
     fresh(t, tolerance)?;
     let given: Vec<&str> = signatures
@@ -155,7 +209,7 @@ fn standard_webhooks(
             return Ok(());
         }
     }
-    Err(refused("webhook-signature does not match"))
+    Err(refused(&format!("webhook-signature does not match{hint}")))
 }
 
 /// The timestamp is unix seconds within `tolerance` of now.
@@ -193,7 +247,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `Moat-Signature` for `body` at unix time `t`: what a sender computes
-/// (tests and the load generator sign with it).
+/// (tests and the load generator sign with it). For a binary-mode
+/// CloudEvent, `body` is its [`signed_content`].
 pub fn moat_signature_for(secret: &[u8], t: u64, body: &[u8]) -> String {
     let t = t.to_string();
     format!(
@@ -297,6 +352,72 @@ mod tests {
                 .unwrap_err()
                 .kind(),
             Kind::Forbidden
+        );
+    }
+
+    #[test]
+    fn a_binary_cloudevent_is_signed_over_its_attributes_and_its_body() {
+        let attributes = [
+            ("ce-specversion", "1.0"),
+            ("ce-type", "product.deleted"),
+            ("ce-id", "ce-7"),
+            ("ce-time", "2026-11-29T10:00:01Z"),
+            ("ce-subject", "prod-000020"),
+        ];
+        let h = headers(
+            &attributes
+                .iter()
+                .map(|(k, v)| (*k, v.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            std::str::from_utf8(&signed_content(&h, b"")).unwrap(),
+            "ce-id:ce-7\nce-specversion:1.0\nce-subject:prod-000020\n\
+             ce-time:2026-11-29T10:00:01Z\nce-type:product.deleted\n\n"
+        );
+        let sign = |content: &[u8]| moat_signature_for(b"s", now(), content);
+        let mut signed = h.clone();
+        signed.insert(
+            "moat-signature",
+            sign(&signed_content(&h, b"")).parse().unwrap(),
+        );
+        let verify = |h: &HeaderMap| secrets(&["s"]).verify(System::PIM, h, b"", TOLERANCE);
+        assert!(verify(&signed).is_ok());
+
+        // Signed over the body alone: refused, saying how it is signed.
+        let mut body_only = h.clone();
+        body_only.insert("moat-signature", sign(b"").parse().unwrap());
+        let e = verify(&body_only).unwrap_err();
+        assert_eq!(e.kind(), Kind::Unauthenticated);
+        assert!(e.message().contains("ce-* headers"), "{e}");
+
+        // Any attribute changed, added, repeated or dropped: refused.
+        let mut forged = Vec::new();
+        for (name, _) in attributes {
+            let mut changed = signed.clone();
+            changed.insert(name, "forged".parse().unwrap());
+            forged.push(changed);
+            let mut dropped = signed.clone();
+            dropped.remove(name);
+            forged.push(dropped);
+        }
+        for extra in ["ce-entityversion", "ce-segment", "ce-currency", "ce-type"] {
+            let mut added = signed.clone();
+            added.append(extra, "1".parse().unwrap());
+            forged.push(added);
+        }
+        for h in &forged {
+            assert_eq!(
+                verify(h).unwrap_err().kind(),
+                Kind::Unauthenticated,
+                "{h:?}"
+            );
+        }
+        // Or the body.
+        assert!(
+            secrets(&["s"])
+                .verify(System::PIM, &signed, b"{}", TOLERANCE)
+                .is_err()
         );
     }
 }

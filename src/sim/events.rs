@@ -1,6 +1,9 @@
 //! Change events the simulator pushes to Moat's `POST /events/{source}`
 //! when a control write asks for one, signed the way a system of record
-//! would sign them.
+//! would sign them. They are Moat's envelope, whose body holds everything
+//! the gateway acts on, so `Moat-Signature` over the body covers it all
+//! (only binary-mode CloudEvents, which the simulator does not send, sign
+//! their `ce-*` headers too).
 //!
 //! Events come fat (the changed item as `data`) or thin (`entity` and
 //! `version` only, the receiver refetches), as [`EventMode`] says; with
