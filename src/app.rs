@@ -129,6 +129,7 @@ impl Gateway {
             customers.clone(),
             invalidator.clone(),
             exceptions.clone(),
+            events.seen_versions(),
             redis.clone(),
             replica.clone(),
         );

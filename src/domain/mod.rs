@@ -238,8 +238,8 @@ pub struct QuotedLine {
 }
 
 /// An entity's version at its system of record: newer is larger. What
-/// events and reconciliation go by to never replace a value with an older
-/// one.
+/// events go by to never replace a value with an older one (reconciliation
+/// takes the owner's value whatever its version).
 pub trait Versioned {
     fn version(&self) -> u64;
 }

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use super::envelope::{EntityRef, Event, EventType};
-use super::ledger::{Advance, Ledger};
+use super::ledger::{Advance, Ledger, version_key};
 use crate::cache::{Invalidator, Key, Target, Tier, Value};
 use crate::catalog::{Catalog, PriceKey};
 use crate::customers::{Customers, OrderAccess, OrderKey};
@@ -399,11 +399,6 @@ impl Applier {
             Advance::NotNewer => None,
         }
     }
-}
-
-/// The key of the newest version seen of one entity.
-fn version_key(entity: Entity, key: &str) -> String {
-    format!("{}:{key}", entity.name())
 }
 
 /// The one price a thin event names, when it names segment and currency.

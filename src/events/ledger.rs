@@ -3,13 +3,17 @@
 //! entity (so an older version arriving late is stale). Both live in Redis,
 //! with a retention window; while Redis is away each replica keeps its own
 //! in process, so events are still applied once per replica. Versions are
-//! compared exactly, in Redis as here.
+//! compared exactly, in Redis as here; reconciliation lowers one that ran
+//! ahead of its owner ([`SeenVersions`]), so a forged or buggy version
+//! cannot make the record's later events stale.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use super::envelope::MAX_VERSION;
+use crate::cache::Key;
 use crate::redis_link::RedisLink;
+use crate::vocab::Entity;
 
 /// What claiming an event id found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,27 @@ static RETREAT: LazyLock<redis::Script> = LazyLock::new(|| {
           else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
           return 1",
     )
+});
+
+/// Lowers each entity's version to its owner's where it is ahead (or is
+/// not a version at all). KEYS the entities; ARGV[1] ms to keep them;
+/// ARGV[2] `MAX_VERSION`; ARGV[2 + i] the owner's version of KEYS[i]. Per
+/// key, the version held before when it was lowered, else an empty string.
+static LOWER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        r"{EXACT}
+          local lowered = {{}}
+          for i, key in ipairs(KEYS) do
+            local owner = ARGV[i + 2]
+            local held = redis.call('GET', key)
+            lowered[i] = ''
+            if held and (not trusted(held, ARGV[2]) or above(held, owner)) then
+              redis.call('SET', key, owner, 'PX', ARGV[1])
+              lowered[i] = held
+            end
+          end
+          return lowered"
+    ))
 });
 
 /// What recording a version found.
@@ -248,5 +273,96 @@ impl Ledger {
                 })
                 .await;
         }
+    }
+
+    /// Sets each `(_, vkey, owner)` to `owner` where the version held is
+    /// ahead of it; per entry, the version held before when it was lowered
+    /// (`u64::MAX` for text no version could be).
+    async fn lower(&self, vkeys: &[(usize, String, u64)]) -> Vec<Option<u64>> {
+        let mut lowered = vec![None; vkeys.len()];
+        for ((_, vkey, owner), slot) in vkeys.iter().zip(lowered.iter_mut()) {
+            if let Some(held) = self.versions.get(vkey)
+                && held > *owner
+            {
+                self.versions.insert(vkey.clone(), *owner);
+                *slot = Some(held);
+            }
+        }
+        let Some(redis) = &self.redis else {
+            return lowered;
+        };
+        if vkeys.is_empty() {
+            return lowered;
+        }
+        let keys: Vec<String> = vkeys
+            .iter()
+            .map(|(_, vkey, _)| redis.key(&["version", vkey]))
+            .collect();
+        let owners: Vec<String> = vkeys.iter().map(|(_, _, v)| v.to_string()).collect();
+        let ms = self.retention.as_millis() as u64;
+        let shared = redis
+            .run("event.version", |mut c| async move {
+                let mut call = LOWER.prepare_invoke();
+                call.key(&keys)
+                    .arg(ms)
+                    .arg(MAX_VERSION.to_string())
+                    .arg(&owners);
+                call.invoke_async::<Vec<String>>(&mut c).await
+            })
+            .await;
+        if let Ok(shared) = shared {
+            for (held, slot) in shared.into_iter().zip(lowered.iter_mut()) {
+                if !held.is_empty() {
+                    let held = held.parse().unwrap_or(u64::MAX);
+                    *slot = Some(slot.map_or(held, |s| s.max(held)));
+                }
+            }
+        }
+        lowered
+    }
+}
+
+/// The key of the newest version seen of one entity: `key` is a cache
+/// key's text, or an id's for events that name every key of it.
+pub fn version_key(entity: Entity, key: &str) -> String {
+    format!("{}:{key}", entity.name())
+}
+
+/// The newest versions events announced, as reconciliation sees them: the
+/// owner is the truth, so a version seen ahead of what the owner says is
+/// lowered to it (and reported), and the record's next event applies.
+#[derive(Clone)]
+pub struct SeenVersions {
+    ledger: Arc<Ledger>,
+}
+
+impl SeenVersions {
+    pub(super) fn new(ledger: Arc<Ledger>) -> SeenVersions {
+        SeenVersions { ledger }
+    }
+
+    /// Lowers what events recorded of each key (and of its id, which thin
+    /// events about every key of an id record) to the owner's version
+    /// where it is ahead. The keys whose seen version was ahead, with it.
+    pub async fn correct<K: Key>(&self, entity: Entity, owner: &[(K, u64)]) -> Vec<(K, u64)> {
+        let mut vkeys: Vec<(usize, String, u64)> = Vec::new();
+        for (i, (key, version)) in owner.iter().enumerate() {
+            let own = version_key(entity, &key.encode());
+            let of_id = version_key(entity, &key.id().to_string().encode());
+            if of_id != own {
+                vkeys.push((i, of_id, *version));
+            }
+            vkeys.push((i, own, *version));
+        }
+        let lowered = self.ledger.lower(&vkeys).await;
+        let mut ahead: Vec<(K, u64)> = Vec::new();
+        for ((i, _, _), held) in vkeys.iter().zip(lowered) {
+            let Some(held) = held else { continue };
+            match ahead.iter_mut().find(|(k, _)| *k == owner[*i].0) {
+                Some((_, seen)) => *seen = (*seen).max(held),
+                None => ahead.push((owner[*i].0.clone(), held)),
+            }
+        }
+        ahead
     }
 }

@@ -46,6 +46,7 @@ use apply::{Applied, Applier};
 pub use dead_letters::{DeadLetter, DeadLetters};
 use envelope::Clock;
 pub use envelope::{Event, EventType, MAX_VERSION};
+pub use ledger::SeenVersions;
 use ledger::{Claim, Ledger};
 pub use verify::{moat_signature_for, signed_content};
 
@@ -100,7 +101,7 @@ pub struct Events {
     /// Who may announce what: a record's owner only.
     owners: Owners,
     secrets: verify::Secrets,
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     applier: Applier,
     dead_letters: DeadLetters,
     /// Where events whose data breaks the contract are recorded.
@@ -122,7 +123,7 @@ impl Events {
             settings: ArcSwap::from_pointee(config.events.clone()),
             owners: config.owners(),
             secrets: verify::Secrets::new(&secrets.events_secrets),
-            ledger: Ledger::new(redis.clone(), config.events.dedupe_retention),
+            ledger: Arc::new(Ledger::new(redis.clone(), config.events.dedupe_retention)),
             applier: Applier {
                 catalog,
                 customers,
@@ -145,6 +146,12 @@ impl Events {
 
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.dead_letters
+    }
+
+    /// The newest versions seen of each entity, for reconciliation to
+    /// correct to what the owner says.
+    pub fn seen_versions(&self) -> SeenVersions {
+        SeenVersions::new(self.ledger.clone())
     }
 
     /// Handles one delivery to `/events/{source}`.

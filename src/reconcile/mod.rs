@@ -27,6 +27,7 @@ use crate::config;
 use crate::customers::Customers;
 use crate::domain::Timestamp;
 use crate::error::{Error, Kind};
+use crate::events::SeenVersions;
 use crate::exceptions::Exceptions;
 use crate::redis_link::RedisLink;
 use crate::telemetry;
@@ -139,6 +140,8 @@ pub struct Reconciler {
     customers: Arc<Customers>,
     invalidator: Arc<Invalidator>,
     exceptions: Arc<Exceptions>,
+    /// What events announced, lowered where it ran ahead of the owner.
+    versions: SeenVersions,
     redis: Option<Arc<RedisLink>>,
     replica: String,
     /// Reports, newest last, when Redis is not there to keep them.
@@ -164,6 +167,7 @@ impl Reconciler {
         customers: Arc<Customers>,
         invalidator: Arc<Invalidator>,
         exceptions: Arc<Exceptions>,
+        versions: SeenVersions,
         redis: Option<Arc<RedisLink>>,
         replica: String,
     ) -> Arc<Reconciler> {
@@ -174,6 +178,7 @@ impl Reconciler {
             customers,
             invalidator,
             exceptions,
+            versions,
             redis,
             replica,
             reports: Mutex::new(VecDeque::new()),
@@ -239,6 +244,7 @@ impl Reconciler {
         let sinks = pass::Sinks {
             invalidator: &self.invalidator,
             exceptions: &self.exceptions,
+            versions: &self.versions,
             keep_going: &keep_going,
         };
         let (entity, record) = subject.cache();

@@ -6,8 +6,14 @@
 //!
 //! The pass takes only idle upstream capacity: when the limiter says no,
 //! it waits and tries the batch again, so under load it is slow rather
-//! than in anyone's way. A value Moat holds that is newer than what the
-//! owner answers (an event got there first) is left alone.
+//! than in anyone's way.
+//!
+//! The owner is the truth, whatever the versions say: a held value that
+//! differs from the owner's is repaired even when its version is ahead
+//! (a forged or buggy version would otherwise never heal), and the newest
+//! version events announced is lowered to the owner's where it ran ahead,
+//! so the record's next event is not taken for stale. Either kind of
+//! version ahead is an exception for the owner.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use super::{Example, Report};
 use crate::cache::{Invalidator, Key, Target, Tier, Value};
 use crate::domain::{Timestamp, Versioned};
 use crate::error::{Error, Kind};
+use crate::events::SeenVersions;
 use crate::exceptions::{Exception, Exceptions, FoundBy};
 use crate::vocab::{Entity, Priority, System};
 
@@ -38,6 +45,8 @@ pub struct Budget {
 pub struct Sinks<'a> {
     pub invalidator: &'a Invalidator,
     pub exceptions: &'a Exceptions,
+    /// The versions events announced, corrected to the owner's.
+    pub versions: &'a SeenVersions,
     /// Called after each batch; false: the pass must stop (its lease is
     /// gone).
     pub keep_going: &'a (dyn Fn() -> futures_util::future::BoxFuture<'a, bool> + Sync),
@@ -80,19 +89,18 @@ where
         };
         let now = Timestamp::now();
         let mut repairs = Vec::new();
+        let mut owner_versions = Vec::new();
         for key in batch {
             let Some(entry) = held.get(key) else {
                 continue; // gone from the cache since the walk
             };
             report.checked += 1;
             let owner_says = authoritative.get(key).cloned().flatten();
+            if let Some(theirs) = &owner_says {
+                owner_versions.push((key.clone(), theirs.version()));
+            }
             if entry.value == owner_says {
                 continue;
-            }
-            if let (Some(ours), Some(theirs)) = (&entry.value, &owner_says)
-                && ours.version() > theirs.version()
-            {
-                continue; // an event told us first; the owner will catch up
             }
             report.drifted += 1;
             let (cached, says) = (show(&entry.value), show(&owner_says));
@@ -113,6 +121,24 @@ where
                 FoundBy::Reconcile,
             ));
             repairs.push((key.clone(), owner_says));
+        }
+        let drifted: Vec<K> = repairs.iter().map(|(k, _)| k.clone()).collect();
+        for (key, seen) in sinks.versions.correct(entity, &owner_versions).await {
+            if drifted.contains(&key) {
+                continue; // recorded above, with the value held
+            }
+            let says = owner_versions
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(0, |(_, v)| *v);
+            sinks.exceptions.record(Exception::new(
+                owner.name(),
+                entity.name(),
+                &key.encode(),
+                Some(format!("version {seen}, announced by an event")),
+                Some(format!("version {says}")),
+                FoundBy::Reconcile,
+            ));
         }
         if !repairs.is_empty() {
             let keys: Vec<String> = repairs.iter().map(|(k, _)| k.encode()).collect();
