@@ -444,6 +444,11 @@ impl Config {
             "events.apply_backoff",
             "must be at most 5s".into(),
         );
+        check(
+            (1..=10_000_000).contains(&ev.dlq_max_len),
+            "events.dlq_max_len",
+            "must be between 1 and 10000000".into(),
+        );
         let rc = &self.reconcile;
         for (i, name) in rc.entities.iter().enumerate() {
             check(

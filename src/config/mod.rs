@@ -654,6 +654,10 @@ pub struct Events {
     /// Pause before the second attempt; doubled for each one after.
     #[serde(with = "humantime_serde")]
     pub apply_backoff: Duration,
+    /// Most entries the dead-letter queue keeps; past it the oldest are
+    /// dropped and counted (`moat_dlq_trimmed_total`), so a long outage
+    /// cannot fill Redis.
+    pub dlq_max_len: u64,
 }
 
 impl Default for Events {
@@ -664,6 +668,7 @@ impl Default for Events {
             dedupe_retention: Duration::from_secs(24 * 3600),
             apply_attempts: 3,
             apply_backoff: Duration::from_millis(100),
+            dlq_max_len: 10_000,
         }
     }
 }

@@ -2,6 +2,11 @@
 //! retries, parked in a Redis stream with why and how often they failed,
 //! until an operator replays or discards them. Each entry keeps the event
 //! in Moat's envelope, so a replay applies exactly what was sent.
+//!
+//! The stream is capped (`[events] dlq_max_len`): a long outage must not
+//! fill Redis, which also holds the shared cache. Past the cap the oldest
+//! entries go, each counted in `moat_dlq_trimmed_total` (an alert), and
+//! reconciliation repairs what their events would have changed.
 
 use std::sync::Arc;
 
@@ -34,6 +39,17 @@ pub struct DeadLetters {
     redis: Option<Arc<RedisLink>>,
 }
 
+/// An event to park, and why.
+pub struct Letter<'a> {
+    pub event_id: &'a str,
+    pub source: &'a str,
+    pub kind: &'a str,
+    /// The event in Moat's envelope.
+    pub envelope: &'a str,
+    pub reason: &'a str,
+    pub attempts: u32,
+}
+
 impl DeadLetters {
     pub fn new(redis: Option<Arc<RedisLink>>) -> DeadLetters {
         DeadLetters { redis }
@@ -47,37 +63,45 @@ impl DeadLetters {
         redis.key(&["dlq"])
     }
 
-    /// Parks an event; its queue id.
-    pub async fn park(
-        &self,
-        event_id: &str,
-        source: &str,
-        kind: &str,
-        envelope: &str,
-        reason: &str,
-        attempts: u32,
-    ) -> Result<String, Unavailable> {
+    /// Parks an event, then trims the queue to its newest `max_len`
+    /// entries; its queue id.
+    pub async fn park(&self, letter: Letter<'_>, max_len: u64) -> Result<String, Unavailable> {
         let redis = self.link()?;
         let key = Self::key(redis);
         let fields = [
-            ("event_id", event_id.to_string()),
-            ("source", source.to_string()),
-            ("type", kind.to_string()),
-            ("envelope", envelope.to_string()),
-            ("reason", reason.to_string()),
-            ("attempts", attempts.to_string()),
+            ("event_id", letter.event_id.to_string()),
+            ("source", letter.source.to_string()),
+            ("type", letter.kind.to_string()),
+            ("envelope", letter.envelope.to_string()),
+            ("reason", letter.reason.to_string()),
+            ("attempts", letter.attempts.to_string()),
             ("parked_at", Timestamp::now().to_string()),
         ];
-        let id = redis
+        let (id, trimmed) = redis
             .run("dlq.park", |mut c| async move {
-                let mut cmd = redis::cmd("XADD");
-                cmd.arg(&key).arg("*");
+                let mut pipe = redis::pipe();
+                let add = pipe.cmd("XADD").arg(&key).arg("*");
                 for (name, value) in &fields {
-                    cmd.arg(*name).arg(value);
+                    add.arg(*name).arg(value);
                 }
-                cmd.query_async::<String>(&mut c).await
+                // Trimmed apart from the XADD, exactly (`=`), for its
+                // count: what is dropped is known and counted.
+                pipe.cmd("XTRIM")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("=")
+                    .arg(max_len);
+                pipe.query_async::<(String, u64)>(&mut c).await
             })
             .await?;
+        if trimmed > 0 {
+            metrics::counter!(telemetry::DLQ_TRIMMED).increment(trimmed);
+            tracing::warn!(
+                trimmed,
+                max_len,
+                "the dead-letter queue is full: its oldest entries were dropped"
+            );
+        }
         self.publish_depth().await;
         Ok(id)
     }

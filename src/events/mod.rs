@@ -228,17 +228,15 @@ impl Events {
             Ok(Applied::Stale) => (Outcome::Stale, None),
             Err((e, attempts)) => {
                 let reason = e.message().to_string();
-                let parked = self
-                    .dead_letters
-                    .park(
-                        &event.id,
-                        source,
-                        event.kind.name(),
-                        &event.to_json(),
-                        &reason,
-                        attempts,
-                    )
-                    .await;
+                let letter = dead_letters::Letter {
+                    event_id: &event.id,
+                    source,
+                    kind: event.kind.name(),
+                    envelope: &event.to_json(),
+                    reason: &reason,
+                    attempts,
+                };
+                let parked = self.dead_letters.park(letter, settings.dlq_max_len).await;
                 if parked.is_err() {
                     // Neither applied nor parked: the sender must try again.
                     self.ledger.release(source, &event.id).await;

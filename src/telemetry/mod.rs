@@ -34,6 +34,9 @@ pub const SIGN_INS_REFUSED: &str = "moat_customer_sign_ins_refused_total";
 pub const EVENTS: &str = "moat_events_total";
 /// Dead letters waiting for an operator.
 pub const DLQ_DEPTH: &str = "moat_dlq_depth";
+/// Dead letters dropped, oldest first, because the queue was at
+/// `[events] dlq_max_len`.
+pub const DLQ_TRIMMED: &str = "moat_dlq_trimmed_total";
 /// From a change's time at its source to when a replica serves it:
 /// `where`: `origin` (the replica that received the event) or `peer`.
 pub const EVENT_VISIBLE: &str = "moat_event_visible_seconds";
@@ -66,7 +69,7 @@ pub enum MetricType {
 
 /// Every metric Moat exports: what dashboards and alert rules may use
 /// (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType); 22] = [
+pub const EXPORTED: [(&str, MetricType); 23] = [
     (CACHE_REQUESTS, MetricType::Counter),
     (UPSTREAM_REQUESTS, MetricType::Counter),
     (UPSTREAM_DURATION, MetricType::Histogram),
@@ -80,6 +83,7 @@ pub const EXPORTED: [(&str, MetricType); 22] = [
     (SIGN_INS_REFUSED, MetricType::Counter),
     (EVENTS, MetricType::Counter),
     (DLQ_DEPTH, MetricType::Gauge),
+    (DLQ_TRIMMED, MetricType::Counter),
     (EVENT_VISIBLE, MetricType::Histogram),
     (RECONCILE_CHECKED, MetricType::Counter),
     (RECONCILE_DRIFT, MetricType::Counter),
