@@ -162,6 +162,7 @@ async fn oauth2_one_token_serves_many_calls_and_an_expired_one_is_refreshed_once
     let oauth2 = Auth::Oauth2 {
         token_url: format!("{}/oauth/token", erp.url),
         scope: Some("prices stock".into()),
+        grant: moat::config::Grant::ClientCredentials,
     };
     config.systems = [("erp".to_string(), system(&erp.url, oauth2))].into();
     let credentials = SystemSecrets {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Auth, Config, Problem, SystemSecrets};
+use super::{Auth, Config, Grant, Problem, SystemSecrets};
 
 /// What a group of variables carries; each `auth` kind reads one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,13 +16,17 @@ enum Carries {
 }
 
 impl Carries {
-    /// The group `auth` reads; None for `none`.
-    fn read_by(auth: &Auth) -> Option<Carries> {
+    /// The groups `auth` reads; none for `none`.
+    fn read_by(auth: &Auth) -> &'static [Carries] {
         match auth {
-            Auth::None => None,
-            Auth::Bearer | Auth::Header { .. } => Some(Carries::Token),
-            Auth::Basic => Some(Carries::UserPassword),
-            Auth::Oauth2 { .. } => Some(Carries::ClientCredentials),
+            Auth::None => &[],
+            Auth::Bearer | Auth::Header { .. } => &[Carries::Token],
+            Auth::Basic => &[Carries::UserPassword],
+            Auth::Oauth2 {
+                grant: Grant::Password,
+                ..
+            } => &[Carries::ClientCredentials, Carries::UserPassword],
+            Auth::Oauth2 { .. } => &[Carries::ClientCredentials],
         }
     }
 
@@ -74,6 +78,13 @@ fn set_in(secrets: &SystemSecrets) -> Vec<(&'static str, Carries)> {
     .collect()
 }
 
+/// `MOAT_{UPPER}_TOKEN_URL`, if set.
+fn token_url(upper: &str) -> Option<String> {
+    std::env::var(format!("MOAT_{upper}_TOKEN_URL"))
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 /// `A`, `A and B`, `A, B and C`.
 fn listed(names: &[String]) -> String {
     match names {
@@ -114,17 +125,20 @@ impl Config {
                 let reads = Carries::read_by(auth);
                 let foreign: Vec<String> = set
                     .iter()
-                    .filter(|(_, carries)| Some(*carries) != reads)
+                    .filter(|(_, carries)| !reads.contains(carries))
                     .map(|(suffix, _)| var(suffix))
                     .collect();
                 if !foreign.is_empty() {
                     let verb = if foreign.len() == 1 { "is" } else { "are" };
-                    let reading = match reads {
-                        None => "sends no credentials".to_string(),
-                        Some(c) => {
-                            let wanted: Vec<String> = c.suffixes().iter().map(|s| var(s)).collect();
-                            format!("reads {}", listed(&wanted))
-                        }
+                    let reading = if reads.is_empty() {
+                        "sends no credentials".to_string()
+                    } else {
+                        let wanted: Vec<String> = reads
+                            .iter()
+                            .flat_map(|c| c.suffixes())
+                            .map(|s| var(s))
+                            .collect();
+                        format!("reads {}", listed(&wanted))
                     };
                     problem(format!(
                         "{} {verb} set, but {key} is {} ({reading}): unset {}, or change {key}",
@@ -144,11 +158,26 @@ impl Config {
                 [Carries::UserPassword] => {
                     self.systems.entry(name.clone()).or_default().auth = Some(Auth::Basic)
                 }
+                [Carries::ClientCredentials] if token_url(&upper).is_some() => {
+                    self.systems.entry(name.clone()).or_default().auth = Some(Auth::Oauth2 {
+                        token_url: token_url(&upper).unwrap_or_default(),
+                        scope: None,
+                        grant: Grant::ClientCredentials,
+                    })
+                }
+                [Carries::UserPassword, Carries::ClientCredentials]
+                    if token_url(&upper).is_some() =>
+                {
+                    self.systems.entry(name.clone()).or_default().auth = Some(Auth::Oauth2 {
+                        token_url: token_url(&upper).unwrap_or_default(),
+                        scope: None,
+                        grant: Grant::Password,
+                    })
+                }
                 [Carries::ClientCredentials] => problem(format!(
                     "{} are OAuth2 client credentials, which need the token endpoint: set \
-                     {key} = {{ kind = \"oauth2\", token_url = \"https://…\" }} (or \
-                     MOAT_SYSTEMS__{upper}__AUTH__KIND=oauth2 and \
-                     MOAT_SYSTEMS__{upper}__AUTH__TOKEN_URL=https://…)",
+                     MOAT_{upper}_TOKEN_URL=https://…, or \
+                     {key} = {{ kind = \"oauth2\", token_url = \"https://…\" }}",
                     listed(&all)
                 )),
                 several => {
@@ -257,6 +286,7 @@ mod tests {
         let oauth2 = Auth::Oauth2 {
             token_url: "https://idp.example/token".into(),
             scope: None,
+            grant: Grant::ClientCredentials,
         };
         let mut config = with_auth("erp", oauth2.clone());
         assert!(

@@ -110,6 +110,7 @@ impl Config {
         if with_env {
             config.system_urls_from_env();
             problems = config.auth_from_env(&Secrets::from_env().systems);
+            config.token_urls_from_env();
         }
         problems.splice(
             0..0,
@@ -551,6 +552,21 @@ impl Config {
         }
     }
 
+    /// `MOAT_{NAME}_TOKEN_URL`: where an OAuth2 system's token endpoint is,
+    /// per deployment, over the file (after `auth_from_env`, which may have
+    /// chosen OAuth2 because of it).
+    fn token_urls_from_env(&mut self) {
+        for (name, system) in &mut self.systems {
+            let var = format!("MOAT_{}_TOKEN_URL", name.to_ascii_uppercase());
+            let Some(url) = std::env::var(&var).ok().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if let Some(super::Auth::Oauth2 { token_url, .. }) = &mut system.auth {
+                *token_url = url;
+            }
+        }
+    }
+
     /// `name`'s settings: its `[systems.NAME]` over `[upstream]`.
     pub fn system(&self, name: &str) -> SystemSettings {
         let none = SystemConfig::default();
@@ -791,9 +807,12 @@ fn system_problems(name: &str, own: &SystemConfig) -> Vec<(String, String)> {
             format!("{name:?} is not a valid header name"),
         ),
         Some(super::Auth::Oauth2 { token_url, .. }) => check(
-            http_url(token_url),
+            http_url(token_url) || token_url.starts_with('/'),
             ".auth.token_url",
-            format!("{:?} is not an http:// or https:// URL", redact(token_url)),
+            format!(
+                "{:?} is not an http:// or https:// URL, or a path on the system's host",
+                redact(token_url)
+            ),
         ),
         _ => {}
     }

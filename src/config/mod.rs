@@ -730,13 +730,28 @@ pub enum Auth {
     Basic,
     /// A header of its own carrying `$MOAT_{NAME}_TOKEN`.
     Header { name: String },
-    /// OAuth2 client credentials: a token from `token_url` for
+    /// OAuth2: a token from `token_url` (a URL, or a path on the system's
+    /// own host; `MOAT_{NAME}_TOKEN_URL` overrides it) for
     /// `$MOAT_{NAME}_CLIENT_ID` / `$MOAT_{NAME}_CLIENT_SECRET`, cached and
-    /// refreshed before it expires.
+    /// refreshed before it expires. `grant = "password"` also sends
+    /// `$MOAT_{NAME}_USER` / `$MOAT_{NAME}_PASSWORD` (Akeneo's flow).
     Oauth2 {
         token_url: String,
         scope: Option<String>,
+        #[serde(default)]
+        grant: Grant,
     },
+}
+
+/// The OAuth2 grant Moat uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// RFC 6749 §4.4: the client's own credentials.
+    #[default]
+    ClientCredentials,
+    /// RFC 6749 §4.3: a user's name and password beside the client's.
+    Password,
 }
 
 /// TLS beyond the system's trust store.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::System;
-use crate::config::{Auth, SystemSecrets};
+use crate::config::{Auth, Grant, SystemSecrets};
 use crate::error::Error;
 use crate::telemetry;
 
@@ -37,6 +37,15 @@ pub fn needed(system: &str, auth: &Auth) -> Vec<String> {
         Auth::None => vec![],
         Auth::Bearer | Auth::Header { .. } => vec![var("TOKEN")],
         Auth::Basic => vec![var("USER"), var("PASSWORD")],
+        Auth::Oauth2 {
+            grant: Grant::Password,
+            ..
+        } => vec![
+            var("CLIENT_ID"),
+            var("CLIENT_SECRET"),
+            var("USER"),
+            var("PASSWORD"),
+        ],
         Auth::Oauth2 { .. } => vec![var("CLIENT_ID"), var("CLIENT_SECRET")],
     }
 }
@@ -64,12 +73,14 @@ pub fn missing(system: &str, auth: &Auth, secrets: Option<&SystemSecrets>) -> Ve
 
 impl Credentials {
     /// `auth` with its secrets; an error names every variable missing.
+    /// `base_url`: the system's, which a token URL that is a path is on.
     pub fn new(
         system: System,
         auth: &Auth,
         secrets: Option<&SystemSecrets>,
         http: reqwest::Client,
         timeout: Duration,
+        base_url: &str,
     ) -> Result<Credentials, Error> {
         let missing = missing(system.name(), auth, secrets);
         if !missing.is_empty() {
@@ -109,14 +120,19 @@ impl Credentials {
                     .map_err(|_| Error::internal(format!("{name:?} is not a header name")))?;
                 Credentials::Header(name, value(secret(&s.token))?)
             }
-            Auth::Oauth2 { token_url, scope } => Credentials::OAuth2(TokenSource {
+            Auth::Oauth2 {
+                token_url,
+                scope,
+                grant,
+            } => Credentials::OAuth2(TokenSource {
                 system,
                 http,
                 timeout,
-                token_url: token_url.clone(),
+                token_url: on_host(base_url, token_url),
                 scope: scope.clone(),
                 client_id: secret(&s.client_id),
                 client_secret: secret(&s.client_secret),
+                user: (*grant == Grant::Password).then(|| (secret(&s.user), secret(&s.password))),
                 current: ArcSwapOption::empty(),
                 refreshing: tokio::sync::Mutex::new(()),
             }),
@@ -164,7 +180,19 @@ pub struct Token {
     expires_at: Instant,
 }
 
-/// OAuth2 client credentials (RFC 6749 §4.4) of one system.
+/// `token_url`, or when it is a path, that path on `base_url`'s host.
+fn on_host(base_url: &str, token_url: &str) -> String {
+    if !token_url.starts_with('/') {
+        return token_url.to_string();
+    }
+    match reqwest::Url::parse(base_url) {
+        Ok(base) => format!("{}{token_url}", base.origin().ascii_serialization()),
+        Err(_) => token_url.to_string(),
+    }
+}
+
+/// OAuth2 client credentials (RFC 6749 §4.4), or a user's password beside
+/// them (§4.3), of one system.
 pub struct TokenSource {
     system: System,
     http: reqwest::Client,
@@ -173,6 +201,8 @@ pub struct TokenSource {
     scope: Option<String>,
     client_id: String,
     client_secret: String,
+    /// The user and password of the password grant.
+    user: Option<(String, String)>,
     current: ArcSwapOption<Token>,
     /// Held by the one caller fetching a token.
     refreshing: tokio::sync::Mutex<()>,
@@ -223,7 +253,14 @@ impl TokenSource {
             tracing::warn!(upstream = %system, token_url = %crate::config::redact(&self.token_url), %why, "no OAuth2 token");
             Error::unavailable(format!("{system}: cannot get an OAuth2 token ({why})"))
         };
-        let mut form = String::from("grant_type=client_credentials");
+        let mut form = match &self.user {
+            None => String::from("grant_type=client_credentials"),
+            Some((user, password)) => format!(
+                "grant_type=password&username={}&password={}",
+                utf8_percent_encode(user, NON_ALPHANUMERIC),
+                utf8_percent_encode(password, NON_ALPHANUMERIC)
+            ),
+        };
         if let Some(scope) = &self.scope {
             form.push_str("&scope=");
             form.extend(utf8_percent_encode(scope, NON_ALPHANUMERIC));
@@ -287,6 +324,7 @@ mod tests {
         let auth = Auth::Oauth2 {
             token_url: "http://127.0.0.1:1/token".into(),
             scope: None,
+            grant: Grant::ClientCredentials,
         };
         assert_eq!(
             missing("wms", &auth, None),
@@ -299,6 +337,23 @@ mod tests {
         assert_eq!(
             missing("wms", &auth, Some(&some)),
             ["MOAT_WMS_CLIENT_SECRET"]
+        );
+        let password = Auth::Oauth2 {
+            token_url: "/api/oauth/v1/token".into(),
+            scope: None,
+            grant: Grant::Password,
+        };
+        assert_eq!(
+            missing("akeneo", &password, Some(&some)),
+            [
+                "MOAT_AKENEO_CLIENT_SECRET",
+                "MOAT_AKENEO_USER",
+                "MOAT_AKENEO_PASSWORD"
+            ]
+        );
+        assert_eq!(
+            on_host("http://127.0.0.1:7070/moat-demo", "/oauth/token"),
+            "http://127.0.0.1:7070/oauth/token"
         );
         assert!(missing("erp", &Auth::None, None).is_empty());
         assert_eq!(missing("erp", &Auth::Bearer, None), ["MOAT_ERP_TOKEN"]);
@@ -318,6 +373,7 @@ mod tests {
             }),
             reqwest::Client::new(),
             Duration::from_secs(1),
+            "http://127.0.0.1:1",
         )
         .expect("complete");
         let Credentials::Header(name, value) = credentials else {
@@ -332,6 +388,7 @@ mod tests {
             None,
             reqwest::Client::new(),
             Duration::from_secs(1),
+            "http://127.0.0.1:1",
         );
         assert!(missing.is_err_and(|e| e.message().contains("MOAT_ERP_TOKEN")));
     }
@@ -350,6 +407,7 @@ mod tests {
             Some(&secrets),
             reqwest::Client::new(),
             Duration::from_secs(1),
+            "http://127.0.0.1:1",
         )
         .expect("complete");
         let Credentials::Header(name, value) = credentials else {

@@ -138,6 +138,7 @@ impl Upstreams {
                 secrets.systems.get(system.name()),
                 http.clone(),
                 settings.timeout,
+                url,
             )?;
             let protection =
                 Protection::new(system, &settings, config.upstream.replicas, shared.clone());

@@ -73,6 +73,7 @@ impl Target {
             secrets.systems.get(name),
             http.clone(),
             settings.timeout,
+            &url,
         )?;
         Ok(Target {
             system,
