@@ -1,4 +1,4 @@
-use std::{borrow::Cow, pin::Pin};
+use std::borrow::Cow;
 
 use async_graphql_derive::SimpleObject;
 use async_graphql_parser::{Positioned, types::Field};
@@ -14,7 +14,8 @@ use crate::{
     },
     extensions::ResolveInfo,
     parser::types::Selection,
-    resolver_utils::do_resolve_container,
+    registry::Registry,
+    resolver_utils::{BoxFieldFuture, FieldError, do_resolve_container},
 };
 
 /// Federation service
@@ -23,8 +24,6 @@ use crate::{
 struct Service {
     sdl: Option<String>,
 }
-
-type BoxFieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + 'a + Send>>;
 
 pub(crate) async fn resolve_container(
     schema: &Schema,
@@ -36,7 +35,17 @@ pub(crate) async fn resolve_container(
     let mut fields = Vec::new();
     collect_fields(&mut fields, schema, object, ctx, parent_value)?;
 
-    Ok(Some(do_resolve_container(ctx, !serial, fields).await))
+    do_resolve_container(ctx, !serial, fields).await.map(Some)
+}
+
+/// What the future of `field` on `object` gave, its error telling whether
+/// the field may be null in the answer.
+fn field_outcome<'a>(
+    registry: &'a Registry,
+    object: &'a Object,
+    field: &'a Positioned<Field>,
+) -> impl FnOnce(ServerResult<(Name, Value)>) -> Result<(Name, Value), FieldError> + Send + 'a {
+    move |outcome| outcome.map_err(|error| FieldError::new(registry, &object.name, field, error))
 }
 
 fn collect_typename_field<'a>(
@@ -57,9 +66,11 @@ fn collect_typename_field<'a>(
 
 fn collect_schema_field<'a>(
     fields: &mut Vec<BoxFieldFuture<'a>>,
+    object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
+    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
     fields.push(
         async move {
@@ -75,15 +86,18 @@ fn collect_schema_field<'a>(
             .await?;
             Ok((field.node.response_key().node.clone(), value))
         }
+        .map(field_outcome(registry, object, field))
         .boxed(),
     );
 }
 
 fn collect_type_field<'a>(
     fields: &mut Vec<BoxFieldFuture<'a>>,
+    object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
+    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
     fields.push(
         async move {
@@ -111,15 +125,18 @@ fn collect_type_field<'a>(
             .await?;
             Ok((field.node.response_key().node.clone(), value))
         }
+        .map(field_outcome(registry, object, field))
         .boxed(),
     );
 }
 
 fn collect_service_field<'a>(
     fields: &mut Vec<BoxFieldFuture<'a>>,
+    object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
+    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
     fields.push(
         async move {
@@ -142,6 +159,7 @@ fn collect_service_field<'a>(
 
             Ok((field.node.response_key().node.clone(), output_type))
         }
+        .map(field_outcome(registry, object, field))
         .boxed(),
     );
 }
@@ -149,10 +167,12 @@ fn collect_service_field<'a>(
 fn collect_entities_field<'a>(
     fields: &mut Vec<BoxFieldFuture<'a>>,
     schema: &'a Schema,
+    object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     parent_value: &'a FieldValue,
     field: &'a Positioned<Field>,
 ) {
+    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
     fields.push(
         async move {
@@ -195,6 +215,7 @@ fn collect_entities_field<'a>(
                 .unwrap_or_default();
             Ok((field.node.response_key().node.clone(), value))
         }
+        .map(field_outcome(registry, object, field))
         .boxed(),
     );
 }
@@ -208,6 +229,7 @@ fn collect_field<'a>(
     field_def: &'a crate::dynamic::Field,
     field: &'a Positioned<Field>,
 ) {
+    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
     fields.push(
         async move {
@@ -271,6 +293,7 @@ fn collect_field<'a>(
                 .unwrap_or_default();
             Ok((field.node.response_key().node.clone(), res_value))
         }
+        .map(field_outcome(registry, object, field))
         .boxed(),
     );
 }
@@ -302,20 +325,20 @@ fn collect_fields<'a>(
                 {
                     // is query root
                     if field.node.name.node == "__schema" {
-                        collect_schema_field(fields, ctx, field);
+                        collect_schema_field(fields, object, ctx, field);
                         continue;
                     } else if field.node.name.node == "__type" {
-                        collect_type_field(fields, ctx, field);
+                        collect_type_field(fields, object, ctx, field);
                         continue;
                     } else if ctx.schema_env.registry.enable_federation
                         && field.node.name.node == "_service"
                     {
-                        collect_service_field(fields, ctx, field);
+                        collect_service_field(fields, object, ctx, field);
                         continue;
                     } else if ctx.schema_env.registry.enable_federation
                         && field.node.name.node == "_entities"
                     {
-                        collect_entities_field(fields, schema, ctx, parent_value, field);
+                        collect_entities_field(fields, schema, object, ctx, parent_value, field);
                         continue;
                     }
                 }

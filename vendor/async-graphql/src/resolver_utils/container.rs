@@ -4,8 +4,11 @@ use futures_util::{FutureExt, StreamExt as _, stream::FuturesUnordered};
 use indexmap::IndexMap;
 
 use crate::{
-    Context, ContextBase, ContextSelectionSet, Error, Name, OutputType, ServerError, ServerResult,
-    Value, extensions::ResolveInfo, parser::types::Selection,
+    Context, ContextBase, ContextSelectionSet, Error, Name, OutputType, Positioned, ServerError,
+    ServerResult, Value,
+    extensions::ResolveInfo,
+    parser::types::{Field, Selection},
+    registry::Registry,
 };
 
 /// Represents a GraphQL container object.
@@ -141,28 +144,31 @@ pub async fn resolve_container_serial<'a, T: ContainerType + ?Sized>(
 }
 
 fn insert_value(target: &mut IndexMap<Name, Value>, name: Name, value: Value) {
-    if let Some(prev_value) = target.get_mut(&name) {
-        if let Value::Object(target_map) = prev_value {
-            if let Value::Object(obj) = value {
-                for (key, value) in obj.into_iter() {
-                    insert_value(target_map, key, value);
-                }
-            }
-        } else if let Value::List(target_list) = prev_value
-            && let Value::List(list) = value
-        {
-            for (idx, value) in list.into_iter().enumerate() {
-                if let Some(Value::Object(target_map)) = target_list.get_mut(idx)
-                    && let Value::Object(obj) = value
-                {
-                    for (key, value) in obj.into_iter() {
-                        insert_value(target_map, key, value);
-                    }
-                }
+    match target.get_mut(&name) {
+        Some(prev_value) => merge_value(prev_value, value),
+        None => {
+            target.insert(name, value);
+        }
+    }
+}
+
+/// Merges a field selected more than once into what its first selection
+/// gave. A `null` from either stays `null`, as one execution of the merged
+/// field would have it (a failure in one selection nulls the field).
+fn merge_value(prev_value: &mut Value, value: Value) {
+    match (prev_value, value) {
+        (prev_value, Value::Null) => *prev_value = Value::Null,
+        (Value::Object(target_map), Value::Object(obj)) => {
+            for (key, value) in obj.into_iter() {
+                insert_value(target_map, key, value);
             }
         }
-    } else {
-        target.insert(name, value);
+        (Value::List(target_list), Value::List(list)) => {
+            for (target, value) in target_list.iter_mut().zip(list) {
+                merge_value(target, value);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -174,40 +180,102 @@ async fn resolve_container_inner<'a, T: ContainerType + ?Sized>(
     let mut fields = Fields(Vec::new());
     fields.add_set(ctx, root)?;
 
-    Ok(do_resolve_container(ctx, parallel, fields.0).await)
+    do_resolve_container(ctx, parallel, fields.0).await
 }
 
+/// Resolves the fields of one object and assembles the object as the
+/// GraphQL spec has it ("Handling Field Errors"): keys in selection order
+/// (however the fields finish), an errored nullable field present as
+/// `null` with its error reported, and an errored non-null field making
+/// the whole object fail, so its error goes up to the nearest nullable
+/// ancestor (or makes `data` null).
 pub(crate) async fn do_resolve_container<'a>(
     ctx: &ContextSelectionSet<'a>,
     parallel: bool,
     futures: Vec<BoxFieldFuture<'a>>,
-) -> Value {
-    let mut results = IndexMap::new();
-    let mut handle = |res| match res {
-        Ok((name, value)) => insert_value(&mut results, name, value),
-        Err(e) => ctx.add_error(e),
-    };
-
+) -> ServerResult<Value> {
+    // Each field's outcome goes to its own slot, so the object follows
+    // the selection whatever order the fields finish in.
+    let mut outcomes = Vec::with_capacity(futures.len());
     if parallel {
-        let mut set = FuturesUnordered::new();
-        set.extend(futures);
-        while let Some(field) = set.next().await {
-            handle(field);
+        outcomes.resize_with(futures.len(), || None);
+        let mut set = futures
+            .into_iter()
+            .enumerate()
+            .map(|(slot, fut)| fut.map(move |outcome| (slot, outcome)))
+            .collect::<FuturesUnordered<_>>();
+        while let Some((slot, outcome)) = set.next().await {
+            outcomes[slot] = Some(outcome);
         }
     } else {
         for fut in futures {
-            handle(fut.await);
+            let outcome = fut.await;
+            let fails_object = matches!(&outcome, Err(e) if !e.nullable);
+            outcomes.push(Some(outcome));
+            // The object is null now: the fields after this one are not
+            // run, as their effects would be answered by nobody.
+            if fails_object {
+                break;
+            }
         }
     }
 
-    if results.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(results)
+    let mut results = IndexMap::with_capacity(outcomes.len());
+    let mut failure = None;
+    for outcome in outcomes.into_iter().flatten() {
+        match outcome {
+            Ok((name, value)) => insert_value(&mut results, name, value),
+            Err(FieldError {
+                key,
+                error,
+                nullable: true,
+            }) => {
+                ctx.add_error(error);
+                insert_value(&mut results, key, Value::Null);
+            }
+            Err(FieldError { error, .. }) if failure.is_none() => failure = Some(error),
+            Err(FieldError { error, .. }) => ctx.add_error(error),
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(Value::Object(results)),
     }
 }
 
-type BoxFieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + 'a + Send>>;
+pub(crate) type BoxFieldFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(Name, Value), FieldError>> + 'a + Send>>;
+
+/// A field that failed: its response key, its error, and whether its type
+/// lets it be `null` in the answer.
+pub(crate) struct FieldError {
+    key: Name,
+    error: ServerError,
+    nullable: bool,
+}
+
+impl FieldError {
+    /// `error` raised resolving `field` on `parent_type`. Nullable unless
+    /// the registry types the field non-null; looked up only on failure,
+    /// so resolving costs nothing more.
+    pub(crate) fn new(
+        registry: &Registry,
+        parent_type: &str,
+        field: &Positioned<Field>,
+        error: ServerError,
+    ) -> FieldError {
+        let nullable = registry
+            .types
+            .get(parent_type)
+            .and_then(|ty| ty.field_by_name(field.node.name.node.as_str()))
+            .is_none_or(|meta| !meta.ty.ends_with('!'));
+        FieldError {
+            key: field.node.response_key().node.clone(),
+            error,
+            nullable,
+        }
+    }
+}
 
 /// A set of fields on an container that are being selected.
 pub struct Fields<'a>(Vec<BoxFieldFuture<'a>>);
@@ -235,7 +303,8 @@ impl<'a> Fields<'a> {
                         continue;
                     }
 
-                    let resolve_fut = Box::pin({
+                    let registry = &ctx.schema_env.registry;
+                    let resolve_fut = {
                         let ctx = ctx.clone();
                         async move {
                             let ctx_field = ctx.with_field(field);
@@ -334,9 +403,13 @@ impl<'a> Fields<'a> {
                                 }
                             }
                         }
-                    });
+                    };
 
-                    self.0.push(resolve_fut);
+                    self.0.push(Box::pin(async move {
+                        resolve_fut.await.map_err(|error| {
+                            FieldError::new(registry, &T::type_name(), field, error)
+                        })
+                    }));
                 }
                 selection => {
                     let (type_condition, selection_set) = match selection {

@@ -1,6 +1,6 @@
 use crate::{
-    ContextSelectionSet, OutputType, Positioned, ServerResult, Value, extensions::ResolveInfo,
-    parser::types::Field,
+    ContextSelectionSet, OutputType, Positioned, ServerError, ServerResult, Value,
+    extensions::ResolveInfo, parser::types::Field,
 };
 
 /// Resolve an list by executing each of the items concurrently.
@@ -33,7 +33,7 @@ pub async fn resolve_list<'a, T: OutputType + 'a>(
                         OutputType::resolve(&item, &ctx_idx, field)
                             .await
                             .map(Option::Some)
-                            .map_err(|err| ctx_idx.set_error_path(err))
+                            .map_err(|err| item_error_path(&ctx_idx, err))
                     };
                     futures_util::pin_mut!(resolve_fut);
                     extensions
@@ -53,11 +53,22 @@ pub async fn resolve_list<'a, T: OutputType + 'a>(
             futures.push(async move {
                 OutputType::resolve(&item, &ctx_idx, field)
                     .await
-                    .map_err(|err| ctx_idx.set_error_path(err))
+                    .map_err(|err| item_error_path(&ctx_idx, err))
             });
         }
         Ok(Value::List(
             futures_util::future::try_join_all(futures).await?,
         ))
+    }
+}
+
+/// The path of an item's error: the item's, unless the error already has
+/// one (a non-null field inside the item failed; the spec wants the path
+/// of the field where it was raised).
+fn item_error_path(ctx_idx: &ContextSelectionSet<'_>, err: ServerError) -> ServerError {
+    if err.path.is_empty() {
+        ctx_idx.set_error_path(err)
+    } else {
+        err
     }
 }
