@@ -612,17 +612,24 @@ fn visit_selection<'a, V: Visitor<'a>>(
                         visit_field(v, ctx, field);
                     },
                 );
-            } else if ctx.current_type().map(|ty| match ty {
-                MetaType::Object {
-                    is_subscription, ..
-                } => *is_subscription,
-                _ => false,
-            }) == Some(true)
-            {
-                ctx.report_error(
-                    vec![field.pos],
-                    "Unknown field \"__typename\" on type \"Subscription\".",
-                );
+            } else {
+                if ctx.current_type().map(|ty| match ty {
+                    MetaType::Object {
+                        is_subscription, ..
+                    } => *is_subscription,
+                    _ => false,
+                }) == Some(true)
+                {
+                    ctx.report_error(
+                        vec![field.pos],
+                        "Unknown field \"__typename\" on type \"Subscription\".",
+                    );
+                }
+                // A field like any other to the rules: its directives are
+                // validated, and a variable used in them counts as used.
+                ctx.with_type(ctx.registry.types.get("String"), |ctx| {
+                    visit_field(v, ctx, field);
+                });
             }
         }
         Selection::FragmentSpread(fragment_spread) => {

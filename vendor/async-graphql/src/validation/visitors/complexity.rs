@@ -46,11 +46,17 @@ impl<'ctx> Visitor<'ctx> for ComplexityCalculate<'ctx, '_> {
         self.variable_definition = Some(&operation_definition.node.variable_definitions);
     }
 
-    fn enter_field(&mut self, _ctx: &mut VisitorContext<'_>, _field: &Positioned<Field>) {
-        self.complexity_stack.push(0);
+    fn enter_field(&mut self, _ctx: &mut VisitorContext<'_>, field: &Positioned<Field>) {
+        if field.node.name.node != "__typename" {
+            self.complexity_stack.push(0);
+        }
     }
 
     fn exit_field(&mut self, ctx: &mut VisitorContext<'ctx>, field: &'ctx Positioned<Field>) {
+        // `__typename` is visited for its directives only: it costs nothing.
+        if field.node.name.node == "__typename" {
+            return;
+        }
         let children_complex = self.complexity_stack.pop().unwrap();
 
         if let Some(MetaType::Object { fields, .. }) = ctx.parent_type()

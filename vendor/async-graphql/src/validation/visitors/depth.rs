@@ -24,13 +24,18 @@ impl<'ctx> Visitor<'ctx> for DepthCalculate<'_> {
         VisitMode::Inline
     }
 
-    fn enter_field(&mut self, _ctx: &mut VisitorContext<'ctx>, _field: &'ctx Positioned<Field>) {
-        self.current_depth += 1;
-        *self.max_depth = (*self.max_depth).max(self.current_depth);
+    fn enter_field(&mut self, _ctx: &mut VisitorContext<'ctx>, field: &'ctx Positioned<Field>) {
+        // `__typename` is visited for its directives only: it adds no depth.
+        if field.node.name.node != "__typename" {
+            self.current_depth += 1;
+            *self.max_depth = (*self.max_depth).max(self.current_depth);
+        }
     }
 
-    fn exit_field(&mut self, _ctx: &mut VisitorContext<'ctx>, _field: &'ctx Positioned<Field>) {
-        self.current_depth -= 1;
+    fn exit_field(&mut self, _ctx: &mut VisitorContext<'ctx>, field: &'ctx Positioned<Field>) {
+        if field.node.name.node != "__typename" {
+            self.current_depth -= 1;
+        }
     }
 }
 
