@@ -1,8 +1,10 @@
 //! Real GraphQL tooling against the real binary: the `graphql-http`
 //! package's GraphQL-over-HTTP server audits, graphql-js's full
 //! introspection query sent through graphql-request, built into a client
-//! schema (what GraphiQL and code generators do), and Apollo Client's
-//! automatic persisted queries. Needs Node.js and npm;
+//! schema (what GraphiQL and code generators do), Apollo Client's
+//! automatic persisted queries, and Apollo Client's cache and
+//! graphql-request with a system down and a directive on `__typename`.
+//! Needs Node.js and npm;
 //! the packages are pinned in `tests/js/package-lock.json` and installed
 //! on first use.
 
@@ -122,6 +124,63 @@ async fn graphql_over_http_audits_pass_and_clients_build_the_schema() {
         apq["requests"],
         serde_json::json!([sent("GET", false), sent("POST", true), sent("GET", false)]),
         "{apq}"
+    );
+}
+
+/// With the ERP down, Apollo Client (InMemoryCache, errorPolicy "all")
+/// stores the partial product page and reads it back whole, the price
+/// null, without a word about missing fields; and graphql-request's query
+/// with a variable used only in a directive on `__typename` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cache_partial_answers_and_send_directives_on_typename() {
+    install_packages();
+    let sim = Sim::start().await;
+    sim.fault("erp", serde_json::json!({ "down": true })).await;
+    let file = config_file("partial", "");
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    let url = format!("{}/graphql", moat.public);
+
+    let page_url = url.clone();
+    let page =
+        tokio::task::spawn_blocking(move || node_with("partial.mjs", &[&page_url, "SKU-000009"]));
+    let (ran, page) = page.await.unwrap();
+    assert!(ran, "{page:#}");
+    let product = &page["data"]["product"];
+    assert_eq!(product["sku"], "SKU-000009", "{page:#}");
+    assert!(product["name"].is_string(), "{page:#}");
+    assert_eq!(product["price"], Value::Null, "{page:#}");
+    assert_eq!(product["availability"], Value::Null, "{page:#}");
+    assert_eq!(page["cached"], page["data"], "read back whole: {page:#}");
+    let failed: Vec<(&Value, &Value)> = page["errors"]
+        .as_array()
+        .map(|errors| errors.iter().map(|e| (&e["path"], &e["code"])).collect())
+        .unwrap_or_default();
+    let unavailable = serde_json::json!("UPSTREAM_UNAVAILABLE");
+    assert_eq!(
+        failed,
+        [
+            (&serde_json::json!(["product", "price"]), &unavailable),
+            (
+                &serde_json::json!(["product", "availability"]),
+                &unavailable
+            ),
+        ],
+        "{page:#}"
+    );
+    let missing: Vec<&Value> = page["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter(|l| l.as_str().unwrap_or("").to_lowercase().contains("missing"))
+        .collect();
+    assert!(missing.is_empty(), "{page:#}");
+
+    let typename = tokio::task::spawn_blocking(move || node("typename.mjs", &url));
+    let (ran, typename) = typename.await.unwrap();
+    assert!(ran, "{typename}");
+    assert_eq!(
+        typename,
+        serde_json::json!({ "on": { "__typename": "Query" }, "off": {} })
     );
 }
 
