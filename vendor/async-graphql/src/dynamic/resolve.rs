@@ -2,7 +2,7 @@ use std::borrow::Cow;
 
 use async_graphql_derive::SimpleObject;
 use async_graphql_parser::{Positioned, types::Field};
-use futures_util::{Future, FutureExt, future::BoxFuture};
+use futures_util::{FutureExt, future::BoxFuture};
 use indexmap::IndexMap;
 
 use crate::{
@@ -14,8 +14,7 @@ use crate::{
     },
     extensions::ResolveInfo,
     parser::types::Selection,
-    registry::Registry,
-    resolver_utils::{BoxFieldFuture, FieldError, do_resolve_container},
+    resolver_utils::{ParentType, SelectedField, do_resolve_container},
 };
 
 /// Federation service
@@ -38,22 +37,12 @@ pub(crate) async fn resolve_container(
     do_resolve_container(ctx, !serial, fields).await.map(Some)
 }
 
-/// What the future of `field` on `object` gave, its error telling whether
-/// the field may be null in the answer.
-fn field_outcome<'a>(
-    registry: &'a Registry,
-    object: &'a Object,
-    field: &'a Positioned<Field>,
-) -> impl FnOnce(ServerResult<(Name, Value)>) -> Result<(Name, Value), FieldError> + Send + 'a {
-    move |outcome| outcome.map_err(|error| FieldError::new(registry, &object.name, field, error))
-}
-
 fn collect_typename_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     object: &'a Object,
     field: &'a Positioned<Field>,
 ) {
-    fields.push(
+    fields.push(SelectedField::new(
         async move {
             Ok((
                 field.node.response_key().node.clone(),
@@ -61,18 +50,19 @@ fn collect_typename_field<'a>(
             ))
         }
         .boxed(),
-    )
+        field,
+        ParentType::Named(&object.name),
+    ))
 }
 
 fn collect_schema_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
-    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(SelectedField::new(
         async move {
             let ctx_field = ctx.with_field(field);
             let mut ctx_obj = ctx.with_selection_set(&ctx_field.item.node.selection_set);
@@ -86,20 +76,20 @@ fn collect_schema_field<'a>(
             .await?;
             Ok((field.node.response_key().node.clone(), value))
         }
-        .map(field_outcome(registry, object, field))
         .boxed(),
-    );
+        field,
+        ParentType::Named(&object.name),
+    ));
 }
 
 fn collect_type_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
-    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(SelectedField::new(
         async move {
             let ctx_field = ctx.with_field(field);
             let (_, type_name) = ctx_field.param_value::<String>("name", None)?;
@@ -125,20 +115,20 @@ fn collect_type_field<'a>(
             .await?;
             Ok((field.node.response_key().node.clone(), value))
         }
-        .map(field_outcome(registry, object, field))
         .boxed(),
-    );
+        field,
+        ParentType::Named(&object.name),
+    ));
 }
 
 fn collect_service_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     field: &'a Positioned<Field>,
 ) {
-    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(SelectedField::new(
         async move {
             let ctx_field = ctx.with_field(field);
             let mut ctx_obj = ctx.with_selection_set(&ctx_field.item.node.selection_set);
@@ -159,22 +149,22 @@ fn collect_service_field<'a>(
 
             Ok((field.node.response_key().node.clone(), output_type))
         }
-        .map(field_outcome(registry, object, field))
         .boxed(),
-    );
+        field,
+        ParentType::Named(&object.name),
+    ));
 }
 
 fn collect_entities_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     schema: &'a Schema,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
     parent_value: &'a FieldValue,
     field: &'a Positioned<Field>,
 ) {
-    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(SelectedField::new(
         async move {
             let ctx_field = ctx.with_field(field);
             let entity_resolver = schema.0.entity_resolver.as_ref().ok_or_else(|| {
@@ -215,13 +205,14 @@ fn collect_entities_field<'a>(
                 .unwrap_or_default();
             Ok((field.node.response_key().node.clone(), value))
         }
-        .map(field_outcome(registry, object, field))
         .boxed(),
-    );
+        field,
+        ParentType::Named(&object.name),
+    ));
 }
 
 fn collect_field<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     schema: &'a Schema,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
@@ -229,9 +220,8 @@ fn collect_field<'a>(
     field_def: &'a crate::dynamic::Field,
     field: &'a Positioned<Field>,
 ) {
-    let registry = &ctx.schema_env.registry;
     let ctx = ctx.clone();
-    fields.push(
+    fields.push(SelectedField::new(
         async move {
             let ctx_field = ctx.with_field(field);
             let arguments = ObjectAccessor(Cow::Owned({
@@ -293,13 +283,14 @@ fn collect_field<'a>(
                 .unwrap_or_default();
             Ok((field.node.response_key().node.clone(), res_value))
         }
-        .map(field_outcome(registry, object, field))
         .boxed(),
-    );
+        field,
+        ParentType::Named(&object.name),
+    ));
 }
 
 fn collect_fields<'a>(
-    fields: &mut Vec<BoxFieldFuture<'a>>,
+    fields: &mut Vec<SelectedField<'a>>,
     schema: &'a Schema,
     object: &'a Object,
     ctx: &ContextSelectionSet<'a>,
@@ -347,10 +338,12 @@ fn collect_fields<'a>(
                     == IntrospectionMode::IntrospectionOnly
                     || ctx.query_env.introspection_mode == IntrospectionMode::IntrospectionOnly
                 {
-                    fields.push(
+                    fields.push(SelectedField::new(
                         async move { Ok((field.node.response_key().node.clone(), Value::Null)) }
                             .boxed(),
-                    );
+                        field,
+                        ParentType::Named(&object.name),
+                    ));
                     continue;
                 }
 

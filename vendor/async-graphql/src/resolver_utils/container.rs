@@ -1,4 +1,4 @@
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{borrow::Cow, future::Future, pin::Pin, sync::Arc};
 
 use futures_util::{FutureExt, StreamExt as _, stream::FuturesUnordered};
 use indexmap::IndexMap;
@@ -192,26 +192,29 @@ async fn resolve_container_inner<'a, T: ContainerType + ?Sized>(
 pub(crate) async fn do_resolve_container<'a>(
     ctx: &ContextSelectionSet<'a>,
     parallel: bool,
-    futures: Vec<BoxFieldFuture<'a>>,
+    fields: Vec<SelectedField<'a>>,
 ) -> ServerResult<Value> {
-    // Each field's outcome goes to its own slot, so the object follows
-    // the selection whatever order the fields finish in.
-    let mut outcomes = Vec::with_capacity(futures.len());
-    if parallel {
-        outcomes.resize_with(futures.len(), || None);
-        let mut set = futures
-            .into_iter()
-            .enumerate()
-            .map(|(slot, fut)| fut.map(move |outcome| (slot, outcome)))
-            .collect::<FuturesUnordered<_>>();
+    let registry = &ctx.schema_env.registry;
+    // Each field's outcome goes to its own slot, beside what names the
+    // field, so the object follows the selection whatever order the
+    // fields finish in.
+    let mut outcomes = Vec::with_capacity(fields.len());
+    // One field has nothing to run beside: awaited as it is, it costs no
+    // set to poll it from (most objects of a typical query have one).
+    if parallel && fields.len() > 1 {
+        let mut set = FuturesUnordered::new();
+        for (slot, field) in fields.into_iter().enumerate() {
+            set.push(field.future.map(move |outcome| (slot, outcome)));
+            outcomes.push((field.site, None));
+        }
         while let Some((slot, outcome)) = set.next().await {
-            outcomes[slot] = Some(outcome);
+            outcomes[slot].1 = Some(outcome);
         }
     } else {
-        for fut in futures {
-            let outcome = fut.await;
-            let fails_object = matches!(&outcome, Err(e) if !e.nullable);
-            outcomes.push(Some(outcome));
+        for field in fields {
+            let outcome = field.future.await;
+            let fails_object = outcome.is_err() && !field.site.is_nullable(registry);
+            outcomes.push((field.site, Some(outcome)));
             // The object is null now: the fields after this one are not
             // run, as their effects would be answered by nobody.
             if fails_object {
@@ -222,19 +225,16 @@ pub(crate) async fn do_resolve_container<'a>(
 
     let mut results = IndexMap::with_capacity(outcomes.len());
     let mut failure = None;
-    for outcome in outcomes.into_iter().flatten() {
+    for (site, outcome) in outcomes {
         match outcome {
-            Ok((name, value)) => insert_value(&mut results, name, value),
-            Err(FieldError {
-                key,
-                error,
-                nullable: true,
-            }) => {
+            Some(Ok((name, value))) => insert_value(&mut results, name, value),
+            Some(Err(error)) if site.is_nullable(registry) => {
                 ctx.add_error(error);
-                insert_value(&mut results, key, Value::Null);
+                insert_value(&mut results, site.response_key(), Value::Null);
             }
-            Err(FieldError { error, .. }) if failure.is_none() => failure = Some(error),
-            Err(FieldError { error, .. }) => ctx.add_error(error),
+            Some(Err(error)) if failure.is_none() => failure = Some(error),
+            Some(Err(error)) => ctx.add_error(error),
+            None => {}
         }
     }
     match failure {
@@ -243,42 +243,66 @@ pub(crate) async fn do_resolve_container<'a>(
     }
 }
 
-pub(crate) type BoxFieldFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<(Name, Value), FieldError>> + 'a + Send>>;
+type BoxFieldFuture<'a> = Pin<Box<dyn Future<Output = ServerResult<(Name, Value)>> + 'a + Send>>;
 
-/// A field that failed: its response key, its error, and whether its type
-/// lets it be `null` in the answer.
-pub(crate) struct FieldError {
-    key: Name,
-    error: ServerError,
-    nullable: bool,
+/// A selected field being resolved, and where it was selected.
+pub(crate) struct SelectedField<'a> {
+    future: BoxFieldFuture<'a>,
+    site: FieldSite<'a>,
 }
 
-impl FieldError {
-    /// `error` raised resolving `field` on `parent_type`. Nullable unless
-    /// the registry types the field non-null; looked up only on failure,
-    /// so resolving costs nothing more.
+impl<'a> SelectedField<'a> {
     pub(crate) fn new(
-        registry: &Registry,
-        parent_type: &str,
-        field: &Positioned<Field>,
-        error: ServerError,
-    ) -> FieldError {
-        let nullable = registry
-            .types
-            .get(parent_type)
-            .and_then(|ty| ty.field_by_name(field.node.name.node.as_str()))
-            .is_none_or(|meta| !meta.ty.ends_with('!'));
-        FieldError {
-            key: field.node.response_key().node.clone(),
-            error,
-            nullable,
+        future: BoxFieldFuture<'a>,
+        field: &'a Positioned<Field>,
+        parent_type: ParentType<'a>,
+    ) -> Self {
+        SelectedField {
+            future,
+            site: FieldSite { field, parent_type },
         }
     }
 }
 
+/// A field as selected on a type: its response key and, should it fail,
+/// whether its type lets it be `null` in the answer.
+struct FieldSite<'a> {
+    field: &'a Positioned<Field>,
+    parent_type: ParentType<'a>,
+}
+
+/// The type a field was selected on.
+pub(crate) enum ParentType<'a> {
+    /// A Rust type's GraphQL name, built only when asked for (some are
+    /// built at run time).
+    Static(fn() -> Cow<'static, str>),
+    /// An object of a dynamic schema.
+    #[cfg_attr(not(feature = "dynamic-schema"), allow(dead_code))]
+    Named(&'a str),
+}
+
+impl FieldSite<'_> {
+    fn response_key(&self) -> Name {
+        self.field.node.response_key().node.clone()
+    }
+
+    /// Nullable unless the registry types the field non-null. Asked only
+    /// of a field that failed, so resolving costs nothing more.
+    fn is_nullable(&self, registry: &Registry) -> bool {
+        let parent_type = match &self.parent_type {
+            ParentType::Static(type_name) => type_name(),
+            ParentType::Named(name) => Cow::Borrowed(*name),
+        };
+        registry
+            .types
+            .get(parent_type.as_ref())
+            .and_then(|ty| ty.field_by_name(self.field.node.name.node.as_str()))
+            .is_none_or(|meta| !meta.ty.ends_with('!'))
+    }
+}
+
 /// A set of fields on an container that are being selected.
-pub struct Fields<'a>(Vec<BoxFieldFuture<'a>>);
+pub struct Fields<'a>(Vec<SelectedField<'a>>);
 
 impl<'a> Fields<'a> {
     /// Add another set of fields to this set of fields using the given
@@ -297,14 +321,15 @@ impl<'a> Fields<'a> {
                         let field_name = ctx_field.item.node.response_key().node.clone();
                         let typename = root.introspection_type_name().into_owned();
 
-                        self.0.push(Box::pin(async move {
-                            Ok((field_name, Value::String(typename)))
-                        }));
+                        self.0.push(SelectedField::new(
+                            Box::pin(async move { Ok((field_name, Value::String(typename))) }),
+                            field,
+                            ParentType::Static(T::type_name),
+                        ));
                         continue;
                     }
 
-                    let registry = &ctx.schema_env.registry;
-                    let resolve_fut = {
+                    let resolve_fut = Box::pin({
                         let ctx = ctx.clone();
                         async move {
                             let ctx_field = ctx.with_field(field);
@@ -403,13 +428,13 @@ impl<'a> Fields<'a> {
                                 }
                             }
                         }
-                    };
+                    });
 
-                    self.0.push(Box::pin(async move {
-                        resolve_fut.await.map_err(|error| {
-                            FieldError::new(registry, &T::type_name(), field, error)
-                        })
-                    }));
+                    self.0.push(SelectedField::new(
+                        resolve_fut,
+                        field,
+                        ParentType::Static(T::type_name),
+                    ));
                 }
                 selection => {
                     let (type_condition, selection_set) = match selection {
