@@ -121,6 +121,7 @@ impl Gateway {
             invalidator.clone(),
             redis.clone(),
             exceptions.clone(),
+            upstreams.connectors.clone(),
         ));
         let reconciler = Reconciler::new(
             &config.reconcile,

@@ -19,6 +19,10 @@ const PAGE: &str = r#"query($sku: String!) { product(sku: $sku) {
 /// The ERP as a connector over the simulator's routes: prices re-read
 /// from decimal text, stock renamed, with `map_price` as the price map.
 fn erp_connector(sim: &Sim, map_price: &str) -> Config {
+    erp_connector_with(sim, map_price, "")
+}
+
+fn erp_connector_with(sim: &Sim, map_price: &str, more: &str) -> Config {
     let text = format!(
         r#"
 [systems.erp]
@@ -35,6 +39,7 @@ map = '''{map_price}'''
 request = "GET /erp/v1/inventory?skus={{skus}}"
 items = ".items[]"
 map = "{{sku, available: .available, version, updatedAt}}"
+{more}
 "#,
         url = sim.url,
     );
@@ -184,4 +189,79 @@ inventory = "shop"
     ] {
         assert!(said.contains(named), "{named}: {said}");
     }
+}
+
+/// HMAC-SHA256 of `body` with the test secret, hex.
+fn signed(body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(support::EVENTS_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_systems_own_events_are_verified_mapped_and_applied_once() {
+    let sim = Sim::start().await;
+    let events = r#"
+[systems.erp.events]
+signature = { scheme = "hmac", header = "x-erp-signature", encoding = "hex" }
+map = '''.changes[] | {id: .eventId, type: "price.updated", occurredAt: .at,
+    segment: "default", currency: "EUR", item: .price}'''
+"#;
+    let moat = Moat::start(erp_connector_with(&sim, PRICE_MAP, events)).await;
+    let sku = "SKU-000031";
+    let before = shown(&moat, sku).await;
+    let old = before["data"]["product"]["price"]["price"]["amount"].clone();
+    assert!(old.is_string(), "{before}");
+    let item = sim
+        .get_json(&format!(
+            "/erp/v1/prices?skus={sku}&segment=default&currency=EUR"
+        ))
+        .await["items"][0]
+        .clone();
+    let mut changed = item.clone();
+    changed["amount"] = json!(4321);
+    changed["version"] = json!(item["version"].as_u64().unwrap() + 1);
+    let body = json!({ "changes": [{ "eventId": "erp-77", "at": support::events::rfc3339(support::events::now()), "price": changed }] }).to_string();
+
+    let post = |body: String, signature: String| {
+        let moat = &moat;
+        async move {
+            let r = moat
+                .http
+                .post(format!("{}/events/erp", moat.url))
+                .header("content-type", "application/json")
+                .header("x-erp-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, refused) = post(body.clone(), signed("something else")).await;
+    assert_eq!(status, 401, "{refused}");
+    assert_eq!(shown(&moat, sku).await, before, "nothing applied");
+
+    let (status, receipt) = post(body.clone(), signed(&body)).await;
+    assert_eq!(
+        (status, receipt["outcome"].as_str()),
+        (200, Some("applied")),
+        "{receipt}"
+    );
+    let after = shown(&moat, sku).await;
+    assert_eq!(
+        after["data"]["product"]["price"]["price"]["amount"], "43.21",
+        "{after}"
+    );
+    let (_, again) = post(body.clone(), signed(&body)).await;
+    assert_eq!(again["outcome"], "duplicate", "{again}");
+    moat.stop().await;
 }

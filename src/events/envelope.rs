@@ -86,7 +86,7 @@ impl EventType {
         }
     }
 
-    fn from_name(name: &str) -> Option<EventType> {
+    pub fn from_name(name: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|t| t.name() == name)
     }
 }
@@ -204,6 +204,21 @@ pub fn decode(
         return cloudevent(source, fields, clock, exceptions);
     }
     envelope(source, fields, clock, exceptions)
+}
+
+/// An event given as its fields (a connector's events map made them):
+/// Moat's envelope, or a CloudEvent's structured form.
+pub fn from_fields(
+    source: System,
+    fields: Map<String, Value>,
+    clock: Clock,
+    exceptions: Option<&Exceptions>,
+) -> Result<Event, Error> {
+    if fields.contains_key("specversion") {
+        cloudevent(source, fields, clock, exceptions)
+    } else {
+        envelope(source, fields, clock, exceptions)
+    }
 }
 
 /// Reads a dead letter back (Moat's form). Its time was held to the clock

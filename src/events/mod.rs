@@ -21,9 +21,11 @@
 mod apply;
 pub mod dead_letters;
 mod envelope;
+mod foreign;
 mod ledger;
 mod verify;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +42,7 @@ use crate::error::{Error, Kind};
 use crate::exceptions::Exceptions;
 use crate::redis_link::RedisLink;
 use crate::telemetry;
+use crate::upstream::rest::Connector;
 use crate::vocab::{Owners, System};
 
 use apply::{Applied, Applier};
@@ -106,10 +109,15 @@ pub struct Events {
     dead_letters: DeadLetters,
     /// Where events whose data breaks the contract are recorded.
     exceptions: Arc<Exceptions>,
+    /// Systems that send events in their own form, by name.
+    connectors: HashMap<String, Arc<Connector>>,
 }
 
 impl Events {
     /// `config`: its `[events]` and who owns what (`[entities]`).
+    /// `connectors`: the systems that speak their own API (`Upstreams`),
+    /// some of which send events in their own form.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &config::Config,
         secrets: &config::Secrets,
@@ -118,6 +126,7 @@ impl Events {
         invalidator: Arc<Invalidator>,
         redis: Option<Arc<RedisLink>>,
         exceptions: Arc<Exceptions>,
+        connectors: HashMap<String, Arc<Connector>>,
     ) -> Events {
         Events {
             settings: ArcSwap::from_pointee(config.events.clone()),
@@ -131,6 +140,7 @@ impl Events {
             },
             dead_letters: DeadLetters::new(redis),
             exceptions,
+            connectors,
         }
     }
 
@@ -154,13 +164,17 @@ impl Events {
         SeenVersions::new(self.ledger.clone())
     }
 
-    /// Handles one delivery to `/events/{source}`.
+    /// Handles one delivery to `/events/{source}`: one event in Moat's
+    /// form, or (from a connector's system) as many as its map makes of it,
+    /// each with its receipt. Any event that can be neither applied nor
+    /// parked makes the whole delivery 503: its sender delivers it again,
+    /// and what was applied already is a duplicate then.
     pub async fn receive(
         &self,
         source: &str,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Receipt, Error> {
+    ) -> Result<Vec<Receipt>, Error> {
         let Some(system) = self.source(source) else {
             let known: Vec<&str> = self.owners.systems().iter().map(|s| s.name()).collect();
             return Err(Error::new(
@@ -176,15 +190,38 @@ impl Events {
             now: Timestamp::now(),
             tolerance: settings.tolerance,
         };
-        let event = self
-            .secrets
-            .verify(system, headers, body, settings.tolerance)
-            .and_then(|()| envelope::decode(system, headers, body, clock, Some(&self.exceptions)))
-            .and_then(|event| self.owned(event))
-            .inspect_err(|_| telemetry::event(system.name(), "rejected"))?;
-        let receipt = self.handle(&event, &settings).await?;
-        telemetry::event(system.name(), receipt.outcome.name());
-        Ok(receipt)
+        let exceptions = Some(&*self.exceptions);
+        let foreign = self
+            .connectors
+            .get(system.name())
+            .and_then(|c| Some((c, c.events()?)));
+        let events = match foreign {
+            Some((connector, own)) => self
+                .secrets
+                .verify_as(system, &own.signature, headers, body, settings.tolerance)
+                .and_then(|()| {
+                    foreign::events(connector, system, headers, body, clock, exceptions)
+                }),
+            None => self
+                .secrets
+                .verify(system, headers, body, settings.tolerance)
+                .and_then(|()| envelope::decode(system, headers, body, clock, exceptions))
+                .map(|event| vec![event]),
+        }
+        .and_then(|events| {
+            events
+                .into_iter()
+                .map(|e| self.owned(e))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .inspect_err(|_| telemetry::event(system.name(), "rejected"));
+        let mut receipts = Vec::new();
+        for event in events? {
+            let receipt = self.handle(&event, &settings).await?;
+            telemetry::event(system.name(), receipt.outcome.name());
+            receipts.push(receipt);
+        }
+        Ok(receipts)
     }
 
     /// The system `/events/{name}` is from: one that owns a record.

@@ -31,6 +31,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::envelope::is_binary;
+use crate::config::{Encoding, Signature};
 use crate::error::{Error, Kind};
 use crate::vocab::System;
 
@@ -95,6 +96,76 @@ impl Secrets {
         Err(refused(
             "the event is not signed: send Moat-Signature or the Standard Webhooks headers",
         ))
+    }
+}
+
+impl Secrets {
+    /// Checks a delivery signed the way its system signs (a connector's
+    /// `[systems.NAME.events] signature`): Moat's and Standard Webhooks as
+    /// above; Shopify's `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256 of the
+    /// raw body); or an HMAC-SHA256 in a header of the system's choosing,
+    /// hex or base64, of the body or of `{timestamp}.{body}` (then held to
+    /// the tolerance too).
+    pub fn verify_as(
+        &self,
+        system: System,
+        scheme: &Signature,
+        headers: &HeaderMap,
+        body: &[u8],
+        tolerance: Duration,
+    ) -> Result<(), Error> {
+        let (name, encoding, timestamp) = match scheme {
+            Signature::Moat | Signature::StandardWebhooks => {
+                return self.verify(system, headers, body, tolerance);
+            }
+            Signature::Shopify => ("x-shopify-hmac-sha256", Encoding::Base64, None),
+            Signature::Hmac {
+                header,
+                encoding,
+                timestamp_header,
+            } => (header.as_str(), *encoding, timestamp_header.as_deref()),
+        };
+        let secrets = self.of(system);
+        if secrets.is_empty() {
+            return Err(Error::new(
+                Kind::Forbidden,
+                format!(
+                    "no secret is configured for {system} events: set MOAT_EVENTS_SECRET_{}",
+                    system.name().to_ascii_uppercase()
+                ),
+            ));
+        }
+        let given = header(headers, name)
+            .ok_or_else(|| refused(&format!("{name} is missing")))?
+            .trim();
+        let t = match timestamp {
+            Some(t_name) => {
+                let t = header(headers, t_name)
+                    .ok_or_else(|| refused(&format!("{t_name} is missing")))?;
+                fresh(t, tolerance)?;
+                Some(t)
+            }
+            None => None,
+        };
+        for secret in secrets {
+            let digest = match t {
+                Some(t) => hmac(secret, &[t.as_bytes(), b".", body]),
+                None => hmac(secret, &[body]),
+            };
+            let expected = match encoding {
+                Encoding::Hex => hex(&digest),
+                Encoding::Base64 => STANDARD.encode(digest),
+            };
+            let given = match encoding {
+                Encoding::Hex => Cow::Owned(given.to_ascii_lowercase()),
+                Encoding::Base64 => Cow::Borrowed(given),
+            };
+            let matches = bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
+            if matches {
+                return Ok(());
+            }
+        }
+        Err(refused(&format!("{name} does not match")))
     }
 }
 

@@ -32,12 +32,19 @@ pub async fn receive(
         return refusal(&e);
     };
     match app.events.receive(&source, &headers, &bytes).await {
-        Ok(receipt) => {
-            let status = match receipt.outcome {
-                Outcome::DeadLettered => StatusCode::ACCEPTED,
-                _ => StatusCode::OK,
+        Ok(receipts) => {
+            let parked = receipts.iter().any(|r| r.outcome == Outcome::DeadLettered);
+            let status = if parked {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
             };
-            (status, axum::Json(receipt)).into_response()
+            // One event (Moat's form): its receipt. A system's own
+            // delivery may hold none or several: each one's.
+            match receipts.as_slice() {
+                [one] => (status, axum::Json(one)).into_response(),
+                all => (status, axum::Json(json!({ "events": all }))).into_response(),
+            }
         }
         Err(e) => refusal(&e),
     }

@@ -141,7 +141,18 @@ impl Credentials {
 
     /// Puts them on `request`; returns the OAuth2 token used, so a 401 can
     /// retire exactly that one.
+    /// A request that already carries the header these credentials would
+    /// set (a connector route sending a shopper's own token) is left as it
+    /// is: the system's credentials are not for that call.
     pub async fn apply(&self, request: &mut Request) -> Result<Option<Arc<Token>>, Error> {
+        let sets = match self {
+            Credentials::None => return Ok(None),
+            Credentials::Header(name, _) => name,
+            Credentials::OAuth2(_) => &AUTHORIZATION,
+        };
+        if request.headers().contains_key(sets) {
+            return Ok(None);
+        }
         match self {
             Credentials::None => Ok(None),
             Credentials::Header(name, value) => {

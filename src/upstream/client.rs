@@ -280,7 +280,10 @@ impl Client {
                 .guarded(endpoint, priority, answers, request)
                 .instrument(span);
             let result = match attempted.await {
-                Ok(reply) if reply.status == StatusCode::UNAUTHORIZED => {
+                Ok(reply)
+                    if reply.status == StatusCode::UNAUTHORIZED
+                        && !answers.contains(&StatusCode::UNAUTHORIZED) =>
+                {
                     // An OAuth2 token may have been revoked or expired early:
                     // one new token, one more try. A 401 means nothing was
                     // done, so this is safe for a POST too.

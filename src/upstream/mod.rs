@@ -101,6 +101,8 @@ pub struct Upstreams {
     pub crm: Crm,
     pub oms: Oms,
     pub systems: Vec<Arc<Connection>>,
+    /// The connectors of systems that speak their own API, by name.
+    pub connectors: HashMap<String, Arc<rest::Connector>>,
 }
 
 impl Upstreams {
@@ -118,10 +120,15 @@ impl Upstreams {
         // than aws-lc); it panics at build unless one is installed first.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let owners = config.owners();
-        let mut connectors = rest::connectors(config).map_err(|problems| {
-            let problems: Vec<String> = problems.iter().map(|(k, m)| format!("{k}: {m}")).collect();
-            Error::internal(format!("bad connector config: {}", problems.join("; ")))
-        })?;
+        let connectors: HashMap<String, Arc<rest::Connector>> = rest::connectors(config)
+            .map_err(|problems| {
+                let problems: Vec<String> =
+                    problems.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+                Error::internal(format!("bad connector config: {}", problems.join("; ")))
+            })?
+            .into_iter()
+            .map(|(name, c)| (name, Arc::new(c)))
+            .collect();
         let mut systems = Vec::new();
         let mut clients: Vec<Client> = Vec::new();
         for system in owners.systems() {
@@ -149,7 +156,7 @@ impl Upstreams {
                 &settings,
                 Arc::new(credentials),
                 exceptions.clone(),
-                connectors.remove(system.name()).map(Arc::new),
+                connectors.get(system.name()).cloned(),
             ));
             systems.push(Arc::new(Connection {
                 system,
@@ -174,6 +181,7 @@ impl Upstreams {
             crm: Crm::new(client(Record::Customers)?),
             oms: Oms::new(client(Record::Orders)?),
             systems,
+            connectors,
         })
     }
 

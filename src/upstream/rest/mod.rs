@@ -25,19 +25,32 @@ use reqwest::StatusCode;
 
 use super::Reply;
 use super::ask::Ask;
+use jq::Jq;
 pub use route::{Outbound, Route, VARS};
+use template::Values;
 
-use crate::config::{Config, SystemConfig};
+use crate::config::{Config, Signature, SystemConfig};
 use crate::vocab::{Record, System};
 
 /// Pages of one listing followed at most (`categories`).
 const MAX_PAGES: usize = 100;
 
-/// One system's routes.
+/// One system's routes, and how its own change events become Moat's.
 pub struct Connector {
     system: System,
     routes: HashMap<&'static str, Route>,
+    events: Option<Events>,
 }
+
+/// `[systems.NAME.events]`, compiled.
+pub struct Events {
+    pub signature: Signature,
+    /// From one delivery (`.`, with `$headers`) to Moat envelopes.
+    pub map: Jq,
+}
+
+/// The variables an event map may read.
+pub const EVENT_VARS: &[&str] = &["$headers"];
 
 /// How a connector's requests are sent: the outbound stack at run time,
 /// a plain client for `contract verify` and `connector try`.
@@ -111,11 +124,63 @@ impl Connector {
                 Err(found) => problems.extend(found),
             }
         }
+        let events = match &config.events {
+            None => None,
+            Some(events) => match Jq::compile(&events.map, EVENT_VARS) {
+                Ok(map) => Some(Events {
+                    signature: events.signature.clone(),
+                    map,
+                }),
+                Err(e) => {
+                    problems.push((format!("systems.{system}.events.map"), e.to_string()));
+                    None
+                }
+            },
+        };
         if problems.is_empty() {
-            Ok(Connector { system, routes })
+            Ok(Connector {
+                system,
+                routes,
+                events,
+            })
         } else {
             Err(problems)
         }
+    }
+
+    /// How its change events are signed and mapped, if it sends its own.
+    pub fn events(&self) -> Option<&Events> {
+        self.events.as_ref()
+    }
+
+    /// A foreign item of `record` (a change event's) as protocol v1 items,
+    /// by the route that reads that record; `segment` and `currency` for
+    /// a route whose map reads them.
+    pub fn map_item(
+        &self,
+        record: Record,
+        item: Val,
+        segment: Option<&str>,
+        currency: Option<&str>,
+    ) -> Result<Vec<Val>, String> {
+        let name = match record {
+            Record::Products => "products",
+            Record::Categories => "categories",
+            Record::Prices => "prices",
+            Record::Inventory => "inventory",
+            Record::Customers => "customer",
+            Record::Orders => "order",
+        };
+        let route = self
+            .routes
+            .get(name)
+            .ok_or_else(|| format!("{} has no route {name} to map the item with", self.system))?;
+        let values = Values {
+            segment,
+            currency,
+            ..Values::default()
+        };
+        route.map_one(item, &values)
     }
 
     pub fn system(&self) -> System {
