@@ -37,9 +37,11 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default command).
     Serve {
-        /// Config file; without it `config/moat.toml` (if present) and defaults.
+        /// Config file; without it `config/moat.toml` (if present) and
+        /// defaults. Repeatable: later files add to and override earlier
+        /// ones (a recipe from config/connectors/ over your own file).
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// Run the upstream simulator alone (PIM, ERP, CRM, OMS on one port).
     Sim {
@@ -102,20 +104,31 @@ enum Command {
         #[arg(long, default_value = "v1", value_parser = PossibleValuesParser::new(sim::DIALECTS))]
         dialect: String,
     },
-    /// Check a config file; every problem names the file, the key and what is allowed.
-    CheckConfig { path: PathBuf },
+    /// Check a config file (several: each over the ones before it, as
+    /// `--config` takes them); every problem names the file, the key and
+    /// what is allowed.
+    CheckConfig {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Hold a system of record to upstream protocol v1.
     Contract {
         #[command(subcommand)]
         command: ContractCommand,
     },
+    /// Work on a connector (a `protocol = "rest"` system's routes).
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// The readiness checklist: systems, credentials, contracts, Redis,
     /// events, secrets and limits, each OK, WARN or FAIL with the fix.
     /// Exits 1 when anything fails.
     Doctor {
-        /// Config file; without it `config/moat.toml` (if present) and defaults.
+        /// Config file; without it `config/moat.toml` (if present) and
+        /// defaults. Repeatable: later files override earlier ones.
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// The same lines as JSON.
         #[arg(long)]
         json: bool,
@@ -129,6 +142,38 @@ enum Command {
         url: String,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Ask one system for one record through its route, as Moat would (its
+    /// credentials and TLS), and print each request, the raw answer and
+    /// every mapped item with what is wrong with it. Exits 1 on any
+    /// violation.
+    Try {
+        /// The system (`[systems.NAME]`, protocol = "rest").
+        #[arg(long)]
+        system: String,
+        /// products, categories, prices, inventory, customers or orders.
+        #[arg(long, value_parser = PossibleValuesParser::new(["products", "categories", "prices", "inventory", "customers", "orders"]))]
+        record: String,
+        /// A sku (products, prices, inventory), a customer token or an
+        /// order id; products without one: the first catalog page.
+        #[arg(long)]
+        key: Option<String>,
+        /// The price segment (default: the catalog's default segment).
+        #[arg(long)]
+        segment: Option<String>,
+        /// The price currency (default: the catalog's default currency).
+        #[arg(long)]
+        currency: Option<String>,
+        /// Config file; repeatable, later files over earlier ones.
+        #[arg(long)]
+        config: Vec<PathBuf>,
+        /// Bytes of each raw answer shown.
+        #[arg(long, default_value_t = 4000)]
+        show: usize,
     },
 }
 
@@ -147,9 +192,10 @@ enum ContractCommand {
         /// Where it is (default: its configured URL).
         #[arg(long)]
         url: Option<String>,
-        /// Config file; without it `config/moat.toml` (if present) and defaults.
+        /// Config file; without it `config/moat.toml` (if present) and
+        /// defaults. Repeatable: later files override earlier ones.
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// Skus to price, stock and quote (default: the first products the
         /// same URL lists).
         #[arg(long, value_delimiter = ',')]
@@ -168,7 +214,7 @@ enum ContractCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
+    match cli.command.unwrap_or(Command::Serve { config: Vec::new() }) {
         Command::Serve { config } => serve(config),
         Command::Sim {
             listen,
@@ -227,19 +273,21 @@ fn main() -> ExitCode {
                 },
             )
         }
-        Command::CheckConfig { path } => match connected(
-            Config::from_sources(Some(&path), false),
-            &path.display().to_string(),
-        ) {
-            Ok(_) => {
-                println!("{}: ok", path.display());
-                ExitCode::SUCCESS
+        Command::CheckConfig { paths } => {
+            let files: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            let shown = shown.join(" + ");
+            match connected(Config::from_files(&files, false), &shown) {
+                Ok(_) => {
+                    println!("{shown}: ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Contract {
             command:
                 ContractCommand::Verify {
@@ -252,7 +300,7 @@ fn main() -> ExitCode {
                     json,
                 },
         } => {
-            let config = match load(config.as_deref()) {
+            let config = match load(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -288,8 +336,63 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Connector {
+            command:
+                ConnectorCommand::Try {
+                    system,
+                    record,
+                    key,
+                    segment,
+                    currency,
+                    config,
+                    show,
+                },
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let refuse = |why: &str| {
+                eprintln!("moat connector try: {why}");
+                ExitCode::from(2)
+            };
+            let target = match probe::Target::new(&config, &Secrets::from_env(), &system, None) {
+                Ok(t) => t,
+                Err(e) => return refuse(e.message()),
+            };
+            let mut sample = probe::Sample::from_config(&config);
+            if let Some(segment) = segment {
+                sample.segment = segment;
+            }
+            if let Some(code) = currency {
+                match moat::vocab::Currency::from_code(&code) {
+                    Some(c) => sample.currency = c,
+                    None => return refuse(&format!("{code:?} is not a currency Moat knows")),
+                }
+            }
+            let Some(record) = moat::vocab::Record::ALL
+                .into_iter()
+                .find(|r| r.name() == record)
+            else {
+                return refuse(&format!("no record {record:?}"));
+            };
+            match runtime().block_on(probe::try_route(&target, record, key.as_deref(), &sample)) {
+                Ok(tried) => {
+                    println!("{}", tried.render(show));
+                    if tried.violations() == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => refuse(e.message()),
+            }
+        }
         Command::Doctor { config, json } => {
-            let config = match load(config.as_deref()) {
+            let config = match load(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -346,8 +449,8 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
-fn serve(path: Option<PathBuf>) -> ExitCode {
-    let config = match load(path.as_deref()) {
+fn serve(paths: Vec<PathBuf>) -> ExitCode {
+    let config = match load(&paths) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
@@ -372,7 +475,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = hangup() => reload(&gateway, path.as_deref()),
+                _ = hangup() => reload(&gateway, &paths),
             }
         }
         tracing::info!("shutting down: draining requests");
@@ -387,9 +490,14 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
 /// The config `serve` and the other commands use (`Config::load`), with
 /// its connectors' routes compiled: a bad request template or jq
 /// expression is a config problem like any other.
-fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
-    let source = path.map_or("config".to_string(), |p| p.display().to_string());
-    connected(Config::load(path), &source)
+fn load(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let source = if shown.is_empty() {
+        "config".to_string()
+    } else {
+        shown.join(" + ")
+    };
+    connected(Config::load_all(paths), &source)
 }
 
 fn connected(loaded: Result<Config, ConfigError>, source: &str) -> Result<Config, ConfigError> {
@@ -411,8 +519,8 @@ fn connected(loaded: Result<Config, ConfigError>, source: &str) -> Result<Config
 
 /// SIGHUP: read the config file again. A bad file is refused with its
 /// problems and the running settings stay.
-fn reload(gateway: &Gateway, path: Option<&std::path::Path>) {
-    match load(path) {
+fn reload(gateway: &Gateway, paths: &[PathBuf]) {
+    match load(paths) {
         Ok(config) => {
             let restart = gateway.reload(config);
             tracing::info!("configuration reloaded");

@@ -102,6 +102,9 @@ async fn a_connector_serves_what_protocol_v1_serves() {
         .await;
     assert_eq!(verified["data"]["verifyCheckout"]["ok"], true, "{verified}");
     assert!(sim.requests("erp.prices").await > quote_calls, "read fresh");
+    let (_, status) = rest.admin_get("/admin/status").await;
+    assert_eq!(status["upstreams"]["erp"]["protocol"], "rest", "{status}");
+    assert_eq!(status["upstreams"]["pim"]["protocol"], "v1", "{status}");
     v1.stop().await;
     rest.stop().await;
 }
@@ -144,7 +147,7 @@ async fn an_item_the_map_fails_on_fails_alone_and_is_named() {
         .unwrap_or_default();
     let said = found["ownerSays"].to_string();
     assert!(
-        said.contains("route prices, item 1") && said.contains("no such field"),
+        said.contains("route prices, item ") && said.contains("no such field"),
         "{exceptions}"
     );
     moat.stop().await;
@@ -264,4 +267,111 @@ map = '''.changes[] | {id: .eventId, type: "price.updated", occurredAt: .at,
     let (_, again) = post(body.clone(), signed(&body)).await;
     assert_eq!(again["outcome"], "duplicate", "{again}");
     moat.stop().await;
+}
+
+/// The connector config of `erp_connector` as a file, for the commands.
+fn erp_file(sim: &Sim, name: &str, map_price: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[systems.erp]
+url = "{url}"
+protocol = "rest"
+
+[systems.erp.routes.prices]
+request = "GET /erp/v1/prices?skus={{skus}}&segment={{segment}}&currency={{currency}}"
+items = ".items[]"
+map = '''{map_price}'''
+
+[systems.erp.routes.inventory]
+request = "GET /erp/v1/inventory?skus={{skus}}"
+items = ".items[]"
+map = "{{sku, available: .available, version, updatedAt}}"
+"#,
+        url = sim.url,
+    );
+    support::process::config_file(name, &text)
+}
+
+fn moat_cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_verify_and_connector_try_go_through_the_mapping() {
+    let sim = Sim::start().await;
+    let good = erp_file(&sim, "connector-verify-good", PRICE_MAP);
+    let good = good.to_str().unwrap();
+    let skus = "SKU-000001,SKU-000002,SKU-000003";
+    let (code, said) = moat_cli(&[
+        "contract", "verify", "--system", "erp", "--config", good, "--skus", skus,
+    ]);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("GET /erp/v1/prices?skus=SKU-000001,SKU-000002,SKU-000003"),
+        "{said}"
+    );
+
+    // A map that leaves out the amount of one item: that item, by its
+    // index in the system's answer and the field as mapped.
+    let broken = format!(
+        r#"if .sku == "SKU-000002" then del(.amount) | {{sku, segment: $segment, currency: $currency, version, updatedAt}} else {PRICE_MAP} end"#
+    );
+    let bad = erp_file(&sim, "connector-verify-bad", &broken);
+    let bad = bad.to_str().unwrap();
+    let (code, said) = moat_cli(&[
+        "contract", "verify", "--system", "erp", "--config", bad, "--skus", skus,
+    ]);
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("amount is missing (route prices, item 1, as mapped)"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("as mapped").count(),
+        1,
+        "only that item: {said}"
+    );
+
+    let (code, said) = moat_cli(&[
+        "connector",
+        "try",
+        "--system",
+        "erp",
+        "--record",
+        "prices",
+        "--key",
+        "SKU-000003",
+        "--config",
+        good,
+    ]);
+    assert_eq!(code, 0, "{said}");
+    for shown in [
+        "> GET /erp/v1/prices?skus=SKU-000003&segment=default&currency=EUR",
+        "< 200",
+        "= ok route prices, item 0",
+        "\"sku\": \"SKU-000003\"",
+    ] {
+        assert!(said.contains(shown), "{shown}: {said}");
+    }
+    let (code, said) = moat_cli(&[
+        "connector",
+        "try",
+        "--system",
+        "erp",
+        "--record",
+        "customers",
+        "--config",
+        good,
+    ]);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("needs --key"), "{said}");
 }

@@ -137,6 +137,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
                 status["records"] = json!(c.records.iter().map(|r| r.name()).collect::<Vec<_>>());
                 status["owner"] = json!(c.owner);
                 status["contact"] = json!(c.contact);
+                status["protocol"] = json!(c.protocol);
                 (c.system.name().to_string(), status)
             })
             .collect::<serde_json::Map<_, _>>(),

@@ -60,19 +60,38 @@ impl Config {
     /// What `moat serve` uses: the given file (or `config/moat.toml` when it
     /// exists, else built-in defaults), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let path = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
+        Config::load_all(path.map(Path::to_path_buf).as_slice())
+    }
+
+    /// `load` with several files, each adding to and overriding the ones
+    /// before it (a recipe from `config/connectors/` over a site's file).
+    pub fn load_all(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+        let default = PathBuf::from(DEFAULT_PATH);
+        let paths: Vec<&Path> = if paths.is_empty() {
+            [default.as_path()]
+                .into_iter()
+                .filter(|p| p.exists())
+                .collect()
+        } else {
+            paths.iter().map(PathBuf::as_path).collect()
         };
-        Config::from_sources(path.as_deref(), true)
+        Config::from_files(&paths, true)
     }
 
     /// Reads `path` (if any) and, when `with_env`, the `MOAT_*` variables;
     /// then validates.
     pub fn from_sources(path: Option<&Path>, with_env: bool) -> Result<Config, ConfigError> {
+        Config::from_files(path.as_slice(), with_env)
+    }
+
+    /// `from_sources` with several files, later ones over earlier ones.
+    pub fn from_files(paths: &[&Path], with_env: bool) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
-        let source = path.map(|p| p.display().to_string());
-        if let Some(path) = path {
+        let source = (!paths.is_empty()).then(|| {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            shown.join(" + ")
+        });
+        for path in paths {
             if !path.is_file() {
                 return Err(ConfigError {
                     problems: vec![Problem {

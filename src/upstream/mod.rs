@@ -88,6 +88,8 @@ pub struct Connection {
     pub records: Vec<Record>,
     pub owner: Option<String>,
     pub contact: Option<String>,
+    /// What it speaks: `v1`, or `rest` (its own API, through routes).
+    pub protocol: &'static str,
     /// Its limits, breaker and retry state, for the admin API.
     pub protection: Arc<Protection>,
 }
@@ -164,6 +166,11 @@ impl Upstreams {
                 records: owners.records_of(system),
                 owner: settings.owner,
                 contact: settings.contact,
+                protocol: if connectors.contains_key(system.name()) {
+                    "rest"
+                } else {
+                    crate::vocab::PROTOCOL
+                },
                 protection,
             }));
         }

@@ -235,7 +235,11 @@ impl Route {
             .enumerate()
             .map(|(index, item)| Mapped {
                 index,
-                items: self.map.run(item, &vars).map_err(|e| format!("map: {e}")),
+                items: self
+                    .map
+                    .run(item, &vars)
+                    .map(|items| items.into_iter().map(without_nulls).collect())
+                    .map_err(|e| format!("map: {e}")),
             })
             .collect();
         let next = match &self.next {
@@ -257,7 +261,23 @@ impl Route {
     pub fn map_one(&self, item: Val, values: &Values<'_>) -> Result<Vec<Val>, String> {
         self.map
             .run(item, &vars(values))
+            .map(|items| items.into_iter().map(without_nulls).collect())
             .map_err(|e| format!("map: {e}"))
+    }
+}
+
+/// A mapped item without its null fields: `{compareAtAmount: .x}` on an
+/// item without `x` means "none", which protocol v1 writes by leaving the
+/// field out.
+fn without_nulls(item: Val) -> Val {
+    match item {
+        Val::Obj(map) if map.values().any(|v| matches!(v, Val::Null)) => Val::obj(
+            map.iter()
+                .filter(|(_, v)| !matches!(v, Val::Null))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
