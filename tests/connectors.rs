@@ -11,42 +11,30 @@ mod support;
 use serde_json::{Value, json};
 
 use moat::config::Config;
+use support::process::moat;
 use support::{Moat, Sim, error_codes};
 
 const PAGE: &str = r#"query($sku: String!) { product(sku: $sku) {
     price { price { amount currencyCode } } availability { quantity } } }"#;
 
-/// The ERP as a connector over the simulator's routes: prices re-read
-/// from decimal text, stock renamed, with `map_price` as the price map.
+/// The ERP as a connector over the simulator's routes (`erp_file`),
+/// prices asked two skus at a time.
 fn erp_connector(sim: &Sim, map_price: &str) -> Config {
     erp_connector_with(sim, map_price, "")
 }
 
+/// `erp_connector` with `more` (TOML) after it.
 fn erp_connector_with(sim: &Sim, map_price: &str, more: &str) -> Config {
-    let text = format!(
-        r#"
-[systems.erp]
-url = "{url}"
-protocol = "rest"
-
-[systems.erp.routes.prices]
-request = "GET /erp/v1/prices?skus={{skus}}&segment={{segment}}&currency={{currency}}"
-max_batch = 2
-items = ".items[]"
-map = '''{map_price}'''
-
-[systems.erp.routes.inventory]
-request = "GET /erp/v1/inventory?skus={{skus}}"
-items = ".items[]"
-map = "{{sku, available: .available, version, updatedAt}}"
-{more}
-"#,
-        url = sim.url,
-    );
-    let file = support::process::config_file("connector-erp", &text);
+    let file = erp_file(sim, "connector-erp", map_price, more);
     let loaded = Config::from_sources(Some(&file), false).expect("a valid config");
     let mut config = support::config(&sim.url);
     config.systems = loaded.systems;
+    if let Some(erp) = config.systems.get_mut("erp") {
+        erp.routes
+            .get_mut("prices")
+            .expect("a prices route")
+            .max_batch = Some(2);
+    }
     config
 }
 
@@ -269,8 +257,9 @@ map = '''.changes[] | {id: .eventId, type: "price.updated", occurredAt: .at,
     moat.stop().await;
 }
 
-/// The connector config of `erp_connector` as a file, for the commands.
-fn erp_file(sim: &Sim, name: &str, map_price: &str) -> std::path::PathBuf {
+/// The ERP as a connector over the simulator's routes (prices mapped by
+/// `map_price`, stock renamed), with `more` after it, as a config file.
+fn erp_file(sim: &Sim, name: &str, map_price: &str, more: &str) -> std::path::PathBuf {
     let text = format!(
         r#"
 [systems.erp]
@@ -286,34 +275,26 @@ map = '''{map_price}'''
 request = "GET /erp/v1/inventory?skus={{skus}}"
 items = ".items[]"
 map = "{{sku, available: .available, version, updatedAt}}"
+{more}
 "#,
         url = sim.url,
     );
     support::process::config_file(name, &text)
 }
 
-fn moat_cli(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_verify_and_connector_try_go_through_the_mapping() {
     let sim = Sim::start().await;
-    let good = erp_file(&sim, "connector-verify-good", PRICE_MAP);
+    let good = erp_file(&sim, "connector-verify-good", PRICE_MAP, "");
     let good = good.to_str().unwrap();
     let skus = "SKU-000001,SKU-000002,SKU-000003";
-    let (code, said) = moat_cli(&[
-        "contract", "verify", "--system", "erp", "--config", good, "--skus", skus,
-    ]);
+    let (code, said) = moat(
+        &[
+            "contract", "verify", "--system", "erp", "--config", good, "--skus", skus,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(code, 0, "{said}");
     assert!(
         said.contains("GET /erp/v1/prices?skus=SKU-000001,SKU-000002,SKU-000003"),
@@ -325,11 +306,15 @@ async fn contract_verify_and_connector_try_go_through_the_mapping() {
     let broken = format!(
         r#"if .sku == "SKU-000002" then del(.amount) | {{sku, segment: $segment, currency: $currency, version, updatedAt}} else {PRICE_MAP} end"#
     );
-    let bad = erp_file(&sim, "connector-verify-bad", &broken);
+    let bad = erp_file(&sim, "connector-verify-bad", &broken, "");
     let bad = bad.to_str().unwrap();
-    let (code, said) = moat_cli(&[
-        "contract", "verify", "--system", "erp", "--config", bad, "--skus", skus,
-    ]);
+    let (code, said) = moat(
+        &[
+            "contract", "verify", "--system", "erp", "--config", bad, "--skus", skus,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(code, 1, "{said}");
     assert!(
         said.contains("amount is missing (route prices, item 1, as mapped)"),
@@ -341,18 +326,22 @@ async fn contract_verify_and_connector_try_go_through_the_mapping() {
         "only that item: {said}"
     );
 
-    let (code, said) = moat_cli(&[
-        "connector",
-        "try",
-        "--system",
-        "erp",
-        "--record",
-        "prices",
-        "--key",
-        "SKU-000003",
-        "--config",
-        good,
-    ]);
+    let (code, said) = moat(
+        &[
+            "connector",
+            "try",
+            "--system",
+            "erp",
+            "--record",
+            "prices",
+            "--key",
+            "SKU-000003",
+            "--config",
+            good,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(code, 0, "{said}");
     for shown in [
         "> GET /erp/v1/prices?skus=SKU-000003&segment=default&currency=EUR",
@@ -362,16 +351,20 @@ async fn contract_verify_and_connector_try_go_through_the_mapping() {
     ] {
         assert!(said.contains(shown), "{shown}: {said}");
     }
-    let (code, said) = moat_cli(&[
-        "connector",
-        "try",
-        "--system",
-        "erp",
-        "--record",
-        "customers",
-        "--config",
-        good,
-    ]);
+    let (code, said) = moat(
+        &[
+            "connector",
+            "try",
+            "--system",
+            "erp",
+            "--record",
+            "customers",
+            "--config",
+            good,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(code, 2, "{said}");
     assert!(said.contains("needs --key"), "{said}");
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use moat::config::{Auth, Config, Secrets, SystemConfig, SystemSecrets};
 use moat::sim::SimConfig;
-use support::process::Running;
+use support::process::{Running, moat};
 use support::{Moat, Sim};
 
 const READ: &str = r#"
@@ -520,29 +520,6 @@ async fn an_upstream_declaring_another_protocol_version_breaks_the_contract() {
     let (_, exceptions) = moat.admin_get("/admin/exceptions").await;
     assert!(exceptions.to_string().contains("v2"), "{exceptions}");
     moat.stop().await;
-}
-
-/// Runs the `moat` binary with only `env` (and PATH) set, until it exits
-/// (a minute at most: `serve` that should have refused to start is
-/// killed).
-async fn moat(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
-        .await
-        .unwrap_or_else(|_| panic!("moat {args:?} did not exit"))
-        .expect("moat runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,3 +39,24 @@ pub use key::Key;
 pub use l2::L2;
 pub use responses::{Reads, ResponseCache};
 pub use tier::{AnyTier, Target, Tier, Tiers};
+
+/// What the cache's own tests (and the loader's) fill tiers from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+
+    use super::{Batch, Fetch};
+    use crate::vocab::Priority;
+
+    /// An upstream whose every key's value is its length.
+    pub struct Lengths;
+
+    impl Fetch<String, u32> for Lengths {
+        fn fetch(&self, keys: Vec<String>, _: Priority) -> BoxFuture<'static, Batch<String, u32>> {
+            let values = keys.into_iter().map(|k| (k.clone(), Ok(k.len() as u32)));
+            let batch = Ok(values.collect());
+            async move { batch }.boxed()
+        }
+    }
+}

@@ -731,18 +731,7 @@ impl<K, V> moka::Expiry<K, Arc<Cached<V>>> for Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::fill::Batch;
-
-    /// An upstream whose every key's value is its length.
-    struct Lengths;
-
-    impl Fetch<String, u32> for Lengths {
-        fn fetch(&self, keys: Vec<String>, _: Priority) -> BoxFuture<'static, Batch<String, u32>> {
-            let values = keys.into_iter().map(|k| (k.clone(), Ok(k.len() as u32)));
-            let batch = Ok(values.collect());
-            async move { batch }.boxed()
-        }
-    }
+    use crate::cache::testing::Lengths;
 
     fn tier() -> Arc<Tier<String, u32>> {
         let cache = config::Cache {

@@ -169,24 +169,12 @@ pub fn past_deadline() -> Error {
 
 #[cfg(test)]
 mod tests {
-    use futures_util::future::BoxFuture;
-
     use super::*;
     use crate::background::Background;
-    use crate::cache::{Batch, Fetch, Tier};
+    use crate::cache::Tier;
+    use crate::cache::testing::Lengths;
     use crate::config;
     use crate::vocab::Entity;
-
-    /// An upstream whose every key's value is its length.
-    struct Lengths;
-
-    impl Fetch<String, u32> for Lengths {
-        fn fetch(&self, keys: Vec<String>, _: Priority) -> BoxFuture<'static, Batch<String, u32>> {
-            let values = keys.into_iter().map(|k| (k.clone(), Ok(k.len() as u32)));
-            let batch = Ok(values.collect());
-            async move { batch }.boxed()
-        }
-    }
 
     #[tokio::test]
     async fn a_cancelled_leader_leaves_no_batch_behind() {

@@ -179,3 +179,29 @@ pub fn config_file(name: &str, text: &str) -> std::path::PathBuf {
     std::fs::write(&file, text).unwrap();
     file
 }
+
+/// Runs the `moat` binary with only `env` (and PATH) set, until it exits
+/// (a minute at most: `serve` that should have refused to start is
+/// killed).
+pub async fn moat(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let Some(binary) = option_env!("CARGO_BIN_EXE_moat") else {
+        panic!("only integration tests run the moat binary");
+    };
+    let run = tokio::process::Command::new(binary)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("moat {args:?} did not exit"))
+        .expect("moat runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
