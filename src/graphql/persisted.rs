@@ -65,7 +65,7 @@ impl Persisted {
         let rules = self.rules.load();
         let hash = requested_hash(extensions)?;
         if let (Some(hash), Some(query)) = (&hash, &query)
-            && sha256_hex(query) != *hash
+            && sha256_hex(query) != hash.to_ascii_lowercase()
         {
             return Err(Error::bad_request("provided sha does not match query"));
         }
@@ -76,14 +76,13 @@ impl Persisted {
             )),
             (PersistedMode::Off | PersistedMode::Auto, None, query) => Ok(query),
             (PersistedMode::Auto, Some(hash), Some(query)) => {
-                self.registered.insert(hash, Arc::from(query.as_str()));
+                self.registered
+                    .insert(hash.to_ascii_lowercase(), Arc::from(query.as_str()));
                 Ok(Some(query))
             }
             (PersistedMode::Auto, Some(hash), None) => rules
-                .manifest
-                .get(&hash)
-                .cloned()
-                .or_else(|| self.registered.get(&hash))
+                .find(&hash)
+                .or_else(|| self.registered.get(&hash.to_ascii_lowercase()))
                 .map(|text| Some(text.to_string()))
                 .ok_or_else(|| Error::new(Kind::PersistedQueryNotFound, "PersistedQueryNotFound")),
             (PersistedMode::AllowList, hash, query) => {
@@ -91,8 +90,7 @@ impl Persisted {
                     return Ok(None);
                 };
                 rules
-                    .manifest
-                    .get(&key)
+                    .find(&key)
                     .map(|text| Some(text.to_string()))
                     .ok_or_else(|| {
                         Error::new(
@@ -106,6 +104,16 @@ impl Persisted {
 }
 
 impl Rules {
+    /// The manifest's operation a client names: by its id as written (ids
+    /// are the manifest's own strings, capitals and all), or by the SHA-256
+    /// of its text, in whichever case the client wrote its hex.
+    fn find(&self, key: &str) -> Option<Arc<str>> {
+        self.manifest
+            .get(key)
+            .or_else(|| self.manifest.get(&key.to_ascii_lowercase()))
+            .cloned()
+    }
+
     fn load(config: &PersistedQueries) -> Result<Rules, Error> {
         let manifest = match &config.manifest {
             Some(path) => read_manifest(path)?,
@@ -174,7 +182,7 @@ fn requested_hash(extensions: Option<&Value>) -> Result<Option<String>, Error> {
         .and_then(Value::as_str)
         .filter(|h| h.len() <= 128 && !h.is_empty())
         .ok_or_else(|| Error::bad_request("persistedQuery.sha256Hash must be a string"))?;
-    Ok(Some(hash.to_ascii_lowercase()))
+    Ok(Some(hash.to_string()))
 }
 
 pub fn sha256_hex(text: &str) -> String {
@@ -228,6 +236,32 @@ mod tests {
         assert!(wrong.is_err_and(|e| e.message().contains("does not match")));
         let bad_version = json!({ "persistedQuery": { "version": 2, "sha256Hash": hash } });
         assert!(p.resolve(None, Some(&bad_version)).is_err());
+    }
+
+    #[test]
+    fn manifest_ids_match_as_written_and_hashes_in_any_case() {
+        let dir = std::env::temp_dir().join(format!("moat-ids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("manifest.json");
+        let manifest = json!({ "format": "apollo-persisted-query-manifest", "version": 1,
+            "operations": [{ "id": "ProductPage-V2", "body": Q }] });
+        std::fs::write(&file, manifest.to_string()).unwrap();
+        let p = Persisted::new(&PersistedQueries {
+            mode: PersistedMode::AllowList,
+            manifest: Some(file),
+            max_bytes: ByteSize(64 * 1024),
+        })
+        .expect("a manifest");
+        for key in [
+            "ProductPage-V2".to_string(),
+            sha256_hex(Q),
+            sha256_hex(Q).to_ascii_uppercase(),
+        ] {
+            let found = p.resolve(None, Some(&ext(&key)));
+            assert_eq!(found.unwrap().as_deref(), Some(Q), "{key}");
+        }
+        let other = p.resolve(None, Some(&ext("productpage-v2"))).unwrap_err();
+        assert_eq!(other.kind(), Kind::PersistedQueryNotInList);
     }
 
     #[test]
