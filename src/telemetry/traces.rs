@@ -197,20 +197,55 @@ pub fn incoming(headers: &HeaderMap) -> Option<Arc<Incoming>> {
     let mut states = headers.get_all(TRACESTATE).iter();
     let tracestate = match (states.next(), states.next()) {
         (None, _) => None,
-        (Some(one), None) => Some(one.clone()),
-        (Some(_), Some(_)) => {
+        (Some(one), None) if one.len() <= MAX_TRACESTATE => Some(one.clone()),
+        _ => {
             let joined: Vec<&[u8]> = headers
                 .get_all(TRACESTATE)
                 .iter()
                 .map(HeaderValue::as_bytes)
                 .collect();
-            HeaderValue::from_bytes(&joined.join(&b","[..])).ok()
+            capped(&joined.join(&b","[..]))
         }
     };
     Some(Arc::new(Incoming {
         traceparent,
         tracestate,
     }))
+}
+
+/// Most of a `tracestate` passed on: what every W3C trace context
+/// participant must propagate (§3.3.1.5), and all a client may make Moat
+/// carry to every upstream call.
+const MAX_TRACESTATE: usize = 512;
+/// An entry longer than this is dropped first when the list is too long.
+const MAX_TRACESTATE_ENTRY: usize = 128;
+
+/// `tracestate` within `MAX_TRACESTATE` as §3.3.1.5 cuts it: entries over
+/// 128 characters go first, then entries from the end. None if nothing is
+/// left.
+fn capped(value: &[u8]) -> Option<HeaderValue> {
+    let entries: Vec<&[u8]> = value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let total = |kept: &[&[u8]]| {
+        kept.iter()
+            .map(|e| e.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1)
+    };
+    let mut kept = entries.clone();
+    if total(&kept) > MAX_TRACESTATE {
+        kept.retain(|e| e.len() <= MAX_TRACESTATE_ENTRY);
+    }
+    while total(&kept) > MAX_TRACESTATE {
+        kept.pop();
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(&kept.join(&b","[..])).ok()
 }
 
 /// A `traceparent` as W3C trace context §3.2 has it: `version-traceid-
@@ -300,6 +335,26 @@ impl Injector for HeadersMut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_tracestate_is_cut_as_w3c_says() {
+        let short = b"a=1,b=2";
+        assert_eq!(capped(short).unwrap(), "a=1,b=2");
+        let long_entry = format!("big={}", "x".repeat(200));
+        let many: Vec<String> = (0..90).map(|i| format!("k{i:02}=v{i:02}")).collect();
+        let value = format!(
+            "{},{long_entry},{}",
+            many[..3].join(","),
+            many[3..].join(",")
+        );
+        let cut = capped(value.as_bytes()).unwrap();
+        let cut = cut.to_str().unwrap();
+        assert!(cut.len() <= MAX_TRACESTATE, "{}", cut.len());
+        assert!(!cut.contains("big="), "long entries go first");
+        assert!(cut.starts_with("k00=v00,k01=v01,k02=v02,k03=v03"), "{cut}");
+        assert!(!cut.contains("k89"), "then entries from the end: {cut}");
+        assert_eq!(capped(long_entry.repeat(5).as_bytes()), None);
+    }
 
     const SENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
