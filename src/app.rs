@@ -17,7 +17,7 @@ use crate::background::Background;
 use crate::cache::{Invalidator, L2, ResponseCache, Tiers};
 use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PriceTokens};
-use crate::config::{Config, Secrets};
+use crate::config::{Config, Reloaded, Secrets};
 use crate::customers::Customers;
 use crate::error::Error;
 use crate::events::Events;
@@ -209,17 +209,21 @@ impl Gateway {
         })
     }
 
-    /// Applies a new config (SIGHUP): upstream limits, breaker thresholds,
-    /// retries, cache freshness, client and sign-in limits, and the
-    /// per-request settings take effect at once. Settings that shape what
-    /// was built at start (listen addresses, connections, the systems and
-    /// who owns what, Redis, query limits, cache sizes) are reported as
-    /// needing a restart and otherwise ignored.
-    pub fn reload(&self, new: Config) -> Vec<&'static str> {
-        let old = self.state.config();
+    /// Applies a reloaded config (SIGHUP). The keys each section applies at
+    /// once (`config::Section::with_live`: upstream limits, breakers and
+    /// retries, cache freshness, client and sign-in limits, events,
+    /// reconciliation, persisted queries, the per-request settings) are put
+    /// in force. Every other key keeps its running value, in the config
+    /// `AppState` holds too, and is returned by name as needing a restart.
+    pub fn reload(&self, new: Config) -> Vec<String> {
         let s = &self.state;
+        let running = s.config();
+        let Reloaded {
+            mut config,
+            restart,
+        } = running.reloaded(&new);
         for p in s.upstreams.protection() {
-            let settings = new.system(p.system.name());
+            let settings = config.system(p.system.name());
             let (before, after) = (p.limit(), settings.limit);
             p.reload(&settings);
             if before != after {
@@ -234,96 +238,22 @@ impl Gateway {
             }
         }
         for tier in s.tiers() {
-            tier.reload(&new.cache);
+            tier.reload(&config.cache);
         }
-        // Stored answers were shaped by the old settings (currencies,
-        // segments, thresholds).
+        // Stored answers were let through by the old settings (persisted
+        // queries, the body limit): each must pass the new ones once.
         s.responses.clear();
-        s.customers.apply(&new.customers);
-        s.events.reload(&new.events);
-        s.reconciler.reload(&new.reconcile);
-        s.client_limits.apply(&new.server.client_limit);
+        s.customers.apply(&config.customers);
+        s.events.reload(&config.events);
+        s.reconciler.reload(&config.reconcile);
+        s.client_limits.apply(&config.server.client_limit);
         // Operators' fleet-wide changes stay on top of the file.
         s.fleet.reapply();
-        if let Err(e) = s.persisted.reload(&new.server.persisted_queries) {
+        if let Err(e) = s.persisted.reload(&config.server.persisted_queries) {
             tracing::error!(error = %e, "persisted queries not reloaded; the running ones stay");
+            config.server.persisted_queries = running.server.persisted_queries.clone();
         }
-        let query_limits = |c: &Config| {
-            let s = &c.server;
-            (
-                s.max_query_depth,
-                s.max_query_complexity,
-                s.max_query_tokens,
-                s.max_query_aliases,
-                s.max_introspection_depth,
-                s.max_fragment_depth,
-                s.introspection,
-                c.checkout.max_per_request,
-            )
-        };
-        let connections = |c: &Config| {
-            [&c.server.connections, &c.admin.connections].map(|k| {
-                (
-                    k.max,
-                    k.header_read_timeout,
-                    k.idle_timeout,
-                    k.http2,
-                    k.http2_max_streams,
-                )
-            })
-        };
-        // What each system's client was built from.
-        let connections_out = |c: &Config| {
-            let owners = c.owners();
-            let systems: Vec<_> = owners
-                .systems()
-                .into_iter()
-                .map(|system| {
-                    let s = c.system(system.name());
-                    (
-                        s.url,
-                        s.auth,
-                        s.tls,
-                        s.timeout,
-                        s.connect_timeout,
-                        s.max_batch,
-                    )
-                })
-                .collect();
-            (owners, systems)
-        };
-        let checks: [(&'static str, bool); 10] = [
-            ("server.listen", old.server.listen != new.server.listen),
-            ("admin.listen", old.admin.listen != new.admin.listen),
-            ("upstream.url", old.upstream.url != new.upstream.url),
-            (
-                "entities, and systems' url, auth, tls, timeouts and max_batch",
-                connections_out(&old) != connections_out(&new),
-            ),
-            ("redis.url", old.redis.url != new.redis.url),
-            (
-                "server.max_query_* and introspection, checkout.max_per_request",
-                query_limits(&old) != query_limits(&new),
-            ),
-            (
-                "server.connections, admin.connections",
-                connections(&old) != connections(&new),
-            ),
-            ("telemetry", old.telemetry != new.telemetry),
-            (
-                "cache.responses",
-                old.cache.responses != new.cache.responses,
-            ),
-            ("cache.*.l1_max_bytes", {
-                let sizes = |c: &Config| c.cache.entities().map(|(_, e)| e.l1_max_bytes);
-                sizes(&old) != sizes(&new)
-            }),
-        ];
-        let restart = checks
-            .into_iter()
-            .filter_map(|(key, changed)| changed.then_some(key))
-            .collect();
-        s.set_config(new);
+        s.set_config(config);
         restart
     }
 

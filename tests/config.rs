@@ -1,10 +1,15 @@
-//! Strict configuration and the schema file, through the real binary where
-//! a user would use it.
+//! Strict configuration, reloads and the schema file, through the real
+//! binary where a user would use it.
+
+mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use moat::config::Config;
+use moat::config::{ByteSize, Config};
+use serde_json::{Value, json};
+use support::{Moat, eventually};
 
 fn moat(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_moat"))
@@ -95,6 +100,345 @@ fn a_wrongly_typed_value_names_the_key() {
     let (ok, _, stderr) = moat(&["check-config", "/nonexistent/moat.toml"]);
     assert!(!ok);
     assert!(stderr.contains("no such file"), "{stderr}");
+}
+
+#[test]
+fn every_unknown_key_and_mistyped_value_is_named_at_once() {
+    let path = write(
+        "many.toml",
+        r#"
+[server]
+listen_port = 80
+bogus = 1
+max_query_depth = "deep"
+[cache]
+nonsense = true
+[upstream]
+timeout = "soon"
+[catalog]
+currencies = ["EUR", 3]
+[systems.erp]
+auth = { kind = "magic" }
+"#,
+    );
+    let (ok, _, stderr) = moat(&["check-config", path.to_str().unwrap()]);
+    assert!(!ok);
+    let keys = [
+        "server.listen_port",
+        "server.bogus",
+        "server.max_query_depth",
+        "cache.nonsense",
+        "upstream.timeout",
+        "catalog.currencies.1",
+        "systems.erp.auth.kind",
+    ];
+    for key in keys {
+        assert!(
+            stderr.contains(&format!("`{key}`")),
+            "{key} missing from: {stderr}"
+        );
+    }
+    let problems = stderr.lines().filter(|l| l.starts_with("  - ")).count();
+    assert_eq!(
+        problems,
+        keys.len(),
+        "one problem each, none made up: {stderr}"
+    );
+}
+
+/// Every key the example config sets, changed alone to another valid
+/// value (worked out from the value itself and the values the file
+/// mentions, comments included) and reloaded: it applies at once, or the
+/// reload names it and the running value stays. Nothing here is written
+/// per key, so a key added to the example is covered as it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_of_the_example_applies_on_reload_or_is_named_for_a_restart() {
+    let example = std::fs::read_to_string("config/moat.toml").expect("config/moat.toml");
+    // Free ports and the embedded simulator: the example as a test runs it.
+    let base_text = example
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0");
+    let base = Config::from_sources(Some(&write("base.toml", &base_text)), false).expect("base");
+    let served = Moat::start(base.clone()).await;
+    let gateway = served.gateway.as_ref().expect("running");
+    let as_value = |config: &Config| serde_json::to_value(config).expect("config as JSON");
+    let before = as_value(&base);
+    let mentioned = quoted_strings(&example);
+    let (mut live, mut restart) = (Vec::new(), Vec::new());
+    for setting in settings(&base_text) {
+        let key = setting.key.clone();
+        let pointer = format!("/{}", key.replace('.', "/"));
+        let Some((changed, asked)) = variant(&base_text, &setting, &mentioned)
+            .or_else(|| variant_with_dependent(&base_text, &setting, &mentioned))
+        else {
+            panic!("no valid change found for {key}: mention another valid value in a comment");
+        };
+        let wanted = as_value(&changed).pointer(&pointer).cloned();
+        let named = gateway.reload(changed);
+        let now = as_value(&gateway.state.config());
+        let was = before.pointer(&pointer);
+        for other in named.iter().filter(|k| **k != key) {
+            assert!(
+                asked.contains(other),
+                "{key}: the reload names {other}, which did not change"
+            );
+        }
+        if named.contains(&key) {
+            assert_eq!(now.pointer(&pointer), was, "{key}: kept until a restart");
+            restart.push(key.clone());
+        } else {
+            assert_eq!(
+                now.pointer(&pointer).cloned(),
+                wanted,
+                "{key}: applied at once"
+            );
+            live.push(key.clone());
+        }
+        assert_eq!(
+            gateway.reload(base.clone()),
+            Vec::<String>::new(),
+            "{key}: back to the example"
+        );
+        assert_eq!(as_value(&gateway.state.config()), before, "{key}: back");
+    }
+    // What PRODUCT promises a SIGHUP applies.
+    for promised in [
+        "upstream.limits.",
+        "upstream.breaker.",
+        "upstream.retry.",
+        "server.client_limit.",
+        "server.persisted_queries.mode",
+        "customers.",
+        "reconcile.",
+        "events.apply_",
+        "events.tolerance",
+    ] {
+        let keys: Vec<&String> = live
+            .iter()
+            .chain(&restart)
+            .filter(|k| k.starts_with(promised))
+            .collect();
+        assert!(!keys.is_empty(), "{promised}: no such key in the example");
+        for key in keys {
+            assert!(live.contains(key), "{key} needs a restart: {restart:?}");
+        }
+    }
+    for (entity, _) in base.cache.entities() {
+        for ttl in ["soft_ttl", "hard_ttl", "max_stale", "negative_ttl"] {
+            let key = format!("cache.{entity}.{ttl}");
+            assert!(live.contains(&key), "{key} needs a restart");
+        }
+    }
+    assert!(
+        restart.contains(&"server.listen".to_string()),
+        "{restart:?}"
+    );
+    served.stop().await;
+}
+
+/// A `key = value` line of a config file.
+struct Setting {
+    line: usize,
+    name: String,
+    key: String,
+    value: String,
+}
+
+fn settings(text: &str) -> Vec<Setting> {
+    let mut table = String::new();
+    let mut found = Vec::new();
+    for (line, raw) in text.lines().enumerate() {
+        let code = uncommented(raw).trim();
+        if let Some(name) = code.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
+            table = name.to_string();
+        } else if let Some((name, value)) = code.split_once('=') {
+            let name = name.trim().to_string();
+            found.push(Setting {
+                line,
+                key: format!("{table}.{name}"),
+                name,
+                value: value.trim().to_string(),
+            });
+        }
+    }
+    found
+}
+
+/// The line without its comment (a `#` outside quotes).
+fn uncommented(line: &str) -> &str {
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' if !quoted => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// Every `"…"` in the text, comments included: the alternatives a
+/// comment mentions (`or "json"`) are values to try.
+fn quoted_strings(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = text
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|s| format!("{s:?}"))
+        .collect();
+    found.dedup();
+    found
+}
+
+/// Other values for a TOML value, from its own shape first.
+fn candidates(value: &str, mentioned: &[String]) -> Vec<String> {
+    if let Ok(b) = value.parse::<bool>() {
+        return vec![(!b).to_string()];
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return vec![(n + 1).to_string(), (n - 1).to_string()];
+    }
+    if let Ok(x) = value.parse::<f64>() {
+        return vec![format!("{:?}", x / 2.0), format!("{:?}", x * 2.0)];
+    }
+    if let Some(items) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        let items: Vec<&str> = items.split(',').collect();
+        return vec![format!(
+            "[{}]",
+            items[..items.len().saturating_sub(1)].join(",")
+        )];
+    }
+    let text = value.trim_matches('"');
+    let mut out = Vec::new();
+    if let Ok(d) = humantime::parse_duration(text) {
+        out.push(format!(
+            "\"{}\"",
+            humantime::format_duration(d + Duration::from_secs(1))
+        ));
+    }
+    if let Some(size) = ByteSize::parse(text) {
+        out.push((size.bytes() + 1024).to_string());
+    }
+    if let Ok(mut addr) = text.parse::<std::net::SocketAddr>() {
+        addr.set_port(addr.port() + 1);
+        out.push(format!("\"{addr}\""));
+    }
+    out.push(format!("\"{text}x\""));
+    out.extend(mentioned.iter().cloned());
+    out
+}
+
+/// `text` with these lines' values replaced, as a config, if it is one.
+fn parsed(text: &str, changes: &[(&Setting, &str)]) -> Option<Config> {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for (setting, value) in changes {
+        lines[setting.line] = format!("{} = {value}", setting.name);
+    }
+    Config::from_sources(Some(&write("variant.toml", &lines.join("\n"))), false).ok()
+}
+
+/// The first valid config with `setting` changed alone, and the keys it
+/// changes.
+fn variant(text: &str, setting: &Setting, mentioned: &[String]) -> Option<(Config, Vec<String>)> {
+    let pointer = format!("/{}", setting.key.replace('.', "/"));
+    let base = serde_json::to_value(parsed(text, &[])?).ok()?;
+    candidates(&setting.value, mentioned)
+        .iter()
+        .find_map(|value| {
+            let config = parsed(text, &[(setting, value)])?;
+            let value = serde_json::to_value(&config).ok()?;
+            (value.pointer(&pointer) != base.pointer(&pointer))
+                .then(|| (config, vec![setting.key.clone()]))
+        })
+}
+
+/// When no change of `setting` alone is valid (GraphiQL needs
+/// introspection): the change with the key its problem names changed too.
+fn variant_with_dependent(
+    text: &str,
+    setting: &Setting,
+    mentioned: &[String],
+) -> Option<(Config, Vec<String>)> {
+    let all = settings(text);
+    candidates(&setting.value, mentioned)
+        .iter()
+        .find_map(|value| {
+            let mut lines: Vec<String> = text.lines().map(String::from).collect();
+            lines[setting.line] = format!("{} = {value}", setting.name);
+            let problems =
+                Config::from_sources(Some(&write("dependent.toml", &lines.join("\n"))), false)
+                    .err()?
+                    .problems;
+            let [problem] = problems.as_slice() else {
+                return None;
+            };
+            let other = all.iter().find(|s| s.key == problem.key)?;
+            candidates(&other.value, mentioned)
+                .iter()
+                .find_map(|other_value| {
+                    let config = parsed(text, &[(setting, value), (other, other_value)])?;
+                    Some((config, vec![setting.key.clone(), other.key.clone()]))
+                })
+        })
+}
+
+/// SIGHUP through the binary: a change that needs a restart is named in
+/// the log and the running value stays; one that applies at once does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_names_what_needs_a_restart_and_applies_the_rest() {
+    support::install_tls_provider();
+    let base = "[upstream.embedded]\nproducts = 300\n";
+    let file = support::process::config_file("config-sighup", base);
+    let running = support::process::Running::start(&file, &[]);
+    // Nested 14 deep: past max_query_depth (12), refused before it is
+    // parsed; padded past 1KiB.
+    let deep = json!({
+        "query": format!("{}{}", "{ a ".repeat(14), "}".repeat(14)),
+        "padding": "x".repeat(2048),
+    });
+    let post = |body: Value| {
+        let request = reqwest::Client::new()
+            .post(format!("{}/graphql", running.public))
+            .json(&body);
+        async move {
+            let r = request.send().await.expect("request");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            let code = body["errors"][0]["extensions"]["code"].clone();
+            (status, code.as_str().unwrap_or("").to_string())
+        }
+    };
+    assert_eq!(post(deep.clone()).await, (200, "QUERY_TOO_COMPLEX".into()));
+
+    let changed = format!("{base}[server]\nmax_query_depth = 20\nmax_body_bytes = \"1KiB\"\n");
+    std::fs::write(&file, changed).unwrap();
+    running.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            running.logged("configuration reloaded")
+        })
+        .await,
+        "{:?}",
+        running.log()
+    );
+    let warning = running
+        .log()
+        .into_iter()
+        .find(|l| l.contains("only after a restart"));
+    assert!(
+        warning
+            .as_deref()
+            .is_some_and(|l| l.contains("server.max_query_depth") && !l.contains("max_body_bytes")),
+        "{warning:?}"
+    );
+    // The body limit applies at once; the depth limit stays as it runs.
+    assert_eq!(post(deep.clone()).await.0, 413);
+    let unpadded = json!({ "query": deep["query"] });
+    assert_eq!(
+        post(unpadded).await,
+        (200, "QUERY_TOO_COMPLEX".into()),
+        "the running depth limit"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What Moat reads through routes, each with the placeholders its
 /// `request` may use. (Checkout needs no route of its own: for a connector
@@ -30,7 +30,7 @@ pub const ROUTES: [(&str, &str); 9] = [
 ];
 
 /// One route.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// `METHOD /path?query` with placeholders: `{sku} {skus} {id} {ids}
@@ -70,7 +70,7 @@ fn not_found() -> Vec<u16> {
     vec![404]
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchStyle {
     #[default]
@@ -80,7 +80,7 @@ pub enum BatchStyle {
 }
 
 /// `[systems.NAME.events]`: change events in the system's own form.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForeignEvents {
     /// How deliveries are signed (the secret: `MOAT_EVENTS_SECRET_{NAME}`).
@@ -93,7 +93,7 @@ pub struct ForeignEvents {
 }
 
 /// Signature schemes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Signature {
     /// `Moat-Signature: t=…,v1=…`.
@@ -114,7 +114,7 @@ pub enum Signature {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]
