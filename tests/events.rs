@@ -521,7 +521,17 @@ async fn a_replica_cut_off_from_redis_replays_what_it_missed_and_keeps_its_l1() 
             "{r}"
         );
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // B stays cut off until it has noticed, after the last change: its
+    // Redis clients, the invalidation reader among them, keep retrying and
+    // are refused.
+    let refused = proxy.refused();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            proxy.refused() > refused
+        })
+        .await,
+        "B tries Redis again while cut off"
+    );
     proxy.restore();
 
     let want: Vec<String> = (0..100).map(|i| decimal(1_000 + i)).collect();
