@@ -324,22 +324,18 @@ async fn a_stored_answer_at_the_door_is_what_the_full_path_would_send() {
     assert_eq!(status, 401, "{refusal}");
     assert_eq!(counts().await, (2, 2));
 
-    // A body that comes in two pieces is read whole and served the same.
+    // A body that comes in two pieces (two chunks, so two frames however
+    // the bytes arrive) is read whole and served the same.
     let address = moat.public.trim_start_matches("http://").to_string();
     let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = format!(
-        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
     let (one, two) = body.split_at(body.len() / 2);
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{one}\r\n{:x}\r\n{two}\r\n0\r\n\r\n",
+        one.len(),
+        two.len()
+    );
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    socket
-        .write_all(format!("{head}{one}").as_bytes())
-        .await
-        .unwrap();
-    socket.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    socket.write_all(two.as_bytes()).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
     socket.read_to_string(&mut raw).await.unwrap();
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
