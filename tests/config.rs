@@ -431,8 +431,22 @@ async fn sighup_names_what_needs_a_restart_and_applies_the_rest() {
             .is_some_and(|l| l.contains("server.max_query_depth") && !l.contains("max_body_bytes")),
         "{warning:?}"
     );
-    // The body limit applies at once; the depth limit stays as it runs.
+    // The body limit applies at once, to what a request declares too:
+    // refused before its body is sent. The depth limit stays as it runs.
     assert_eq!(post(deep.clone()).await.0, 413);
+    let address = running.public.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n"
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    socket.read_exact(&mut status).await.unwrap();
+    assert_eq!(
+        &status, b"HTTP/1.1 413",
+        "refused without waiting for the body"
+    );
     let unpadded = json!({ "query": deep["query"] });
     assert_eq!(
         post(unpadded).await,

@@ -1,37 +1,30 @@
-//! `POST /events/{source}`: the HTTP face of `events`. The body is read up
-//! to `[events] max_body_bytes` (413 past it); the answer is JSON, 200 with
+//! `POST /events/{source}`: the HTTP face of `events`. The body comes read
+//! up to `[events] max_body_bytes` (413 past it); the answer is JSON, 200 with
 //! the outcome, 202 when the event was dead-lettered, and the error table's
 //! status otherwise, with `Retry-After` on 503 so the sender tries again.
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::json;
 
 use crate::error::{Error, Kind};
 use crate::events::Outcome;
 use crate::state::AppState;
 
+/// `body` is whole and within `[events] max_body_bytes` (the inbound
+/// stack's body limit).
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     Path(source): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Response {
-    let limit = app.events.settings().max_body_bytes.bytes() as usize;
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        let e = Error::new(
-            Kind::PayloadTooLarge,
-            format!("an event is at most {limit} bytes"),
-        );
-        let label = app.events.source(&source).map_or("unknown", |s| s.name());
-        crate::telemetry::event(label, "rejected");
-        return refusal(&e);
-    };
-    match app.events.receive(&source, &headers, &bytes).await {
+    match app.events.receive(&source, &headers, &body).await {
         Ok(receipts) => {
             let parked = receipts.iter().any(|r| r.outcome == Outcome::DeadLettered);
             let status = if parked {
@@ -48,6 +41,17 @@ pub async fn receive(
         }
         Err(e) => refusal(&e),
     }
+}
+
+/// 413 for an event past `max` bytes, counted as its source's rejection.
+pub fn too_large(app: &AppState, request: &Parts, max: usize) -> Response {
+    let source = request.uri.path().rsplit('/').next().unwrap_or("");
+    let label = app.events.source(source).map_or("unknown", |s| s.name());
+    crate::telemetry::event(label, "rejected");
+    refusal(&Error::new(
+        Kind::PayloadTooLarge,
+        format!("an event is at most {max} bytes"),
+    ))
 }
 
 /// `{"error", "code"}` with the table's status (webhook senders are not

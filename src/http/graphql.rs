@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
@@ -119,7 +120,11 @@ pub async fn get(
 /// so do requests this shortcut leaves to the full path: traced ones (their
 /// spans), limited clients (their counts), and a body that did not arrive
 /// whole with the head.
-pub fn stored(app: &AppState, request: Request) -> ControlFlow<Response, Request> {
+pub fn stored(
+    app: &AppState,
+    request: Request,
+    body_max: fn(&AppState) -> usize,
+) -> ControlFlow<Response, Request> {
     let started = Instant::now();
     let headers = request.headers();
     if request.method() != Method::POST
@@ -135,7 +140,7 @@ pub fn stored(app: &AppState, request: Request) -> ControlFlow<Response, Request
     let Some(media) = negotiate(headers, false) else {
         return Continue(request);
     };
-    let limit = app.config().server.max_body_bytes.bytes() as usize;
+    let limit = body_max(app);
     let (mut parts, mut body) = request.into_parts();
     let sent = match body.frame().now_or_never() {
         Some(Some(Ok(frame))) => match frame.into_data() {
@@ -173,12 +178,14 @@ struct Sent {
     via_get: bool,
 }
 
+/// `body` is whole and within `server.max_body_bytes` (the inbound stack's
+/// body limit).
 pub async fn post(
     State(app): State<Arc<AppState>>,
     client: Option<axum::Extension<Client>>,
     looked_up: Option<axum::Extension<LookedUp>>,
     headers: HeaderMap,
-    body: Body,
+    bytes: Bytes,
 ) -> Response {
     let Some(media) = negotiate(&headers, false) else {
         return not_acceptable();
@@ -192,19 +199,6 @@ pub async fn post(
             ),
         );
     }
-    let limit = app.config().server.max_body_bytes.bytes() as usize;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return problem(
-                media,
-                &Error::new(
-                    Kind::PayloadTooLarge,
-                    format!("request body is larger than {limit} bytes"),
-                ),
-            );
-        }
-    };
     let params = match decode_post(&bytes) {
         Ok(p) => p,
         Err(e) => return problem(media, &e),
@@ -215,6 +209,16 @@ pub async fn post(
         via_get: false,
     };
     execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
+}
+
+/// 413 for a body past `max` bytes, in the media type asked for.
+pub fn too_large(_: &AppState, request: &Parts, max: usize) -> Response {
+    let media = negotiate(&request.headers, false).unwrap_or(Media::Json);
+    let error = Error::new(
+        Kind::PayloadTooLarge,
+        format!("request body is larger than {max} bytes"),
+    );
+    problem(media, &error)
 }
 
 /// Whether a POST body is declared `application/json` (any parameters).

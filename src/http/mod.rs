@@ -1,9 +1,9 @@
 //! The public listener: `/graphql` (and GraphiQL's `/assets/`), health
-//! checks and signed change events (`/events/{source}`), with the inbound
-//! layers every request passes; in front of them, the response cache's
-//! stored answers (`graphql::stored`).
+//! checks and signed change events (`/events/{source}`), behind the inbound
+//! stack `service` builds, layer by layer, in one place.
 
 mod assets;
+mod body;
 pub mod client_limit;
 mod events;
 mod graphql;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,45 +24,82 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
+use self::body::BodyLimit;
 use crate::error::{Error, Kind};
 use crate::state::AppState;
 
-/// What the public listener serves: a repeated anonymous query answered
-/// from the response cache at the door, everything else by the router.
+/// The public listener's inbound stack, built from the handlers out: each
+/// layer wraps the ones above it, and says why it sits there. In front of
+/// all of it, `listener::serve` holds each connection to its limits (how
+/// many, how slow its headers, how long idle) and sets `ConnectInfo`.
 pub fn service(app: Arc<AppState>) -> impl crate::listener::Service {
-    let router = router(app.clone());
+    let graphql_body = BodyLimit::new(&app, graphql_body_max, graphql::too_large);
+    let graphql = get(graphql::get)
+        .post(graphql::post)
+        // The body, whole and within `server.max_body_bytes`, before the
+        // handler decodes it; the 413 in the media type asked for.
+        .layer(middleware::from_fn_with_state(
+            graphql_body,
+            body::read_whole,
+        ))
+        // Per client, outside the body limit: a client over its limit costs
+        // a counter, not the read of its body.
+        .layer(middleware::from_fn_with_state(
+            app.client_limits.clone(),
+            client_limit::limit,
+        ));
+    let event_body = BodyLimit::new(&app, event_body_max, events::too_large);
+    let events = post(events::receive)
+        // The body, whole and within `[events] max_body_bytes`, before its
+        // signature is checked over it; the 413 counted as a rejected event
+        // of its source.
+        .layer(middleware::from_fn_with_state(event_body, body::read_whole));
+    let routes = Router::new()
+        .route("/graphql", graphql)
+        .route("/events/{source}", events)
+        .route("/assets/{file}", get(assets::file))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(app.clone())
+        // axum's own body limit off: the routes' limits above are the ones
+        // that apply, and may be larger than its 2MiB.
+        .layer(DefaultBodyLimit::disable())
+        // Every routed request within `server.request_timeout`, body reads
+        // included: a trickled upload ends in a 504, not a held task.
+        .layer(middleware::from_fn_with_state(app.clone(), request_timeout))
+        // Traced outside the timeout, so a 504 is traced like any answer.
+        .layer(TraceLayer::new_for_http());
+    // Outermost, the door: a repeated anonymous POST answered from its
+    // stored bytes before routing, tracing, the timeout and decoding, the
+    // steady state of a storefront (`benches/cache_hit.rs`). It takes a body
+    // only when it came whole with the head and within `/graphql`'s limit,
+    // and hands everything else on untouched.
+    door(app, routes)
+}
+
+/// `/graphql`'s body limit, which the door holds bodies to as well.
+fn graphql_body_max(app: &AppState) -> usize {
+    app.config().server.max_body_bytes.bytes() as usize
+}
+
+fn event_body_max(app: &AppState) -> usize {
+    app.events.settings().max_body_bytes.bytes() as usize
+}
+
+/// Answers what `graphql::stored` can, and passes the rest to `routes`.
+fn door(app: Arc<AppState>, routes: Router) -> impl crate::listener::Service {
     tower::service_fn(move |request: Request| {
-        let (app, router) = (app.clone(), router.clone());
+        let (app, routes) = (app.clone(), routes.clone());
         async move {
-            Ok::<_, Infallible>(match graphql::stored(&app, request) {
+            Ok::<_, Infallible>(match graphql::stored(&app, request, graphql_body_max) {
                 ControlFlow::Break(answer) => answer,
-                ControlFlow::Continue(request) => match router.oneshot(request).await {
+                ControlFlow::Continue(request) => match routes.oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
             })
         }
     })
-}
-
-fn router(app: Arc<AppState>) -> Router {
-    Router::new()
-        .route(
-            "/graphql",
-            get(graphql::get)
-                .post(graphql::post)
-                .layer(middleware::from_fn_with_state(
-                    app.client_limits.clone(),
-                    client_limit::limit,
-                )),
-        )
-        .route("/assets/{file}", get(assets::file))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/events/{source}", post(events::receive))
-        .layer(middleware::from_fn_with_state(app.clone(), request_timeout))
-        .with_state(app)
-        .layer(TraceLayer::new_for_http())
 }
 
 /// A request that outlives `server.request_timeout` is answered 504 with a
