@@ -525,7 +525,10 @@ fn reload(gateway: &Gateway, paths: &[PathBuf]) {
             let restart = gateway.reload(config);
             tracing::info!("configuration reloaded");
             if !restart.is_empty() {
-                tracing::warn!(keys = ?restart, "these changes take effect only after a restart");
+                tracing::warn!(
+                    keys = ?restart,
+                    "these changes take effect only after a restart; until then the running values stay"
+                );
             }
         }
         Err(e) => {
