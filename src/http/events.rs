@@ -1,7 +1,8 @@
-//! `POST /events/{source}`: the HTTP face of `events`. The body comes read
-//! up to `[events] max_body_bytes` (413 past it); the answer is JSON, 200 with
-//! the outcome, 202 when the event was dead-lettered, and the error table's
-//! status otherwise, with `Retry-After` on 503 so the sender tries again.
+//! `POST /events/{source}`: the HTTP face of `events`. The body arrives
+//! whole, within `[events] max_body_bytes` (the inbound stack answers 413
+//! past it); the answer is JSON, 200 with the outcome, 202 when the event
+//! was dead-lettered, and the error table's status otherwise, with
+//! `Retry-After` on 503 so the sender tries again.
 
 use std::sync::Arc;
 
