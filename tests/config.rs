@@ -415,7 +415,7 @@ async fn sighup_names_what_needs_a_restart_and_applies_the_rest() {
     running.signal("HUP");
     assert!(
         eventually(Duration::from_secs(10), || async {
-            running.logged("configuration reloaded")
+            running.logged("only after a restart")
         })
         .await,
         "{:?}",
