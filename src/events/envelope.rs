@@ -172,6 +172,15 @@ pub struct Clock {
     pub tolerance: Duration,
 }
 
+/// What an event is read against: the system it came from, Moat's
+/// clock, and where a contract violation in its data is recorded.
+#[derive(Clone, Copy)]
+pub struct Reading<'a> {
+    pub source: System,
+    pub clock: Clock,
+    pub exceptions: Option<&'a Exceptions>,
+}
+
 /// Whether a request is a CloudEvent in binary mode: its attributes in
 /// `ce-*` headers (which its signature must then cover too).
 pub fn is_binary(headers: &HeaderMap) -> bool {
@@ -179,13 +188,7 @@ pub fn is_binary(headers: &HeaderMap) -> bool {
 }
 
 /// Reads an event sent to `/events/{source}` in any accepted form.
-pub fn decode(
-    source: System,
-    headers: &HeaderMap,
-    body: &[u8],
-    clock: Clock,
-    exceptions: Option<&Exceptions>,
-) -> Result<Event, Error> {
+pub fn decode(at: Reading<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -193,7 +196,7 @@ pub fn decode(
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
     if is_binary(headers) {
-        return cloudevent_binary(source, headers, body, clock, exceptions);
+        return cloudevent_binary(at, headers, body);
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad("body", format!("is not JSON: {e}")))?;
@@ -201,23 +204,18 @@ pub fn decode(
         return Err(bad("body", "must be a JSON object"));
     };
     if content_type == "application/cloudevents+json" || fields.contains_key("specversion") {
-        return cloudevent(source, fields, clock, exceptions);
+        return cloudevent(at, fields);
     }
-    envelope(source, fields, clock, exceptions)
+    envelope(at, fields)
 }
 
 /// An event given as its fields (a connector's events map made them):
 /// Moat's envelope, or a CloudEvent's structured form.
-pub fn from_fields(
-    source: System,
-    fields: Map<String, Value>,
-    clock: Clock,
-    exceptions: Option<&Exceptions>,
-) -> Result<Event, Error> {
+pub fn from_fields(at: Reading<'_>, fields: Map<String, Value>) -> Result<Event, Error> {
     if fields.contains_key("specversion") {
-        cloudevent(source, fields, clock, exceptions)
+        cloudevent(at, fields)
     } else {
-        envelope(source, fields, clock, exceptions)
+        envelope(at, fields)
     }
 }
 
@@ -234,7 +232,12 @@ pub fn stored(text: &str, clock: Clock, exceptions: Option<&Exceptions>) -> Resu
         .and_then(Value::as_str)
         .and_then(System::find)
         .ok_or_else(|| Error::internal("a dead letter has no source"))?;
-    envelope(source, fields, clock, exceptions)
+    let at = Reading {
+        source,
+        clock,
+        exceptions,
+    };
+    envelope(at, fields)
 }
 
 /// What each form calls the fields a refusal names.
@@ -266,12 +269,30 @@ struct Said {
     data: Option<Box<RawValue>>,
 }
 
-fn envelope(
-    source: System,
-    mut fields: Map<String, Value>,
-    clock: Clock,
-    exceptions: Option<&Exceptions>,
-) -> Result<Event, Error> {
+impl Said {
+    /// A form's id and time, read by the names it gives them (a missing or
+    /// mistyped one refused by `get`, naming it), with what was read before.
+    fn read(
+        names: &Names,
+        get: impl Fn(&str) -> Result<String, Error>,
+        kind: String,
+        entity: Option<EntityRef>,
+        version: Option<u64>,
+        data: Option<Box<RawValue>>,
+    ) -> Result<Said, Error> {
+        Ok(Said {
+            id: get(names.id)?,
+            occurred_at: get(names.time)?,
+            kind,
+            entity,
+            version,
+            data,
+        })
+    }
+}
+
+fn envelope(at: Reading<'_>, mut fields: Map<String, Value>) -> Result<Event, Error> {
+    let source = at.source;
     if let Some(named) = fields.get("source") {
         match named.as_str() {
             Some(s) if s == source.name() => {}
@@ -297,30 +318,12 @@ fn envelope(
         None | Some(Value::Null) => None,
         Some(v) => Some(json_version(v, "version")?),
     };
-    let data = match fields.remove("data") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            Some(serde_json::value::to_raw_value(&v).map_err(|e| bad("data", e.to_string()))?)
-        }
-    };
-    let said = Said {
-        id: text(&fields, "id")?,
-        kind: text(&fields, "type")?,
-        occurred_at: text(&fields, "occurredAt")?,
-        entity,
-        version,
-        data,
-    };
-    build(source, said, &ENVELOPE, clock, exceptions)
+    let kind = text(&fields, "type")?;
+    finish(at, &ENVELOPE, &mut fields, kind, entity, version)
 }
 
 /// A CloudEvent in structured mode, mapped onto the envelope's fields.
-fn cloudevent(
-    source: System,
-    mut fields: Map<String, Value>,
-    clock: Clock,
-    exceptions: Option<&Exceptions>,
-) -> Result<Event, Error> {
+fn cloudevent(at: Reading<'_>, mut fields: Map<String, Value>) -> Result<Event, Error> {
     let spec = text(&fields, "specversion")?;
     if spec != "1.0" {
         return Err(bad("specversion", format!("{spec:?} is not 1.0")));
@@ -338,32 +341,34 @@ fn cloudevent(
         segment: extension("segment"),
         currency: extension("currency"),
     });
-    let data = match fields.remove("data") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            Some(serde_json::value::to_raw_value(&v).map_err(|e| bad("data", e.to_string()))?)
-        }
-    };
-    let said = Said {
-        id: text(&fields, "id")?,
+    finish(at, &STRUCTURED, &mut fields, kind, entity, version)
+}
+
+/// The rest of a JSON form (its id, time and data) read, and the event
+/// built.
+fn finish(
+    at: Reading<'_>,
+    names: &Names,
+    fields: &mut Map<String, Value>,
+    kind: String,
+    entity: Option<EntityRef>,
+    version: Option<u64>,
+) -> Result<Event, Error> {
+    let data = data_of(fields)?;
+    let said = Said::read(
+        names,
+        |name| text(fields, name),
         kind,
-        occurred_at: text(&fields, "time")?,
         entity,
         version,
         data,
-    };
-    build(source, said, &STRUCTURED, clock, exceptions)
+    )?;
+    build(at, said, names)
 }
 
 /// A CloudEvent in binary mode: attributes in `ce-*` headers, the body is
 /// `data`. Its signature covers the headers (`verify`); each is sent once.
-fn cloudevent_binary(
-    source: System,
-    headers: &HeaderMap,
-    body: &[u8],
-    clock: Clock,
-    exceptions: Option<&Exceptions>,
-) -> Result<Event, Error> {
+fn cloudevent_binary(at: Reading<'_>, headers: &HeaderMap, body: &[u8]) -> Result<Event, Error> {
     for name in headers.keys().filter(|n| n.as_str().starts_with("ce-")) {
         if headers.get_all(name).iter().nth(1).is_some() {
             return Err(bad(name.as_str(), "is sent more than once"));
@@ -401,15 +406,24 @@ fn cloudevent_binary(
                 .map_err(|e| bad("data", format!("is not JSON: {e}")))?,
         )
     };
-    let said = Said {
-        id: required("id")?,
-        kind,
-        occurred_at: required("time")?,
-        entity,
-        version,
-        data,
+    let header = |name: &str| {
+        let value = headers.get(name).and_then(|v| v.to_str().ok());
+        value
+            .map(str::to_string)
+            .ok_or_else(|| bad(name, "is missing"))
     };
-    build(source, said, &BINARY, clock, exceptions)
+    let said = Said::read(&BINARY, header, kind, entity, version, data)?;
+    build(at, said, &BINARY)
+}
+
+/// A JSON event's `data`, as it was sent (none when absent or null).
+fn data_of(fields: &mut Map<String, Value>) -> Result<Option<Box<RawValue>>, Error> {
+    match fields.remove("data") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::value::to_raw_value(&v)
+            .map(Some)
+            .map_err(|e| bad("data", e.to_string())),
+    }
 }
 
 /// The entity a CloudEvents type is about, for its `subject`.
@@ -426,13 +440,12 @@ fn event_type(name: &str) -> Option<EventType> {
     })
 }
 
-fn build(
-    source: System,
-    said: Said,
-    names: &Names,
-    clock: Clock,
-    exceptions: Option<&Exceptions>,
-) -> Result<Event, Error> {
+fn build(at: Reading<'_>, said: Said, names: &Names) -> Result<Event, Error> {
+    let Reading {
+        source,
+        clock,
+        exceptions,
+    } = at;
     let Said {
         id,
         kind,
@@ -607,6 +620,23 @@ mod tests {
         }
     }
 
+    /// `body` sent to the ERP's `/events/erp` with `content_type`.
+    fn read_json(content_type: &str, body: &Value) -> Result<Event, Error> {
+        decode(
+            reading(System::ERP),
+            &json_headers(content_type),
+            body.to_string().as_bytes(),
+        )
+    }
+
+    fn reading(source: System) -> Reading<'static> {
+        Reading {
+            source,
+            clock: clock(),
+            exceptions: None,
+        }
+    }
+
     fn json_headers(content_type: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
@@ -620,11 +650,9 @@ mod tests {
 
     fn refused(source: System, body: Value) -> String {
         let e = decode(
-            source,
+            reading(source),
             &json_headers("application/json"),
             body.to_string().as_bytes(),
-            clock(),
-            None,
         )
         .unwrap_err();
         assert_eq!(e.kind(), Kind::BadRequest);
@@ -635,14 +663,7 @@ mod tests {
     fn fat_and_thin_envelopes_are_read() {
         let fat = json!({ "id": "e1", "type": "price.updated", "occurredAt": "2026-11-29T10:00:01Z",
                           "source": "erp", "data": price(7) });
-        let event = decode(
-            System::ERP,
-            &json_headers("application/json"),
-            fat.to_string().as_bytes(),
-            clock(),
-            None,
-        )
-        .unwrap();
+        let event = read_json("application/json", &fat).unwrap();
         assert!(event.is_fat());
         assert!(matches!(&event.item, Some(Item::Price(p)) if p.version == 7 && p.amount == 1299));
         let back = stored(&event.to_json(), clock(), None).unwrap();
@@ -651,14 +672,7 @@ mod tests {
 
         let thin = json!({ "id": "e2", "type": "inventory.updated", "occurredAt": "2026-11-29T10:00:01Z",
                            "entity": { "kind": "inventory", "id": "SKU-000001" }, "version": 4 });
-        let event = decode(
-            System::ERP,
-            &json_headers("application/json"),
-            thin.to_string().as_bytes(),
-            clock(),
-            None,
-        )
-        .unwrap();
+        let event = read_json("application/json", &thin).unwrap();
         assert!(!event.is_fat());
         assert_eq!(event.version, Some(4));
     }
@@ -670,14 +684,7 @@ mod tests {
             crate::schema::validate("event.json", example, crate::schema::Properties::Closed),
             []
         );
-        let event = decode(
-            System::ERP,
-            &json_headers("application/json"),
-            example.to_string().as_bytes(),
-            clock(),
-            None,
-        )
-        .unwrap();
+        let event = read_json("application/json", example).unwrap();
         assert!(matches!(&event.item, Some(Item::Price(p)) if Some(p.version) == event.version));
         assert_eq!(event.entity.map(|e| e.id), Some("SKU-000042".to_string()));
     }
@@ -705,11 +712,9 @@ mod tests {
                                   "entity": { "kind": "price", "id": "SKU-1" } });
         assert!(refused(System::ERP, unversioned).starts_with("version:"));
         let e = decode(
-            System::ERP,
+            reading(System::ERP),
             &json_headers("application/json"),
             b"{ nope",
-            clock(),
-            None,
         )
         .unwrap_err();
         assert!(e.message().starts_with("body:"));
@@ -720,14 +725,7 @@ mod tests {
         let structured = json!({ "specversion": "1.0", "id": "ce-1", "source": "/sap/erp",
                                  "type": "com.example.erp.price.updated", "time": "2026-11-29T10:00:01Z",
                                  "datacontenttype": "application/json", "data": price(3) });
-        let event = decode(
-            System::ERP,
-            &json_headers("application/cloudevents+json"),
-            structured.to_string().as_bytes(),
-            clock(),
-            None,
-        )
-        .unwrap();
+        let event = read_json("application/cloudevents+json", &structured).unwrap();
         assert_eq!(event.kind, EventType::PriceUpdated);
         assert!(event.is_fat());
 
@@ -743,12 +741,12 @@ mod tests {
         ] {
             h.insert(k, v.parse().unwrap());
         }
-        let event = decode(System::ERP, &h, b"", clock(), None).unwrap();
+        let event = decode(reading(System::ERP), &h, b"").unwrap();
         assert_eq!(event.entity.as_ref().unwrap().id, "SKU-000001");
         assert_eq!(event.version, Some(9));
         h.remove("ce-time");
         assert!(
-            decode(System::ERP, &h, b"", clock(), None)
+            decode(reading(System::ERP), &h, b"")
                 .unwrap_err()
                 .message()
                 .starts_with("ce-time:")
@@ -787,28 +785,14 @@ mod tests {
             ("2026-11-29T10:09:59Z", false),
             ("2026-11-29T10:10:01Z", true),
         ] {
-            let envelope = decode(
-                System::ERP,
-                &json_headers("application/json"),
-                thin_with("occurredAt", json!(ahead)).to_string().as_bytes(),
-                clock(),
-                None,
-            );
+            let envelope = read_json("application/json", &thin_with("occurredAt", json!(ahead)));
             let structured = json!({ "specversion": "1.0", "id": "ce-1", "type": "inventory.updated",
                                      "time": ahead, "subject": "SKU-1", "entityversion": 4 });
-            let structured = decode(
-                System::ERP,
-                &json_headers("application/cloudevents+json"),
-                structured.to_string().as_bytes(),
-                clock(),
-                None,
-            );
+            let structured = read_json("application/cloudevents+json", &structured);
             let binary = decode(
-                System::ERP,
+                reading(System::ERP),
                 &binary_headers(&[("ce-time", ahead)]),
                 b"",
-                clock(),
-                None,
             );
             for (field, result) in [
                 ("occurredAt", envelope),
@@ -829,13 +813,11 @@ mod tests {
             }
         }
         let past = decode(
-            System::ERP,
+            reading(System::ERP),
             &json_headers("application/json"),
             thin_with("occurredAt", json!("2020-01-01T00:00:00Z"))
                 .to_string()
                 .as_bytes(),
-            clock(),
-            None,
         )
         .unwrap();
         assert_eq!(past.occurred_at.to_string(), "2020-01-01T00:00:00.000Z");
@@ -843,15 +825,7 @@ mod tests {
 
     #[test]
     fn versions_are_integers_every_json_parser_reads_exactly() {
-        let read = |version: Value| {
-            decode(
-                System::ERP,
-                &json_headers("application/json"),
-                thin_with("version", version).to_string().as_bytes(),
-                clock(),
-                None,
-            )
-        };
+        let read = |version: Value| read_json("application/json", &thin_with("version", version));
         assert_eq!(read(json!(0)).unwrap().version, Some(0));
         assert_eq!(read(json!(MAX_VERSION)).unwrap().version, Some(MAX_VERSION));
         for refused in [
@@ -866,11 +840,9 @@ mod tests {
         }
         let binary = |version: &str| {
             decode(
-                System::ERP,
+                reading(System::ERP),
                 &binary_headers(&[("ce-entityversion", version)]),
                 b"",
-                clock(),
-                None,
             )
         };
         assert_eq!(
@@ -895,14 +867,7 @@ mod tests {
         let structured = json!({ "specversion": "1.0", "id": "ce-1", "type": "inventory.updated",
                                  "time": "2026-11-29T10:00:01Z", "subject": "SKU-1",
                                  "entityversion": "9007199254740992" });
-        let e = decode(
-            System::ERP,
-            &json_headers("application/cloudevents+json"),
-            structured.to_string().as_bytes(),
-            clock(),
-            None,
-        )
-        .unwrap_err();
+        let e = read_json("application/cloudevents+json", &structured).unwrap_err();
         assert!(e.message().starts_with("entityversion: "), "{e}");
         let fat = json!({ "id": "e1", "type": "price.updated", "occurredAt": "2026-11-29T10:00:01Z",
                           "data": price(MAX_VERSION + 1) });
@@ -922,17 +887,15 @@ mod tests {
             assert!(e.starts_with("id: must be printable"), "{id:?}: {e}");
         }
         let e = decode(
-            System::ERP,
+            reading(System::ERP),
             &binary_headers(&[("ce-id", "a b")]),
             b"",
-            clock(),
-            None,
         )
         .unwrap_err();
         assert!(e.message().starts_with("ce-id: must be printable"), "{e}");
         let mut twice = binary_headers(&[]);
         twice.append("ce-type", "product.deleted".parse().unwrap());
-        let e = decode(System::ERP, &twice, b"", clock(), None).unwrap_err();
+        let e = decode(reading(System::ERP), &twice, b"").unwrap_err();
         assert!(e.message().starts_with("ce-type: "), "{e}");
     }
 
@@ -946,14 +909,7 @@ mod tests {
             let schema =
                 crate::schema::validate("event.json", event, crate::schema::Properties::Closed)
                     .is_empty();
-            let moat = decode(
-                System::ERP,
-                &json_headers("application/json"),
-                event.to_string().as_bytes(),
-                clock(),
-                None,
-            )
-            .is_ok();
+            let moat = read_json("application/json", event).is_ok();
             (schema, moat)
         };
         let long = "i".repeat(MAX_ID);

@@ -40,7 +40,12 @@ pub(super) fn events(
         .map(|(n, out)| {
             let fields = envelope_of(connector, out)
                 .map_err(|e| bad(&format!("event {n} of the delivery"), e))?;
-            envelope::from_fields(source, fields, clock, exceptions)
+            let at = envelope::Reading {
+                source,
+                clock,
+                exceptions,
+            };
+            envelope::from_fields(at, fields)
         })
         .collect()
 }

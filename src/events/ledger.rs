@@ -211,19 +211,8 @@ impl Ledger {
     /// Records `version` for `entity` if it is newer than the newest seen.
     pub async fn advance(&self, entity: &str, version: u64) -> Advance {
         if let Some(redis) = &self.redis {
-            let key = redis.key(&["version", entity]);
-            let ms = self.retention.as_millis() as u64;
-            let held = redis
-                .run("event.version", |mut c| async move {
-                    ADVANCE
-                        .key(&key)
-                        .arg(version.to_string())
-                        .arg(ms)
-                        .arg(MAX_VERSION.to_string())
-                        .invoke_async::<String>(&mut c)
-                        .await
-                })
-                .await;
+            let args = [version.to_string(), self.keep_ms(), MAX_VERSION.to_string()];
+            let held = version_script::<String>(redis, &ADVANCE, entity, args).await;
             if let Ok(held) = held {
                 if held == "stale" {
                     return Advance::NotNewer;
@@ -258,20 +247,9 @@ impl Ledger {
             None => self.versions.invalidate(entity),
         }
         if let Some(redis) = &self.redis {
-            let key = redis.key(&["version", entity]);
-            let ms = self.retention.as_millis() as u64;
             let before = before.map(|b| b.to_string()).unwrap_or_default();
-            let _ = redis
-                .run("event.version", |mut c| async move {
-                    RETREAT
-                        .key(&key)
-                        .arg(version.to_string())
-                        .arg(before)
-                        .arg(ms)
-                        .invoke_async::<i64>(&mut c)
-                        .await
-                })
-                .await;
+            let args = [version.to_string(), before, self.keep_ms()];
+            let _ = version_script::<i64>(redis, &RETREAT, entity, args).await;
         }
     }
 
@@ -365,4 +343,30 @@ impl SeenVersions {
         }
         ahead
     }
+}
+
+impl Ledger {
+    /// How long a recorded version is kept, as the scripts take it.
+    fn keep_ms(&self) -> String {
+        self.retention.as_millis().to_string()
+    }
+}
+
+/// Runs a version script (`ADVANCE`, `RETREAT`) on `entity`'s key.
+async fn version_script<T: redis::FromRedisValue>(
+    redis: &RedisLink,
+    script: &'static redis::Script,
+    entity: &str,
+    args: [String; 3],
+) -> Result<T, crate::redis_link::Unavailable> {
+    let key = redis.key(&["version", entity]);
+    redis
+        .run("event.version", |mut c| async move {
+            script
+                .key(&key)
+                .arg(&args[..])
+                .invoke_async::<T>(&mut c)
+                .await
+        })
+        .await
 }

@@ -205,7 +205,14 @@ impl Events {
             None => self
                 .secrets
                 .verify(system, headers, body, settings.tolerance)
-                .and_then(|()| envelope::decode(system, headers, body, clock, exceptions))
+                .and_then(|()| {
+                    let at = envelope::Reading {
+                        source: system,
+                        clock,
+                        exceptions,
+                    };
+                    envelope::decode(at, headers, body)
+                })
                 .map(|event| vec![event]),
         }
         .and_then(|events| {
