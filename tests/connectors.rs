@@ -180,6 +180,34 @@ inventory = "shop"
     ] {
         assert!(said.contains(named), "{named}: {said}");
     }
+
+    let file = support::process::config_file(
+        "connector-bad-defs",
+        r#"
+[systems.shop]
+url = "http://127.0.0.1:9"
+protocol = "rest"
+defs = "def price: {sku: .sku, segment: $segment};"
+
+[systems.shop.routes.inventory]
+request = "GET /stock?skus={skus}"
+map = "."
+
+[entities]
+inventory = "shop"
+"#,
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`systems.shop.defs`: line 1, column 33: $segment is not defined"),
+        "{said}"
+    );
 }
 
 /// HMAC-SHA256 of `body` with the test secret, hex.
@@ -265,11 +293,12 @@ fn erp_file(sim: &Sim, name: &str, map_price: &str, more: &str) -> std::path::Pa
 [systems.erp]
 url = "{url}"
 protocol = "rest"
+defs = '''def price($segment; $currency): {map_price};'''
 
 [systems.erp.routes.prices]
 request = "GET /erp/v1/prices?skus={{skus}}&segment={{segment}}&currency={{currency}}"
 items = ".items[]"
-map = '''{map_price}'''
+map = "price($segment; $currency)"
 
 [systems.erp.routes.inventory]
 request = "GET /erp/v1/inventory?skus={{skus}}"

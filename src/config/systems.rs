@@ -38,6 +38,11 @@ pub struct SystemConfig {
     pub routes: std::collections::BTreeMap<String, Route>,
     /// With `protocol = "rest"`: its change events, in its own form.
     pub events: Option<ForeignEvents>,
+    /// With `protocol = "rest"`: jq definitions (`def product: {…};`)
+    /// every route and event map of this system may call, so a mapping
+    /// several routes share is written once. They see no variables: what
+    /// one needs is an argument (`def price($currency): …;`).
+    pub defs: Option<String>,
     #[serde(with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
@@ -113,6 +118,11 @@ impl SystemConfig {
             rest || self.events.is_none(),
             "events",
             "events in the system's own form are for protocol = \"rest\"",
+        );
+        p.check(
+            rest || self.defs.is_none(),
+            "defs",
+            "jq definitions are for protocol = \"rest\"",
         );
         match &self.auth {
             Some(Auth::Header { name }) => p.check(

@@ -173,7 +173,11 @@ impl Drop for Running {
 
 /// A config file in a fresh temporary directory.
 pub fn config_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("moat-{name}-{}", std::process::id()));
+    // Numbered, so tests running at once that write the same name never
+    // read each other's file.
+    static WRITTEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("moat-{name}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("moat.toml");
     std::fs::write(&file, text).unwrap();

@@ -102,6 +102,23 @@ impl Jq {
         Ok(Jq { filter, vars })
     }
 
+    /// Compiles `code` after `prelude` (a system's own `def`s, which every
+    /// expression of it may call); a position is `code`'s own.
+    pub fn compile_after(
+        prelude: &str,
+        code: &str,
+        vars: &'static [&'static str],
+    ) -> Result<Jq, JqError> {
+        if prelude.trim().is_empty() {
+            return Jq::compile(code, vars);
+        }
+        let lines = prelude.matches('\n').count() + 1;
+        Jq::compile(&format!("{prelude}\n{code}"), vars).map_err(|e| JqError {
+            line: e.line.saturating_sub(lines).max(1),
+            ..e
+        })
+    }
+
     /// Every output for `input`, with `values` for the variables (in the
     /// order `compile` named them); the first error ends it.
     pub fn run(&self, input: Val, values: &[Val]) -> Result<Vec<Val>, String> {
@@ -384,6 +401,16 @@ mod tests {
         assert!(e.message.contains("nosuch"), "{e}");
         let e = Jq::compile("{a: $segment}", &["$currency"]).unwrap_err();
         assert!(e.message.contains("$segment"), "{e}");
+    }
+
+    #[test]
+    fn a_systems_defs_come_before_each_expression() {
+        let defs = "def product: {sku: .code};\ndef twice: . * 2;";
+        let jq = Jq::compile_after(defs, "product | .sku", &[]).unwrap();
+        let out = jq.run_one(read(br#"{"code": "A-1"}"#).unwrap(), &[]);
+        assert_eq!(out.unwrap().to_string(), r#""A-1""#);
+        let e = Jq::compile_after(defs, ".x |\n  nosuch", &[]).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 3), "{e}");
     }
 
     #[test]

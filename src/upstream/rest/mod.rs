@@ -107,6 +107,13 @@ impl Connector {
     ) -> Result<Connector, Vec<(String, String)>> {
         let mut routes = HashMap::new();
         let mut problems = Vec::new();
+        let defs = config.defs.as_deref().unwrap_or_default();
+        // Defs see no variables, so each compiles alike under a route and
+        // under the event map: what one needs is passed as an argument.
+        if let Err(e) = Jq::compile(&format!("{defs}\n."), &[]) {
+            problems.push((format!("systems.{system}.defs"), e.to_string()));
+            return Err(problems);
+        }
         for (name, route) in &config.routes {
             let at = format!("systems.{system}.routes.{name}");
             let Some((known, _)) = crate::config::ROUTES.iter().find(|(n, _)| n == name) else {
@@ -117,7 +124,7 @@ impl Connector {
                 ));
                 continue;
             };
-            match Route::compile(known, &at, route) {
+            match Route::compile(known, &at, route, defs) {
                 Ok(route) => {
                     routes.insert(*known, route);
                 }
@@ -126,7 +133,7 @@ impl Connector {
         }
         let events = match &config.events {
             None => None,
-            Some(events) => match Jq::compile(&events.map, EVENT_VARS) {
+            Some(events) => match Jq::compile_after(defs, &events.map, EVENT_VARS) {
                 Ok(map) => Some(Events {
                     signature: events.signature.clone(),
                     map,

@@ -84,15 +84,17 @@ pub struct Read {
 impl Route {
     /// Compiles `config` of route `name`; each problem is its key (under
     /// `at`: `systems.akeneo.routes.products`) and what is wrong there.
+    /// `defs`: the system's own jq definitions, before each expression.
     pub fn compile(
         name: &'static str,
         at: &str,
         config: &RouteConfig,
+        defs: &str,
     ) -> Result<Route, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let key = |k: &str| format!("{at}.{k}");
         let jq = |k: &str, code: &str, problems: &mut Vec<(String, String)>| {
-            Jq::compile(code, VARS)
+            Jq::compile_after(defs, code, VARS)
                 .map_err(|e| problems.push((key(k), e.to_string())))
                 .ok()
         };
