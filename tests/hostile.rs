@@ -573,3 +573,37 @@ async fn requests_moat_cannot_send_never_open_a_breaker() {
         0.0
     );
 }
+
+/// A POST body spelled like a stored GET's query string is decoded as
+/// what it is (not JSON: refused), never served the GET's answer: the two
+/// methods' stored answers are separate key spaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_spelled_like_a_query_string_is_not_served_a_stored_answer() {
+    let sim = Sim::start().await;
+    let moat = support::Moat::start(support::config(&sim.url)).await;
+    let query = "query=%7B%20product(sku%3A%20%22SKU-000005%22)%20%7B%20name%20%7D%20%7D";
+    let get = || {
+        moat.http
+            .get(format!("{}/graphql?{query}", moat.url))
+            .send()
+    };
+    for _ in 0..3 {
+        let r: Value = get().await.unwrap().json().await.unwrap();
+        assert!(r["data"]["product"]["name"].is_string(), "{r}");
+    }
+    for body in [query.to_string(), format!("GET {query}")] {
+        let r = moat
+            .http
+            .post(format!("{}/graphql", moat.url))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.get("data").is_none(), "{body}: {answer}");
+    }
+    moat.stop().await;
+}

@@ -37,7 +37,7 @@ pub use hit::{Found, Hit};
 pub use invalidation::Invalidator;
 pub use key::Key;
 pub use l2::L2;
-pub use responses::{Reads, ResponseCache};
+pub use responses::{Reads, ResponseCache, Sent};
 pub use tier::{AnyTier, Target, Tier, Tiers};
 
 /// What the cache's own tests (and the loader's) fill tiers from.

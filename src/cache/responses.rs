@@ -1,7 +1,10 @@
 //! Whole responses to anonymous queries, served again without running
 //! GraphQL: the bytes, keyed by the request as sent (a POST's body, a GET's
 //! query string), with the L1 entries the answer was built from. Keyed so,
-//! a repeated request is answered before it is even decoded.
+//! a repeated request is answered before it is even decoded: an answer is
+//! stored only for bytes that decoded into that very request, and the
+//! same bytes decode the same way. GET and POST are separate key spaces,
+//! so no body is ever taken for a query string.
 //!
 //! A stored response is served only while every one of those entries is
 //! still the very one in L1 and still fresh. So it needs no invalidation of
@@ -75,11 +78,26 @@ struct Stored {
     reads: Vec<Box<dyn Read>>,
 }
 
+/// A request as it came: a GET's query string or a POST's body.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Sent {
+    Get(Bytes),
+    Post(Bytes),
+}
+
+impl Sent {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Sent::Get(b) | Sent::Post(b) => b,
+        }
+    }
+}
+
 /// Roughly what one recorded read holds (a tier handle, a key, an entry).
 const READ_WEIGHT: usize = 96;
 
 pub struct ResponseCache {
-    entries: Option<moka::sync::Cache<Bytes, Arc<Stored>>>,
+    entries: Option<moka::sync::Cache<Sent, Arc<Stored>>>,
     hits: Counter,
     misses: Counter,
 }
@@ -94,8 +112,8 @@ impl ResponseCache {
             entries: max_bytes.map(|max| {
                 moka::sync::Cache::builder()
                     .max_capacity(max)
-                    .weigher(|key: &Bytes, stored: &Arc<Stored>| {
-                        let bytes = key.len()
+                    .weigher(|key: &Sent, stored: &Arc<Stored>| {
+                        let bytes = key.bytes().len()
                             + stored.body.len()
                             + stored.reads.len() * READ_WEIGHT
                             + size_of::<Bytes>()
@@ -115,9 +133,8 @@ impl ResponseCache {
     /// The key of a request whose answer may be stored: anonymous (the
     /// caller's check), and not asking for anything that changes with the
     /// clock (a superset check on the decoded text: a mere mention only
-    /// costs the shortcut). `sent` is the request as it came: a POST's
-    /// body, or `GET ` and the query string.
-    pub fn key(&self, query: &str, sent: Bytes) -> Option<Bytes> {
+    /// costs the shortcut).
+    pub fn key(&self, query: &str, sent: Sent) -> Option<Sent> {
         if self.entries.is_none() || CLOCK_FIELDS.iter().any(|f| query.contains(f)) {
             return None;
         }
@@ -128,7 +145,7 @@ impl ResponseCache {
     /// one in L1 and fresh (counted as a hit); else it is dropped. The
     /// caller counts a miss with `missed`, once it knows the request was
     /// one that could have been stored.
-    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+    pub fn get(&self, key: &Sent) -> Option<Bytes> {
         let entries = self.entries.as_ref()?;
         let stored = entries.get(key)?;
         let now = Timestamp::now();
@@ -146,14 +163,19 @@ impl ResponseCache {
     }
 
     /// Stores an answer built from `reads`, unless something spoiled them.
-    pub fn put(&self, key: Bytes, body: Bytes, reads: &Reads) {
+    pub fn put(&self, key: Sent, body: Bytes, reads: &Reads) {
         let (Some(entries), Some(reads)) = (&self.entries, reads.take()) else {
             return;
         };
         // Copies, so an entry holds its own bytes and no more: the key is
         // often a slice of a connection's read buffer (kilobytes, kept
         // alive for as long as the slice is), the body a grown Vec.
-        let (key, body) = (Bytes::copy_from_slice(&key), Bytes::copy_from_slice(&body));
+        let own = |b: &Bytes| Bytes::copy_from_slice(b);
+        let key = match &key {
+            Sent::Get(b) => Sent::Get(own(b)),
+            Sent::Post(b) => Sent::Post(own(b)),
+        };
+        let body = own(&body);
         entries.insert(key, Arc::new(Stored { body, reads }));
     }
 
@@ -218,7 +240,21 @@ mod tests {
         );
     }
 
-    fn sent(query: &str) -> Bytes {
-        Bytes::from(serde_json::json!({ "query": query }).to_string())
+    fn sent(query: &str) -> Sent {
+        Sent::Post(Bytes::from(
+            serde_json::json!({ "query": query }).to_string(),
+        ))
+    }
+
+    #[test]
+    fn a_body_is_never_taken_for_a_query_string() {
+        let cache = ResponseCache::new(Some(1 << 20));
+        let text = Bytes::from_static(b"query=%7B%20a%20%7D");
+        let key = cache.key("{ a }", Sent::Get(text.clone())).unwrap();
+        let reads = Reads::recording();
+        reads.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
+        cache.put(key, Bytes::from_static(b"{\"data\":1}"), &reads);
+        assert!(cache.get(&Sent::Get(text.clone())).is_some());
+        assert_eq!(cache.get(&Sent::Post(text)), None);
     }
 }

@@ -37,6 +37,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::reply::{Media, problem, reply};
+use crate::cache::Sent;
 use crate::customers::Viewer;
 use crate::error::{Error, Kind};
 use crate::graphql::{self, Scope};
@@ -105,10 +106,9 @@ pub async fn get(
         variables,
         extensions,
     };
-    let sent = Sent {
-        request: Bytes::from(format!("GET {}", uri.query().unwrap_or(""))),
+    let sent = Arrived {
+        sent: Sent::Get(Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes())),
         looked_up: false,
-        via_get: true,
     };
     execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
 }
@@ -157,7 +157,7 @@ pub fn stored(
         None | Some(None) => return Continue(Request::from_parts(parts, body)),
         Some(Some(Err(_))) => return Continue(Request::from_parts(parts, Body::empty())),
     };
-    if let Some(answer) = app.responses.get(&sent) {
+    if let Some(answer) = app.responses.get(&Sent::Post(sent.clone())) {
         telemetry::graphql_request(started.elapsed());
         return Break(reply(media, StatusCode::OK, answer));
     }
@@ -170,12 +170,10 @@ pub fn stored(
 pub struct LookedUp;
 
 /// The request as it came, the response cache's key for it.
-struct Sent {
-    /// A POST's body, or `GET ` and the query string.
-    request: Bytes,
+struct Arrived {
+    sent: Sent,
     /// Already looked up (and not found) by `stored`.
     looked_up: bool,
-    via_get: bool,
 }
 
 /// `body` is whole and within `server.max_body_bytes` (the inbound stack's
@@ -203,10 +201,9 @@ pub async fn post(
         Ok(p) => p,
         Err(e) => return problem(media, &e),
     };
-    let sent = Sent {
-        request: bytes,
+    let sent = Arrived {
+        sent: Sent::Post(bytes),
         looked_up: looked_up.is_some(),
-        via_get: false,
     };
     execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
 }
@@ -286,7 +283,7 @@ async fn execute(
     headers: &HeaderMap,
     client: Option<Client>,
     params: Params,
-    sent: Sent,
+    sent: Arrived,
 ) -> Response {
     let span = trace_span!(
         "graphql",
@@ -311,10 +308,10 @@ async fn run(
     headers: &HeaderMap,
     client: Option<Client>,
     params: Params,
-    sent: Sent,
+    sent: Arrived,
 ) -> Response {
     let started = Instant::now();
-    let via_get = sent.via_get;
+    let via_get = matches!(sent.sent, Sent::Get(_));
     let params = match app
         .persisted
         .resolve(params.query, params.extensions.as_ref())
@@ -327,7 +324,7 @@ async fn run(
         Err(e) => return problem(media, &e),
     };
     // An anonymous query answered before, from entries L1 still holds.
-    let stored = stored_key(app, headers, &request, sent.request);
+    let stored = stored_key(app, headers, &request, sent.sent);
     if let Some(key) = &stored {
         if !sent.looked_up
             && let Some(body) = app.responses.get(key)
@@ -432,8 +429,8 @@ fn stored_key(
     app: &AppState,
     headers: &HeaderMap,
     request: &async_graphql::Request,
-    sent: Bytes,
-) -> Option<Bytes> {
+    sent: Sent,
+) -> Option<Sent> {
     if headers.contains_key(header::AUTHORIZATION) {
         return None;
     }
