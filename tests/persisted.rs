@@ -209,3 +209,24 @@ fn config_names_persisted_query_problems() {
         "{problems:?}"
     );
 }
+
+/// A query sent with its hash is registered only once it has parsed and
+/// validated: nothing invalid takes room in the registry, and its hash
+/// stays unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_query_is_never_registered() {
+    let sim = Sim::start().await;
+    let moat = Moat::start(support::config(&sim.url)).await;
+    for bad in ["{ product(sku: \"A\") { nosuch } }", "{ product(sku: "] {
+        let hash = sha256_hex(bad);
+        let (status, refused) = post(
+            &moat,
+            json!({ "query": bad, "extensions": persisted(&hash) }),
+        )
+        .await;
+        assert_eq!(status, 400, "{refused}");
+        let (_, by_hash) = post(&moat, json!({ "extensions": persisted(&hash) })).await;
+        assert_eq!(code(&by_hash), "PERSISTED_QUERY_NOT_FOUND", "{by_hash}");
+    }
+    moat.stop().await;
+}

@@ -2,7 +2,8 @@
 //! queries (APQ) and, for production, an allow-list.
 //!
 //! A client sends `extensions.persistedQuery = {version: 1, sha256Hash}`.
-//! With the query text too, Moat checks the hash and remembers the text;
+//! With the query text too, Moat checks the hash and, once the text has
+//! parsed and validated, remembers it (so nothing invalid takes room);
 //! with the hash alone it runs the text it remembers, or answers
 //! `PersistedQueryNotFound` and the client sends both. Requests shrink to a
 //! hash and fit in a cacheable GET.
@@ -61,6 +62,26 @@ impl Persisted {
         &self,
         query: Option<String>,
         extensions: Option<&Value>,
+    ) -> Result<Resolved, Error> {
+        let register = match (&query, extensions) {
+            (Some(_), Some(_)) if self.rules.load().mode == PersistedMode::Auto => {
+                requested_hash(extensions)?.map(|h| h.to_ascii_lowercase())
+            }
+            _ => None,
+        };
+        let query = self.text(query, extensions)?;
+        Ok(Resolved { query, register })
+    }
+
+    /// Remembers a text `resolve` asked to register, now that it is valid.
+    pub fn register(&self, hash: String, query: &str) {
+        self.registered.insert(hash, Arc::from(query));
+    }
+
+    fn text(
+        &self,
+        query: Option<String>,
+        extensions: Option<&Value>,
     ) -> Result<Option<String>, Error> {
         let rules = self.rules.load();
         let hash = requested_hash(extensions)?;
@@ -75,11 +96,7 @@ impl Persisted {
                 "PersistedQueryNotSupported",
             )),
             (PersistedMode::Off | PersistedMode::Auto, None, query) => Ok(query),
-            (PersistedMode::Auto, Some(hash), Some(query)) => {
-                self.registered
-                    .insert(hash.to_ascii_lowercase(), Arc::from(query.as_str()));
-                Ok(Some(query))
-            }
+            (PersistedMode::Auto, Some(_), Some(query)) => Ok(Some(query)),
             (PersistedMode::Auto, Some(hash), None) => rules
                 .find(&hash)
                 .or_else(|| self.registered.get(&hash.to_ascii_lowercase()))
@@ -101,6 +118,14 @@ impl Persisted {
             }
         }
     }
+}
+
+/// What `resolve` found: the text to run, and the hash to register it
+/// under once it validates (APQ sent with its text).
+#[derive(Debug)]
+pub struct Resolved {
+    pub query: Option<String>,
+    pub register: Option<String>,
 }
 
 impl Rules {
@@ -221,14 +246,16 @@ mod tests {
         let missing = p.resolve(None, Some(&ext(&hash))).unwrap_err();
         assert_eq!(missing.kind(), Kind::PersistedQueryNotFound);
         assert_eq!(missing.message(), "PersistedQueryNotFound");
-        assert_eq!(
-            p.resolve(Some(Q.into()), Some(&ext(&hash)))
-                .unwrap()
-                .as_deref(),
-            Some(Q)
+        let sent = p.resolve(Some(Q.into()), Some(&ext(&hash))).unwrap();
+        assert_eq!(sent.query.as_deref(), Some(Q));
+        assert_eq!(sent.register.as_deref(), Some(hash.as_str()));
+        assert!(
+            p.resolve(None, Some(&ext(&hash))).is_err(),
+            "nothing registered until it validates"
         );
+        p.register(hash.clone(), Q);
         assert_eq!(
-            p.resolve(None, Some(&ext(&hash))).unwrap().as_deref(),
+            p.resolve(None, Some(&ext(&hash))).unwrap().query.as_deref(),
             Some(Q)
         );
         // A text that is not the hash's is refused, not registered.
@@ -258,7 +285,7 @@ mod tests {
             sha256_hex(Q).to_ascii_uppercase(),
         ] {
             let found = p.resolve(None, Some(&ext(&key)));
-            assert_eq!(found.unwrap().as_deref(), Some(Q), "{key}");
+            assert_eq!(found.unwrap().query.as_deref(), Some(Q), "{key}");
         }
         let other = p.resolve(None, Some(&ext("productpage-v2"))).unwrap_err();
         assert_eq!(other.kind(), Kind::PersistedQueryNotInList);
@@ -269,6 +296,7 @@ mod tests {
         let p = persisted(PersistedMode::Off);
         let e = p.resolve(None, Some(&ext(&sha256_hex(Q)))).unwrap_err();
         assert_eq!(e.kind(), Kind::PersistedQueryNotSupported);
-        assert_eq!(p.resolve(Some(Q.into()), None).unwrap().as_deref(), Some(Q));
+        let passed = p.resolve(Some(Q.into()), None).unwrap();
+        assert_eq!(passed.query.as_deref(), Some(Q));
     }
 }

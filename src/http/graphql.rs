@@ -312,11 +312,17 @@ async fn run(
 ) -> Response {
     let started = Instant::now();
     let via_get = matches!(sent.sent, Sent::Get(_));
-    let params = match app
+    let (params, register) = match app
         .persisted
         .resolve(params.query, params.extensions.as_ref())
     {
-        Ok(query) => Params { query, ..params },
+        Ok(resolved) => (
+            Params {
+                query: resolved.query,
+                ..params
+            },
+            resolved.register,
+        ),
         Err(e) => return graphql_request_error(media, &e),
     };
     let mut request = match graphql_request(params) {
@@ -341,6 +347,9 @@ async fn run(
             return graphql_request_error(media, &error);
         }
     };
+    // Registered once it has run without a request error (validation
+    // happens as it runs), so nothing invalid takes room.
+    let register = register.map(|hash| (hash, request.query.clone()));
     if traces::on() {
         let span = tracing::Span::current();
         let kind = if prepared.is_mutation {
@@ -399,6 +408,9 @@ async fn run(
     telemetry::graphql_request(started.elapsed());
     graphql::code_every_error(&mut response);
     let request_error = graphql::is_request_error(&response);
+    if let Some((hash, text)) = register.filter(|_| !request_error) {
+        app.persisted.register(hash, &text);
+    }
     if !response.errors.is_empty() {
         tracing::Span::current().record("otel.status_code", "ERROR");
     }
