@@ -10,7 +10,13 @@
 //!   place of the connection idle longest, so a flood of idle sockets
 //!   cannot lock real clients out; only when every connection is busy is
 //!   a new one refused;
-//! - HTTP/2, when on, with a bound on concurrent streams and header size.
+//! - HTTP/2, when on, with a bound on concurrent streams and header size;
+//! - answers a client does not read are bounded: at most `max_unread`
+//!   bytes of them per connection (an answer past it becomes a 503), and a
+//!   connection whose client reads none of them for `unread_timeout` is
+//!   closed. An HTTP/2 client can shut every stream's window and ask on
+//!   all of them at once; without this the process would hold each answer
+//!   for as long as it liked.
 //!
 //! hyper's own header timeout also fires on an idle keep-alive connection,
 //! which would make the idle timeout as short as the header one; so both
@@ -22,7 +28,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -178,6 +184,14 @@ struct Conn {
     http2: AtomicBool,
     /// Chosen to make room for a new connection.
     evicted: AtomicBool,
+    /// Bytes of answers handed over but not yet taken for the socket.
+    unread: AtomicU64,
+    /// When the client last took answer bytes (or an answer was handed
+    /// over while none waited).
+    last_read: AtomicU64,
+    /// An answer did not fit in `max_unread` and the client has read
+    /// nothing since: nothing more runs until it does.
+    full: AtomicBool,
     /// Wakes the watchdog: a head started, or it was evicted.
     wake: Notify,
 }
@@ -188,6 +202,7 @@ enum Close {
     HeaderTimeout,
     IdleTimeout,
     Evicted,
+    Unread,
 }
 
 impl Close {
@@ -196,6 +211,7 @@ impl Close {
             Close::HeaderTimeout => "header_timeout",
             Close::IdleTimeout => "idle_timeout",
             Close::Evicted => "evicted",
+            Close::Unread => "unread",
         }
     }
 }
@@ -208,6 +224,9 @@ impl Conn {
             head_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            unread: AtomicU64::new(0),
+            last_read: AtomicU64::new(now),
+            full: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -236,11 +255,18 @@ async fn connection<S: Service>(
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let in_flight = InFlight::begin(conn.clone(), open.clone());
-            let response = service.clone().oneshot(request.map(axum::body::Body::new));
+            let max_unread = limits.max_unread.bytes();
+            // Not run at all while the client leaves that much unread.
+            let response = (!conn.full.load(Ordering::Relaxed))
+                .then(|| service.clone().oneshot(request.map(axum::body::Body::new)));
+            let (conn, open) = (conn.clone(), open.clone());
             async move {
+                let Some(response) = response else {
+                    return Ok(Unread::refused(&open));
+                };
                 let response = response.await;
                 drop(in_flight);
-                response
+                response.map(|r| Unread::hand_over(r, conn, open, max_unread))
             }
         })
     };
@@ -302,6 +328,7 @@ impl<S> Service for S where
 async fn watch(open: &Open, conn: &Conn, limits: &Connections) -> Close {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let (header, idle) = (ms(limits.header_read_timeout), ms(limits.idle_timeout));
+    let unread = ms(limits.unread_timeout);
     loop {
         if conn.evicted.load(Ordering::Relaxed) {
             if conn.in_flight.load(Ordering::Relaxed) == 0 {
@@ -312,7 +339,10 @@ async fn watch(open: &Open, conn: &Conn, limits: &Connections) -> Close {
         }
         let now = open.now();
         let head_since = conn.head_since.load(Ordering::Relaxed);
-        let (due, close) = if conn.in_flight.load(Ordering::Relaxed) > 0 {
+        let (due, close) = if conn.unread.load(Ordering::Relaxed) > 0 {
+            let last_read = conn.last_read.load(Ordering::Relaxed);
+            (last_read + unread, Some(Close::Unread))
+        } else if conn.in_flight.load(Ordering::Relaxed) > 0 {
             (now + idle, None)
         } else if head_since > 0 {
             (head_since + header, Some(Close::HeaderTimeout))
@@ -424,13 +454,143 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// An answer's body, counted in its connection's `unread` until the
+/// client's side takes it. Handed on in pieces of at most `PIECE` bytes:
+/// HTTP/2 asks for the next piece only when the client's window has room,
+/// so what waits on a shut window stays here, counted, and not in the
+/// protocol's own buffers.
+struct Unread {
+    body: axum::body::Body,
+    /// Taken from `body` and not yet handed on.
+    held: bytes::Bytes,
+    /// Of this answer, still counted in `conn.unread`.
+    counted: u64,
+    conn: Arc<Conn>,
+    open: Arc<Open>,
+}
+
+const PIECE: usize = 16 * 1024;
+
+impl Unread {
+    /// `response` with its body counted; a 503 in its place when the
+    /// connection already holds `max` unread bytes (bodies of unknown
+    /// length pass: Moat's answers are whole buffers).
+    fn hand_over(
+        response: axum::response::Response,
+        conn: Arc<Conn>,
+        open: Arc<Open>,
+        max: u64,
+    ) -> axum::response::Response {
+        use http_body::Body as _;
+        let Some(len) = response.body().size_hint().exact().filter(|n| *n > 0) else {
+            return response;
+        };
+        let before = conn.unread.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > max {
+            conn.unread.fetch_sub(len, Ordering::Relaxed);
+            conn.full.store(true, Ordering::Relaxed);
+            return Unread::refused(&open);
+        }
+        if before == 0 {
+            conn.last_read.store(open.now(), Ordering::Relaxed);
+            conn.wake.notify_one();
+        }
+        response.map(|body| {
+            axum::body::Body::new(Unread {
+                body,
+                held: bytes::Bytes::new(),
+                counted: len,
+                conn,
+                open,
+            })
+        })
+    }
+
+    fn refused(open: &Open) -> axum::response::Response {
+        metrics::counter!(telemetry::ANSWERS_UNREAD_REFUSED, "listener" => open.name).increment(1);
+        unread_refusal()
+    }
+}
+
+fn unread_refusal() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({ "errors": [{
+        "message": "this connection holds too many answers its client has not read; read them, or ask on another connection",
+        "extensions": { "code": "UNREAD_ANSWERS" },
+    }]});
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+impl http_body::Body for Unread {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if this.held.is_empty() {
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.held = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return Poll::Ready(other),
+            }
+        }
+        let piece = this.held.split_to(this.held.len().min(PIECE));
+        let taken = (piece.len() as u64).min(this.counted);
+        this.counted -= taken;
+        this.conn.unread.fetch_sub(taken, Ordering::Relaxed);
+        this.conn.full.store(false, Ordering::Relaxed);
+        this.conn
+            .last_read
+            .store(this.open.now(), Ordering::Relaxed);
+        Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.body.size_hint();
+        let held = self.held.len() as u64;
+        hint.set_lower(hint.lower() + held);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        if self.counted > 0 {
+            self.conn.unread.fetch_sub(self.counted, Ordering::Relaxed);
+            self.conn.full.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Close;
 
     #[test]
     fn every_close_reason_is_exported_from_the_start() {
-        for close in [Close::HeaderTimeout, Close::IdleTimeout, Close::Evicted] {
+        for close in [
+            Close::HeaderTimeout,
+            Close::IdleTimeout,
+            Close::Evicted,
+            Close::Unread,
+        ] {
             assert!(crate::telemetry::series::CLOSE_REASONS.contains(&close.reason()));
         }
     }

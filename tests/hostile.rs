@@ -607,3 +607,129 @@ async fn a_body_spelled_like_a_query_string_is_not_served_a_stored_answer() {
     }
     moat.stop().await;
 }
+
+/// An HTTP/2 client that shuts every stream's window and asks for large
+/// answers on all its streams cannot make the process hold them: past
+/// `max_unread` bytes per connection an answer is a 503, memory stays
+/// near its idle figure, a client on another connection is served, and a
+/// connection whose client reads nothing is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_reads_nothing_cannot_make_moat_hold_its_answers() {
+    const CONNECTIONS: usize = 8;
+    const STREAMS: usize = 100;
+    let sim = Sim::start_with(moat::sim::SimConfig {
+        products: 1000,
+        ..Default::default()
+    })
+    .await;
+    let file = config_file(
+        "unread",
+        "[server]\nmax_query_aliases = 100\nmax_query_complexity = 1000000\nmax_query_tokens = 100000\nmax_query_depth = 20\n[server.connections]\nunread_timeout = \"2s\"\nmax_unread = \"256KiB\"\n",
+    );
+    let moat = Running::start(&file, &[("MOAT_UPSTREAM_URL", &sim.url)]);
+    // Four pages of 100 products with everything: an answer of over a
+    // hundred kilobytes, read once so every later ask is served from L1.
+    let pages: String = (0..4)
+        .map(|i| {
+            format!(
+                r#"p{i}: products(first: 100) {{ nodes {{ id sku name description attributes {{ name value }} categories {{ id name }} }} }} "#
+            )
+        })
+        .collect();
+    let body = json!({ "query": format!("{{ {pages} }}") }).to_string();
+    let http = reqwest::Client::new();
+    let warm = http
+        .post(format!("{}/graphql", moat.public))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(warm.len() > 100_000, "{}", String::from_utf8_lossy(&warm));
+    let idle = moat.memory_bytes("VmRSS");
+
+    let address = moat.public.trim_start_matches("http://").to_string();
+    let (mut held, mut connections) = (Vec::new(), Vec::new());
+    let (mut answered, mut refused, mut asked) = (0, 0, 0);
+    for _ in 0..CONNECTIONS {
+        let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let (client, connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        connections.push(tokio::spawn(connection));
+        let mut client = client.ready().await.unwrap();
+        for _ in 0..STREAMS {
+            let request = axum::http::Request::post(format!("http://{address}/graphql"))
+                .header("content-type", "application/json")
+                .body(())
+                .unwrap();
+            let (response, mut send) = client.send_request(request, false).unwrap();
+            // Each its own text, so no two share a stored answer's bytes.
+            let unique = json!({ "query": format!("{{ n{asked}: __typename {pages} }}") });
+            asked += 1;
+            send.send_data(bytes::Bytes::from(unique.to_string()), true)
+                .unwrap();
+            // Heads are not flow-controlled: each arrives, its body cannot.
+            let response = response.await.unwrap();
+            match response.status().as_u16() {
+                200 => answered += 1,
+                503 => refused += 1,
+                other => panic!("status {other}"),
+            }
+            held.push(response);
+            client = client.ready().await.unwrap();
+        }
+    }
+    let stalled = moat.memory_bytes("VmRSS");
+    assert!(
+        stalled < idle + 64 * 1024 * 1024,
+        "RSS {} MiB while stalled, {} MiB idle",
+        stalled >> 20,
+        idle >> 20
+    );
+
+    assert!(answered >= CONNECTIONS, "each connection is answered");
+    assert!(refused > 0, "answers past the bound are refused");
+    // Another client is served meanwhile.
+    let r: Value = http
+        .post(format!("{}/graphql", moat.public))
+        .json(&json!({ "query": "{ product(sku: \"SKU-000001\") { name } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["data"]["product"]["name"].is_string(), "{r}");
+
+    // Connections whose client reads nothing are closed.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            metric(
+                &moat.admin,
+                "moat_connections_closed_total{listener=\"public\",reason=\"unread\"}",
+            )
+            .await
+                >= CONNECTIONS as f64
+        })
+        .await,
+        "stalled connections closed"
+    );
+    assert!(
+        metric(
+            &moat.admin,
+            "moat_unread_answers_refused_total{listener=\"public\"}"
+        )
+        .await
+            >= refused as f64
+    );
+    drop(held);
+    for connection in connections {
+        connection.abort();
+    }
+}

@@ -266,6 +266,15 @@ pub struct Connections {
     pub http2: bool,
     /// Most concurrent requests (streams) on one HTTP/2 connection.
     pub http2_max_streams: u32,
+    /// Most bytes of answers a connection may hold unread by its client
+    /// (HTTP/2 streams whose window the client keeps shut): an answer
+    /// past it is replaced by a 503, so a client that does not read
+    /// cannot make the process hold its answers.
+    pub max_unread: ByteSize,
+    /// How long an answer may wait for its client to read any of it
+    /// before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub unread_timeout: Duration,
 }
 
 impl Default for Connections {
@@ -276,6 +285,8 @@ impl Default for Connections {
             idle_timeout: Duration::from_secs(30),
             http2: true,
             http2_max_streams: 100,
+            max_unread: ByteSize(4 * 1024 * 1024),
+            unread_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -303,6 +314,16 @@ impl Section for Connections {
             (1..=1000).contains(&self.http2_max_streams),
             "http2_max_streams",
             "must be between 1 and 1000",
+        );
+        p.check(
+            self.max_unread.bytes() >= 64 * 1024,
+            "max_unread",
+            "must be at least 64KiB",
+        );
+        p.check(
+            (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.unread_timeout),
+            "unread_timeout",
+            "must be between 100ms and 1h",
         );
     }
 }

@@ -55,8 +55,12 @@ pub const CONNECTIONS_OPEN: &str = "moat_connections_open";
 /// New connections refused because every connection was busy at the cap.
 pub const CONNECTIONS_REFUSED: &str = "moat_connections_refused_total";
 /// `reason`: `header_timeout` (headers too slow), `idle_timeout`,
-/// `evicted` (idle longest when the cap was reached).
+/// `evicted` (idle longest when the cap was reached), `unread` (its client
+/// read none of its answers for `unread_timeout`).
 pub const CONNECTIONS_CLOSED: &str = "moat_connections_closed_total";
+/// Answers replaced by a 503 because their connection already held
+/// `max_unread` bytes its client had not read.
+pub const ANSWERS_UNREAD_REFUSED: &str = "moat_unread_answers_refused_total";
 
 /// How a metric is exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +73,7 @@ pub enum MetricType {
 
 /// Every metric Moat exports: what dashboards and alert rules may use
 /// (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType); 23] = [
+pub const EXPORTED: [(&str, MetricType); 24] = [
     (CACHE_REQUESTS, MetricType::Counter),
     (UPSTREAM_REQUESTS, MetricType::Counter),
     (UPSTREAM_DURATION, MetricType::Histogram),
@@ -93,6 +97,7 @@ pub const EXPORTED: [(&str, MetricType); 23] = [
     (CONNECTIONS_OPEN, MetricType::Gauge),
     (CONNECTIONS_REFUSED, MetricType::Counter),
     (CONNECTIONS_CLOSED, MetricType::Counter),
+    (ANSWERS_UNREAD_REFUSED, MetricType::Counter),
 ];
 
 /// Installs the subscriber once: log lines to stderr (`RUST_LOG` wins over

@@ -12,11 +12,11 @@ use crate::config::Config;
 use crate::vocab::{Entity, Priority, Record, System};
 
 use super::{
-    BREAKER_STATE, CHECKOUT_MISMATCHES, CHECKOUT_VERIFICATIONS, CONNECTIONS_CLOSED,
-    CONNECTIONS_OPEN, CONNECTIONS_REFUSED, CONTRACT_VIOLATIONS, DLQ_DEPTH, DLQ_TRIMMED,
-    EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, RATELIMIT_REJECTED, RECONCILE_CHECKED,
-    RECONCILE_DRIFT, RECONCILE_DURATION, SIGN_INS_REFUSED, TOKEN_FETCHES, UPSTREAM_DURATION,
-    UPSTREAM_REQUESTS,
+    ANSWERS_UNREAD_REFUSED, BREAKER_STATE, CHECKOUT_MISMATCHES, CHECKOUT_VERIFICATIONS,
+    CONNECTIONS_CLOSED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED, CONTRACT_VIOLATIONS, DLQ_DEPTH,
+    DLQ_TRIMMED, EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, RATELIMIT_REJECTED,
+    RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, SIGN_INS_REFUSED, TOKEN_FETCHES,
+    UPSTREAM_DURATION, UPSTREAM_REQUESTS,
 };
 
 /// `moat_upstream_requests_total{outcome}`.
@@ -60,7 +60,7 @@ pub const RECONCILED: [(&str, Entity, Record); 4] = [
 /// `moat_connections_*{listener}`.
 pub const LISTENERS: [&str; 2] = ["public", "admin"];
 /// `moat_connections_closed_total{reason}`.
-pub const CLOSE_REASONS: [&str; 3] = ["header_timeout", "idle_timeout", "evicted"];
+pub const CLOSE_REASONS: [&str; 4] = ["header_timeout", "idle_timeout", "evicted", "unread"];
 
 /// The endpoints (`endpoint` label) a record is read through, each with
 /// the entity its payloads are checked as (`entity` of contract
@@ -142,6 +142,7 @@ pub fn register_at_zero(config: &Config) {
     for listener in LISTENERS {
         gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(0.0);
         counter!(CONNECTIONS_REFUSED, "listener" => listener).increment(0);
+        counter!(ANSWERS_UNREAD_REFUSED, "listener" => listener).increment(0);
         for reason in CLOSE_REASONS {
             counter!(CONNECTIONS_CLOSED, "listener" => listener, "reason" => reason).increment(0);
         }
