@@ -229,7 +229,7 @@ impl Gateway {
             if before != after {
                 admin::audit(
                     s,
-                    "reload",
+                    &admin::Who::moat("reload"),
                     "limits.set",
                     p.system.name(),
                     serde_json::json!(before),

@@ -418,8 +418,14 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
         )
         .fix("set telemetry.traces.otlp_endpoint to an OTLP/HTTP receiver")
     });
+    let named = &config.admin.tokens;
     lines.push(match &secrets.admin_token {
-        Some(_) => line(Status::Ok, "MOAT_ADMIN_TOKEN", "set"),
+        Some(_) => line(Status::Ok, "MOAT_ADMIN_TOKEN", "set (an operator named admin)"),
+        None if !named.is_empty() => line(
+            Status::Ok,
+            "MOAT_ADMIN_TOKEN",
+            "not set: the named tokens of [admin.tokens] sign in",
+        ),
         None => line(
             Status::Fail,
             "MOAT_ADMIN_TOKEN",
@@ -427,6 +433,26 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
         )
         .fix("export MOAT_ADMIN_TOKEN=… (a long random string)"),
     });
+    let problems = config.admin.token_problems(secrets);
+    for p in &problems {
+        lines.push(
+            line(Status::Fail, p.key.clone(), p.message.clone())
+                .fix("each MOAT_ADMIN_TOKEN_{NAME} needs its [admin.tokens.NAME] role = \"viewer\" | \"operator\", each table its variable, each its own token"),
+        );
+    }
+    if problems.is_empty() {
+        for (name, token) in named {
+            lines.push(line(
+                Status::Ok,
+                format!("admin.tokens.{name}"),
+                format!(
+                    "{} set: a {}",
+                    crate::config::token_variable(name),
+                    token.role.name()
+                ),
+            ));
+        }
+    }
     lines.push(match &secrets.price_token_secret {
         Some(_) => line(Status::Ok, "MOAT_PRICE_TOKEN_SECRET", "set"),
         None => line(

@@ -24,6 +24,9 @@ pub enum Kind {
     Unauthenticated,
     /// The caller is known but may not see this.
     Forbidden,
+    /// An admin token whose role may not do this (a viewer changing
+    /// something).
+    ForbiddenForRole,
     /// The query is too deep, too complex or too large.
     QueryTooComplex,
     /// The query text is not GraphQL.
@@ -71,12 +74,13 @@ pub enum Origin {
 
 impl Kind {
     /// Every kind, for the table's test and the docs.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::UpstreamUnavailable,
         Kind::RateLimited,
         Kind::BadUserInput,
         Kind::Unauthenticated,
         Kind::Forbidden,
+        Kind::ForbiddenForRole,
         Kind::QueryTooComplex,
         Kind::ParseFailed,
         Kind::ValidationFailed,
@@ -103,6 +107,7 @@ impl Kind {
             Kind::BadUserInput => ("BAD_USER_INPUT", StatusCode::BAD_REQUEST),
             Kind::Unauthenticated => ("UNAUTHENTICATED", StatusCode::UNAUTHORIZED),
             Kind::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
+            Kind::ForbiddenForRole => ("FORBIDDEN_FOR_ROLE", StatusCode::FORBIDDEN),
             Kind::QueryTooComplex => ("QUERY_TOO_COMPLEX", StatusCode::BAD_REQUEST),
             Kind::ParseFailed => ("GRAPHQL_PARSE_FAILED", StatusCode::BAD_REQUEST),
             Kind::ValidationFailed => ("GRAPHQL_VALIDATION_FAILED", StatusCode::BAD_REQUEST),
@@ -279,6 +284,7 @@ mod tests {
                 ("BAD_USER_INPUT", 400),
                 ("UNAUTHENTICATED", 401),
                 ("FORBIDDEN", 403),
+                ("FORBIDDEN_FOR_ROLE", 403),
                 ("QUERY_TOO_COMPLEX", 400),
                 ("GRAPHQL_PARSE_FAILED", 400),
                 ("GRAPHQL_VALIDATION_FAILED", 400),

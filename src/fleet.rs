@@ -246,6 +246,7 @@ impl Fleet {
             telemetry::audit(telemetry::Audit {
                 at: telemetry::unix_now(),
                 who: format!("{by} (from replica {from})"),
+                via: None,
                 action: "fleet.apply".into(),
                 target: field.to_string(),
                 replica: self.replica.clone(),

@@ -135,11 +135,15 @@ enum Command {
     },
     /// Print the storefront GraphQL schema (SDL).
     Schema,
-    /// Talk to a running gateway's admin API (token from MOAT_ADMIN_TOKEN).
+    /// Talk to a running gateway's admin API (token from MOAT_ADMIN_TOKEN,
+    /// or MOAT_ADMIN_TOKEN_{NAME} with --as NAME).
     Admin {
         /// The admin listener.
         #[arg(long, env = "MOAT_ADMIN_URL", default_value = "http://127.0.0.1:9090")]
         url: String,
+        /// Sign in with the named token MOAT_ADMIN_TOKEN_{NAME} instead.
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -418,10 +422,15 @@ fn main() -> ExitCode {
             print!("{}", moat::graphql::sdl());
             ExitCode::SUCCESS
         }
-        Command::Admin { url, command } => {
-            let token = std::env::var("MOAT_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty());
+        Command::Admin { url, name, command } => {
+            let variable = name.as_deref().map_or("MOAT_ADMIN_TOKEN".into(), |name| {
+                moat::config::token_variable(name)
+            });
+            let token = std::env::var(&variable).ok().filter(|t| !t.is_empty());
+            if token.is_none() && name.is_some() {
+                eprintln!("moat admin: {variable} is not set");
+                return ExitCode::FAILURE;
+            }
             match runtime().block_on(cli::run(&url, token.as_deref(), command)) {
                 Ok(text) => {
                     println!("{text}");
@@ -457,9 +466,17 @@ fn serve(paths: Vec<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A named admin token and its role come from two places: both must be
+    // there before anything starts.
+    let secrets = Secrets::from_env();
+    let problems = config.admin.token_problems(&secrets);
+    if !problems.is_empty() {
+        eprint!("{}", ConfigError { problems });
+        return ExitCode::from(2);
+    }
     telemetry::init_logs(&config.telemetry);
     let code = runtime().block_on(async {
-        let gateway = match Gateway::start(config, Secrets::from_env()).await {
+        let gateway = match Gateway::start(config, secrets).await {
             Ok(g) => g,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

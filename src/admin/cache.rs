@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{actor, audit, error};
+use super::access::Caller;
+use super::{audit, error, who};
 use crate::cache::Target;
 use crate::error::{Error, Kind};
 use crate::state::AppState;
@@ -25,7 +26,12 @@ struct Purge {
 }
 
 /// `POST /admin/cache/purge`: drops keys here, in L2, and on every replica.
-pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn purge(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let purge: Purge = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
@@ -59,7 +65,7 @@ pub async fn purge(State(app): State<Arc<AppState>>, headers: HeaderMap, body: B
         Ok(()) => {
             audit(
                 &app,
-                &actor(&headers),
+                &who(&caller, &headers),
                 "cache.purge",
                 &purge.entity,
                 json!(null),

@@ -1,6 +1,7 @@
 //! `moat admin …`: a command-line client of the admin API, so an SRE can
 //! tune a running gateway without writing curl lines. The token comes from
-//! `MOAT_ADMIN_TOKEN` (never a flag: flags end up in shell history).
+//! `MOAT_ADMIN_TOKEN`, or `MOAT_ADMIN_TOKEN_{NAME}` with `--as NAME` (never
+//! the token itself as a flag: flags end up in shell history).
 
 use std::time::Duration;
 
@@ -201,9 +202,15 @@ pub async fn run(url: &str, token: Option<&str>, command: AdminCommand) -> Resul
             _ => pretty,
         })
     } else {
+        let code = value.as_ref().and_then(|v| v["code"].as_str());
         let hint = match status.as_u16() {
-            401 => " (is MOAT_ADMIN_TOKEN set to the gateway's token?)",
-            403 => " (the gateway has no MOAT_ADMIN_TOKEN: its admin API is disabled)",
+            401 => {
+                " (is MOAT_ADMIN_TOKEN, or MOAT_ADMIN_TOKEN_{NAME} with --as, set to one of the gateway's tokens?)"
+            }
+            403 if code == Some("FORBIDDEN_FOR_ROLE") => {
+                " (this token is a viewer: a change needs an operator's token)"
+            }
+            403 => " (the gateway has no admin token: its admin API is disabled)",
             404 => " (unknown upstream, entity or route)",
             409 => " (already running)",
             _ => "",

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{actor, audit, error};
+use super::access::Caller;
+use super::{audit, error, who};
 use crate::error::{Error, Kind};
 use crate::state::AppState;
 
@@ -48,7 +49,12 @@ struct Replay {
 }
 
 /// `POST /admin/dlq/replay`: `{"replayed": [...], "failed": [{id, reason}]}`.
-pub async fn replay(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn replay(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let replay: Replay = if body.iter().all(u8::is_ascii_whitespace) {
         Replay { ids: None }
     } else {
@@ -66,7 +72,7 @@ pub async fn replay(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
         Ok(report) => {
             audit(
                 &app,
-                &actor(&headers),
+                &who(&caller, &headers),
                 "dlq.replay",
                 "dlq",
                 json!(replay.ids),
@@ -82,13 +88,14 @@ pub async fn replay(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
 pub async fn discard(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
     match app.events.dead_letters().remove(&id).await {
         Ok(true) => {
             audit(
                 &app,
-                &actor(&headers),
+                &who(&caller, &headers),
                 "dlq.discard",
                 &id,
                 json!(id),

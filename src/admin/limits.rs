@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{actor, audit, error};
+use super::access::Caller;
+use super::{audit, error, who};
 use crate::error::{Error, Kind};
 use crate::resilience::breaker::Forced;
 use crate::state::AppState;
@@ -45,6 +46,7 @@ struct LimitChange {
 pub async fn set(
     State(app): State<Arc<AppState>>,
     Path(upstream): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -72,8 +74,8 @@ pub async fn set(
     if let Some(problem) = new.problem() {
         return error(&Error::new(Kind::BadUserInput, problem));
     }
-    let who = actor(&headers);
-    let fleet = app.fleet.set_limit(&protection, new, &who).await;
+    let who = who(&caller, &headers);
+    let fleet = app.fleet.set_limit(&protection, new, &who.name).await;
     audit(&app, &who, "limits.set", &upstream, json!(old), json!(new));
     answer(json!(new), fleet)
 }
@@ -83,6 +85,7 @@ pub async fn set(
 pub async fn reset(
     State(app): State<Arc<AppState>>,
     Path(upstream): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
     let protection = match find(&app, &upstream) {
@@ -90,8 +93,8 @@ pub async fn reset(
         Err(message) => return error(&Error::new(Kind::NotFound, message)),
     };
     let old = protection.limit();
-    let who = actor(&headers);
-    let fleet = app.fleet.reset_limit(&protection, &who).await;
+    let who = who(&caller, &headers);
+    let fleet = app.fleet.reset_limit(&protection, &who.name).await;
     let new = protection.limit();
     audit(
         &app,
@@ -123,6 +126,7 @@ struct BreakerAction {
 pub async fn breaker(
     State(app): State<Arc<AppState>>,
     Path(upstream): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -148,8 +152,11 @@ pub async fn breaker(
         }
     };
     let old = protection.breaker.report();
-    let who = actor(&headers);
-    let fleet = app.fleet.force_breaker(&protection, forced, &who).await;
+    let who = who(&caller, &headers);
+    let fleet = app
+        .fleet
+        .force_breaker(&protection, forced, &who.name)
+        .await;
     let new = protection.breaker.report();
     audit(
         &app,

@@ -1,23 +1,24 @@
 //! The admin listener: Prometheus `/metrics`, the SRE console (`/admin/`)
-//! and the `/admin/*` API behind a bearer token. Without a configured token
-//! every admin route refuses; it never opens up.
+//! and the `/admin/*` API behind a bearer token (`access`: viewers read,
+//! operators change). Without a configured token every admin route
+//! refuses; it never opens up.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Kind};
 use crate::state::AppState;
 use crate::telemetry;
+use access::Caller;
 
+pub mod access;
 mod cache;
 pub mod cli;
 mod console;
@@ -28,6 +29,7 @@ mod reconcile;
 pub fn router(app: Arc<AppState>) -> Router {
     let admin = Router::new()
         .route("/admin/status", get(status))
+        .route("/admin/whoami", get(whoami))
         .route("/admin/cache/purge", post(cache::purge))
         .route("/admin/limits", get(limits::list))
         .route(
@@ -66,27 +68,28 @@ async fn metrics() -> Response {
     response
 }
 
-/// Lets a request through only with `Authorization: Bearer <MOAT_ADMIN_TOKEN>`.
-async fn require_token(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let Some(expected) = app.secrets.admin_token.as_deref() else {
+/// Lets a request through only with `Authorization: Bearer <token>` of a
+/// configured admin token, and a change only from an operator; the
+/// handler finds the [`Caller`] among the request's extensions.
+async fn require_token(
+    State(app): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let config = app.config();
+    if !access::enabled(&config.admin, &app.secrets) {
         return error(&Error::new(
             Kind::Forbidden,
-            "the admin API is disabled: set MOAT_ADMIN_TOKEN to enable it",
+            "the admin API is disabled: set MOAT_ADMIN_TOKEN (or MOAT_ADMIN_TOKEN_{NAME} with [admin.tokens.NAME]) to enable it",
         ));
-    };
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Comparing digests keeps the comparison constant-time in the length too.
-    let matches: bool = Sha256::digest(given.as_bytes())
-        .ct_eq(&Sha256::digest(expected.as_bytes()))
-        .into();
-    if !given.is_empty() && matches {
-        next.run(request).await
-    } else {
+    let Some(caller) = access::identify(&config.admin, &app.secrets, given) else {
         let mut response = error(&Error::new(
             Kind::Unauthenticated,
             "a valid admin bearer token is required",
@@ -94,8 +97,26 @@ async fn require_token(State(app): State<Arc<AppState>>, request: Request, next:
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
+        return response;
+    };
+    if !caller.may(request.method()) {
+        return error(&Error::new(
+            Kind::ForbiddenForRole,
+            format!(
+                "the admin token {:?} is a {}: it reads and changes nothing",
+                caller.name,
+                caller.role.name()
+            ),
+        ));
     }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// `GET /admin/whoami`: the token's name and role, so the console shows
+/// only what the caller may do.
+async fn whoami(Extension(caller): Extension<Caller>) -> Response {
+    axum::Json(json!({ "name": caller.name, "role": caller.role.name() })).into_response()
 }
 
 /// `GET /admin/status`: what an SRE checks first.
@@ -146,10 +167,10 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
 }
 
 /// One audit line per change made through the admin API (or a reload):
-/// who, what, old, new.
+/// who (the admin token's name, or what made the change), what, old, new.
 pub(crate) fn audit(
     app: &AppState,
-    who: &str,
+    who: &Who,
     what: &str,
     target: &str,
     old: serde_json::Value,
@@ -157,7 +178,8 @@ pub(crate) fn audit(
 ) {
     telemetry::audit(telemetry::Audit {
         at: telemetry::unix_now(),
-        who: who.to_string(),
+        who: who.name.clone(),
+        via: who.via.clone(),
         action: what.to_string(),
         target: target.to_string(),
         replica: app.fleet.replica().to_string(),
@@ -171,15 +193,38 @@ async fn recent_audits() -> Response {
     axum::Json(telemetry::recent_audits()).into_response()
 }
 
-/// Who made an admin change, for the audit line: the caller's
-/// `X-Moat-Actor` header (the CLI sends the user name), else "admin-api".
-pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
-    headers
+/// Who made a change, for the audit line.
+pub(crate) struct Who {
+    /// The admin token that signed the change in (checked), or the part
+    /// of Moat that made it (`reload`).
+    pub name: String,
+    /// What the caller says it is (`X-Moat-Actor`: the CLI sends
+    /// `cli:$USER`, the console `console`); unchecked, so only beside the
+    /// token's name.
+    pub via: Option<String>,
+}
+
+impl Who {
+    pub fn moat(name: &str) -> Who {
+        Who {
+            name: name.to_string(),
+            via: None,
+        }
+    }
+}
+
+/// The signed-in caller of an admin request, and what it says it is.
+pub(crate) fn who(caller: &Caller, headers: &axum::http::HeaderMap) -> Who {
+    let via = headers
         .get("x-moat-actor")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64)
-        .unwrap_or("admin-api")
-        .to_string()
+        .filter(|v| v.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+        .map(str::to_string);
+    Who {
+        name: caller.name.clone(),
+        via,
+    }
 }
 
 /// An admin API error: `{"error": message, "code": CODE}` with the status

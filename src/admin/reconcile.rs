@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{actor, audit, error};
+use super::access::Caller;
+use super::{audit, error, who};
 use crate::error::{Error, Kind};
 use crate::reconcile::Subject;
 use crate::state::AppState;
@@ -20,6 +21,7 @@ use crate::state::AppState;
 pub async fn run(
     State(app): State<Arc<AppState>>,
     Path(entity): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Response {
     let Some(subject) = Subject::from_name(&entity) else {
@@ -32,7 +34,7 @@ pub async fn run(
         Ok(report) => {
             audit(
                 &app,
-                &actor(&headers),
+                &who(&caller, &headers),
                 "reconcile.run",
                 subject.name(),
                 json!(null),

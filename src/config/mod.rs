@@ -30,7 +30,7 @@ mod upstream;
 
 use serde::{Deserialize, Serialize};
 
-pub use admin::Admin;
+pub use admin::{ADMIN, Admin, AdminToken, Role, token_variable};
 pub use cache::{Cache, EntityCache, Responses};
 pub use catalog::Catalog;
 pub use checkout::Checkout;

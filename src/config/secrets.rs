@@ -21,6 +21,9 @@ pub fn redact(url: &str) -> String {
 pub struct Secrets {
     /// `MOAT_ADMIN_TOKEN`: bearer token of `/admin/*`. None: admin refuses all.
     pub admin_token: Option<String>,
+    /// `MOAT_ADMIN_TOKEN_{NAME}` (key: the name, lowercase): named admin
+    /// tokens, each given its role by `[admin.tokens.NAME]`.
+    pub admin_tokens: BTreeMap<String, String>,
     /// `MOAT_PRICE_TOKEN_SECRET`: signs price tokens and verifies them.
     /// Every replica needs the same one. None: a random key per process
     /// (tokens then verify only on the replica that issued them).
@@ -109,6 +112,13 @@ impl Secrets {
                 events_secrets.insert(source, secrets);
             }
         }
+        let admin_tokens = std::env::vars()
+            .filter(|(_, value)| !value.is_empty())
+            .filter_map(|(name, value)| {
+                let named = name.strip_prefix("MOAT_ADMIN_TOKEN_")?;
+                (!named.is_empty()).then(|| (named.to_ascii_lowercase(), value))
+            })
+            .collect();
         let mut systems: BTreeMap<String, SystemSecrets> = BTreeMap::new();
         for (name, value) in std::env::vars() {
             let Some(rest) = name.strip_prefix("MOAT_").filter(|_| !value.is_empty()) else {
@@ -125,6 +135,7 @@ impl Secrets {
         Secrets {
             systems,
             admin_token: var("MOAT_ADMIN_TOKEN"),
+            admin_tokens,
             price_token_secret: var("MOAT_PRICE_TOKEN_SECRET"),
             price_token_previous_secret: var("MOAT_PRICE_TOKEN_PREVIOUS_SECRET"),
             events_secrets,
@@ -137,6 +148,10 @@ impl fmt::Debug for Secrets {
         let redacted = |s: &Option<String>| s.as_ref().map(|_| "***");
         f.debug_struct("Secrets")
             .field("admin_token", &redacted(&self.admin_token))
+            .field(
+                "admin_tokens",
+                &self.admin_tokens.keys().collect::<Vec<_>>(),
+            )
             .field("price_token_secret", &redacted(&self.price_token_secret))
             .field(
                 "price_token_previous_secret",
@@ -163,6 +178,7 @@ mod tests {
     fn secrets_never_show_in_debug() {
         let secrets = Secrets {
             admin_token: Some("admin-123".into()),
+            admin_tokens: [("ro".to_string(), "viewer-555".to_string())].into(),
             price_token_secret: Some("current-456".into()),
             price_token_previous_secret: Some("previous-789".into()),
             events_secrets: [("erp".to_string(), vec!["events-000".to_string()])].into(),
@@ -180,6 +196,7 @@ mod tests {
         let shown = format!("{secrets:?}");
         for secret in [
             "admin-123",
+            "viewer-555",
             "current-456",
             "previous-789",
             "events-000",

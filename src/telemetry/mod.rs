@@ -183,7 +183,12 @@ pub fn token_fetch(system: System, ok: bool) {
 pub struct Audit {
     /// Unix seconds.
     pub at: u64,
+    /// The admin token that made the change (by its name), or what did
+    /// (`reload`, a replica through the fleet).
     pub who: String,
+    /// What the caller said it was (`cli:$USER`, `console`), unchecked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     pub action: String,
     pub target: String,
     /// The replica that made the change.
@@ -203,6 +208,7 @@ pub fn audit(audit: Audit) {
     tracing::info!(
         target: "moat::audit",
         who = %audit.who,
+        via = audit.via.as_deref().unwrap_or("-"),
         action = %audit.action,
         target_name = %audit.target,
         replica = %audit.replica,

@@ -197,7 +197,7 @@ pub fn secrets() -> Secrets {
         price_token_secret: Some(PRICE_TOKEN_SECRET.into()),
         price_token_previous_secret: None,
         events_secrets: [(String::new(), vec![EVENTS_SECRET.to_string()])].into(),
-        systems: Default::default(),
+        ..Secrets::default()
     }
 }
 

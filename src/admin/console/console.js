@@ -10,6 +10,9 @@ const $ = (selector) => document.querySelector(selector);
 let previous = null;
 /** The system whose limit is being edited (refreshes leave its row alone). */
 let editing = null;
+/** The signed-in token, {name, role}, from /admin/whoami: only an operator sees the controls. */
+let me = null;
+const mayChange = () => me?.role === 'operator';
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -33,7 +36,8 @@ async function api(path, options = {}) {
     },
   });
   const body = await response.json().catch(() => null);
-  if (response.status === 401 || response.status === 403) {
+  // A viewer's change is refused, and the viewer stays signed in.
+  if (response.status === 401 || (response.status === 403 && body?.code !== 'FORBIDDEN_FOR_ROLE')) {
     signOut(body?.error ?? 'not signed in');
     throw new Error('signed out');
   }
@@ -86,7 +90,7 @@ function systemRow(name, s, errors) {
   const reason = b.trip_reason ? el('small', {}, b.trip_reason) : '';
   const limit = s.limit;
   const limitCell = el('td', { 'data-label': 'Limit', className: 'limit' });
-  if (editing === name) {
+  if (editing === name && mayChange()) {
     const form = el('form', { className: 'limit-form' },
       el('label', {}, 'rps ', el('input', { name: 'rps', type: 'number', min: 1, value: limit.rps })),
       el('label', {}, 'burst ', el('input', { name: 'burst', type: 'number', min: 1, value: limit.burst })),
@@ -98,8 +102,10 @@ function systemRow(name, s, errors) {
   } else {
     limitCell.append(
       el('span', { className: 'rps' }, `${limit.rps} rps`),
-      el('small', {}, `burst ${limit.burst}, ${Math.round(limit.checkout_reserve * 100)} % for checkout`),
-      el('button', { type: 'button', 'data-edit': name, onclick: () => { editing = name; refresh(); } }, 'Edit'));
+      el('small', {}, `burst ${limit.burst}, ${Math.round(limit.checkout_reserve * 100)} % for checkout`));
+    if (mayChange()) {
+      limitCell.append(el('button', { type: 'button', 'data-edit': name, onclick: () => { editing = name; refresh(); } }, 'Edit'));
+    }
   }
   const breakerButton = (label, action) =>
     el('button', { type: 'button', 'data-breaker': action, onclick: () => forceBreaker(name, action) }, label);
@@ -110,8 +116,10 @@ function systemRow(name, s, errors) {
     limitCell,
     el('td', { 'data-label': 'Latency' }, `p50 ${ms(s.latency_ms.p50)}`, el('small', {}, `p99 ${ms(s.latency_ms.p99)}`)),
     el('td', { 'data-label': 'Errors' }, errors),
-    el('td', { 'data-label': 'Hold or reset the breaker', className: 'actions' },
-      breakerButton('Hold open', 'open'), breakerButton('Hold closed', 'close'), breakerButton('Reset', 'reset')));
+    mayChange()
+      ? el('td', { 'data-label': 'Hold or reset the breaker', className: 'actions' },
+        breakerButton('Hold open', 'open'), breakerButton('Hold closed', 'close'), breakerButton('Reset', 'reset'))
+      : '');
 }
 
 async function saveLimit(name, form) {
@@ -147,6 +155,8 @@ async function forceBreaker(name, action) {
 
 function render(status, audits, samples) {
   $('#replica').textContent = `replica ${status.replica ?? ''}`;
+  $('#whoami').textContent = me ? `${me.name} (${me.role})` : '';
+  $('#systems thead th.actions').hidden = !mayChange();
   $('#updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
   const since = previous;
   const calls = sums(samples, 'moat_upstream_requests_total', (l) => l.upstream, since);
@@ -178,7 +188,8 @@ function render(status, audits, samples) {
 
   $('#audit tbody').replaceChildren(...audits.slice(0, 30).map((a) =>
     el('tr', {},
-      el('td', {}, new Date(a.at * 1000).toLocaleTimeString()), el('td', {}, a.who), el('td', {}, a.action),
+      el('td', {}, new Date(a.at * 1000).toLocaleTimeString()),
+      el('td', {}, a.who, a.via ? el('small', {}, a.via) : ''), el('td', {}, a.action),
       el('td', {}, a.target), el('td', {}, a.replica), el('td', {}, JSON.stringify(a.new)))));
   previous = samples;
 }
@@ -186,7 +197,9 @@ function render(status, audits, samples) {
 async function refresh() {
   if (!sessionStorage.getItem(TOKEN)) return;
   try {
-    const [status, audits, samples] = await Promise.all([api('/admin/status'), api('/admin/audit'), metrics()]);
+    const [whoami, status, audits, samples] =
+      await Promise.all([api('/admin/whoami'), api('/admin/status'), api('/admin/audit'), metrics()]);
+    me = whoami;
     render(status, audits, samples);
   } catch (e) {
     if (e.message !== 'signed out') say(`Cannot read the admin API: ${e.message}`, true);
@@ -195,6 +208,8 @@ async function refresh() {
 
 function signOut(reason) {
   sessionStorage.removeItem(TOKEN);
+  me = null;
+  editing = null;
   $('#console').hidden = true;
   $('#sign-out').hidden = true;
   $('#sign-in-form').hidden = false;
