@@ -345,6 +345,7 @@ fn housekeeping(state: &Arc<AppState>, background: &Background) {
             state.exceptions.flush().await;
             if ticks.is_multiple_of(60) {
                 state.client_limits.forget_idle();
+                state.customers.forget_idle();
             }
         }
     });

@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroU32;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,6 +26,7 @@ use crate::config::{self, Config};
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
 use crate::redis_link::RedisLink;
+use crate::resilience::address_limit::AddressLimit;
 use crate::telemetry;
 use crate::upstream::{Crm, Oms, Upstreams};
 use crate::vocab::{Entity, Priority};
@@ -157,10 +157,11 @@ pub struct Customers {
     pub orders: Arc<Tier<OrderKey, OrderAccess>>,
     /// Which token digests belong to which customer (with Redis).
     index: Option<TokenIndex>,
-    /// Lookups of tokens neither this replica nor Redis has seen. A flood
-    /// of made-up tokens would otherwise spend the CRM's limit and leave
-    /// real customers unresolved; this caps what it can spend.
-    unknown_tokens: ArcSwap<DefaultDirectRateLimiter>,
+    /// Lookups of tokens neither this replica nor Redis has seen, per
+    /// client address. A flood of made-up tokens would otherwise spend the
+    /// CRM's limit and leave real customers unresolved; this caps what one
+    /// address can spend, and leaves the others theirs.
+    unknown_tokens: ArcSwap<AddressLimit>,
 }
 
 impl Customers {
@@ -211,6 +212,11 @@ impl Customers {
             .store(Arc::new(unknown_token_limiter(config)));
     }
 
+    /// Forgets the addresses whose sign-in allowance has refilled.
+    pub fn forget_idle(&self) {
+        self.unknown_tokens.load().forget_idle();
+    }
+
     /// The registry: both tiers, each named once.
     pub fn tiers(&self) -> [Arc<dyn AnyTier>; 2] {
         [self.by_token.clone(), self.orders.clone()]
@@ -222,9 +228,15 @@ impl Customers {
     ///
     /// A token seen before (in L1, or in Redis from another replica) is
     /// looked up as usual; a token never seen must first get a permit from
-    /// the unknown-token limit, and without one is `Unresolved` with
-    /// `RATE_LIMITED`, so guessing tokens cannot crowd out real customers.
-    pub async fn sign_in(&self, token: &str, priority: Priority) -> Result<Viewer, Error> {
+    /// the unknown-token limit of `client` (its address), and without one
+    /// is `Unresolved` with `RATE_LIMITED`, so guessing tokens cannot crowd
+    /// out real customers.
+    pub async fn sign_in(
+        &self,
+        token: &str,
+        priority: Priority,
+        client: IpAddr,
+    ) -> Result<Viewer, Error> {
         let key = TokenKey::new(token);
         if let Some(hit) = self.by_token.get_cached(&key) {
             return viewer_of(&hit);
@@ -234,11 +246,11 @@ impl Customers {
             .peek(std::slice::from_ref(&key))
             .await
             .is_empty();
-        if !known && self.unknown_tokens.load().check().is_err() {
+        if !known && self.unknown_tokens.load().check(client).is_err() {
             metrics::counter!(telemetry::SIGN_INS_REFUSED).increment(1);
             return Ok(Viewer::Unresolved(Error::new(
                 Kind::RateLimited,
-                "too many sign-ins with new customer tokens right now; retry in a moment",
+                "too many sign-ins with new customer tokens from this address right now; retry in a moment",
             )));
         }
         match read_one(&self.by_token, key, priority).await {
@@ -315,10 +327,12 @@ fn invalid_token() -> Error {
     )
 }
 
-fn unknown_token_limiter(config: &config::Customers) -> DefaultDirectRateLimiter {
-    let rps = NonZeroU32::new(config.unknown_token_rps).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(config.unknown_token_burst).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
+fn unknown_token_limiter(config: &config::Customers) -> AddressLimit {
+    AddressLimit::new(
+        config.unknown_token_rps,
+        config.unknown_token_burst,
+        config.unknown_token_addresses,
+    )
 }
 
 impl crate::domain::Versioned for OrderAccess {

@@ -245,3 +245,153 @@ async fn a_flood_of_made_up_tokens_cannot_spend_the_crm_limit() {
     );
     moat.stop().await;
 }
+
+/// `viewer` with a customer token from `http` (bound to its own loopback
+/// address), naming `forwarded` in `X-Forwarded-For`: status and body.
+async fn viewer_from(
+    http: &reqwest::Client,
+    moat: &Moat,
+    token: &str,
+    forwarded: Option<&str>,
+) -> (u16, Value) {
+    let mut request = http
+        .post(format!("{}/graphql", moat.url))
+        .bearer_auth(token)
+        .json(&json!({ "query": "{ viewer { id segment } }" }));
+    if let Some(addr) = forwarded {
+        request = request.header("x-forwarded-for", addr);
+    }
+    let r = request.send().await.expect("graphql request");
+    (r.status().as_u16(), r.json().await.expect("graphql json"))
+}
+
+/// A client whose connections come from `addr` (any 127/8 address is
+/// loopback).
+fn client_at(addr: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(addr.parse::<std::net::IpAddr>().expect("address"))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_flood_from_one_address_leaves_shoppers_at_others_signing_in() {
+    let sim = Sim::start().await;
+    let mut c = config(&sim.url);
+    c.customers.unknown_token_rps = 1;
+    c.customers.unknown_token_burst = 5;
+    // 127.0.0.1 is the load balancer: it names the client in
+    // X-Forwarded-For. 127.0.0.2 and .3 are clients reaching Moat directly.
+    c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let moat = Moat::start(c).await;
+    let (proxy, direct, other) = (
+        client_at("127.0.0.1"),
+        client_at("127.0.0.2"),
+        client_at("127.0.0.3"),
+    );
+    let tokens: Vec<String> = sim
+        .customers()
+        .await
+        .iter()
+        .filter_map(|c| c["token"].as_str().map(str::to_string))
+        .collect();
+    // Each signs in once, for the first time: none is cached yet.
+    let (shoppers, fresh) = (&tokens[..6], &tokens[10]);
+    let segment_of = |token: &str| {
+        let token = token.to_string();
+        let sim = &sim;
+        async move {
+            sim.customers()
+                .await
+                .into_iter()
+                .find(|c| c["token"] == token.as_str())
+                .map(|c| c["segment"].clone())
+                .expect("a seeded customer")
+        }
+    };
+
+    // The flood: made-up tokens, all from 203.0.113.66 by the proxy's word,
+    // running while shoppers at other addresses sign in.
+    let flooding = std::sync::atomic::AtomicBool::new(true);
+    let flood = async {
+        let (mut refused, mut sent) = (0, 0);
+        while flooding.load(std::sync::atomic::Ordering::Relaxed) || refused == 0 {
+            let burst = (0..10).map(|i| {
+                let token = format!("ct_flood_{sent}_{i}_{:08x}", fastrand::u32(..));
+                let proxy = &proxy;
+                let moat = &moat;
+                async move { viewer_from(proxy, moat, &token, Some("203.0.113.66")).await }
+            });
+            for (status, body) in futures_util::future::join_all(burst).await {
+                sent += 1;
+                match status {
+                    401 => assert_eq!(error_codes(&body), ["UNAUTHENTICATED"], "{body}"),
+                    200 => {
+                        assert_eq!(error_codes(&body), ["RATE_LIMITED"], "{body}");
+                        refused += 1;
+                    }
+                    other => panic!("{other}: {body}"),
+                }
+            }
+        }
+        (refused, sent)
+    };
+    let shop = async {
+        // Wait until the flood's address is being refused, then sign in
+        // from elsewhere, each shopper once, never retried.
+        assert!(
+            eventually(std::time::Duration::from_secs(10), || async {
+                let (status, body) = viewer_from(
+                    &proxy,
+                    &moat,
+                    &format!("ct_probe_{:08x}", fastrand::u32(..)),
+                    Some("203.0.113.66"),
+                )
+                .await;
+                status == 200 && error_codes(&body) == ["RATE_LIMITED"]
+            })
+            .await,
+            "the flooding address meets its limit"
+        );
+        for (i, token) in shoppers.iter().enumerate() {
+            let forwarded = format!("198.51.100.{}", i + 1);
+            let (status, body) = viewer_from(&proxy, &moat, token, Some(&forwarded)).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body.get("errors").is_none(),
+                "shopper at {forwarded}: {body}"
+            );
+            assert_eq!(body["data"]["viewer"]["segment"], segment_of(token).await);
+        }
+        flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    };
+    let ((refused, sent), ()) = tokio::join!(flood, shop);
+    assert!(refused > 0 && refused < sent, "{refused} of {sent} refused");
+
+    // A client that is not the trusted proxy cannot pick its address by
+    // sending the header: each guess is counted against 127.0.0.2.
+    let mut refused = 0;
+    for i in 0..20 {
+        let (status, body) = viewer_from(
+            &direct,
+            &moat,
+            &format!("ct_direct_{i}_{:08x}", fastrand::u32(..)),
+            Some(&format!("192.0.2.{i}")),
+        )
+        .await;
+        match status {
+            401 => {}
+            200 if error_codes(&body) == ["RATE_LIMITED"] => refused += 1,
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(
+        refused >= 15,
+        "only the burst of 5 got through: {refused} refused"
+    );
+    // Another direct client is its own address, and is served.
+    let (status, body) = viewer_from(&other, &moat, fresh, Some("192.0.2.1")).await;
+    assert_eq!((status, body.get("errors")), (200, None), "{body}");
+    assert_eq!(body["data"]["viewer"]["segment"], segment_of(fresh).await);
+    moat.stop().await;
+}

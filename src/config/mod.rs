@@ -17,6 +17,7 @@ mod credentials;
 mod customers;
 mod entities;
 mod events;
+mod ip_range;
 mod load;
 mod problems;
 mod reconcile;
@@ -38,6 +39,7 @@ pub use connector::{BatchStyle, Encoding, ForeignEvents, ROUTES, Route, Signatur
 pub use customers::Customers;
 pub use entities::Entities;
 pub use events::Events;
+pub use ip_range::IpRange;
 pub use load::DEFAULT_PATH;
 pub use problems::{ConfigError, Problem, Problems};
 pub use reconcile::Reconcile;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, Problems, Section};
+use super::{ByteSize, IpRange, Problems, Section};
 
 /// The public listener: GraphQL, health, webhooks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,15 @@ pub struct Server {
     /// failing, so load balancers stop sending before it stops accepting.
     #[serde(with = "humantime_serde")]
     pub shutdown_delay: Duration,
+    /// The header a trusted proxy names the client's address in: one
+    /// address, or a list (`X-Forwarded-For`: client, then each proxy),
+    /// read from the right past every trusted proxy. Read only on requests
+    /// whose peer is in `trusted_proxies`; from anyone else it is ignored.
+    pub client_ip_header: String,
+    /// Peers (addresses or CIDR ranges) whose `client_ip_header` is
+    /// believed: the load balancers and CDNs in front of Moat. Empty: the
+    /// client is always the peer address.
+    pub trusted_proxies: Vec<IpRange>,
     /// Per-client limits on the public listener.
     pub client_limit: ClientLimit,
     /// Connection limits and timeouts of the public listener.
@@ -79,6 +88,8 @@ impl Default for Server {
             deadline: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::ZERO,
+            client_ip_header: "x-forwarded-for".into(),
+            trusted_proxies: Vec::new(),
             client_limit: ClientLimit::default(),
             connections: Connections::default(),
             persisted_queries: PersistedQueries::default(),
@@ -115,6 +126,11 @@ impl Section for Server {
             "must be shorter than server.shutdown_timeout",
         );
         p.check(
+            axum::http::HeaderName::from_bytes(self.client_ip_header.as_bytes()).is_ok(),
+            "client_ip_header",
+            "must be an HTTP header name (x-forwarded-for)",
+        );
+        p.check(
             !self.graphiql || self.introspection,
             "graphiql",
             "GraphiQL needs server.introspection = true (its docs are built from it)",
@@ -138,6 +154,8 @@ impl Section for Server {
             shutdown_timeout: new.shutdown_timeout,
             shutdown_delay: new.shutdown_delay,
             client_limit: new.client_limit.clone(),
+            client_ip_header: new.client_ip_header.clone(),
+            trusted_proxies: new.trusted_proxies.clone(),
             persisted_queries: self.persisted_queries.with_live(&new.persisted_queries),
             ..self.clone()
         }

@@ -4,26 +4,26 @@
 //! served as before. The client is set as a request extension, for the
 //! handler's `verifyCheckout` limit.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::client_addr::ClientAddr;
 use super::reply::{Media, problem};
 use crate::error::{Error, Kind};
 use crate::resilience::client_limit::ClientLimits;
 
 pub async fn limit(
     State(limits): State<Arc<ClientLimits>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(client) = limits.identify(request.headers(), peer) else {
+    let Some(client) = limits.identify(request.headers(), addr) else {
         return next.run(request).await;
     };
     match limits.request(&client) {

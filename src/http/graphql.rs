@@ -19,6 +19,7 @@
 //! request; an unresolvable one (the CRM is down) is not, and fails only
 //! the fields that need the customer.
 
+use std::net::IpAddr;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
+use super::client_addr::ClientAddr;
 use super::reply::{Media, problem, reply};
 use crate::cache::Sent;
 use crate::customers::Viewer;
@@ -74,6 +76,7 @@ struct GetParams {
 pub async fn get(
     State(app): State<Arc<AppState>>,
     client: Option<axum::Extension<Client>>,
+    axum::Extension(ClientAddr(addr)): axum::Extension<ClientAddr>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -110,7 +113,16 @@ pub async fn get(
         sent: Sent::Get(Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes())),
         looked_up: false,
     };
-    execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
+    execute(
+        &app,
+        media,
+        &headers,
+        client.map(|c| c.0),
+        addr,
+        params,
+        sent,
+    )
+    .await
 }
 
 /// A repeated anonymous `POST /graphql`, answered from the response cache
@@ -181,6 +193,7 @@ struct Arrived {
 pub async fn post(
     State(app): State<Arc<AppState>>,
     client: Option<axum::Extension<Client>>,
+    axum::Extension(ClientAddr(addr)): axum::Extension<ClientAddr>,
     looked_up: Option<axum::Extension<LookedUp>>,
     headers: HeaderMap,
     bytes: Bytes,
@@ -205,7 +218,16 @@ pub async fn post(
         sent: Sent::Post(bytes),
         looked_up: looked_up.is_some(),
     };
-    execute(&app, media, &headers, client.map(|c| c.0), params, sent).await
+    execute(
+        &app,
+        media,
+        &headers,
+        client.map(|c| c.0),
+        addr,
+        params,
+        sent,
+    )
+    .await
 }
 
 /// 413 for a body past `max` bytes, in the media type asked for.
@@ -282,6 +304,7 @@ async fn execute(
     media: Media,
     headers: &HeaderMap,
     client: Option<Client>,
+    addr: IpAddr,
     params: Params,
     sent: Arrived,
 ) -> Response {
@@ -295,7 +318,7 @@ async fn execute(
         trace_id = tracing::field::Empty,
     );
     traces::continue_from(&span, headers);
-    let request = run(app, media, headers, client, params, sent).instrument(span);
+    let request = run(app, media, headers, client, addr, params, sent).instrument(span);
     match traces::incoming(headers) {
         Some(context) => traces::pass_on(context, request).await,
         None => request.await,
@@ -307,6 +330,7 @@ async fn run(
     media: Media,
     headers: &HeaderMap,
     client: Option<Client>,
+    addr: IpAddr,
     params: Params,
     sent: Arrived,
 ) -> Response {
@@ -390,7 +414,7 @@ async fn run(
     } else {
         Priority::Browse
     };
-    let viewer = match viewer(app, headers, priority).await {
+    let viewer = match viewer(app, headers, priority, addr).await {
         Ok(viewer) => viewer,
         Err(e) => return unauthenticated(media, &e),
     };
@@ -452,7 +476,12 @@ fn stored_key(
 /// Who is asking: anonymous without `Authorization`, a customer for a
 /// bearer token the CRM knows. Anything else there is `UNAUTHENTICATED`,
 /// never quietly anonymous.
-async fn viewer(app: &AppState, headers: &HeaderMap, priority: Priority) -> Result<Viewer, Error> {
+async fn viewer(
+    app: &AppState,
+    headers: &HeaderMap,
+    priority: Priority,
+    addr: IpAddr,
+) -> Result<Viewer, Error> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Viewer::Anonymous);
     };
@@ -462,7 +491,7 @@ async fn viewer(app: &AppState, headers: &HeaderMap, priority: Priority) -> Resu
             "the Authorization header must be `Bearer <customer token>`",
         )
     })?;
-    app.customers.sign_in(token, priority).await
+    app.customers.sign_in(token, priority, addr).await
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750

@@ -4,6 +4,7 @@
 
 mod assets;
 mod body;
+pub mod client_addr;
 pub mod client_limit;
 mod events;
 mod graphql;
@@ -47,6 +48,12 @@ pub fn service(app: Arc<AppState>) -> impl crate::listener::Service {
         .layer(middleware::from_fn_with_state(
             app.client_limits.clone(),
             client_limit::limit,
+        ))
+        // Who the client is (its address, or the one a trusted proxy
+        // names), for the per-client and sign-in limits.
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            client_addr::resolve,
         ));
     let event_body = BodyLimit::new(&app, event_body_max, events::too_large);
     let events = post(events::receive)

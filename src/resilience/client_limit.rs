@@ -4,7 +4,7 @@
 //! limited separately. The public listener applies them
 //! (`http::client_limit`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,8 +93,9 @@ impl ClientLimits {
         }
     }
 
-    /// Who a request from `peer` with `headers` is, when limits are on.
-    pub fn identify(&self, headers: &HeaderMap, peer: SocketAddr) -> Option<Client> {
+    /// Who a request from `addr` (the client's address: `http::client_addr`)
+    /// with `headers` is, when limits are on.
+    pub fn identify(&self, headers: &HeaderMap, addr: IpAddr) -> Option<Client> {
         let active = self.active.load();
         let active = active.as_ref().as_ref()?;
         Some(match headers.get(&active.header) {
@@ -104,7 +105,7 @@ impl ClientLimits {
                 short.copy_from_slice(&digest[..16]);
                 Client::ApiKey(short)
             }
-            None => Client::Ip(peer.ip()),
+            None => Client::Ip(addr),
         })
     }
 

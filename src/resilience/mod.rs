@@ -4,6 +4,7 @@
 //! limits. `upstream::Client` composes the outbound ones into its stack;
 //! the public listener applies the inbound ones.
 
+pub mod address_limit;
 pub mod breaker;
 pub mod budget;
 pub mod client_limit;
