@@ -1,7 +1,8 @@
 //! The SRE console in headless Chromium: sign in, see every system's
 //! breaker, change the ERP limit inline, and find the new value on a
-//! second replica (through the fleet). Needs Node.js and Debian's
-//! `chromium` (skipped without it, except in CI: `MOAT_CI=1`).
+//! second replica (through the fleet); then sign in as a viewer and find
+//! the same tables with no control to change anything. Needs Node.js and
+//! Debian's `chromium` (skipped without it, except in CI: `MOAT_CI=1`).
 
 mod support;
 
@@ -13,6 +14,8 @@ use serde_json::Value;
 
 use support::redis::RedisServer;
 use support::{ADMIN_TOKEN, Moat, Sim, eventually};
+
+const VIEWER_TOKEN: &str = "test-viewer-token";
 
 fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
@@ -45,7 +48,16 @@ async fn an_sre_signs_in_sees_the_breakers_and_changes_a_limit_fleet_wide() {
         c.redis.timeout = Duration::from_millis(200);
         c
     };
-    let a = Moat::start(config()).await;
+    let mut with_viewer = config();
+    with_viewer.admin.tokens.insert(
+        "support".into(),
+        moat::config::AdminToken {
+            role: moat::config::Role::Viewer,
+        },
+    );
+    let mut secrets = support::secrets();
+    secrets.admin_tokens = [("support".to_string(), VIEWER_TOKEN.to_string())].into();
+    let a = Moat::start_with_secrets(with_viewer, secrets).await;
     let b = Moat::start(config()).await;
     let shots = std::env::temp_dir().join(format!("moat-console-{}", std::process::id()));
     std::fs::create_dir_all(&shots).expect("screenshot dir");
@@ -54,7 +66,15 @@ async fn an_sre_signs_in_sees_the_breakers_and_changes_a_limit_fleet_wide() {
     let dir = shots.display().to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .args(["console.mjs", &console, ADMIN_TOKEN, "erp", "42", &dir])
+            .args([
+                "console.mjs",
+                &console,
+                ADMIN_TOKEN,
+                "erp",
+                "42",
+                &dir,
+                VIEWER_TOKEN,
+            ])
             .current_dir(js_dir())
             .output()
             .expect("node")
@@ -113,7 +133,18 @@ async fn an_sre_signs_in_sees_the_breakers_and_changes_a_limit_fleet_wide() {
         "replica b's erp limit: {:?}",
         erp_rps(&b).await
     );
-    for shot in ["console-desktop.png", "console-phone.png"] {
+    // The viewer sees every system and the new limit, and no control.
+    let viewer = &page["viewer"];
+    assert_eq!(viewer["whoami"], "support (viewer)", "{page:#}");
+    assert_eq!(viewer["systems"], 4, "{page:#}");
+    assert_eq!(viewer["rps"], "42 rps", "{page:#}");
+    assert_eq!(viewer["controls"], 0, "{page:#}");
+    assert_eq!(viewer["signedIn"], true, "{page:#}");
+    for shot in [
+        "console-desktop.png",
+        "console-phone.png",
+        "console-viewer.png",
+    ] {
         assert!(shots.join(shot).is_file(), "{shot}");
     }
     a.stop().await;

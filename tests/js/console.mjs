@@ -2,13 +2,14 @@
 // loopback refused: a wrong token is refused, the right one signs in, each
 // system's breaker state is read, and SYSTEM's limit is set to RPS through
 // the inline editor (its confirmation accepted). Screenshots at desktop and
-// phone width go to DIR. Prints one JSON line:
-// {"refused", "breakers": {system: state}, "message", "offsite", "errors"}.
+// phone width go to DIR. With VIEWER_TOKEN, it then signs in again as that
+// viewer and reads what the page offers it. Prints one JSON line:
+// {"refused", "breakers": {system: state}, "message", "viewer", "offsite", "errors"}.
 import puppeteer from 'puppeteer-core';
 
-const [url, token, system, rps, dir] = process.argv.slice(2);
+const [url, token, system, rps, dir, viewerToken] = process.argv.slice(2);
 if (!dir) {
-  console.error('usage: node console.mjs http://127.0.0.1:9090/admin/ TOKEN SYSTEM RPS DIR');
+  console.error('usage: node console.mjs http://127.0.0.1:9090/admin/ TOKEN SYSTEM RPS DIR [VIEWER_TOKEN]');
   process.exit(2);
 }
 const browser = await puppeteer.launch({
@@ -60,7 +61,27 @@ try {
 
   await page.setViewport({ width: 390, height: 844, isMobile: true });
   await page.screenshot({ path: `${dir}/console-phone.png`, fullPage: true });
-  console.log(JSON.stringify({ refused, breakers, cache, message, offsite, errors }));
+
+  // A viewer: the same tables, none of the controls.
+  let viewer = null;
+  if (viewerToken) {
+    await page.setViewport({ width: 1280, height: 900 });
+    await page.click('#sign-out');
+    await page.waitForSelector('#sign-in-form:not([hidden])');
+    await page.type('#token', viewerToken);
+    await page.click('#sign-in');
+    await page.waitForFunction(() => document.querySelector('#whoami')?.textContent.includes('viewer'));
+    await page.waitForSelector(`#systems tr[data-system="${system}"] .rps`);
+    viewer = await page.evaluate((s) => ({
+      whoami: document.querySelector('#whoami').textContent,
+      systems: document.querySelectorAll('#systems tr[data-system]').length,
+      rps: document.querySelector(`#systems tr[data-system="${s}"] .rps`).textContent,
+      controls: document.querySelectorAll('#console button, #console form, #console input').length,
+      signedIn: !document.querySelector('#console').hidden,
+    }), system);
+    await page.screenshot({ path: `${dir}/console-viewer.png`, fullPage: true });
+  }
+  console.log(JSON.stringify({ refused, breakers, cache, message, viewer, offsite, errors }));
 } catch (e) {
   console.log(JSON.stringify({ failure: String(e), offsite, errors }));
   process.exitCode = 1;
