@@ -26,7 +26,7 @@ use crate::config::{self, Config};
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
 use crate::redis_link::RedisLink;
-use crate::resilience::address_limit::AddressLimit;
+use crate::resilience::address_limit::{AddressLimit, Bucket};
 use crate::telemetry;
 use crate::upstream::{Crm, Oms, Upstreams};
 use crate::vocab::{Entity, Priority};
@@ -246,7 +246,14 @@ impl Customers {
             .peek(std::slice::from_ref(&key))
             .await
             .is_empty();
-        if !known && self.unknown_tokens.load().check(client).is_err() {
+        let allowed = known || {
+            let (bucket, taken) = self.unknown_tokens.load().check(client);
+            if bucket == Bucket::Shared {
+                metrics::counter!(telemetry::SIGN_INS_SHARED).increment(1);
+            }
+            taken.is_ok()
+        };
+        if !allowed {
             metrics::counter!(telemetry::SIGN_INS_REFUSED).increment(1);
             return Ok(Viewer::Unresolved(Error::new(
                 Kind::RateLimited,

@@ -98,17 +98,17 @@ impl AddressLimit {
         }
     }
 
-    /// Takes a permit for `addr`: `Ok` with the bucket it came from, or
-    /// how long until one.
-    pub fn check(&self, addr: IpAddr) -> Result<Bucket, Duration> {
+    /// Takes a permit for `addr` from the bucket it counts against (named
+    /// either way), or says how long until one.
+    pub fn check(&self, addr: IpAddr) -> (Bucket, Result<(), Duration>) {
         self.check_at(addr, Instant::now())
     }
 
-    fn check_at(&self, addr: IpAddr, now: Instant) -> Result<Bucket, Duration> {
+    fn check_at(&self, addr: IpAddr, now: Instant) -> (Bucket, Result<(), Duration>) {
         let key = Address::of(addr);
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tat) = table.buckets.get_mut(&key) {
-            return self.rate.take(tat, now).map(|()| Bucket::Own);
+            return (Bucket::Own, self.rate.take(tat, now));
         }
         // Dropping full buckets is a pass over the table: at most once per
         // permit's worth of time, so a full table under a rotating flood
@@ -123,11 +123,9 @@ impl AddressLimit {
             let mut tat = now;
             let taken = self.rate.take(&mut tat, now);
             table.buckets.insert(key, tat);
-            return taken.map(|()| Bucket::Own);
+            return (Bucket::Own, taken);
         }
-        self.rate
-            .take(&mut table.overflow, now)
-            .map(|()| Bucket::Shared)
+        (Bucket::Shared, self.rate.take(&mut table.overflow, now))
     }
 
     /// Drops the buckets that have refilled (they mean nothing) and gives
@@ -169,65 +167,77 @@ mod tests {
     fn each_address_has_its_own_burst() {
         let (limit, now) = (AddressLimit::new(1, 3, 100), Instant::now());
         for _ in 0..3 {
-            assert_eq!(limit.check_at(ip("192.0.2.1"), now), Ok(Bucket::Own));
+            assert_eq!(limit.check_at(ip("192.0.2.1"), now), (Bucket::Own, Ok(())));
         }
         assert_eq!(
             limit.check_at(ip("192.0.2.1"), now),
-            Err(Duration::from_secs(1))
+            (Bucket::Own, Err(Duration::from_secs(1)))
         );
         // Another address is untouched by the first one's flood.
         for _ in 0..3 {
-            assert_eq!(limit.check_at(ip("192.0.2.2"), now), Ok(Bucket::Own));
+            assert_eq!(limit.check_at(ip("192.0.2.2"), now), (Bucket::Own, Ok(())));
         }
         // A second later the first has one permit again.
         let later = now + Duration::from_secs(1);
-        assert_eq!(limit.check_at(ip("192.0.2.1"), later), Ok(Bucket::Own));
-        assert!(limit.check_at(ip("192.0.2.1"), later).is_err());
+        assert_eq!(
+            limit.check_at(ip("192.0.2.1"), later),
+            (Bucket::Own, Ok(()))
+        );
+        assert!(limit.check_at(ip("192.0.2.1"), later).1.is_err());
     }
 
     #[test]
     fn an_ipv6_client_counts_by_its_64() {
         let (limit, now) = (AddressLimit::new(1, 2, 100), Instant::now());
-        assert!(limit.check_at(ip("2001:db8:1:2::1"), now).is_ok());
-        assert!(limit.check_at(ip("2001:db8:1:2::ffff"), now).is_ok());
-        assert!(limit.check_at(ip("2001:db8:1:2:aaaa::9"), now).is_err());
-        assert!(limit.check_at(ip("2001:db8:1:3::1"), now).is_ok());
+        assert!(limit.check_at(ip("2001:db8:1:2::1"), now).1.is_ok());
+        assert!(limit.check_at(ip("2001:db8:1:2::ffff"), now).1.is_ok());
+        assert!(limit.check_at(ip("2001:db8:1:2:aaaa::9"), now).1.is_err());
+        assert!(limit.check_at(ip("2001:db8:1:3::1"), now).1.is_ok());
         assert_eq!(limit.tracked(), 2);
         // A mapped IPv4 address is the IPv4 address.
-        assert!(limit.check_at(ip("::ffff:192.0.2.9"), now).is_ok());
-        assert!(limit.check_at(ip("192.0.2.9"), now).is_ok());
-        assert!(limit.check_at(ip("192.0.2.9"), now).is_err());
+        assert!(limit.check_at(ip("::ffff:192.0.2.9"), now).1.is_ok());
+        assert!(limit.check_at(ip("192.0.2.9"), now).1.is_ok());
+        assert!(limit.check_at(ip("192.0.2.9"), now).1.is_err());
     }
 
     #[test]
     fn past_the_cap_new_addresses_share_one_bucket_and_memory_stays_bounded() {
         let (limit, now) = (AddressLimit::new(1, 2, 50), Instant::now());
         for i in 0..50 {
-            assert_eq!(limit.check_at(v4(0x0a00_0000 + i), now), Ok(Bucket::Own));
+            assert_eq!(
+                limit.check_at(v4(0x0a00_0000 + i), now),
+                (Bucket::Own, Ok(()))
+            );
         }
         // Busy buckets all: a rotating flood shares one burst.
         let shared = (50..10_000)
-            .filter(|i| limit.check_at(v4(0x0a00_0000 + i), now) == Ok(Bucket::Shared))
+            .filter(|i| limit.check_at(v4(0x0a00_0000 + i), now) == (Bucket::Shared, Ok(())))
             .count();
         assert_eq!(shared, 2, "one burst for every address past the cap");
         assert_eq!(limit.tracked(), 50);
         // The tracked ones keep their own.
-        assert_eq!(limit.check_at(ip("10.0.0.1"), now), Ok(Bucket::Own));
+        assert_eq!(limit.check_at(ip("10.0.0.1"), now), (Bucket::Own, Ok(())));
     }
 
     #[test]
     fn refilled_buckets_make_room_and_are_forgotten() {
         let (limit, now) = (AddressLimit::new(1, 1, 2), Instant::now());
-        assert!(limit.check_at(ip("192.0.2.1"), now).is_ok());
-        assert!(limit.check_at(ip("192.0.2.2"), now).is_ok());
-        assert_eq!(limit.check_at(ip("192.0.2.3"), now), Ok(Bucket::Shared));
+        assert!(limit.check_at(ip("192.0.2.1"), now).1.is_ok());
+        assert!(limit.check_at(ip("192.0.2.2"), now).1.is_ok());
+        assert_eq!(
+            limit.check_at(ip("192.0.2.3"), now),
+            (Bucket::Shared, Ok(()))
+        );
         assert!(
-            limit.check_at(ip("192.0.2.4"), now).is_err(),
+            limit.check_at(ip("192.0.2.4"), now).1.is_err(),
             "shared, spent"
         );
         // Both buckets are full again a second later: room for a new one.
         let later = now + Duration::from_secs(1);
-        assert_eq!(limit.check_at(ip("192.0.2.3"), later), Ok(Bucket::Own));
+        assert_eq!(
+            limit.check_at(ip("192.0.2.3"), later),
+            (Bucket::Own, Ok(()))
+        );
         assert_eq!(limit.tracked(), 1);
         limit.forget_idle_at(later + Duration::from_secs(1));
         assert_eq!(limit.tracked(), 0);

@@ -29,6 +29,10 @@ pub const CHECKOUT_VERIFICATIONS: &str = "moat_checkout_verifications_total";
 pub const CHECKOUT_MISMATCHES: &str = "moat_checkout_mismatches_total";
 /// Sign-ins with never-seen customer tokens refused by the unknown-token limit.
 pub const SIGN_INS_REFUSED: &str = "moat_customer_sign_ins_refused_total";
+/// Of the sign-ins with never-seen tokens, those from addresses the full
+/// table of `[customers] unknown_token_addresses` had no room for: they
+/// share one allowance. Rising: a flood rotating through addresses.
+pub const SIGN_INS_SHARED: &str = "moat_customer_sign_ins_shared_total";
 /// `source`, `outcome`: `applied`, `duplicate`, `stale`, `rejected`,
 /// `dead_lettered`.
 pub const EVENTS: &str = "moat_events_total";
@@ -73,7 +77,7 @@ pub enum MetricType {
 
 /// Every metric Moat exports: what dashboards and alert rules may use
 /// (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType); 24] = [
+pub const EXPORTED: [(&str, MetricType); 25] = [
     (CACHE_REQUESTS, MetricType::Counter),
     (UPSTREAM_REQUESTS, MetricType::Counter),
     (UPSTREAM_DURATION, MetricType::Histogram),
@@ -85,6 +89,7 @@ pub const EXPORTED: [(&str, MetricType); 24] = [
     (CHECKOUT_VERIFICATIONS, MetricType::Counter),
     (CHECKOUT_MISMATCHES, MetricType::Counter),
     (SIGN_INS_REFUSED, MetricType::Counter),
+    (SIGN_INS_SHARED, MetricType::Counter),
     (EVENTS, MetricType::Counter),
     (DLQ_DEPTH, MetricType::Gauge),
     (DLQ_TRIMMED, MetricType::Counter),
