@@ -107,6 +107,21 @@ impl Auth {
         if live { Ok(()) } else { Err(Denied::Invalid) }
     }
 
+    /// Lets a call through only with a token this simulator issued (or the
+    /// fixed one): a vendor dialect insists on its token flow even when
+    /// no credentials were configured, as the real API would.
+    pub fn check_issued(&self, headers: &HeaderMap) -> Result<(), Denied> {
+        let token = bearer(headers).ok_or(Denied::Missing)?;
+        if self.fixed.as_deref() == Some(token) {
+            return Ok(());
+        }
+        let live = self
+            .issued()
+            .get(token)
+            .is_some_and(|until| Instant::now() < *until);
+        if live { Ok(()) } else { Err(Denied::Invalid) }
+    }
+
     /// A new access token, valid for `ttl` from now.
     pub fn issue(&self) -> String {
         // fastrand is no CSPRNG and a real authorisation server must not

@@ -3,7 +3,10 @@
 //!
 //! One defect per response, chosen from those that fit the entity: a
 //! required field removed, a field of the wrong type, negative stock, an
-//! unknown currency, or a body that is not JSON at all.
+//! unknown currency, or a body that is not JSON at all. A vendor dialect
+//! breaks its own shapes the same way, described by a [`Breakage`]: where
+//! its list of items is, which fields its items need (nested ones by
+//! JSON pointer), and which values have the wrong type.
 
 use fastrand::Rng;
 use serde::Serialize;
@@ -19,6 +22,21 @@ pub enum Shape {
     Quote,
     Order,
     Customer,
+    /// A vendor's own shape.
+    Foreign(&'static Breakage),
+}
+
+/// How a vendor's answer can be broken: a missing field, a wrong type, or
+/// no JSON at all.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Breakage {
+    /// JSON pointer to the list of items (`/_embedded/items`); `None`: the
+    /// answer is one item.
+    pub list: Option<&'static str>,
+    /// Fields an item needs, as JSON pointers within it (`/values/name`).
+    pub required: &'static [&'static str],
+    /// `(pointer within an item, a value of the wrong type)`.
+    pub wrong_types: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +53,7 @@ use Defect::*;
 impl Shape {
     fn defects(self) -> &'static [Defect] {
         match self {
-            Shape::Products | Shape::Categories | Shape::Customer => {
+            Shape::Products | Shape::Categories | Shape::Customer | Shape::Foreign(_) => {
                 &[MissingField, WrongType, NotJson]
             }
             Shape::Prices | Shape::Order => &[MissingField, WrongType, UnknownCurrency, NotJson],
@@ -94,6 +112,7 @@ impl Shape {
                 "updatedAt",
             ],
             Shape::Customer => &["id", "email", "name", "segment", "version", "updatedAt"],
+            Shape::Foreign(breakage) => breakage.required,
         }
     }
 
@@ -111,14 +130,19 @@ impl Shape {
             Shape::Quote => &[("totalAmount", "\"abc\""), ("lines", "{}")],
             Shape::Order => &[("totalAmount", "\"abc\""), ("lines", "\"none\"")],
             Shape::Customer => &[("version", "\"one\""), ("segment", "3")],
+            Shape::Foreign(breakage) => breakage.wrong_types,
         }
     }
 
-    fn is_list(self) -> bool {
-        matches!(
-            self,
-            Shape::Products | Shape::Categories | Shape::Prices | Shape::Inventory
-        )
+    /// JSON pointer to the list of items, for a list answer.
+    fn list(self) -> Option<&'static str> {
+        match self {
+            Shape::Products | Shape::Categories | Shape::Prices | Shape::Inventory => {
+                Some("/items")
+            }
+            Shape::Foreign(breakage) => breakage.list,
+            _ => None,
+        }
     }
 }
 
@@ -148,8 +172,8 @@ pub fn render<T: Serialize>(
 /// can land on (an empty list, a quote without lines), and the caller falls
 /// back to a body that is not JSON.
 fn break_value(root: &mut Value, shape: Shape, defect: Defect, rng: &mut Rng) -> bool {
-    let target = if shape.is_list() {
-        match root.get_mut("items").and_then(Value::as_array_mut) {
+    let target = if let Some(list) = shape.list() {
+        match root.pointer_mut(list).and_then(Value::as_array_mut) {
             Some(items) if !items.is_empty() => {
                 let i = rng.usize(..items.len());
                 &mut items[i]
@@ -165,13 +189,36 @@ fn break_value(root: &mut Value, shape: Shape, defect: Defect, rng: &mut Rng) ->
     match defect {
         MissingField => {
             let fields = shape.required();
-            object.remove(fields[rng.usize(..fields.len())]);
+            let field = fields[rng.usize(..fields.len())];
+            match field.rsplit_once('/') {
+                Some((parent, name)) => {
+                    let Some(parent) = target.pointer_mut(parent).and_then(Value::as_object_mut)
+                    else {
+                        return false;
+                    };
+                    parent.remove(name);
+                }
+                None => {
+                    object.remove(field);
+                }
+            }
         }
         WrongType => {
             let choices = shape.wrong_types();
             let (field, raw) = choices[rng.usize(..choices.len())];
             let bad = serde_json::from_str(raw).unwrap_or(Value::Null);
-            object.insert(field.to_owned(), bad);
+            match field.rsplit_once('/') {
+                Some((parent, name)) => {
+                    let Some(parent) = target.pointer_mut(parent).and_then(Value::as_object_mut)
+                    else {
+                        return false;
+                    };
+                    parent.insert(name.to_owned(), bad);
+                }
+                None => {
+                    object.insert(field.to_owned(), bad);
+                }
+            }
         }
         NegativeStock => {
             let negative = Value::from(-rng.i64(1..=50));

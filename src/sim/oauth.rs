@@ -23,10 +23,10 @@ use super::{Simulator, json};
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// An RFC 6749 §5.2 error: its code and a human description.
-struct Failure {
+pub(super) struct Failure {
     status: StatusCode,
     code: &'static str,
-    description: Cow<'static, str>,
+    pub(super) description: Cow<'static, str>,
     /// The client tried HTTP Basic: §5.2 wants a `WWW-Authenticate`
     /// challenge with the 401.
     basic: bool,
@@ -169,7 +169,7 @@ fn grant(
 }
 
 /// RFC 6749 §5.1: token responses must not be cached.
-fn no_store(mut response: Response) -> Response {
+pub(super) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -178,7 +178,7 @@ fn no_store(mut response: Response) -> Response {
 
 /// `application/x-www-form-urlencoded` fields. Empty values count as
 /// absent and a repeated field is an error (RFC 6749 §3.2).
-fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Failure> {
+pub(super) fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Failure> {
     let mut fields = HashMap::new();
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.iter().position(|b| *b == b'=') {
@@ -212,7 +212,7 @@ fn form_decode(raw: &[u8]) -> Result<String, Failure> {
 
 /// `Authorization: Basic base64(id:secret)`, where id and secret are each
 /// form-urlencoded first (RFC 6749 §2.3.1).
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -1,0 +1,122 @@
+//! The `search` query parameter of product lists: JSON, a property to a
+//! list of `{operator, value}` criteria, all of which a product must meet.
+//! The simulator knows the criteria a storefront connector needs: products
+//! by `uuid` or by identifier (`IN`, `=`), by `categories` (`IN`), and
+//! `enabled` (every seeded product is); anything else is Akeneo's 422.
+
+use serde_json::Value;
+
+use super::shape::IDENTIFIER;
+
+/// Most values one `IN` may list (the identifier filter's documented cap).
+pub const MAX_IN: usize = 100;
+
+/// What a search keeps, each `None` when it does not filter on it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Search {
+    pub uuids: Option<Vec<String>>,
+    pub skus: Option<Vec<String>>,
+    pub categories: Option<Vec<String>>,
+}
+
+/// Why a search is refused: a 400 (not JSON) or a 422 (not understood).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub code: u16,
+    pub message: String,
+}
+
+fn unprocessable(message: String) -> Refused {
+    Refused { code: 422, message }
+}
+
+pub fn parse(search: &str) -> Result<Search, Refused> {
+    let value: Value = serde_json::from_str(search).map_err(|_| Refused {
+        code: 400,
+        message: "Search query parameter should be valid JSON.".into(),
+    })?;
+    let Value::Object(properties) = value else {
+        return Err(unprocessable(
+            "Search query parameter should be an object.".into(),
+        ));
+    };
+    let mut found = Search::default();
+    for (property, criteria) in &properties {
+        let Some(criteria) = criteria.as_array() else {
+            return Err(unprocessable(format!(
+                "Structure of filter \"{property}\" should respect this structure: \
+                 {{\"{property}\":[{{\"operator\": \"my_operator\", \"value\": \"my_value\"}}]}}"
+            )));
+        };
+        for criterion in criteria {
+            let operator = criterion
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let value = criterion.get("value");
+            let unsupported = || {
+                unprocessable(format!(
+                    "Filter on property \"{property}\" is not supported or does not support operator \"{operator}\""
+                ))
+            };
+            let target = match property.as_str() {
+                "uuid" => &mut found.uuids,
+                p if p == IDENTIFIER || p == "identifier" => &mut found.skus,
+                "categories" => &mut found.categories,
+                "enabled" if operator == "=" && value == Some(&Value::Bool(true)) => continue,
+                _ => return Err(unsupported()),
+            };
+            let values = match (operator, value) {
+                ("IN", Some(Value::Array(list))) => list
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(|| {
+                        unprocessable(format!(
+                            "Property \"{property}\" expects an array of strings as data."
+                        ))
+                    })?,
+                ("=", Some(Value::String(one))) if property != "categories" => vec![one.clone()],
+                _ => return Err(unsupported()),
+            };
+            if values.len() > MAX_IN {
+                return Err(unprocessable(format!(
+                    "Property \"{property}\" accepts at most {MAX_IN} values with the IN operator."
+                )));
+            }
+            // Two criteria on one property must both hold.
+            *target = Some(match target.take() {
+                Some(before) => before.into_iter().filter(|v| values.contains(v)).collect(),
+                None => values,
+            });
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_uuids_and_categories_are_read_and_the_rest_refused() {
+        let s = parse(r#"{"sku":[{"operator":"IN","value":["A","B"]}],"enabled":[{"operator":"=","value":true}]}"#).unwrap();
+        assert_eq!(s.skus, Some(vec!["A".into(), "B".into()]));
+        let s = parse(r#"{"uuid":[{"operator":"IN","value":["u"]}],"categories":[{"operator":"IN","value":["c"]}]}"#).unwrap();
+        assert_eq!(
+            (s.uuids.unwrap(), s.categories.unwrap()),
+            (vec!["u".into()], vec!["c".into()])
+        );
+        assert_eq!(parse("{nope").unwrap_err().code, 400);
+        let e = parse(r#"{"family":[{"operator":"IN","value":["x"]}]}"#).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("\"family\""), "{e:?}");
+        let many: Vec<String> = (0..=MAX_IN).map(|i| format!("\"S{i}\"")).collect();
+        let e = parse(&format!(
+            r#"{{"sku":[{{"operator":"IN","value":[{}]}}]}}"#,
+            many.join(",")
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, 422);
+    }
+}
