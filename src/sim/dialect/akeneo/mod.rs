@@ -83,7 +83,7 @@ static CATEGORY: Breakage = Breakage {
     required: CATEGORY_FIELDS,
     wrong_types: CATEGORY_TYPES,
 };
-const CATEGORY_FIELDS: &[&str] = &["/code", "/labels", "/updated"];
+const CATEGORY_FIELDS: &[&str] = &["/code", "/updated"];
 const CATEGORY_TYPES: &[(&str, &str)] = &[("/labels", "\"Chairs\""), ("/parent", "12")];
 
 /// Page size when `limit` is not given, and the most it may be.
