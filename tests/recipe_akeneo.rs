@@ -7,12 +7,14 @@
 mod support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use moat::config::{Config, Secrets, SystemSecrets};
 use moat::sim::{Dialect, SimConfig};
-use support::{EVENTS_SECRET, Moat, Sim};
+use support::process::{config_file, moat};
+use support::{EVENTS_SECRET, Moat, Sim, eventually};
 
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/connectors/akeneo.toml");
 const PRODUCTS: usize = 200;
@@ -176,5 +178,137 @@ async fn the_recipe_serves_what_protocol_v1_serves() {
         "{status}"
     );
     reference.stop().await;
+    moat.stop().await;
+}
+
+/// `PUT /_sim/products/{id}` on a simulator.
+async fn write_product(sim: &Sim, id: &str, body: Value) {
+    let r = reqwest::Client::new()
+        .put(format!("{}/_sim/products/{id}", sim.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{id}: {}", r.status());
+}
+
+async fn name(moat: &Moat, sku: &str) -> String {
+    page(moat, sku).await["data"]["product"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn akeneo_events_apply_once_and_reconciliation_finds_silent_changes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let v1 = v1_sim().await;
+    let akeneo = akeneo_sim(Some(format!("http://127.0.0.1:{port}"))).await;
+    let mut c = config(&v1, &akeneo);
+    c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let moat = Moat::start_with_secrets(c, secrets()).await;
+    let sku = "SKU-000005";
+    let before = name(&moat, sku).await;
+    assert!(!before.is_empty());
+
+    // A forged delivery is refused: the signature covers timestamp and body.
+    let forged = moat
+        .http
+        .post(format!("{}/events/akeneo", moat.url))
+        .header("content-type", "application/json")
+        .header("x-akeneo-request-timestamp", "1765000000")
+        .header("x-akeneo-request-signature", "00".repeat(32))
+        .body(r#"{"events":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+
+    // Every event delivered twice: applied once, the copy a duplicate.
+    let chaos = reqwest::Client::new()
+        .post(format!("{}/_sim/events", akeneo.url))
+        .json(&json!({ "chaos": true }))
+        .send()
+        .await
+        .unwrap();
+    assert!(chaos.status().is_success());
+    write_product(
+        &akeneo,
+        "prod-000005",
+        json!({ "name": "Renamed Lamp", "emit_event": true }),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            name(&moat, sku).await == "Renamed Lamp"
+        })
+        .await,
+        "the event was applied"
+    );
+    let outcome = |o: &str| format!(r#"moat_events_total{{source="akeneo",outcome="{o}"}}"#);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            moat.metric(&outcome("duplicate")).await == 1.0
+        })
+        .await,
+        "the redelivery is a duplicate"
+    );
+    assert_eq!(moat.metric(&outcome("applied")).await, 1.0);
+
+    // A change nobody announced: the reconciliation pass finds it.
+    let quiet = "SKU-000007";
+    let old = name(&moat, quiet).await;
+    write_product(&akeneo, "prod-000007", json!({ "name": "Quietly Renamed" })).await;
+    assert_eq!(name(&moat, quiet).await, old, "cached, no event");
+    let (status, pass) = moat
+        .admin_post("/admin/reconcile/products", json!({}))
+        .await;
+    assert_eq!(status, 200, "{pass}");
+    assert!(pass["drifted"].as_u64() >= Some(1), "{pass}");
+    assert!(pass["repaired"].as_u64() >= Some(1), "{pass}");
+    assert_eq!(name(&moat, quiet).await, "Quietly Renamed");
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_verify_checks_the_pim_through_the_recipe() {
+    let (v1, akeneo) = (v1_sim().await, akeneo_sim(None).await);
+    let main = config_file(
+        "recipe-akeneo",
+        &format!("[upstream]\nurl = \"{}\"\n", v1.url),
+    );
+    let main = main.to_str().unwrap();
+    let mut env = CREDENTIALS.to_vec();
+    env.push(("MOAT_AKENEO_URL", &akeneo.url));
+    let verify = [
+        "contract", "verify", "--system", "akeneo", "--config", main, "--config", RECIPE,
+    ];
+    let (code, said) = moat(&verify, &env).await;
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("GET /api/rest/v1/products-uuid"), "{said}");
+
+    // One item of each answer broken in Akeneo's shape: that item fails,
+    // named by route, index and the field as mapped.
+    akeneo.fault("pim", json!({ "malformed_rate": 1.0 })).await;
+    let (code, said) = moat(&verify, &env).await;
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("route product_list, item "), "{said}");
+    assert!(said.contains("(route products, item "), "{said}");
+    assert!(said.contains(", as mapped)"), "{said}");
+
+    // The gateway serves the others.
+    let moat = Moat::start_with_secrets(config(&v1, &akeneo), secrets()).await;
+    let five: String = (11..=15)
+        .map(|i| format!(r#"p{i}: product(sku: "SKU-{i:06}") {{ name }} "#))
+        .collect();
+    let got = moat.query(&format!("{{ {five} }}"), json!({})).await;
+    let served = (11..=15)
+        .filter(|i| got["data"][format!("p{i}")]["name"].is_string())
+        .count();
+    assert_eq!(served, 4, "{got}");
     moat.stop().await;
 }
