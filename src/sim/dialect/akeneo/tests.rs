@@ -273,3 +273,47 @@ async fn a_malformed_page_breaks_one_item_in_akeneos_shape() {
     }
     assert!(broken_items > 0);
 }
+
+#[test]
+fn a_product_change_is_sent_as_the_events_api_sends_it() {
+    let sim = Simulator::new(SimConfig {
+        products: 10,
+        dialect: Dialect::Akeneo,
+        ..SimConfig::default()
+    });
+    let item = serde_json::to_value(&sim.read().products[2]).unwrap();
+    let change = |kind| super::super::Change {
+        kind,
+        item: &item,
+        id: "evt-1",
+        thin: false,
+    };
+    assert!(super::event(&sim, &change("price.updated"), Some("s")).is_none());
+    assert!(super::event(&sim, &change("inventory.updated"), Some("s")).is_none());
+
+    let sent = super::event(&sim, &change("product.updated"), Some("s")).unwrap();
+    assert_eq!(sent.path, "/events/akeneo");
+    let header = |name: &str| {
+        sent.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let t = header("x-akeneo-request-timestamp");
+    let want = super::super::super::events::hmac_hex(b"s", &[t.as_bytes(), b".", &sent.body]);
+    assert_eq!(header("x-akeneo-request-signature"), want);
+
+    let body: Value = serde_json::from_slice(&sent.body).unwrap();
+    let event = &body["events"][0];
+    assert_eq!(event["action"], "product.updated");
+    assert_eq!(event["event_id"], "evt-1");
+    let resource = &event["data"]["resource"];
+    assert_eq!(resource["uuid"], super::shape::uuid(2));
+    assert_eq!(resource["values"]["sku"][0]["data"], "SKU-000003");
+    assert_eq!(resource["values"]["name"][0]["data"], item["name"]);
+    assert!(resource.get("_links").is_none(), "{resource}");
+
+    let unsigned = super::event(&sim, &change("product.updated"), None).unwrap();
+    assert!(unsigned.headers.is_empty());
+}
