@@ -606,6 +606,14 @@ fn sim_summary(config: &sim::SimConfig) -> String {
     };
     let systems: Vec<&str> = sim::SYSTEMS.into_iter().filter(|n| served(n)).collect();
     let systems = systems.join(", ");
+    if config.dialect != sim::Dialect::V1 {
+        // A vendor's API always asks for its own token flow.
+        return format!(
+            "{}'s API for what it holds of {systems} ({} products; auth: the vendor's token flow)",
+            config.dialect.name(),
+            config.products
+        );
+    }
     let auth = match (&config.require_token, &config.oauth_client) {
         (None, None) => "off".to_owned(),
         (Some(_), None) => "fixed bearer token".to_owned(),

@@ -37,7 +37,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
 use super::super::auth::Denied;
@@ -187,6 +187,13 @@ fn limit(params: &Params) -> Result<usize, Response> {
     }
 }
 
+/// What a query value escapes: all but RFC 3986's unreserved characters.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `path?params` on the PIM's URL, with `set` replacing (or, `None`,
 /// removing) parameters of the request.
 fn href(base: &str, path: &str, params: &Params, set: &[(&str, Option<String>)]) -> Href {
@@ -205,8 +212,8 @@ fn href(base: &str, path: &str, params: &Params, set: &[(&str, Option<String>)])
         .map(|(k, v)| {
             format!(
                 "{}={}",
-                utf8_percent_encode(k, NON_ALPHANUMERIC),
-                utf8_percent_encode(v, NON_ALPHANUMERIC)
+                utf8_percent_encode(k, QUERY),
+                utf8_percent_encode(v, QUERY)
             )
         })
         .collect();
