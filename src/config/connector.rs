@@ -34,7 +34,8 @@ pub const ROUTES: [(&str, &str); 9] = [
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// `METHOD /path?query` with placeholders: `{sku} {skus} {id} {ids}
-    /// {token} {segment} {currency} {cursor} {page} {limit} {category}`.
+    /// {token} {segment} {currency} {cursor} {page} {limit} {category}`;
+    /// `{name:json}` writes the value as JSON text (a string, escaped).
     pub request: String,
     /// A jq expression giving a POST's JSON body (the placeholders' values
     /// are its variables: `$keys`, `$segment`, …).

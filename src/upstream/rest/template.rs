@@ -8,6 +8,11 @@
 //! The keys of a call fill `{skus}`/`{ids}` (all of them, rendered as the
 //! route's `batch` style says) or `{sku}`/`{id}`/`{token}` (one: the route
 //! is then called once per key).
+//!
+//! `{name:json}` writes the value as JSON text: a string in quotes, with
+//! whatever it holds escaped (keys: an array of them), so a value lands
+//! in a JSON filter (Akeneo's `search`) as one string however it is
+//! spelled, never as JSON of its own.
 
 use std::fmt;
 
@@ -43,7 +48,16 @@ pub struct Values<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Hole(&'static str),
+    Hole(&'static str, Form),
+}
+
+/// How a placeholder's value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// As it is (then encoded where it lands).
+    Plain,
+    /// As JSON text (`{category:json}`).
+    Json,
 }
 
 /// A parsed template.
@@ -69,14 +83,14 @@ impl Text {
             .iter()
             .map(|p| match p {
                 Part::Text(t) => t.clone(),
-                Part::Hole(h) => fill(h, values, Batch::Comma),
+                Part::Hole(h, form) => fill(h, *form, values, Batch::Comma),
             })
             .collect()
     }
 
     pub fn holes(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.0.iter().filter_map(|p| match p {
-            Part::Hole(h) => Some(*h),
+            Part::Hole(h, _) => Some(*h),
             Part::Text(_) => None,
         })
     }
@@ -117,7 +131,7 @@ impl Template {
         let mut params = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if parts(name)?.iter().any(|p| matches!(p, Part::Hole(_))) {
+            if parts(name)?.iter().any(|p| matches!(p, Part::Hole(..))) {
                 return err(format!(
                     "a parameter name cannot be a placeholder: {name:?}"
                 ));
@@ -149,7 +163,7 @@ impl Template {
             .iter()
             .chain(self.query.iter().flat_map(|(_, v)| v.iter()))
             .filter_map(|p| match p {
-                Part::Hole(h) => Some(*h),
+                Part::Hole(h, _) => Some(*h),
                 Part::Text(_) => None,
             })
     }
@@ -162,24 +176,26 @@ impl Template {
         for part in &self.path {
             match part {
                 Part::Text(t) => path.push_str(t),
-                Part::Hole(h) => {
-                    let filled = fill(h, values, batch);
+                Part::Hole(h, form) => {
+                    let filled = fill(h, *form, values, batch);
                     path.push_str(&super::super::path_segment(&filled).unwrap_or_default());
                 }
             }
         }
         let mut query = Vec::new();
         for (name, value) in &self.query {
-            if batch == Batch::Repeat && matches!(value.as_slice(), [Part::Hole("skus" | "ids")]) {
+            if batch == Batch::Repeat
+                && matches!(value.as_slice(), [Part::Hole("skus" | "ids", Form::Plain)])
+            {
                 query.extend(values.keys.iter().map(|k| (name.clone(), k.clone())));
                 continue;
             }
-            let holes_only = value.iter().all(|p| matches!(p, Part::Hole(_)));
+            let holes_only = value.iter().all(|p| matches!(p, Part::Hole(..)));
             let mut rendered = String::new();
             for part in value {
                 match part {
                     Part::Text(t) => rendered.push_str(t),
-                    Part::Hole(h) => rendered.push_str(&fill(h, values, batch)),
+                    Part::Hole(h, form) => rendered.push_str(&fill(h, *form, values, batch)),
                 }
             }
             if holes_only && rendered.is_empty() {
@@ -192,7 +208,16 @@ impl Template {
 }
 
 /// One placeholder's text.
-fn fill(hole: &str, values: &Values<'_>, batch: Batch) -> String {
+fn fill(hole: &str, form: Form, values: &Values<'_>, batch: Batch) -> String {
+    if form == Form::Json {
+        let plain = fill(hole, Form::Plain, values, batch);
+        return match hole {
+            "skus" | "ids" => serde_json::to_string(values.keys).unwrap_or_default(),
+            _ if plain.is_empty() => "null".to_string(),
+            "page" | "limit" => plain,
+            _ => serde_json::to_string(&plain).unwrap_or_default(),
+        };
+    }
     match hole {
         "sku" | "id" | "token" => values.keys.first().cloned().unwrap_or_default(),
         "skus" | "ids" => match batch {
@@ -221,14 +246,21 @@ fn parts(text: &str) -> Result<Vec<Part>, TemplateError> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        let closed = after[name.len()..].starts_with('}');
+        let tail = &after[name.len()..];
+        let (closed, form, end) = if tail.starts_with('}') {
+            (true, Form::Plain, name.len() + 1)
+        } else if tail.starts_with(":json}") {
+            (true, Form::Json, name.len() + ":json}".len())
+        } else {
+            (false, Form::Plain, 0)
+        };
         match NAMES.iter().find(|n| **n == name) {
             Some(known) if closed => {
                 if !literal.is_empty() {
                     out.push(Part::Text(std::mem::take(&mut literal)));
                 }
-                out.push(Part::Hole(known));
-                rest = &after[name.len() + 1..];
+                out.push(Part::Hole(known, form));
+                rest = &after[end..];
             }
             None if closed && !name.is_empty() => {
                 return Err(TemplateError(format!(
@@ -291,6 +323,36 @@ mod tests {
         );
         let (_, query) = t.render(&values, Batch::Comma);
         assert_eq!(query[1], ("var.skus".to_string(), "A,B,C".to_string()));
+    }
+
+    #[test]
+    fn a_json_placeholder_is_one_json_value_however_it_is_spelled() {
+        let t = Template::parse(
+            r#"GET /products?search={"categories":[{"operator":"IN","value":[{category:json}]}],"sku":[{"operator":"IN","value":{skus:json}}]}&limit={limit:json}&after={cursor:json}"#,
+        )
+        .unwrap();
+        let ks = keys(&["A\"B"]);
+        let values = Values {
+            keys: &ks,
+            category: Some(r#"x"]}],"enabled":[{"#),
+            limit: Some(20),
+            ..Values::default()
+        };
+        let (_, query) = t.render(&values, Batch::Comma);
+        let search: serde_json::Value = serde_json::from_str(&query[0].1).unwrap();
+        assert_eq!(
+            search["categories"][0]["value"][0], r#"x"]}],"enabled":[{"#,
+            "{search}"
+        );
+        assert_eq!(search["sku"][0]["value"], serde_json::json!(["A\"B"]));
+        assert_eq!(search.as_object().unwrap().len(), 2, "{search}");
+        assert_eq!(query[1], ("limit".to_string(), "20".to_string()));
+        assert_eq!(query[2], ("after".to_string(), "null".to_string()));
+        assert!(t.takes_keys() && !t.per_key());
+        assert!(
+            Template::parse("GET /p?c={category:xml}").is_ok(),
+            "other text stays text"
+        );
     }
 
     #[test]
