@@ -284,6 +284,12 @@ async fn contract_verify_checks_the_pim_through_the_recipe() {
     let main = main.to_str().unwrap();
     let mut env = CREDENTIALS.to_vec();
     env.push(("MOAT_AKENEO_URL", &akeneo.url));
+    // The shipped config with the recipe on top needs nothing but the
+    // PIM's URL and a Connection's credentials.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/moat.toml");
+    let (code, said) = moat(&["check-config", shipped, RECIPE], &env).await;
+    assert_eq!(code, 0, "{said}");
+
     let verify = [
         "contract", "verify", "--system", "akeneo", "--config", main, "--config", RECIPE,
     ];
