@@ -118,8 +118,8 @@ fn refused(refusal: Refusal) -> Response {
     error(refusal.status, &refusal.message)
 }
 
-fn unprocessable(message: impl AsRef<str>) -> Response {
-    error(StatusCode::UNPROCESSABLE_ENTITY, message.as_ref())
+fn unprocessable(message: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, message)
 }
 
 /// Before every API route: served (the pim's records), traced, and
@@ -159,9 +159,9 @@ fn base(headers: &HeaderMap) -> String {
 
 type Params = Vec<(String, String)>;
 
-fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, Response> {
+fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, Refusal> {
     q.map(|Query(p)| p)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &e.body_text()))
+        .map_err(|e| Refusal::bad_request(e.body_text()))
 }
 
 fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
@@ -172,7 +172,7 @@ fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
 }
 
 /// `limit`: 10 unless given, at most 100 (above is a 422, as Akeneo has it).
-fn limit(params: &Params) -> Result<usize, Response> {
+fn limit(params: &Params) -> Result<usize, Refusal> {
     match param(params, "limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(raw) => match raw.parse::<usize>() {
@@ -319,9 +319,7 @@ async fn products(
         Ok(corrupt) => corrupt,
         Err(refusal) => return refused(refusal),
     };
-    match list_products(&sim, &headers, q, corrupt) {
-        Ok(response) | Err(response) => response,
-    }
+    list_products(&sim, &headers, q, corrupt).unwrap_or_else(refused)
 }
 
 fn list_products(
@@ -329,15 +327,13 @@ fn list_products(
     headers: &HeaderMap,
     q: Result<Query<Params>, QueryRejection>,
     corrupt: Option<u64>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let params = params(q)?;
     let limit = limit(&params)?;
     let search = match param(&params, "search") {
         Some(text) => search::parse(text).map_err(|r| {
-            error(
-                StatusCode::from_u16(r.code).unwrap_or(StatusCode::BAD_REQUEST),
-                &r.message,
-            )
+            let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::BAD_REQUEST);
+            Refusal::new(status, r.message)
         })?,
         None => search::Search::default(),
     };
@@ -435,7 +431,6 @@ fn list_products(
     };
     let shape = Shape::Foreign(&PRODUCT_PAGE);
     sim.reply(Endpoint::PimProducts, shape, corrupt, items.len(), &payload)
-        .map_err(refused)
 }
 
 /// `GET /api/rest/v1/products-uuid/{uuid}`.
@@ -480,7 +475,7 @@ async fn categories(
         Ok(corrupt) => corrupt,
         Err(refusal) => return refused(refusal),
     };
-    let page = || -> Result<Response, Response> {
+    let page = || -> Result<Response, Refusal> {
         let params = params(q)?;
         let limit = limit(&params)?;
         let page = match param(&params, "page") {
@@ -514,11 +509,8 @@ async fn categories(
         };
         let shape = Shape::Foreign(&CATEGORY_PAGE);
         sim.reply(ENDPOINT, shape, corrupt, items.len(), &payload)
-            .map_err(refused)
     };
-    match page() {
-        Ok(response) | Err(response) => response,
-    }
+    page().unwrap_or_else(refused)
 }
 
 /// `GET /api/rest/v1/categories/{code}`.

@@ -141,8 +141,7 @@ async fn products_carry_the_seeded_catalog_as_akeneo_values() {
     assert_eq!(status, StatusCode::OK, "{page}");
     let items = page["_embedded"]["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{page}");
-    let catalog = sim.read();
-    let want = &catalog.products[0];
+    let want = sim.read().products[0].clone();
     let got = &items[0];
     assert_eq!(got["values"]["sku"][0]["data"], want.sku.as_str());
     assert_eq!(
@@ -167,7 +166,6 @@ async fn products_carry_the_seeded_catalog_as_akeneo_values() {
     }
     let uuid = got["uuid"].as_str().unwrap().to_owned();
     assert_eq!(uuid.len(), 36);
-    drop(catalog);
 
     let (status, one) = get(&app, &format!("/api/rest/v1/products-uuid/{uuid}"), &bearer).await;
     assert_eq!(status, StatusCode::OK);
