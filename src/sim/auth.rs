@@ -148,7 +148,7 @@ impl Auth {
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive,
 /// RFC 9110 §11.1).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -65,7 +65,6 @@ pub fn routes(sim: &Simulator, dialect: Dialect) -> Router<Simulator> {
 }
 
 /// One change of the catalog, as protocol v1 has it.
-#[allow(dead_code)] // Until every dialect reads it.
 pub struct Change<'a> {
     /// Moat's event type: `price.updated`, `inventory.updated`,
     /// `product.updated`.

@@ -1,0 +1,725 @@
+//! The commercetools dialect: the seeded catalog as commercetools'
+//! Composable Commerce HTTP API serves it, under any project key
+//! (`/{projectKey}/…`), so `MOAT_COMMERCETOOLS_URL=http://HOST/{projectKey}`
+//! is a working setup.
+//!
+//! - Auth: `POST /oauth/token` (client credentials, the client by HTTP
+//!   Basic; any client unless the simulator has an OAuth client), then
+//!   `Authorization: Bearer` on every call; without an issued token a call
+//!   gets the API's 401. `POST /oauth/{projectKey}/customers/token` is the
+//!   password flow of a customer (any password): its access token is the
+//!   customer's seeded token, which `GET /{projectKey}/me` takes.
+//! - Reads: `product-projections` (query, `/{id}`, `/key={key}`, with
+//!   `expand` of the prices' customer groups and price selection),
+//!   `inventory`, `categories`, `customer-groups`, `customers` and
+//!   `customers/{id}`, `me`,
+//!   `orders` and `orders/{id}` or `orders/order-number={n}`. Queries take
+//!   `where` predicates with `var.*` input variables and page by `limit`
+//!   (at most 500) and `offset` with `total`. Errors are `{statusCode,
+//!   message, errors: [{code, message}]}`.
+//! - Each read is counted, and meets faults, as the protocol v1 call for
+//!   that record would be: a product projection queried by sku is a price
+//!   read (`erp.prices`), otherwise a product read (`pim.products`). A
+//!   malformed answer breaks one resource in the vendor's shape.
+//! - Change events: Subscription messages (`ProductPriceChanged`,
+//!   `InventoryEntryQuantitySet`; with thin events `ResourceUpdated`
+//!   change notifications), as a relay from the subscription's queue
+//!   posts them to `/events/commercetools`, signed per Standard Webhooks.
+
+mod predicate;
+mod resources;
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::percent_decode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::super::auth::{Denied, bearer};
+use super::super::catalog::Catalog;
+use super::super::stats::Endpoint;
+use super::super::wire::{CURRENCIES, SEGMENTS};
+use super::super::{Refusal, Simulator, json as respond};
+use super::{Change, Delivery};
+use predicate::Vars;
+use resources::{Kind, Projection, Shape};
+
+/// The project key named in change messages (requests take any).
+const PROJECT: &str = "moat-demo";
+/// Paging as the API has it (`traits/paging.raml`).
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 500;
+const MAX_OFFSET: usize = 10_000;
+
+pub fn routes(sim: &Simulator) -> Router<Simulator> {
+    let api = Router::new()
+        .route("/{project}/product-projections", get(product_projections))
+        .route(
+            "/{project}/product-projections/{id}",
+            get(product_projection),
+        )
+        .route("/{project}/inventory", get(inventory))
+        .route("/{project}/categories", get(categories))
+        .route("/{project}/customer-groups", get(customer_groups))
+        .route("/{project}/customers", get(customers))
+        .route("/{project}/customers/{id}", get(customer))
+        .route("/{project}/orders", get(orders))
+        .route("/{project}/orders/{id}", get(order))
+        .route_layer(middleware::from_fn_with_state(sim.clone(), door));
+    api.route("/{project}/me", get(me))
+        .route("/oauth/token", post(token))
+        .route("/oauth/{project}/customers/token", post(customer_token))
+}
+
+/// `{statusCode, message, errors: [{code, message}]}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"statusCode": status.as_u16(), "message": message,
+                      "errors": [{"code": code, "message": message}]});
+    respond(status, body.to_string().into_bytes())
+}
+
+/// An auth error: the same, plus OAuth's `error` and `error_description`.
+fn auth_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"statusCode": status.as_u16(), "message": message,
+                      "errors": [{"code": code, "message": message}],
+                      "error": code, "error_description": message});
+    let mut response = respond(status, body.to_string().into_bytes());
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn denied(why: Denied) -> Response {
+    let message = match why {
+        Denied::Missing => "Missing authorization header: send a Bearer token from /oauth/token.",
+        Denied::Invalid => "invalid_token: the access token is unknown or has expired.",
+    };
+    auth_error(StatusCode::UNAUTHORIZED, "invalid_token", message)
+}
+
+/// A refusal of the shared machinery (faults, a bad request) in the
+/// vendor's error shape.
+fn refused(r: Refusal) -> Response {
+    let code = match r.status {
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        StatusCode::BAD_REQUEST => "InvalidInput",
+        StatusCode::NOT_FOUND => "ResourceNotFound",
+        _ => "General",
+    };
+    error(r.status, code, &r.message)
+}
+
+fn bad_input(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "InvalidInput", &message.into())
+}
+
+fn not_found(id: &str) -> Response {
+    let message = format!("The Resource with ID '{id}' was not found.");
+    error(StatusCode::NOT_FOUND, "ResourceNotFound", &message)
+}
+
+/// Every API call: an issued bearer token, checked before the call is
+/// counted or meets faults.
+async fn door(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
+    sim.inner.stats.trace_context("commercetools", &request);
+    match sim.inner.auth.check_issued(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(why) => {
+            sim.inner.stats.unauthorized();
+            denied(why)
+        }
+    }
+}
+
+/// Counts the call as `endpoint` and lets its system's faults act; the
+/// corruption seed of a malformed answer.
+async fn enter(sim: &Simulator, endpoint: Endpoint) -> Result<Option<u64>, Response> {
+    let system = endpoint.system();
+    if !sim.inner.served[system as usize] {
+        let message = format!("this simulator does not serve {}", system.name());
+        return Err(error(StatusCode::NOT_FOUND, "ResourceNotFound", &message));
+    }
+    sim.arrive(endpoint).await.map_err(refused)
+}
+
+/// A 200 with `body`, broken in the vendor's shape when `corrupt` says.
+fn reply(
+    sim: &Simulator,
+    endpoint: Endpoint,
+    shape: Shape,
+    corrupt: Option<u64>,
+    items: usize,
+    body: Value,
+) -> Response {
+    let bytes = match corrupt {
+        Some(seed) => resources::corrupt(body, shape, seed),
+        None => body.to_string().into_bytes(),
+    };
+    sim.inner.stats.served(endpoint, items);
+    respond(StatusCode::OK, bytes)
+}
+
+/// Query parameters in order, repeats kept (`var.skus=A&var.skus=B`).
+fn params(raw: Option<String>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let spaced = s.replace('+', " ");
+        percent_decode(spaced.as_bytes())
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn expands(params: &[(String, String)], path: &str) -> bool {
+    params.iter().any(|(k, v)| k == "expand" && v == path)
+}
+
+struct Paging {
+    limit: usize,
+    offset: usize,
+    with_total: bool,
+}
+
+fn paging(params: &[(String, String)]) -> Result<Paging, Response> {
+    let number = |name: &str, default: usize| match param(params, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| bad_input(format!("Malformed parameter: {name}: must be a number."))),
+    };
+    let limit = number("limit", DEFAULT_LIMIT)?;
+    let offset = number("offset", 0)?;
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(bad_input(format!(
+            "Malformed parameter: limit: must be between 1 and {MAX_LIMIT}."
+        )));
+    }
+    if offset > MAX_OFFSET {
+        return Err(bad_input(format!(
+            "Malformed parameter: offset: must be at most {MAX_OFFSET}."
+        )));
+    }
+    Ok(Paging {
+        limit,
+        offset,
+        with_total: param(params, "withTotal") != Some("false"),
+    })
+}
+
+/// The records (of `n`) whose view matches every `where` of the query.
+fn matching(
+    params: &[(String, String)],
+    n: usize,
+    view: impl Fn(usize) -> Value,
+) -> Result<Vec<usize>, Response> {
+    let mut predicates = Vec::new();
+    let mut vars = Vars::new();
+    for (k, v) in params {
+        if k == "where" {
+            let p = predicate::parse(v)
+                .map_err(|e| bad_input(format!("Malformed parameter: where: {e}.")))?;
+            predicates.push(p);
+        } else if let Some(name) = k.strip_prefix("var.") {
+            vars.entry(name.to_string()).or_default().push(v.clone());
+        }
+    }
+    if predicates.is_empty() {
+        return Ok((0..n).collect());
+    }
+    let mut found = Vec::new();
+    for i in 0..n {
+        let resource = view(i);
+        let mut all = true;
+        for p in &predicates {
+            all &= p.matches(&resource, &vars).map_err(bad_input)?;
+        }
+        if all {
+            found.push(i);
+        }
+    }
+    Ok(found)
+}
+
+/// `{limit, offset, count, total, results}` of one page of `found`.
+fn page(found: &[usize], paging: &Paging, render: impl Fn(usize) -> Value) -> (usize, Value) {
+    let results: Vec<Value> = found
+        .iter()
+        .skip(paging.offset)
+        .take(paging.limit)
+        .map(|&i| render(i))
+        .collect();
+    let count = results.len();
+    let mut body = json!({"limit": paging.limit, "offset": paging.offset,
+                          "count": count, "results": results});
+    if paging.with_total {
+        body["total"] = Value::from(found.len());
+    }
+    (count, body)
+}
+
+/// A query endpoint: faults, paging, `where`, rendering under the lock.
+async fn query(
+    sim: &Simulator,
+    endpoint: Endpoint,
+    shape: Shape,
+    params: &[(String, String)],
+    count: impl Fn(&Catalog) -> usize,
+    view: impl Fn(&Catalog, usize) -> Value,
+    render: impl Fn(&Catalog, usize) -> Value,
+) -> Response {
+    let corrupt = match enter(sim, endpoint).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let paging = match paging(params) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let catalog = sim.read();
+    let found = match matching(params, count(&catalog), |i| view(&catalog, i)) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (n, body) = page(&found, &paging, |i| render(&catalog, i));
+    drop(catalog);
+    reply(sim, endpoint, shape, corrupt, n, body)
+}
+
+/// How product projections are asked for.
+fn projection(params: &[(String, String)]) -> Projection {
+    Projection {
+        expand_groups: expands(params, "masterVariant.prices[*].customerGroup")
+            || expands(params, "variants[*].prices[*].customerGroup"),
+        select: param(params, "priceCurrency").map(|c| {
+            let group = param(params, "priceCustomerGroup").map(str::to_string);
+            (c.to_string(), group)
+        }),
+    }
+}
+
+/// `GET /{projectKey}/product-projections`.
+async fn product_projections(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+    let params = params(raw);
+    let by_sku = params
+        .iter()
+        .any(|(k, v)| k == "where" && v.contains("sku"));
+    let endpoint = if by_sku {
+        Endpoint::ErpPrices
+    } else {
+        Endpoint::PimProducts
+    };
+    let how = projection(&params);
+    query(
+        &sim,
+        endpoint,
+        Shape::Products,
+        &params,
+        |c| c.products.len(),
+        resources::product_view,
+        |c, i| resources::product(c, i, &how),
+    )
+    .await
+}
+
+/// `GET /{projectKey}/product-projections/{id}` or `/key={key}`.
+async fn product_projection(
+    State(sim): State<Simulator>,
+    Path((_, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    const ENDPOINT: Endpoint = Endpoint::PimProducts;
+    let corrupt = match enter(&sim, ENDPOINT).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let params = params(raw);
+    let catalog = sim.read();
+    let found = match id.strip_prefix("key=") {
+        Some(key) => catalog.product_by_sku(key),
+        None => resources::index_of(Kind::Product, &id).filter(|i| *i < catalog.products.len()),
+    };
+    let Some(i) = found else {
+        return not_found(&id);
+    };
+    let body = resources::product(&catalog, i, &projection(&params));
+    drop(catalog);
+    reply(&sim, ENDPOINT, Shape::Products, corrupt, 1, body)
+}
+
+/// `GET /{projectKey}/inventory`.
+async fn inventory(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+    let params = params(raw);
+    query(
+        &sim,
+        Endpoint::ErpInventory,
+        Shape::Inventory,
+        &params,
+        |c| c.products.len(),
+        resources::inventory_view,
+        resources::inventory,
+    )
+    .await
+}
+
+/// `GET /{projectKey}/categories`.
+async fn categories(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+    let params = params(raw);
+    query(
+        &sim,
+        Endpoint::PimCategories,
+        Shape::Categories,
+        &params,
+        |c| c.categories.len(),
+        resources::category_view,
+        resources::category,
+    )
+    .await
+}
+
+/// `GET /{projectKey}/customer-groups`: `wholesale` and `vip`.
+async fn customer_groups(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+    let params = params(raw);
+    let group = |_: &Catalog, i: usize| resources::customer_group(i + 1).unwrap_or_default();
+    query(
+        &sim,
+        Endpoint::CrmCustomers,
+        Shape::Customers,
+        &params,
+        |_| SEGMENTS.len() - 1,
+        group,
+        group,
+    )
+    .await
+}
+
+/// `GET /{projectKey}/customers`.
+async fn customers(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+    let params = params(raw);
+    let expand = expands(&params, "customerGroup");
+    query(
+        &sim,
+        Endpoint::CrmCustomers,
+        Shape::Customers,
+        &params,
+        |c| c.customers.len(),
+        resources::customer_view,
+        |c, i| resources::customer(c, i, expand),
+    )
+    .await
+}
+
+/// `GET /{projectKey}/customers/{id}`.
+async fn customer(
+    State(sim): State<Simulator>,
+    Path((_, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    const ENDPOINT: Endpoint = Endpoint::CrmCustomers;
+    let corrupt = match enter(&sim, ENDPOINT).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let expand = expands(&params(raw), "customerGroup");
+    let catalog = sim.read();
+    let Some(i) = resources::index_of(Kind::Customer, &id).filter(|i| *i < catalog.customers.len())
+    else {
+        return not_found(&id);
+    };
+    let body = resources::customer(&catalog, i, expand);
+    drop(catalog);
+    reply(&sim, ENDPOINT, Shape::Customers, corrupt, 1, body)
+}
+
+/// `GET /{projectKey}/me`: the customer whose access token this is (the
+/// password flow's, not the API client's).
+async fn me(State(sim): State<Simulator>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    const ENDPOINT: Endpoint = Endpoint::CrmCustomers;
+    let found = bearer(&headers).and_then(|token| {
+        let catalog = sim.read();
+        catalog.customers.iter().position(|c| c.token == token)
+    });
+    let Some(i) = found else {
+        sim.inner.stats.unauthorized();
+        let why = match bearer(&headers) {
+            None => Denied::Missing,
+            Some(_) => Denied::Invalid,
+        };
+        return denied(why);
+    };
+    let corrupt = match enter(&sim, ENDPOINT).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let expand = expands(&params(raw), "customerGroup");
+    let body = resources::customer(&sim.read(), i, expand);
+    reply(&sim, ENDPOINT, Shape::Customers, corrupt, 1, body)
+}
+
+/// `GET /{projectKey}/orders`.
+async fn orders(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+    let params = params(raw);
+    query(
+        &sim,
+        Endpoint::OmsOrders,
+        Shape::Orders,
+        &params,
+        |c| c.orders.len(),
+        resources::order_view,
+        resources::order,
+    )
+    .await
+}
+
+/// `GET /{projectKey}/orders/{id}` or `/orders/order-number={n}`.
+async fn order(State(sim): State<Simulator>, Path((_, id)): Path<(String, String)>) -> Response {
+    const ENDPOINT: Endpoint = Endpoint::OmsOrders;
+    let corrupt = match enter(&sim, ENDPOINT).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let catalog = sim.read();
+    let found = match id.strip_prefix("order-number=") {
+        Some(number) => catalog.orders.iter().position(|o| o.id == number),
+        None => resources::index_of(Kind::Order, &id).filter(|i| *i < catalog.orders.len()),
+    };
+    let Some(i) = found else {
+        return not_found(&id);
+    };
+    let body = resources::order(&catalog, i);
+    drop(catalog);
+    reply(&sim, ENDPOINT, Shape::Orders, corrupt, 1, body)
+}
+
+/// `application/x-www-form-urlencoded` fields (the last of a repeat).
+fn form(body: &[u8]) -> HashMap<String, String> {
+    params(Some(String::from_utf8_lossy(body).into_owned()))
+        .into_iter()
+        .collect()
+}
+
+/// The API client of `Authorization: Basic`, if it is one this simulator
+/// takes: any, unless it has an OAuth client.
+fn client(sim: &Simulator, headers: &HeaderMap) -> Result<(), Response> {
+    let refused = || {
+        auth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Please provide valid client credentials using HTTP Basic Authentication.",
+        )
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
+        .and_then(|d| String::from_utf8(d).ok());
+    let Some((id, secret)) = given.as_deref().and_then(|d| d.split_once(':')) else {
+        return Err(refused());
+    };
+    match sim.inner.auth.client() {
+        Some(c) if c.id != id || c.secret != secret => Err(refused()),
+        _ if id.is_empty() => Err(refused()),
+        _ => Ok(()),
+    }
+}
+
+fn granted(token: &str, ttl: u64, scope: &str) -> Response {
+    let body = json!({"access_token": token, "token_type": "Bearer",
+                      "expires_in": ttl, "scope": scope});
+    let mut response = respond(StatusCode::OK, body.to_string().into_bytes());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /oauth/token`: the client credentials flow.
+async fn token(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = client(&sim, &headers) {
+        return r;
+    }
+    let form = form(&body);
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return auth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials here.",
+        );
+    }
+    let token = sim.inner.auth.issue();
+    sim.inner.stats.token_issued();
+    let scope = form
+        .get("scope")
+        .cloned()
+        .unwrap_or_else(|| format!("manage_project:{PROJECT}"));
+    granted(&token, sim.inner.auth.ttl().as_secs(), &scope)
+}
+
+/// `POST /oauth/{projectKey}/customers/token`: a customer's password flow
+/// (any password): the customer's own access token, for `/me`.
+async fn customer_token(
+    State(sim): State<Simulator>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = client(&sim, &headers) {
+        return r;
+    }
+    let form = form(&body);
+    if form.get("grant_type").map(String::as_str) != Some("password") {
+        return auth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be password here.",
+        );
+    }
+    let email = form.get("username").cloned().unwrap_or_default();
+    let token = {
+        let catalog = sim.read();
+        catalog
+            .customers
+            .iter()
+            .find(|c| c.email == email)
+            .map(|c| c.token.clone())
+    };
+    match token {
+        Some(token) => granted(
+            &token,
+            sim.inner.auth.ttl().as_secs(),
+            &format!("manage_my_profile:{project}"),
+        ),
+        None => auth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_customer_account_credentials",
+            "Customer account with the given credentials not found.",
+        ),
+    }
+}
+
+/// `change` as a commercetools Subscription delivers it, posted by the
+/// relay that reads the subscription's queue: the platform-format message
+/// (fat) or change notification (thin) as the body, signed per Standard
+/// Webhooks. Price and stock changes only: products come from the PIM in
+/// this setup, so a product change sends nothing.
+pub fn event(sim: &Simulator, change: &Change<'_>, secret: Option<&str>) -> Option<Delivery> {
+    let sku = change.item.get("sku")?.as_str()?;
+    let catalog = sim.read();
+    let i = catalog.product_by_sku(sku)?;
+    let now = resources::time(SystemTime::now());
+    let (resource, version, identifiers, message) = match change.kind {
+        "price.updated" => {
+            let segment = change.item.get("segment")?.as_str()?;
+            let currency = change.item.get("currency")?.as_str()?;
+            let s = SEGMENTS.iter().position(|x| *x == segment)?;
+            let c = CURRENCIES.iter().position(|x| *x == currency)?;
+            let price = resources::price(&catalog, i, s, c, false);
+            // The simulator keeps no history: the old price repeats the
+            // new one (nothing reads it).
+            let message = json!({"type": "ProductPriceChanged", "variantId": 1,
+                                 "oldPrice": price, "newPrice": price, "staged": false});
+            let resource = json!({"typeId": "product", "id": resources::uuid(Kind::Product, i)});
+            let identifiers = json!({"key": sku, "slug": {"en": sku.to_lowercase()}});
+            (
+                resource,
+                resources::product_version(&catalog, i),
+                identifiers,
+                message,
+            )
+        }
+        "inventory.updated" => {
+            let q = catalog.stock[i].available;
+            let message = json!({"type": "InventoryEntryQuantitySet",
+                                 "oldQuantityOnStock": q, "newQuantityOnStock": q,
+                                 "oldAvailableQuantity": q, "newAvailableQuantity": q});
+            let resource =
+                json!({"typeId": "inventory-entry", "id": resources::uuid(Kind::Inventory, i)});
+            let identifiers = json!({"sku": sku});
+            (resource, catalog.stock[i].version, identifiers, message)
+        }
+        _ => return None,
+    };
+    drop(catalog);
+    let mut body = if change.thin {
+        json!({"notificationType": "ResourceUpdated", "projectKey": PROJECT,
+               "resource": resource, "resourceUserProvidedIdentifiers": identifiers,
+               "version": version, "oldVersion": version.saturating_sub(1),
+               "modifiedAt": now})
+    } else {
+        json!({"notificationType": "Message", "projectKey": PROJECT, "id": change.id,
+               "version": 1, "sequenceNumber": version, "resource": resource,
+               "resourceVersion": version, "resourceUserProvidedIdentifiers": identifiers,
+               "createdAt": now, "lastModifiedAt": now})
+    };
+    if let (Value::Object(fields), Value::Object(more)) = (&mut body, message)
+        && !change.thin
+    {
+        fields.extend(more);
+    }
+    let body = body.to_string().into_bytes();
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string();
+    let mut headers = vec![
+        ("webhook-id".to_string(), change.id.to_string()),
+        ("webhook-timestamp".to_string(), t.clone()),
+    ];
+    if let Some(secret) = secret {
+        let signature = standard_webhooks(secret, change.id, &t, &body);
+        headers.push(("webhook-signature".to_string(), signature));
+    }
+    Some(Delivery {
+        path: "/events/commercetools".to_string(),
+        headers,
+        body,
+    })
+}
+
+/// `v1,<base64 HMAC-SHA256 of "{id}.{t}.{body}">`, the key a `whsec_`
+/// secret's base64 or else the secret as it is.
+fn standard_webhooks(secret: &str, id: &str, t: &str, body: &[u8]) -> String {
+    let key = secret
+        .strip_prefix("whsec_")
+        .and_then(|b| STANDARD.decode(b).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec());
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+        return "v1,".to_string();
+    };
+    for part in [id.as_bytes(), b".", t.as_bytes(), b".", body] {
+        mac.update(part);
+    }
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests;
