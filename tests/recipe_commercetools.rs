@@ -226,6 +226,20 @@ async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
         exceptions.to_string().contains(drifted),
         "the drift is an exception for its owner: {exceptions}"
     );
+
+    // A malformed answer: its broken resource fails its own sku only.
+    ct.fault("erp", json!({ "malformed_rate": 1.0 })).await;
+    let aliases: String = (21..=23)
+        .map(|i| {
+            format!(r#"p{i}: product(sku: "SKU-{i:06}") {{ price {{ price {{ amount }} }} }} "#)
+        })
+        .collect();
+    let three = rest.query(&format!("{{ {aliases} }}"), json!({})).await;
+    let priced = (21..=23)
+        .filter(|i| three["data"][format!("p{i}")]["price"]["price"]["amount"].is_string())
+        .count();
+    assert_eq!(priced, 2, "{three}");
+    assert!(!error_codes(&three).is_empty(), "{three}");
     v1.stop().await;
     rest.stop().await;
 }
