@@ -37,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -111,25 +111,48 @@ fn denied(why: Denied) -> Response {
     auth_error(StatusCode::UNAUTHORIZED, "invalid_token", message)
 }
 
-/// A refusal of the shared machinery (faults, a bad request) in the
-/// vendor's error shape.
-fn refused(r: Refusal) -> Response {
+/// An answer other than the resource asked for, in the API's error shape.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
+}
+
+/// A refusal of the shared machinery (faults) in the vendor's shape.
+fn refused(r: Refusal) -> ApiError {
     let code = match r.status {
         StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
         StatusCode::BAD_REQUEST => "InvalidInput",
         StatusCode::NOT_FOUND => "ResourceNotFound",
         _ => "General",
     };
-    error(r.status, code, &r.message)
+    ApiError {
+        status: r.status,
+        code,
+        message: r.message,
+    }
 }
 
-fn bad_input(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "InvalidInput", &message.into())
+fn bad_input(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "InvalidInput",
+        message: message.into(),
+    }
 }
 
-fn not_found(id: &str) -> Response {
-    let message = format!("The Resource with ID '{id}' was not found.");
-    error(StatusCode::NOT_FOUND, "ResourceNotFound", &message)
+fn not_found(id: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "ResourceNotFound",
+        message: format!("The Resource with ID '{id}' was not found."),
+    }
 }
 
 /// Every API call: an issued bearer token, checked before the call is
@@ -147,11 +170,14 @@ async fn door(State(sim): State<Simulator>, request: Request, next: Next) -> Res
 
 /// Counts the call as `endpoint` and lets its system's faults act; the
 /// corruption seed of a malformed answer.
-async fn enter(sim: &Simulator, endpoint: Endpoint) -> Result<Option<u64>, Response> {
+async fn enter(sim: &Simulator, endpoint: Endpoint) -> Result<Option<u64>, ApiError> {
     let system = endpoint.system();
     if !sim.inner.served[system as usize] {
-        let message = format!("this simulator does not serve {}", system.name());
-        return Err(error(StatusCode::NOT_FOUND, "ResourceNotFound", &message));
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "ResourceNotFound",
+            message: format!("this simulator does not serve {}", system.name()),
+        });
     }
     sim.arrive(endpoint).await.map_err(refused)
 }
@@ -208,7 +234,7 @@ struct Paging {
     with_total: bool,
 }
 
-fn paging(params: &[(String, String)]) -> Result<Paging, Response> {
+fn paging(params: &[(String, String)]) -> Result<Paging, ApiError> {
     let number = |name: &str, default: usize| match param(params, name) {
         None => Ok(default),
         Some(v) => v
@@ -239,7 +265,7 @@ fn matching(
     params: &[(String, String)],
     n: usize,
     view: impl Fn(usize) -> Value,
-) -> Result<Vec<usize>, Response> {
+) -> Result<Vec<usize>, ApiError> {
     let mut predicates = Vec::new();
     let mut vars = Vars::new();
     for (k, v) in params {
@@ -294,23 +320,14 @@ async fn query(
     count: impl Fn(&Catalog) -> usize,
     view: impl Fn(&Catalog, usize) -> Value,
     render: impl Fn(&Catalog, usize) -> Value,
-) -> Response {
-    let corrupt = match enter(sim, endpoint).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let paging = match paging(params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let corrupt = enter(sim, endpoint).await?;
+    let paging = paging(params)?;
     let catalog = sim.read();
-    let found = match matching(params, count(&catalog), |i| view(&catalog, i)) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let found = matching(params, count(&catalog), |i| view(&catalog, i))?;
     let (n, body) = page(&found, &paging, |i| render(&catalog, i));
     drop(catalog);
-    reply(sim, endpoint, shape, corrupt, n, body)
+    Ok(reply(sim, endpoint, shape, corrupt, n, body))
 }
 
 /// How product projections are asked for.
@@ -326,7 +343,10 @@ fn projection(params: &[(String, String)]) -> Projection {
 }
 
 /// `GET /{projectKey}/product-projections`.
-async fn product_projections(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+async fn product_projections(
+    State(sim): State<Simulator>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = params(raw);
     let by_sku = params
         .iter()
@@ -354,12 +374,9 @@ async fn product_projection(
     State(sim): State<Simulator>,
     Path((_, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
+) -> Result<Response, ApiError> {
     const ENDPOINT: Endpoint = Endpoint::PimProducts;
-    let corrupt = match enter(&sim, ENDPOINT).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let corrupt = enter(&sim, ENDPOINT).await?;
     let params = params(raw);
     let catalog = sim.read();
     let found = match id.strip_prefix("key=") {
@@ -367,15 +384,18 @@ async fn product_projection(
         None => resources::index_of(Kind::Product, &id).filter(|i| *i < catalog.products.len()),
     };
     let Some(i) = found else {
-        return not_found(&id);
+        return Err(not_found(&id));
     };
     let body = resources::product(&catalog, i, &projection(&params));
     drop(catalog);
-    reply(&sim, ENDPOINT, Shape::Products, corrupt, 1, body)
+    Ok(reply(&sim, ENDPOINT, Shape::Products, corrupt, 1, body))
 }
 
 /// `GET /{projectKey}/inventory`.
-async fn inventory(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+async fn inventory(
+    State(sim): State<Simulator>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = params(raw);
     query(
         &sim,
@@ -390,7 +410,10 @@ async fn inventory(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Res
 }
 
 /// `GET /{projectKey}/categories`.
-async fn categories(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+async fn categories(
+    State(sim): State<Simulator>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = params(raw);
     query(
         &sim,
@@ -405,7 +428,10 @@ async fn categories(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Re
 }
 
 /// `GET /{projectKey}/customer-groups`: `wholesale` and `vip`.
-async fn customer_groups(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+async fn customer_groups(
+    State(sim): State<Simulator>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = params(raw);
     let group = |_: &Catalog, i: usize| resources::customer_group(i + 1).unwrap_or_default();
     query(
@@ -421,7 +447,10 @@ async fn customer_groups(State(sim): State<Simulator>, RawQuery(raw): RawQuery) 
 }
 
 /// `GET /{projectKey}/customers`.
-async fn customers(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+async fn customers(
+    State(sim): State<Simulator>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = params(raw);
     let expand = expands(&params, "customerGroup");
     query(
@@ -441,21 +470,18 @@ async fn customer(
     State(sim): State<Simulator>,
     Path((_, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Response {
+) -> Result<Response, ApiError> {
     const ENDPOINT: Endpoint = Endpoint::CrmCustomers;
-    let corrupt = match enter(&sim, ENDPOINT).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let corrupt = enter(&sim, ENDPOINT).await?;
     let expand = expands(&params(raw), "customerGroup");
     let catalog = sim.read();
     let Some(i) = resources::index_of(Kind::Customer, &id).filter(|i| *i < catalog.customers.len())
     else {
-        return not_found(&id);
+        return Err(not_found(&id));
     };
     let body = resources::customer(&catalog, i, expand);
     drop(catalog);
-    reply(&sim, ENDPOINT, Shape::Customers, corrupt, 1, body)
+    Ok(reply(&sim, ENDPOINT, Shape::Customers, corrupt, 1, body))
 }
 
 /// `GET /{projectKey}/me`: the customer whose access token this is (the
@@ -476,7 +502,7 @@ async fn me(State(sim): State<Simulator>, headers: HeaderMap, RawQuery(raw): Raw
     };
     let corrupt = match enter(&sim, ENDPOINT).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let expand = expands(&params(raw), "customerGroup");
     let body = resources::customer(&sim.read(), i, expand);
@@ -484,7 +510,10 @@ async fn me(State(sim): State<Simulator>, headers: HeaderMap, RawQuery(raw): Raw
 }
 
 /// `GET /{projectKey}/orders`.
-async fn orders(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Response {
+async fn orders(
+    State(sim): State<Simulator>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let params = params(raw);
     query(
         &sim,
@@ -499,23 +528,23 @@ async fn orders(State(sim): State<Simulator>, RawQuery(raw): RawQuery) -> Respon
 }
 
 /// `GET /{projectKey}/orders/{id}` or `/orders/order-number={n}`.
-async fn order(State(sim): State<Simulator>, Path((_, id)): Path<(String, String)>) -> Response {
+async fn order(
+    State(sim): State<Simulator>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     const ENDPOINT: Endpoint = Endpoint::OmsOrders;
-    let corrupt = match enter(&sim, ENDPOINT).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let corrupt = enter(&sim, ENDPOINT).await?;
     let catalog = sim.read();
     let found = match id.strip_prefix("order-number=") {
         Some(number) => catalog.orders.iter().position(|o| o.id == number),
         None => resources::index_of(Kind::Order, &id).filter(|i| *i < catalog.orders.len()),
     };
     let Some(i) = found else {
-        return not_found(&id);
+        return Err(not_found(&id));
     };
     let body = resources::order(&catalog, i);
     drop(catalog);
-    reply(&sim, ENDPOINT, Shape::Orders, corrupt, 1, body)
+    Ok(reply(&sim, ENDPOINT, Shape::Orders, corrupt, 1, body))
 }
 
 /// `application/x-www-form-urlencoded` fields (the last of a repeat).
@@ -525,16 +554,17 @@ fn form(body: &[u8]) -> HashMap<String, String> {
         .collect()
 }
 
-/// The API client of `Authorization: Basic`, if it is one this simulator
+fn invalid_client() -> Response {
+    auth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "Please provide valid client credentials using HTTP Basic Authentication.",
+    )
+}
+
+/// Whether `Authorization: Basic` names an API client this simulator
 /// takes: any, unless it has an OAuth client.
-fn client(sim: &Simulator, headers: &HeaderMap) -> Result<(), Response> {
-    let refused = || {
-        auth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Please provide valid client credentials using HTTP Basic Authentication.",
-        )
-    };
+fn client(sim: &Simulator, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -543,12 +573,11 @@ fn client(sim: &Simulator, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
         .and_then(|d| String::from_utf8(d).ok());
     let Some((id, secret)) = given.as_deref().and_then(|d| d.split_once(':')) else {
-        return Err(refused());
+        return false;
     };
     match sim.inner.auth.client() {
-        Some(c) if c.id != id || c.secret != secret => Err(refused()),
-        _ if id.is_empty() => Err(refused()),
-        _ => Ok(()),
+        Some(c) => c.id == id && c.secret == secret,
+        None => !id.is_empty(),
     }
 }
 
@@ -564,8 +593,8 @@ fn granted(token: &str, ttl: u64, scope: &str) -> Response {
 
 /// `POST /oauth/token`: the client credentials flow.
 async fn token(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = client(&sim, &headers) {
-        return r;
+    if !client(&sim, &headers) {
+        return invalid_client();
     }
     let form = form(&body);
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
@@ -592,8 +621,8 @@ async fn customer_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = client(&sim, &headers) {
-        return r;
+    if !client(&sim, &headers) {
+        return invalid_client();
     }
     let form = form(&body);
     if form.get("grant_type").map(String::as_str) != Some("password") {

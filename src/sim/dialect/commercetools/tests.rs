@@ -112,8 +112,13 @@ async fn prices_are_embedded_per_customer_group_in_cent_precision() {
     );
     let product = &body["results"][1];
     assert_eq!(product["masterVariant"]["sku"], "SKU-000005");
-    let catalog = sim.read();
-    let vip_usd = catalog.price(4, 2, 1);
+    let (vip_usd, name) = {
+        let catalog = sim.read();
+        (
+            catalog.price(4, 2, 1).amount,
+            catalog.products[4].name.clone(),
+        )
+    };
     let price = product["masterVariant"]["prices"]
         .as_array()
         .unwrap()
@@ -123,10 +128,10 @@ async fn prices_are_embedded_per_customer_group_in_cent_precision() {
     let paid = price
         .get("discounted")
         .map_or(&price["value"], |d| &d["value"]);
-    assert_eq!(paid["centAmount"], vip_usd.amount, "{price}");
+    assert_eq!(paid["centAmount"], vip_usd, "{price}");
     assert_eq!(paid["fractionDigits"], 2);
     assert_eq!(paid["type"], "centPrecision");
-    assert_eq!(product["name"]["en"], catalog.products[4].name);
+    assert_eq!(product["name"]["en"], name);
     let default_prices = product["masterVariant"]["prices"]
         .as_array()
         .unwrap()
@@ -134,7 +139,6 @@ async fn prices_are_embedded_per_customer_group_in_cent_precision() {
         .filter(|p| p.get("customerGroup").is_none())
         .count();
     assert_eq!(default_prices, 2, "the default segment is no group");
-    drop(catalog);
     assert_eq!(sim.inner.stats.to_json()["requests"]["erp.prices"], 1);
 
     // Price selection: the group's price into masterVariant.price.
