@@ -25,33 +25,33 @@
 //!   `InventoryEntryQuantitySet`; with thin events `ResourceUpdated`
 //!   change notifications), as a relay from the subscription's queue
 //!   posts them to `/events/commercetools`, signed per Standard Webhooks.
+//!
+//! Layout: this file has the routes, errors, query handling (`where`,
+//! paging) and read handlers; `oauth` the token endpoints and the door;
+//! `resources` the catalog in commercetools' shapes and their breakage;
+//! `predicate` the `where` language; `messages` the change events.
 
+mod messages;
+mod oauth;
 mod predicate;
 mod resources;
 
-use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::percent_decode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::super::auth::{Denied, bearer};
 use super::super::catalog::Catalog;
 use super::super::stats::Endpoint;
-use super::super::wire::{CURRENCIES, SEGMENTS};
+use super::super::wire::SEGMENTS;
 use super::super::{Refusal, Simulator, json as respond};
-use super::{Change, Delivery};
+pub use messages::event;
+use oauth::denied;
 use predicate::Vars;
 use resources::{Kind, Projection, Shape};
 
@@ -76,10 +76,13 @@ pub fn routes(sim: &Simulator) -> Router<Simulator> {
         .route("/{project}/customers/{id}", get(customer))
         .route("/{project}/orders", get(orders))
         .route("/{project}/orders/{id}", get(order))
-        .route_layer(middleware::from_fn_with_state(sim.clone(), door));
+        .route_layer(middleware::from_fn_with_state(sim.clone(), oauth::door));
     api.route("/{project}/me", get(me))
-        .route("/oauth/token", post(token))
-        .route("/oauth/{project}/customers/token", post(customer_token))
+        .route("/oauth/token", post(oauth::token))
+        .route(
+            "/oauth/{project}/customers/token",
+            post(oauth::customer_token),
+        )
 }
 
 /// `{statusCode, message, errors: [{code, message}]}`.
@@ -87,28 +90,6 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"statusCode": status.as_u16(), "message": message,
                       "errors": [{"code": code, "message": message}]});
     respond(status, body.to_string().into_bytes())
-}
-
-/// An auth error: the same, plus OAuth's `error` and `error_description`.
-fn auth_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({"statusCode": status.as_u16(), "message": message,
-                      "errors": [{"code": code, "message": message}],
-                      "error": code, "error_description": message});
-    let mut response = respond(status, body.to_string().into_bytes());
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-fn denied(why: Denied) -> Response {
-    let message = match why {
-        Denied::Missing => "Missing authorization header: send a Bearer token from /oauth/token.",
-        Denied::Invalid => "invalid_token: the access token is unknown or has expired.",
-    };
-    auth_error(StatusCode::UNAUTHORIZED, "invalid_token", message)
 }
 
 /// An answer other than the resource asked for, in the API's error shape.
@@ -152,19 +133,6 @@ fn not_found(id: &str) -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "ResourceNotFound",
         message: format!("The Resource with ID '{id}' was not found."),
-    }
-}
-
-/// Every API call: an issued bearer token, checked before the call is
-/// counted or meets faults.
-async fn door(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
-    sim.inner.stats.trace_context("commercetools", &request);
-    match sim.inner.auth.check_issued(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(why) => {
-            sim.inner.stats.unauthorized();
-            denied(why)
-        }
     }
 }
 
@@ -545,209 +513,6 @@ async fn order(
     let body = resources::order(&catalog, i);
     drop(catalog);
     Ok(reply(&sim, ENDPOINT, Shape::Orders, corrupt, 1, body))
-}
-
-/// `application/x-www-form-urlencoded` fields (the last of a repeat).
-fn form(body: &[u8]) -> HashMap<String, String> {
-    params(Some(String::from_utf8_lossy(body).into_owned()))
-        .into_iter()
-        .collect()
-}
-
-fn invalid_client() -> Response {
-    auth_error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        "Please provide valid client credentials using HTTP Basic Authentication.",
-    )
-}
-
-/// Whether `Authorization: Basic` names an API client this simulator
-/// takes: any, unless it has an OAuth client.
-fn client(sim: &Simulator, headers: &HeaderMap) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
-        .and_then(|d| String::from_utf8(d).ok());
-    let Some((id, secret)) = given.as_deref().and_then(|d| d.split_once(':')) else {
-        return false;
-    };
-    match sim.inner.auth.client() {
-        Some(c) => c.id == id && c.secret == secret,
-        None => !id.is_empty(),
-    }
-}
-
-fn granted(token: &str, ttl: u64, scope: &str) -> Response {
-    let body = json!({"access_token": token, "token_type": "Bearer",
-                      "expires_in": ttl, "scope": scope});
-    let mut response = respond(StatusCode::OK, body.to_string().into_bytes());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// `POST /oauth/token`: the client credentials flow.
-async fn token(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
-    if !client(&sim, &headers) {
-        return invalid_client();
-    }
-    let form = form(&body);
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return auth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be client_credentials here.",
-        );
-    }
-    let token = sim.inner.auth.issue();
-    sim.inner.stats.token_issued();
-    let scope = form
-        .get("scope")
-        .cloned()
-        .unwrap_or_else(|| format!("manage_project:{PROJECT}"));
-    granted(&token, sim.inner.auth.ttl().as_secs(), &scope)
-}
-
-/// `POST /oauth/{projectKey}/customers/token`: a customer's password flow
-/// (any password): the customer's own access token, for `/me`.
-async fn customer_token(
-    State(sim): State<Simulator>,
-    Path(project): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !client(&sim, &headers) {
-        return invalid_client();
-    }
-    let form = form(&body);
-    if form.get("grant_type").map(String::as_str) != Some("password") {
-        return auth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be password here.",
-        );
-    }
-    let email = form.get("username").cloned().unwrap_or_default();
-    let token = {
-        let catalog = sim.read();
-        catalog
-            .customers
-            .iter()
-            .find(|c| c.email == email)
-            .map(|c| c.token.clone())
-    };
-    match token {
-        Some(token) => granted(
-            &token,
-            sim.inner.auth.ttl().as_secs(),
-            &format!("manage_my_profile:{project}"),
-        ),
-        None => auth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_customer_account_credentials",
-            "Customer account with the given credentials not found.",
-        ),
-    }
-}
-
-/// `change` as a commercetools Subscription delivers it, posted by the
-/// relay that reads the subscription's queue: the platform-format message
-/// (fat) or change notification (thin) as the body, signed per Standard
-/// Webhooks. Price and stock changes only: products come from the PIM in
-/// this setup, so a product change sends nothing.
-pub fn event(sim: &Simulator, change: &Change<'_>, secret: Option<&str>) -> Option<Delivery> {
-    let sku = change.item.get("sku")?.as_str()?;
-    let catalog = sim.read();
-    let i = catalog.product_by_sku(sku)?;
-    let now = resources::time(SystemTime::now());
-    let (resource, version, identifiers, message) = match change.kind {
-        "price.updated" => {
-            let segment = change.item.get("segment")?.as_str()?;
-            let currency = change.item.get("currency")?.as_str()?;
-            let s = SEGMENTS.iter().position(|x| *x == segment)?;
-            let c = CURRENCIES.iter().position(|x| *x == currency)?;
-            let price = resources::price(&catalog, i, s, c, false);
-            // The simulator keeps no history: the old price repeats the
-            // new one (nothing reads it).
-            let message = json!({"type": "ProductPriceChanged", "variantId": 1,
-                                 "oldPrice": price, "newPrice": price, "staged": false});
-            let resource = json!({"typeId": "product", "id": resources::uuid(Kind::Product, i)});
-            let identifiers = json!({"key": sku, "slug": {"en": sku.to_lowercase()}});
-            (
-                resource,
-                resources::product_version(&catalog, i),
-                identifiers,
-                message,
-            )
-        }
-        "inventory.updated" => {
-            let q = catalog.stock[i].available;
-            let message = json!({"type": "InventoryEntryQuantitySet",
-                                 "oldQuantityOnStock": q, "newQuantityOnStock": q,
-                                 "oldAvailableQuantity": q, "newAvailableQuantity": q});
-            let resource =
-                json!({"typeId": "inventory-entry", "id": resources::uuid(Kind::Inventory, i)});
-            let identifiers = json!({"sku": sku});
-            (resource, catalog.stock[i].version, identifiers, message)
-        }
-        _ => return None,
-    };
-    drop(catalog);
-    let mut body = if change.thin {
-        json!({"notificationType": "ResourceUpdated", "projectKey": PROJECT,
-               "resource": resource, "resourceUserProvidedIdentifiers": identifiers,
-               "version": version, "oldVersion": version.saturating_sub(1),
-               "modifiedAt": now})
-    } else {
-        json!({"notificationType": "Message", "projectKey": PROJECT, "id": change.id,
-               "version": 1, "sequenceNumber": version, "resource": resource,
-               "resourceVersion": version, "resourceUserProvidedIdentifiers": identifiers,
-               "createdAt": now, "lastModifiedAt": now})
-    };
-    if let (Value::Object(fields), Value::Object(more)) = (&mut body, message)
-        && !change.thin
-    {
-        fields.extend(more);
-    }
-    let body = body.to_string().into_bytes();
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .to_string();
-    let mut headers = vec![
-        ("webhook-id".to_string(), change.id.to_string()),
-        ("webhook-timestamp".to_string(), t.clone()),
-    ];
-    if let Some(secret) = secret {
-        let signature = standard_webhooks(secret, change.id, &t, &body);
-        headers.push(("webhook-signature".to_string(), signature));
-    }
-    Some(Delivery {
-        path: "/events/commercetools".to_string(),
-        headers,
-        body,
-    })
-}
-
-/// `v1,<base64 HMAC-SHA256 of "{id}.{t}.{body}">`, the key a `whsec_`
-/// secret's base64 or else the secret as it is.
-fn standard_webhooks(secret: &str, id: &str, t: &str, body: &[u8]) -> String {
-    let key = secret
-        .strip_prefix("whsec_")
-        .and_then(|b| STANDARD.decode(b).ok())
-        .unwrap_or_else(|| secret.as_bytes().to_vec());
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
-        return "v1,".to_string();
-    };
-    for part in [id.as_bytes(), b".", t.as_bytes(), b".", body] {
-        mac.update(part);
-    }
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

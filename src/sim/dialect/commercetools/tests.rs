@@ -311,7 +311,7 @@ async fn a_change_is_a_signed_subscription_message() {
             .unwrap()
     };
     let t = header("webhook-timestamp");
-    let expected = super::standard_webhooks("s3cret", "evt-1", &t, &delivery.body);
+    let expected = super::messages::standard_webhooks("s3cret", "evt-1", &t, &delivery.body);
     assert_eq!(header("webhook-signature"), expected);
     assert!(expected.starts_with("v1,"));
 
