@@ -1,0 +1,674 @@
+//! The Shopify dialect: the seeded catalog behind the Admin GraphQL API,
+//! `POST /admin/api/{version}/graphql.json` with `X-Shopify-Access-Token`,
+//! and the client-credentials grant at `POST /admin/oauth/access_token`.
+//!
+//! Without `require_token` or `oauth_client` any non-empty access token
+//! is accepted (an app's Admin API token is made in the shop's admin, out
+//! of band); with them, only that token or one the grant issued. A call
+//! without one gets Shopify's 401, `{"errors": "[API] Invalid API key or
+//! access token (unrecognized login or wrong password)"}`.
+//!
+//! It is no GraphQL server: it finds the query's root field and reads its
+//! arguments from `variables` (a recipe passes every argument as one), and
+//! answers with every field it knows of the objects asked (`nodes`), so
+//! selections are not checked. Root fields, with the system whose faults
+//! and counters they meet (as protocol v1 would have called it):
+//! - `productVariants(first, after, query: "sku:A OR sku:B")`: products by
+//!   sku or a page of the catalog (pim); the same with `contextualPricing`
+//!   in the query is a price read (erp), priced for `variables.country`.
+//! - `nodes(ids: [variant GIDs])`: products by id (pim).
+//! - `collections(first, after)` (pim), and `collectionByIdentifier(
+//!   identifier: {handle} | {id})` with `products(first, after)` (pim).
+//! - `inventoryItems(query: "sku:A OR sku:B")` (erp).
+//! - `customerByIdentifier(identifier: {customId: {namespace: "moat", key:
+//!   "token", value}})` (crm), `order(id)` (oms).
+//!
+//! Lists page with `first` (at most 250) and `after`, answering `pageInfo
+//! {hasNextPage endCursor}`; every answer carries `extensions.cost`. A
+//! malformed answer (`malformed_rate`) breaks one object of the answer the
+//! way a buggy app or proxy would: a required field gone, a price that is
+//! no amount, a negative stock.
+
+mod nodes;
+mod webhooks;
+
+#[cfg(test)]
+mod tests;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use fastrand::Rng;
+use serde_json::{Value, json};
+
+use super::super::faults::System;
+use super::super::stats::Endpoint;
+use super::super::{Simulator, json as respond};
+pub use webhooks::event;
+
+/// Shopify's answer to a missing or wrong access token.
+const INVALID_TOKEN: &str =
+    "[API] Invalid API key or access token (unrecognized login or wrong password)";
+/// Most objects one connection page holds.
+const MAX_FIRST: usize = 250;
+/// Largest request body read.
+const MAX_BODY: usize = 1 << 20;
+
+pub fn routes(_sim: &Simulator) -> Router<Simulator> {
+    Router::new()
+        .route("/admin/api/{version}/graphql.json", post(graphql))
+        .route("/admin/oauth/access_token", post(grant))
+}
+
+/// `{"errors": message}` with `status`, as Shopify's REST-style failures.
+fn failure(status: StatusCode, message: &str) -> Response {
+    respond(
+        status,
+        json!({ "errors": message }).to_string().into_bytes(),
+    )
+}
+
+/// A GraphQL error: HTTP 200, `errors[{message, extensions{code}}]`.
+fn graphql_error(message: &str, code: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    respond(StatusCode::OK, body.to_string().into_bytes())
+}
+
+/// The cost of a query, as every Admin GraphQL answer reports it.
+fn cost(objects: usize) -> Value {
+    let cost = 1 + objects as u64;
+    json!({ "cost": {
+        "requestedQueryCost": cost,
+        "actualQueryCost": cost,
+        "throttleStatus": { "maximumAvailable": 2000.0, "currentlyAvailable": 2000 - cost.min(2000), "restoreRate": 100.0 },
+    } })
+}
+
+/// What a query asks, from its root field and variables.
+#[derive(Debug, PartialEq)]
+enum Op {
+    /// Variants by sku; `priced` when the query reads `contextualPricing`.
+    VariantsBySku {
+        skus: Vec<String>,
+        priced: bool,
+    },
+    VariantsPage {
+        first: usize,
+        after: Option<String>,
+    },
+    Nodes(Vec<String>),
+    Collections {
+        first: usize,
+        after: Option<String>,
+    },
+    CollectionProducts {
+        collection: Identifier,
+        first: usize,
+        after: Option<String>,
+    },
+    InventoryItems(Vec<String>),
+    Customer(Option<String>),
+    Order(String),
+}
+
+#[derive(Debug, PartialEq)]
+enum Identifier {
+    Handle(String),
+    Id(String),
+}
+
+impl Op {
+    /// The protocol v1 route whose counters and faults it meets.
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Op::VariantsBySku { priced: true, .. } => Endpoint::ErpPrices,
+            Op::VariantsBySku { .. }
+            | Op::VariantsPage { .. }
+            | Op::Nodes(_)
+            | Op::CollectionProducts { .. } => Endpoint::PimProducts,
+            Op::Collections { .. } => Endpoint::PimCategories,
+            Op::InventoryItems(_) => Endpoint::ErpInventory,
+            Op::Customer(_) => Endpoint::CrmCustomers,
+            Op::Order(_) => Endpoint::OmsOrders,
+        }
+    }
+}
+
+/// The first field of the query's selection: `query Q($a: X) { field(` →
+/// `field` (an alias is skipped).
+fn root_field(query: &str) -> Option<&str> {
+    let rest = &query[query.find('{')? + 1..];
+    let ident = |s: &str| -> Option<(usize, usize)> {
+        let start = s.find(|c: char| !c.is_whitespace())?;
+        let len = s[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len() - start);
+        (len > 0).then_some((start, start + len))
+    };
+    let (start, end) = ident(rest)?;
+    let after = rest[end..].trim_start();
+    if let Some(aliased) = after.strip_prefix(':') {
+        let (s, e) = ident(aliased)?;
+        return Some(&aliased[s..e]);
+    }
+    Some(&rest[start..end])
+}
+
+/// The skus of a search query: `sku:A OR sku:"B C"`.
+fn skus_of(search: &str) -> Result<Vec<String>, String> {
+    let mut skus = Vec::new();
+    let mut rest = search.trim();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("OR ") {
+            rest = after.trim_start();
+            continue;
+        }
+        let term = rest
+            .strip_prefix("sku:")
+            .ok_or_else(|| format!("this simulator searches by sku only, not {rest:?}"))?;
+        let (sku, after) = match term.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').ok_or("an unclosed quote")?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => term.split_at(term.find(' ').unwrap_or(term.len())),
+        };
+        if !sku.is_empty() && !skus.iter().any(|s| s == sku) {
+            skus.push(sku.to_owned());
+        }
+        rest = after.trim_start();
+    }
+    Ok(skus)
+}
+
+/// `first` (required, 1..=250) and `after` of a connection.
+fn paging(variables: &Value) -> Result<(usize, Option<String>), String> {
+    let first = variables["first"]
+        .as_u64()
+        .ok_or("you must provide one of first or last")?;
+    if first == 0 || first as usize > MAX_FIRST {
+        return Err(format!("first must be between 1 and {MAX_FIRST}"));
+    }
+    let after = variables["after"].as_str().map(str::to_owned);
+    Ok((first as usize, after))
+}
+
+/// Reads the operation a request asks for.
+fn operation(query: &str, variables: &Value) -> Result<Op, (String, &'static str)> {
+    let invalid = |m: String| (m, "BAD_REQUEST");
+    let field = root_field(query).ok_or_else(|| invalid("the query has no field".into()))?;
+    let text = |name: &str| variables[name].as_str().map(str::to_owned);
+    Ok(match field {
+        "productVariants" => match text("query") {
+            Some(search) => Op::VariantsBySku {
+                skus: skus_of(&search).map_err(invalid)?,
+                priced: query.contains("contextualPricing"),
+            },
+            None => {
+                let (first, after) = paging(variables).map_err(invalid)?;
+                Op::VariantsPage { first, after }
+            }
+        },
+        "nodes" => Op::Nodes(
+            variables["ids"]
+                .as_array()
+                .ok_or_else(|| invalid("ids is required".into()))?
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        "collections" => {
+            let (first, after) = paging(variables).map_err(invalid)?;
+            Op::Collections { first, after }
+        }
+        "collectionByIdentifier" => {
+            let identifier = &variables["identifier"];
+            let collection = match (identifier["handle"].as_str(), identifier["id"].as_str()) {
+                (Some(handle), _) => Identifier::Handle(handle.to_owned()),
+                (None, Some(id)) => Identifier::Id(id.to_owned()),
+                _ => return Err(invalid("identifier needs a handle or an id".into())),
+            };
+            let (first, after) = paging(variables).map_err(invalid)?;
+            Op::CollectionProducts {
+                collection,
+                first,
+                after,
+            }
+        }
+        "inventoryItems" => {
+            let search = text("query").ok_or_else(|| invalid("query is required".into()))?;
+            Op::InventoryItems(skus_of(&search).map_err(invalid)?)
+        }
+        "customerByIdentifier" => {
+            let custom = &variables["identifier"]["customId"];
+            let ours =
+                custom["namespace"] == nodes::TOKEN_NAMESPACE && custom["key"] == nodes::TOKEN_KEY;
+            Op::Customer(custom["value"].as_str().filter(|_| ours).map(str::to_owned))
+        }
+        "order" => Op::Order(text("id").ok_or_else(|| invalid("id is required".into()))?),
+        other => {
+            return Err((
+                format!("Field '{other}' doesn't exist on type 'QueryRoot'"),
+                "undefinedField",
+            ));
+        }
+    })
+}
+
+/// Cursors are opaque: the index of the next object, behind base64.
+fn encode_cursor(next: usize) -> String {
+    STANDARD.encode(format!("c1.{next:x}"))
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<usize, String> {
+    let Some(cursor) = cursor else { return Ok(0) };
+    let bad = || "Invalid cursor for current pagination.".to_string();
+    let text = STANDARD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(text).map_err(|_| bad())?;
+    let hex = text.strip_prefix("c1.").ok_or_else(bad)?;
+    usize::from_str_radix(hex, 16).map_err(|_| bad())
+}
+
+/// `{nodes, pageInfo}` of one page.
+fn connection(nodes: Vec<Value>, next: Option<usize>) -> Value {
+    json!({
+        "nodes": nodes,
+        "pageInfo": {
+            "hasNextPage": next.is_some(),
+            "endCursor": next.map(encode_cursor),
+        },
+    })
+}
+
+/// A page of `len` objects from `start`: its range and the next start.
+fn page_of(start: usize, first: usize, len: usize) -> (std::ops::Range<usize>, Option<usize>) {
+    let start = start.min(len);
+    let end = start.saturating_add(first).min(len);
+    (start..end, (end < len).then_some(end))
+}
+
+/// The answer's `data`, where its objects sit in it (a JSON pointer, for
+/// breaking one), and how many objects it holds.
+struct Answer {
+    data: Value,
+    objects: &'static str,
+    count: usize,
+}
+
+/// Renders `op` from the catalog; `Err` is a GraphQL error.
+fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, String> {
+    let catalog = sim.read();
+    let products = catalog.products.len();
+    let list = |data: Value, objects: &'static str, count: usize| {
+        Ok(Answer {
+            data,
+            objects,
+            count,
+        })
+    };
+    match op {
+        Op::VariantsBySku { skus, .. } => {
+            let found: Vec<Value> = skus
+                .iter()
+                .filter_map(|s| catalog.product_by_sku(s))
+                .map(|i| nodes::variant(&catalog, i, country))
+                .collect();
+            let n = found.len();
+            list(
+                json!({ "productVariants": connection(found, None) }),
+                "/productVariants/nodes",
+                n,
+            )
+        }
+        Op::VariantsPage { first, after } => {
+            let (range, next) = page_of(decode_cursor(after.as_deref())?, *first, products);
+            let found: Vec<Value> = range
+                .map(|i| nodes::variant(&catalog, i, country))
+                .collect();
+            let n = found.len();
+            list(
+                json!({ "productVariants": connection(found, next) }),
+                "/productVariants/nodes",
+                n,
+            )
+        }
+        Op::Nodes(ids) => {
+            // `nodes` answers each id in order, null for one it does not know.
+            let found: Vec<Value> = ids
+                .iter()
+                .map(|id| {
+                    nodes::index_of(id, nodes::VARIANT, products)
+                        .map_or(Value::Null, |i| nodes::variant(&catalog, i, country))
+                })
+                .collect();
+            let n = found.iter().filter(|v| !v.is_null()).count();
+            list(json!({ "nodes": found }), "/nodes", n)
+        }
+        Op::Collections { first, after } => {
+            let len = catalog.categories.len();
+            let (range, next) = page_of(decode_cursor(after.as_deref())?, *first, len);
+            let found: Vec<Value> = range.map(|c| nodes::collection(&catalog, c)).collect();
+            let n = found.len();
+            list(
+                json!({ "collections": connection(found, next) }),
+                "/collections/nodes",
+                n,
+            )
+        }
+        Op::CollectionProducts {
+            collection,
+            first,
+            after,
+        } => {
+            let len = catalog.categories.len();
+            let found = match collection {
+                Identifier::Handle(h) => catalog.categories.iter().position(|c| c.id == h),
+                Identifier::Id(id) => nodes::index_of(id, nodes::COLLECTION, len),
+            };
+            let Some(c) = found else {
+                return list(
+                    json!({ "collectionByIdentifier": null }),
+                    "/collectionByIdentifier",
+                    0,
+                );
+            };
+            let members = &catalog.category_members[c];
+            let (range, next) = page_of(decode_cursor(after.as_deref())?, *first, members.len());
+            let products: Vec<Value> = members[range]
+                .iter()
+                .map(|&m| {
+                    let variant = nodes::variant(&catalog, m as usize, country);
+                    json!({ "id": variant["product"]["id"], "variants": { "nodes": [variant] } })
+                })
+                .collect();
+            let n = products.len();
+            let mut node = nodes::collection(&catalog, c);
+            node["products"] = connection(products, next);
+            list(
+                json!({ "collectionByIdentifier": node }),
+                "/collectionByIdentifier/products/nodes",
+                n,
+            )
+        }
+        Op::InventoryItems(skus) => {
+            let found: Vec<Value> = skus
+                .iter()
+                .filter_map(|s| catalog.product_by_sku(s))
+                .map(|i| nodes::inventory_item(&catalog, i))
+                .collect();
+            let n = found.len();
+            list(
+                json!({ "inventoryItems": connection(found, None) }),
+                "/inventoryItems/nodes",
+                n,
+            )
+        }
+        Op::Customer(token) => {
+            let found = token.as_deref().and_then(|t| {
+                let c = catalog.customers.iter().position(|c| c.token == t)?;
+                Some(nodes::customer(c, &catalog.customers[c]))
+            });
+            let n = usize::from(found.is_some());
+            list(
+                json!({ "customerByIdentifier": found }),
+                "/customerByIdentifier",
+                n,
+            )
+        }
+        Op::Order(id) => {
+            let found = nodes::index_of(id, nodes::ORDER, catalog.orders.len())
+                .map(|o| nodes::order(&catalog, o, &catalog.orders[o]));
+            let n = usize::from(found.is_some());
+            list(json!({ "order": found }), "/order", n)
+        }
+    }
+}
+
+/// The objects a defect may land on, and what it does to one: remove a
+/// field (a path of keys) or set it to a value of the wrong kind.
+fn defects(endpoint: Endpoint) -> &'static [(&'static [&'static str], Option<&'static str>)] {
+    match endpoint {
+        Endpoint::PimProducts => &[(&["sku"], None), (&["product", "title"], None)],
+        Endpoint::ErpPrices => &[
+            (&["sku"], None),
+            (&["contextualPricing", "price", "amount"], Some("\"-5.00\"")),
+            (&["contextualPricing", "price", "amount"], Some("\"abc\"")),
+        ],
+        Endpoint::ErpInventory => &[
+            (&["sku"], None),
+            (
+                &[
+                    "inventoryLevels",
+                    "nodes",
+                    "0",
+                    "quantities",
+                    "0",
+                    "quantity",
+                ],
+                Some("-7"),
+            ),
+        ],
+        Endpoint::PimCategories => &[(&["title"], None)],
+        Endpoint::CrmCustomers => &[(&["defaultEmailAddress"], None), (&["id"], None)],
+        Endpoint::OmsOrders => &[
+            (&["totalPriceSet", "shopMoney", "amount"], Some("\"abc\"")),
+            (&["lineItems"], None),
+        ],
+        Endpoint::ErpQuote => &[],
+    }
+}
+
+/// Breaks one object of `data` (seeded by `seed`); false when there is
+/// none to break.
+fn break_one(data: &mut Value, objects: &str, endpoint: Endpoint, seed: u64) -> bool {
+    let mut rng = Rng::with_seed(seed);
+    let Some(at) = data.pointer_mut(objects) else {
+        return false;
+    };
+    let target = match at {
+        Value::Array(items) => {
+            let live: Vec<usize> = (0..items.len()).filter(|&i| !items[i].is_null()).collect();
+            if live.is_empty() {
+                return false;
+            }
+            let i = live[rng.usize(..live.len())];
+            let item = &mut items[i];
+            // A collection's products hold their variant one level down.
+            match item.pointer_mut("/variants/nodes/0") {
+                Some(variant) => variant,
+                None => item,
+            }
+        }
+        Value::Object(_) => at,
+        _ => return false,
+    };
+    let choices = defects(endpoint);
+    if choices.is_empty() {
+        return false;
+    }
+    let (path, wrong) = choices[rng.usize(..choices.len())];
+    let (last, parents) = path.split_last().expect("defect paths are not empty");
+    let mut parent = target;
+    for key in parents {
+        let next = match parent {
+            Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            Value::Object(o) => o.get_mut(*key),
+            _ => None,
+        };
+        match next {
+            Some(v) => parent = v,
+            None => return false,
+        }
+    }
+    let Some(object) = parent.as_object_mut() else {
+        return false;
+    };
+    match wrong {
+        None => {
+            object.remove(*last);
+        }
+        Some(raw) => {
+            object.insert(
+                (*last).to_owned(),
+                serde_json::from_str(raw).unwrap_or(Value::Null),
+            );
+        }
+    }
+    true
+}
+
+/// The access token of a call, if it carries one.
+fn token_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-shopify-access-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// `POST /admin/api/{version}/graphql.json`.
+async fn graphql(State(sim): State<Simulator>, request: Request) -> Response {
+    let token = token_of(request.headers());
+    let allowed = match token {
+        None => false,
+        Some(token) => sim.inner.auth.open() || sim.inner.auth.check_token(Some(token)).is_ok(),
+    };
+    if !allowed {
+        sim.inner.stats.unauthorized();
+        return failure(StatusCode::UNAUTHORIZED, INVALID_TOKEN);
+    }
+    let mut seen = Request::new(());
+    *seen.method_mut() = request.method().clone();
+    *seen.uri_mut() = request.uri().clone();
+    *seen.headers_mut() = request.headers().clone();
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => return failure(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"),
+    };
+    let Ok(asked) = serde_json::from_slice::<Value>(&body) else {
+        return failure(StatusCode::BAD_REQUEST, "the body is not JSON");
+    };
+    let query = asked["query"].as_str().unwrap_or_default();
+    let variables = asked.get("variables").cloned().unwrap_or(Value::Null);
+    let op = match operation(query, &variables) {
+        Ok(op) => op,
+        Err((message, code)) => return graphql_error(&message, code),
+    };
+    let endpoint = op.endpoint();
+    let system: System = endpoint.system();
+    if !sim.inner.served[system as usize] {
+        let message = format!("this simulator does not serve {}", system.name());
+        return failure(StatusCode::NOT_FOUND, &message);
+    }
+    sim.inner.stats.trace_context(system.name(), &seen);
+    let corrupt = match sim.arrive(endpoint).await {
+        Ok(corrupt) => corrupt,
+        Err(refusal) => return failure(refusal.status, &refusal.message),
+    };
+    let country = variables["country"].as_str();
+    let answer = match answer(&sim, &op, country) {
+        Ok(answer) => answer,
+        Err(message) => return graphql_error(&message, "BAD_REQUEST"),
+    };
+    let Answer {
+        mut data,
+        objects,
+        count,
+    } = answer;
+    let mut broken_json = false;
+    if let Some(seed) = corrupt {
+        broken_json = !break_one(&mut data, objects, endpoint, seed);
+    }
+    let mut bytes = json!({ "data": data, "extensions": cost(count) })
+        .to_string()
+        .into_bytes();
+    if broken_json {
+        // Nothing to break inside: a body cut in half, as a proxy might.
+        bytes.truncate(bytes.len() / 2);
+    }
+    sim.inner.stats.served(endpoint, count);
+    respond(StatusCode::OK, bytes)
+}
+
+/// `POST /admin/oauth/access_token`: the client-credentials grant, its
+/// fields as a form or as JSON. Answers `{access_token, scope,
+/// expires_in}` (no token type: the token goes in `X-Shopify-Access-Token`).
+async fn grant_from(sim: &Simulator, headers: &HeaderMap, body: &[u8]) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let fields: Vec<(String, String)> = if is_json {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+                .collect(),
+            _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
+        }
+    } else {
+        body.split(|b| *b == b'&')
+            .filter_map(|pair| {
+                let text = String::from_utf8_lossy(pair).replace('+', " ");
+                let (k, v) = text.split_once('=')?;
+                let decode = |s: &str| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                Some((decode(k), decode(v)))
+            })
+            .collect()
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(grant), Some(id), Some(secret)) = (
+        field("grant_type"),
+        field("client_id"),
+        field("client_secret"),
+    ) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    if grant != "client_credentials" {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    if let Some(client) = sim.inner.auth.client()
+        && (client.id != id || client.secret != secret)
+    {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let token = sim.inner.auth.issue();
+    sim.inner.stats.token_issued();
+    let body = json!({
+        "access_token": token,
+        "scope": "read_products,read_inventory,read_customers,read_orders",
+        "expires_in": sim.inner.auth.ttl().as_secs(),
+    });
+    respond(StatusCode::OK, body.to_string().into_bytes())
+}
+
+async fn grant(State(sim): State<Simulator>, headers: HeaderMap, body: Body) -> Response {
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => grant_from(&sim, &headers, &body).await,
+        Err(_) => oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
+    }
+}
+
+fn oauth_error(status: StatusCode, code: &str) -> Response {
+    respond(
+        status,
+        json!({ "error": code, "error_description": code.replace('_', " ") })
+            .to_string()
+            .into_bytes(),
+    )
+}
