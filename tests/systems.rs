@@ -163,6 +163,8 @@ async fn oauth2_one_token_serves_many_calls_and_an_expired_one_is_refreshed_once
         token_url: format!("{}/oauth/token", erp.url),
         scope: Some("prices stock".into()),
         grant: moat::config::Grant::ClientCredentials,
+        client_auth: Default::default(),
+        header: None,
     };
     config.systems = [("erp".to_string(), system(&erp.url, oauth2))].into();
     let credentials = SystemSecrets {

@@ -163,6 +163,8 @@ impl Config {
                         token_url: token_url(&upper).unwrap_or_default(),
                         scope: None,
                         grant: Grant::ClientCredentials,
+                        client_auth: Default::default(),
+                        header: None,
                     })
                 }
                 [Carries::UserPassword, Carries::ClientCredentials]
@@ -172,6 +174,8 @@ impl Config {
                         token_url: token_url(&upper).unwrap_or_default(),
                         scope: None,
                         grant: Grant::Password,
+                        client_auth: Default::default(),
+                        header: None,
                     })
                 }
                 [Carries::ClientCredentials] => problem(format!(
@@ -287,6 +291,8 @@ mod tests {
             token_url: "https://idp.example/token".into(),
             scope: None,
             grant: Grant::ClientCredentials,
+            client_auth: Default::default(),
+            header: None,
         };
         let mut config = with_auth("erp", oauth2.clone());
         assert!(

@@ -48,7 +48,8 @@ pub use secrets::{Secrets, SystemSecrets, redact};
 pub use server::{ClientLimit, Connections, PersistedMode, PersistedQueries, Server};
 pub use size::ByteSize;
 pub use systems::{
-    Auth, BreakerOverride, Grant, RetryOverride, SystemConfig, SystemSettings, Systems, Tls,
+    Auth, BreakerOverride, ClientAuth, Grant, RetryOverride, SystemConfig, SystemSettings, Systems,
+    Tls,
 };
 pub use telemetry::{LogFormat, OtlpProtocol, Telemetry, Traces};
 pub use upstream::{BreakerConfig, Embedded, LimitOverride, Limits, Retry, SystemLimit, Upstream};

@@ -226,12 +226,32 @@ pub enum Auth {
     /// `$MOAT_{NAME}_CLIENT_ID` / `$MOAT_{NAME}_CLIENT_SECRET`, cached and
     /// refreshed before it expires. `grant = "password"` also sends
     /// `$MOAT_{NAME}_USER` / `$MOAT_{NAME}_PASSWORD` (Akeneo's flow).
+    /// `client_auth = "body"` sends the client's id and secret as form
+    /// fields instead of HTTP Basic; `header` names the header the token
+    /// goes in as it is, instead of `Authorization: Bearer` (Shopify's
+    /// `X-Shopify-Access-Token`), and then the answer need not name a
+    /// token type.
     Oauth2 {
         token_url: String,
         scope: Option<String>,
         #[serde(default)]
         grant: Grant,
+        #[serde(default)]
+        client_auth: ClientAuth,
+        header: Option<String>,
     },
+}
+
+/// How an OAuth2 client proves itself at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic (RFC 6749 §2.3.1, which every server must accept).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form (§2.3.1's alternative,
+    /// for servers that read nothing else).
+    Body,
 }
 
 /// The OAuth2 grant Moat uses.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::System;
-use crate::config::{Auth, Grant, SystemSecrets};
+use crate::config::{Auth, ClientAuth, Grant, SystemSecrets};
 use crate::error::Error;
 use crate::telemetry;
 
@@ -124,6 +124,8 @@ impl Credentials {
                 token_url,
                 scope,
                 grant,
+                client_auth,
+                header,
             } => Credentials::OAuth2(TokenSource {
                 system,
                 http,
@@ -132,6 +134,15 @@ impl Credentials {
                 scope: scope.clone(),
                 client_id: secret(&s.client_id),
                 client_secret: secret(&s.client_secret),
+                client_in_body: *client_auth == ClientAuth::Body,
+                header: match header {
+                    None => None,
+                    Some(name) => {
+                        Some(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                            Error::internal(format!("{name:?} is not a header name"))
+                        })?)
+                    }
+                },
                 user: (*grant == Grant::Password).then(|| (secret(&s.user), secret(&s.password))),
                 current: ArcSwapOption::empty(),
                 refreshing: tokio::sync::Mutex::new(()),
@@ -148,7 +159,7 @@ impl Credentials {
         let sets = match self {
             Credentials::None => return Ok(None),
             Credentials::Header(name, _) => name,
-            Credentials::OAuth2(_) => &AUTHORIZATION,
+            Credentials::OAuth2(source) => source.header.as_ref().unwrap_or(&AUTHORIZATION),
         };
         if request.headers().contains_key(sets) {
             return Ok(None);
@@ -163,7 +174,7 @@ impl Credentials {
                 let token = source.token().await?;
                 request
                     .headers_mut()
-                    .insert(AUTHORIZATION, token.header.clone());
+                    .insert(sets.clone(), token.header.clone());
                 Ok(Some(token))
             }
         }
@@ -212,6 +223,11 @@ pub struct TokenSource {
     scope: Option<String>,
     client_id: String,
     client_secret: String,
+    /// The client's id and secret go in the form, not HTTP Basic.
+    client_in_body: bool,
+    /// The header the token goes in as it is; None: `Authorization:
+    /// Bearer <token>`.
+    header: Option<HeaderName>,
     /// The user and password of the password grant.
     user: Option<(String, String)>,
     current: ArcSwapOption<Token>,
@@ -223,7 +239,9 @@ pub struct TokenSource {
 #[derive(Deserialize)]
 struct Granted {
     access_token: String,
-    token_type: String,
+    /// Required by RFC 6749 §5.1, left out by some servers whose token
+    /// goes in a header of their own.
+    token_type: Option<String>,
     expires_in: Option<u64>,
 }
 
@@ -277,10 +295,21 @@ impl TokenSource {
             form.extend(utf8_percent_encode(scope, NON_ALPHANUMERIC));
         }
         let asked = Instant::now();
-        let response = self
-            .http
-            .post(&self.token_url)
-            .basic_auth(&self.client_id, Some(&self.client_secret))
+        let mut request = self.http.post(&self.token_url);
+        if self.client_in_body {
+            for (name, value) in [
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+            ] {
+                form.push('&');
+                form.push_str(name);
+                form.push('=');
+                form.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
+            }
+        } else {
+            request = request.basic_auth(&self.client_id, Some(&self.client_secret));
+        }
+        let response = request
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -305,13 +334,21 @@ impl TokenSource {
         }
         let granted: Granted = serde_json::from_slice(&body)
             .map_err(|e| failed(format!("token response is not an OAuth2 token: {e}")))?;
-        if !granted.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(failed(format!(
-                "token type {:?}, not Bearer",
-                granted.token_type
-            )));
-        }
-        let mut header = HeaderValue::from_str(&format!("Bearer {}", granted.access_token))
+        // A token for `Authorization: Bearer` must say it is one; one for a
+        // header of the system's own is sent as it is, whatever its type.
+        let text = match (&self.header, granted.token_type.as_deref()) {
+            (Some(_), _) => granted.access_token,
+            (None, Some(kind)) if kind.eq_ignore_ascii_case("bearer") => {
+                format!("Bearer {}", granted.access_token)
+            }
+            (None, kind) => {
+                return Err(failed(format!(
+                    "token type {}, not Bearer",
+                    kind.map_or("missing".to_string(), |k| format!("{k:?}"))
+                )));
+            }
+        };
+        let mut header = HeaderValue::from_str(&text)
             .map_err(|_| failed("the token cannot go in a header".into()))?;
         header.set_sensitive(true);
         // Without `expires_in` the token lasts until the system refuses it.
@@ -336,6 +373,8 @@ mod tests {
             token_url: "http://127.0.0.1:1/token".into(),
             scope: None,
             grant: Grant::ClientCredentials,
+            client_auth: Default::default(),
+            header: None,
         };
         assert_eq!(
             missing("wms", &auth, None),
@@ -353,6 +392,8 @@ mod tests {
             token_url: "/api/oauth/v1/token".into(),
             scope: None,
             grant: Grant::Password,
+            client_auth: Default::default(),
+            header: None,
         };
         assert_eq!(
             missing("akeneo", &password, Some(&some)),
@@ -428,5 +469,73 @@ mod tests {
         assert!(value.is_sensitive());
         assert_eq!(value, "Basic bW9hdDpodW50ZXIy");
         assert!(!format!("{value:?}").contains("bW9hdDpodW50ZXIy"));
+    }
+
+    /// A token endpoint reading the client from the form and answering
+    /// without a token type (Shopify's client-credentials grant): the
+    /// token goes, as it is, in the header the config names.
+    #[tokio::test]
+    async fn a_token_for_a_header_of_its_own_with_the_client_in_the_form() {
+        use axum::routing::post;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let app = axum::Router::new().route(
+            "/admin/oauth/access_token",
+            post(|headers: axum::http::HeaderMap, body: String| async move {
+                let fields: Vec<&str> = body.split('&').collect();
+                let in_form = fields.contains(&"client_id=app")
+                    && fields.contains(&"client_secret=s%3Dcret")
+                    && fields.contains(&"grant_type=client_credentials");
+                if !in_form || headers.contains_key("authorization") {
+                    return (axum::http::StatusCode::BAD_REQUEST, "{}".to_string());
+                }
+                let token =
+                    r#"{"access_token":"shpat_1","scope":"read_products","expires_in":86399}"#;
+                (axum::http::StatusCode::OK, token.to_string())
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!(
+            "http://{}/admin/api/2025-07",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let secrets = SystemSecrets {
+            client_id: Some("app".into()),
+            client_secret: Some("s=cret".into()),
+            ..Default::default()
+        };
+        let auth = |header: Option<&str>| Auth::Oauth2 {
+            token_url: "/admin/oauth/access_token".into(),
+            scope: None,
+            grant: Grant::ClientCredentials,
+            client_auth: ClientAuth::Body,
+            header: header.map(str::to_string),
+        };
+        let credentials = |auth: &Auth| {
+            Credentials::new(
+                System::named("shop"),
+                auth,
+                Some(&secrets),
+                reqwest::Client::new(),
+                Duration::from_secs(2),
+                &base,
+            )
+            .expect("complete")
+        };
+        let own = credentials(&auth(Some("X-Shopify-Access-Token")));
+        let mut request = Request::new(reqwest::Method::POST, base.parse().unwrap());
+        own.apply(&mut request).await.expect("a token");
+        assert_eq!(request.headers()["x-shopify-access-token"], "shpat_1");
+        assert!(request.headers().get(AUTHORIZATION).is_none());
+
+        // For `Authorization: Bearer`, a token of no stated type will not do.
+        let bearer = credentials(&auth(None));
+        let mut request = Request::new(reqwest::Method::POST, base.parse().unwrap());
+        let refused = bearer.apply(&mut request).await.map(|_| ()).unwrap_err();
+        assert!(
+            refused.message().contains("token type missing"),
+            "{}",
+            refused.message()
+        );
     }
 }
