@@ -19,7 +19,8 @@ use support::shop::{cart, shown, verify};
 use support::{EVENTS_SECRET, Moat, Sim, customer_in, decimal, eventually};
 
 const PRODUCTS: usize = 200;
-const TOKEN: &str = "shpat_test_token";
+/// The app's client, as the Dev Dashboard gives it.
+const CLIENT: (&str, &str) = ("moat-app", "client-secret");
 const API: &str = "/admin/api/2025-07";
 
 fn recipe() -> PathBuf {
@@ -32,6 +33,7 @@ async fn shopify(events_to: Option<String>) -> Sim {
         dialect: Dialect::Shopify,
         events_to,
         events_secret: Some(EVENTS_SECRET.into()),
+        oauth_client: Some((CLIENT.0.into(), CLIENT.1.into())),
         ..SimConfig::default()
     })
     .await
@@ -58,7 +60,8 @@ async fn gateway(shop: &Sim, listen: Option<u16>) -> Moat {
     secrets.systems.insert(
         "shopify".into(),
         SystemSecrets {
-            token: Some(TOKEN.into()),
+            client_id: Some(CLIENT.0.into()),
+            client_secret: Some(CLIENT.1.into()),
             ..SystemSecrets::default()
         },
     );
@@ -96,6 +99,10 @@ async fn a_shopify_shop_shows_what_protocol_v1_shows_and_its_customers_their_own
         // its categories, the same ids.
         assert_eq!(got["categories"], want["categories"], "{sku}");
     }
+    // One token from the grant served every call.
+    let stats = shop.stats().await;
+    assert_eq!(stats["tokens_issued"], 1, "{stats}");
+    assert_eq!(stats["unauthorized"], 0, "{stats}");
     let categories = moat.query("{ categories { id name } }", json!({})).await;
     assert_eq!(
         categories["data"]["categories"].as_array().map(Vec::len),
@@ -299,7 +306,8 @@ async fn contract_verify_checks_the_mapped_items_and_names_a_broken_one() {
     ];
     let env = [
         ("MOAT_SHOPIFY_URL", url.as_str()),
-        ("MOAT_SHOPIFY_TOKEN", TOKEN),
+        ("MOAT_SHOPIFY_CLIENT_ID", CLIENT.0),
+        ("MOAT_SHOPIFY_CLIENT_SECRET", CLIENT.1),
         ("MOAT_EVENTS_SECRET_SHOPIFY", EVENTS_SECRET),
     ];
     let (code, said) = moat(&args, &env).await;

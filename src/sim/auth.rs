@@ -110,11 +110,7 @@ impl Auth {
         if self.fixed.as_deref() == Some(token) {
             return Ok(());
         }
-        let live = self.client.is_some()
-            && self
-                .issued()
-                .get(token)
-                .is_some_and(|until| Instant::now() < *until);
+        let live = self.client.is_some() && self.is_issued(token);
         if live { Ok(()) } else { Err(Denied::Invalid) }
     }
 
@@ -123,14 +119,18 @@ impl Auth {
     /// no credentials were configured, as the real API would.
     pub fn check_issued(&self, headers: &HeaderMap) -> Result<(), Denied> {
         let token = bearer(headers).ok_or(Denied::Missing)?;
-        if self.fixed.as_deref() == Some(token) {
-            return Ok(());
+        if self.fixed.as_deref() == Some(token) || self.is_issued(token) {
+            Ok(())
+        } else {
+            Err(Denied::Invalid)
         }
-        let live = self
-            .issued()
+    }
+
+    /// Whether `token` was issued here and has not expired.
+    pub fn is_issued(&self, token: &str) -> bool {
+        self.issued()
             .get(token)
-            .is_some_and(|until| Instant::now() < *until);
-        if live { Ok(()) } else { Err(Denied::Invalid) }
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     /// A new access token, valid for `ttl` from now.

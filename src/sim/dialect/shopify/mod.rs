@@ -2,11 +2,12 @@
 //! `POST /admin/api/{version}/graphql.json` with `X-Shopify-Access-Token`,
 //! and the client-credentials grant at `POST /admin/oauth/access_token`.
 //!
-//! Without `require_token` or `oauth_client` any non-empty access token
-//! is accepted (an app's Admin API token is made in the shop's admin, out
-//! of band); with them, only that token or one the grant issued. A call
-//! without one gets Shopify's 401, `{"errors": "[API] Invalid API key or
-//! access token (unrecognized login or wrong password)"}`.
+//! Calls need a token the grant issued and that has not expired; the
+//! grant takes any client unless `oauth_client` names one. With
+//! `require_token`, that token is accepted too (a legacy custom app's
+//! Admin API token, made in the shop's admin). A call without an
+//! acceptable token gets Shopify's 401, `{"errors": "[API] Invalid API
+//! key or access token (unrecognized login or wrong password)"}`.
 //!
 //! It is no GraphQL server: it finds the query's root field and reads its
 //! arguments from `variables` (a recipe passes every argument as one), and
@@ -536,7 +537,10 @@ async fn graphql(State(sim): State<Simulator>, request: Request) -> Response {
     let token = token_of(request.headers());
     let allowed = match token {
         None => false,
-        Some(token) => sim.inner.auth.open() || sim.inner.auth.check_token(Some(token)).is_ok(),
+        Some(token) => {
+            let auth = &sim.inner.auth;
+            auth.is_issued(token) || (!auth.open() && auth.check_token(Some(token)).is_ok())
+        }
     };
     if !allowed {
         sim.inner.stats.unauthorized();

@@ -12,13 +12,21 @@ use super::super::Dialect;
 
 const GRAPHQL: &str = "/admin/api/2025-07/graphql.json";
 
+/// The token every call of these tests carries, accepted as a legacy
+/// custom app's would be.
+const TOKEN: &str = "shpat_test";
+
 fn shop(config: SimConfig) -> Router {
+    sim(config).router()
+}
+
+fn sim(config: SimConfig) -> Simulator {
     Simulator::new(SimConfig {
         products: 30,
         dialect: Dialect::Shopify,
+        require_token: Some(TOKEN.into()),
         ..config
     })
-    .router()
 }
 
 async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
@@ -46,7 +54,7 @@ async fn query_as(
 }
 
 async fn query(app: &Router, query: &str, variables: Value) -> Value {
-    let (status, body) = query_as(app, Some("shpat_test"), query, variables).await;
+    let (status, body) = query_as(app, Some(TOKEN), query, variables).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
@@ -165,11 +173,46 @@ async fn a_call_without_an_access_token_gets_shopifys_401() {
         "{body}"
     );
 
-    // With a client, only a token the grant issued will do.
-    let app = shop(SimConfig {
+    // By default, any client gets a token, and only such a token will do.
+    let open = Simulator::new(SimConfig {
+        products: 30,
+        dialect: Dialect::Shopify,
+        ..SimConfig::default()
+    })
+    .router();
+    let ask = |token: String| {
+        let open = open.clone();
+        async move {
+            query_as(
+                &open,
+                Some(&token),
+                BY_SKU,
+                json!({ "query": "sku:SKU-000001" }),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(ask("made-up".into()).await, StatusCode::UNAUTHORIZED);
+    let json_grant = Request::post("/admin/oauth/access_token")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"grant_type":"client_credentials","client_id":"any","client_secret":"thing"}"#,
+        ))
+        .unwrap();
+    let (status, granted) = call(&open, json_grant).await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    let token = granted["access_token"].as_str().unwrap().to_string();
+    assert_eq!(ask(token).await, StatusCode::OK);
+
+    // With a client, only that client gets one.
+    let app = Simulator::new(SimConfig {
+        products: 30,
+        dialect: Dialect::Shopify,
         oauth_client: Some(("app".into(), "secret".into())),
         ..SimConfig::default()
-    });
+    })
+    .router();
     let (status, _) = query_as(
         &app,
         Some("made-up"),
@@ -207,11 +250,7 @@ async fn a_call_without_an_access_token_gets_shopifys_401() {
 
 #[tokio::test]
 async fn customers_orders_stock_and_collections_have_shopifys_shapes() {
-    let sim = Simulator::new(SimConfig {
-        products: 30,
-        dialect: Dialect::Shopify,
-        ..SimConfig::default()
-    });
+    let sim = sim(SimConfig::default());
     let (token, segment, customer_id, order_id) = {
         let catalog = sim.read();
         let c = catalog
@@ -283,11 +322,7 @@ async fn customers_orders_stock_and_collections_have_shopifys_shapes() {
 
 #[tokio::test]
 async fn a_malformed_answer_breaks_one_variant_and_is_counted() {
-    let sim = Simulator::new(SimConfig {
-        products: 30,
-        dialect: Dialect::Shopify,
-        ..SimConfig::default()
-    });
+    let sim = sim(SimConfig::default());
     let app = sim.router();
     let (status, _) = call(
         &app,
