@@ -176,6 +176,29 @@ async fn a_shopify_shop_shows_what_protocol_v1_shows_and_its_customers_their_own
         .await;
     assert_eq!(other["data"]["order"], Value::Null, "{other}");
     assert_eq!(support::error_codes(&other), ["FORBIDDEN"]);
+
+    // Throttled: the price fails, never taken for "no price".
+    shop.fault("erp", json!({ "error_rate": 1.0 })).await;
+    let throttled = moat
+        .query(
+            r#"{ product(sku: "SKU-000050") { sku price { price { amount } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        throttled["data"]["product"]["sku"], "SKU-000050",
+        "{throttled}"
+    );
+    assert_eq!(
+        throttled["data"]["product"]["price"],
+        Value::Null,
+        "{throttled}"
+    );
+    assert_eq!(
+        support::error_codes(&throttled),
+        ["UPSTREAM_UNAVAILABLE"],
+        "{throttled}"
+    );
     moat.stop().await;
     reference.stop().await;
 }

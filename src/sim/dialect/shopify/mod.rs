@@ -28,7 +28,9 @@
 //! {hasNextPage endCursor}`; every answer carries `extensions.cost`. A
 //! malformed answer (`malformed_rate`) breaks one object of the answer the
 //! way a buggy app or proxy would: a required field gone, a price that is
-//! no amount, a negative stock.
+//! no amount, a negative stock. An outage (`down`) is a 503; an error
+//! (`error_rate`) is Shopify's usual one, a 200 with `THROTTLED` errors
+//! and no data.
 
 mod nodes;
 mod webhooks;
@@ -572,6 +574,11 @@ async fn graphql(State(sim): State<Simulator>, request: Request) -> Response {
     sim.inner.stats.trace_context(system.name(), &seen);
     let corrupt = match sim.arrive(endpoint).await {
         Ok(corrupt) => corrupt,
+        // Shopify's usual failure is the cost bucket running dry: a 200
+        // with THROTTLED and no data.
+        Err(refusal) if refusal.status == StatusCode::INTERNAL_SERVER_ERROR => {
+            return graphql_error("Throttled", "THROTTLED");
+        }
         Err(refusal) => return failure(refusal.status, &refusal.message),
     };
     let country = variables["country"].as_str();

@@ -365,3 +365,32 @@ fn a_search_reads_quoted_and_bare_skus() {
         Some("productVariants")
     );
 }
+
+#[tokio::test]
+async fn an_error_is_a_throttled_query_and_an_outage_a_503() {
+    let app = shop(SimConfig::default());
+    let fault = |body: &'static str| {
+        Request::post("/_sim/faults/erp")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    call(&app, fault(r#"{"error_rate": 1.0, "latency_ms": 0}"#)).await;
+    let got = query(
+        &app,
+        PRICED,
+        json!({ "query": "sku:SKU-000001", "country": "DE" }),
+    )
+    .await;
+    assert_eq!(got["errors"][0]["extensions"]["code"], "THROTTLED", "{got}");
+    assert!(got.get("data").is_none(), "{got}");
+    call(&app, fault(r#"{"error_rate": 0.0, "down": true}"#)).await;
+    let (status, _) = query_as(
+        &app,
+        Some(TOKEN),
+        PRICED,
+        json!({ "query": "sku:SKU-000001" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
