@@ -250,6 +250,28 @@ async fn webhooks_are_applied_once_and_drift_is_found() {
         "products/update from the simulator"
     );
 
+    // A product renamed: products/update, and Moat rereads the variant.
+    let name = || async {
+        moat.query(r#"{ product(sku: "SKU-000014") { name } }"#, json!({}))
+            .await["data"]["product"]["name"]
+            .clone()
+    };
+    assert!(name().await.is_string());
+    let renamed = reqwest::Client::new()
+        .put(format!("{}/_sim/products/prod-000014", shop.url))
+        .json(&json!({ "name": "Renamed Lamp", "emit_event": true }))
+        .send()
+        .await
+        .unwrap();
+    assert!(renamed.status().is_success());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            name().await == "Renamed Lamp"
+        })
+        .await,
+        "products/update for a new title"
+    );
+
     // One delivered twice (Shopify retries with the same webhook id).
     let sku = "SKU-000021";
     amount(&moat, sku).await;
