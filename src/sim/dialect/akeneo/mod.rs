@@ -20,14 +20,13 @@
 //! Events API sends them (`product.updated`, the whole product as
 //! `data.resource`, signed with `X-Akeneo-Request-Signature`).
 
+mod event;
 mod search;
 mod shape;
 mod token;
 
 #[cfg(test)]
 mod tests;
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -38,16 +37,13 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Serialize;
 
 use super::super::auth::Denied;
-use super::super::catalog::Catalog;
 use super::super::corrupt::{Breakage, Shape};
-use super::super::events::hmac_hex;
 use super::super::faults::System;
 use super::super::stats::Endpoint;
 use super::super::{Refusal, Simulator};
-use super::{Change, Delivery};
+pub use event::event;
 use shape::{API, Embedded, Href, Page, PageLinks, ProductDoc};
 
 /// A page of products or categories as it can be broken.
@@ -223,91 +219,6 @@ fn href(base: &str, path: &str, params: &Params, set: &[(&str, Option<String>)])
     }
 }
 
-/// The products a search keeps, in product order (Akeneo sorts by primary
-/// key); a page is a window on it.
-enum Set<'a> {
-    All(usize),
-    Members(&'a [u32]),
-    Picked(Vec<usize>),
-}
-
-impl Set<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Set::All(n) => *n,
-            Set::Members(m) => m.len(),
-            Set::Picked(p) => p.len(),
-        }
-    }
-
-    fn at(&self, position: usize) -> usize {
-        match self {
-            Set::All(_) => position,
-            Set::Members(m) => m[position] as usize,
-            Set::Picked(p) => p[position],
-        }
-    }
-
-    /// The position of the first product at or after `index`.
-    fn from(&self, index: usize) -> usize {
-        match self {
-            Set::All(n) => index.min(*n),
-            Set::Members(m) => m.partition_point(|&x| (x as usize) < index),
-            Set::Picked(p) => p.partition_point(|&x| x < index),
-        }
-    }
-}
-
-/// What `search` keeps of the catalog.
-fn select<'a>(catalog: &'a Catalog, search: &search::Search) -> Set<'a> {
-    let category = |code: &str| catalog.categories.iter().position(|c| c.id == code);
-    let in_categories = |index: usize| {
-        search.categories.as_ref().is_none_or(|codes| {
-            catalog.products[index]
-                .category_ids
-                .iter()
-                .any(|c| codes.iter().any(|code| code == c))
-        })
-    };
-    if search.uuids.is_some() || search.skus.is_some() {
-        let mut picked: Vec<usize> = match (&search.uuids, &search.skus) {
-            (Some(uuids), _) => uuids
-                .iter()
-                .filter_map(|u| shape::index_of(catalog, u))
-                .collect(),
-            (None, Some(skus)) => skus
-                .iter()
-                .filter_map(|s| catalog.product_by_sku(s))
-                .collect(),
-            (None, None) => Vec::new(),
-        };
-        if let (Some(_), Some(skus)) = (&search.uuids, &search.skus) {
-            picked.retain(|&i| skus.contains(&catalog.products[i].sku));
-        }
-        picked.retain(|&i| in_categories(i));
-        picked.sort_unstable();
-        picked.dedup();
-        return Set::Picked(picked);
-    }
-    match search.categories.as_deref() {
-        None => Set::All(catalog.products.len()),
-        Some([one]) => match category(one) {
-            Some(c) => Set::Members(&catalog.category_members[c]),
-            None => Set::Picked(Vec::new()),
-        },
-        Some(codes) => {
-            let mut picked: Vec<usize> = codes
-                .iter()
-                .filter_map(|code| category(code))
-                .flat_map(|c| catalog.category_members[c].iter().map(|&m| m as usize))
-                .collect();
-            picked.sort_unstable();
-            picked.dedup();
-            Set::Picked(picked)
-        }
-    }
-}
-
 /// `GET /api/rest/v1/products-uuid`.
 async fn products(
     State(sim): State<Simulator>,
@@ -349,7 +260,7 @@ fn list_products(
     let base = base(headers);
     let path = format!("{API}/products-uuid");
     let catalog = sim.read();
-    let set = select(&catalog, &search);
+    let set = search::select(&catalog, &search);
     let (start, page) = if search_after {
         let start = match param(&params, "search_after") {
             None => 0,
@@ -357,7 +268,7 @@ fn list_products(
                 let index = shape::index_of(&catalog, after).ok_or_else(|| {
                     unprocessable("search_after is not a cursor this server issued")
                 })?;
-                set.from(index + 1)
+                set.first_at(index + 1)
             }
         };
         (start, None)
@@ -538,76 +449,4 @@ async fn category(
     let doc = shape::category(&base, found);
     sim.reply(ENDPOINT, Shape::Foreign(&CATEGORY), corrupt, 1, &doc)
         .unwrap_or_else(refused)
-}
-
-/// Where the simulated PIM says its events come from (`pim_source`).
-const PIM_SOURCE: &str = "http://akeneo.simulator";
-
-#[derive(Serialize)]
-struct Delivered<'a> {
-    events: [EventDoc<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct EventDoc<'a> {
-    action: &'static str,
-    event_id: &'a str,
-    event_datetime: String,
-    author: &'static str,
-    author_type: &'static str,
-    pim_source: &'static str,
-    data: Resource<'a>,
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    resource: ProductDoc<'a>,
-}
-
-/// A product change as the Events API delivers it: `{"events": [...]}`
-/// with the whole product as `data.resource`, to `/events/akeneo`,
-/// signed over `{timestamp}.{body}`. Akeneo sends nothing for prices or
-/// stock, which it does not hold; its events are always whole products.
-pub fn event(sim: &Simulator, change: &Change<'_>, secret: Option<&str>) -> Option<Delivery> {
-    if change.kind != "product.updated" {
-        return None;
-    }
-    let id = change.item.get("id")?.as_str()?;
-    let body = {
-        let catalog = sim.read();
-        let index = catalog.product_by_id(id)?;
-        let delivered = Delivered {
-            events: [EventDoc {
-                action: "product.updated",
-                event_id: change.id,
-                event_datetime: shape::timestamp(SystemTime::now()),
-                author: "simulator",
-                author_type: "api",
-                pim_source: PIM_SOURCE,
-                data: Resource {
-                    resource: ProductDoc {
-                        base: None,
-                        index,
-                        product: &catalog.products[index],
-                    },
-                },
-            }],
-        };
-        serde_json::to_vec(&delivered).ok()?
-    };
-    let mut headers = Vec::new();
-    if let Some(secret) = secret {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .to_string();
-        let signature = hmac_hex(secret.as_bytes(), &[t.as_bytes(), b".", &body]);
-        headers.push(("X-Akeneo-Request-Timestamp".to_owned(), t));
-        headers.push(("X-Akeneo-Request-Signature".to_owned(), signature));
-    }
-    Some(Delivery {
-        path: "/events/akeneo".to_owned(),
-        headers,
-        body,
-    })
 }

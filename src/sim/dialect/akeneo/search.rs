@@ -6,7 +6,8 @@
 
 use serde_json::Value;
 
-use super::shape::IDENTIFIER;
+use super::super::super::catalog::Catalog;
+use super::shape::{self, IDENTIFIER};
 
 /// Most values one `IN` may list (the identifier filter's documented cap).
 pub const MAX_IN: usize = 100;
@@ -92,6 +93,91 @@ pub fn parse(search: &str) -> Result<Search, Refused> {
         }
     }
     Ok(found)
+}
+
+/// The products a search keeps, in product order (Akeneo sorts by primary
+/// key); a page is a window on it.
+pub enum Set<'a> {
+    All(usize),
+    Members(&'a [u32]),
+    Picked(Vec<usize>),
+}
+
+impl Set<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Set::All(n) => *n,
+            Set::Members(m) => m.len(),
+            Set::Picked(p) => p.len(),
+        }
+    }
+
+    pub fn at(&self, position: usize) -> usize {
+        match self {
+            Set::All(_) => position,
+            Set::Members(m) => m[position] as usize,
+            Set::Picked(p) => p[position],
+        }
+    }
+
+    /// The position of the first product at or after `index`.
+    pub fn first_at(&self, index: usize) -> usize {
+        match self {
+            Set::All(n) => index.min(*n),
+            Set::Members(m) => m.partition_point(|&x| (x as usize) < index),
+            Set::Picked(p) => p.partition_point(|&x| x < index),
+        }
+    }
+}
+
+/// What `search` keeps of the catalog.
+pub fn select<'a>(catalog: &'a Catalog, search: &Search) -> Set<'a> {
+    let category = |code: &str| catalog.categories.iter().position(|c| c.id == code);
+    let in_categories = |index: usize| {
+        search.categories.as_ref().is_none_or(|codes| {
+            catalog.products[index]
+                .category_ids
+                .iter()
+                .any(|c| codes.iter().any(|code| code == c))
+        })
+    };
+    if search.uuids.is_some() || search.skus.is_some() {
+        let mut picked: Vec<usize> = match (&search.uuids, &search.skus) {
+            (Some(uuids), _) => uuids
+                .iter()
+                .filter_map(|u| shape::index_of(catalog, u))
+                .collect(),
+            (None, Some(skus)) => skus
+                .iter()
+                .filter_map(|s| catalog.product_by_sku(s))
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        if let (Some(_), Some(skus)) = (&search.uuids, &search.skus) {
+            picked.retain(|&i| skus.contains(&catalog.products[i].sku));
+        }
+        picked.retain(|&i| in_categories(i));
+        picked.sort_unstable();
+        picked.dedup();
+        return Set::Picked(picked);
+    }
+    match search.categories.as_deref() {
+        None => Set::All(catalog.products.len()),
+        Some([one]) => match category(one) {
+            Some(c) => Set::Members(&catalog.category_members[c]),
+            None => Set::Picked(Vec::new()),
+        },
+        Some(codes) => {
+            let mut picked: Vec<usize> = codes
+                .iter()
+                .filter_map(|code| category(code))
+                .flat_map(|c| catalog.category_members[c].iter().map(|&m| m as usize))
+                .collect();
+            picked.sort_unstable();
+            picked.dedup();
+            Set::Picked(picked)
+        }
+    }
 }
 
 #[cfg(test)]
