@@ -177,6 +177,28 @@ async fn the_recipe_serves_what_protocol_v1_serves() {
         status["upstreams"]["akeneo"]["protocol"], "rest",
         "{status}"
     );
+
+    // The PIM ends every token: Moat's next call meets Akeneo's 401, asks
+    // for a new token and is answered.
+    let expired = reqwest::Client::new()
+        .post(format!("{}/_sim/oauth/expire", akeneo.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(expired.status().is_success());
+    assert_eq!(
+        page(&moat, "SKU-000150").await,
+        page(&reference, "SKU-000150").await
+    );
+    let stats = akeneo.stats().await;
+    assert_eq!(
+        (
+            stats["tokens_issued"].as_u64(),
+            stats["unauthorized"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{stats}"
+    );
     reference.stop().await;
     moat.stop().await;
 }
