@@ -281,6 +281,50 @@ async fn akeneo_events_apply_once_and_reconciliation_finds_silent_changes() {
     );
     assert_eq!(moat.metric(&outcome("applied")).await, 1.0);
 
+    // A removed product, as the Events API announces it: by its uuid.
+    let id_of = r#"query($sku: String!) { product(sku: $sku) { id } }"#;
+    let id = moat.query(id_of, json!({ "sku": "SKU-000009" })).await["data"]["product"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_id = r#"query($id: ID!) { product(id: $id) { sku } }"#;
+    let held = moat.query(by_id, json!({ "id": id })).await;
+    assert_eq!(held["data"]["product"]["sku"], "SKU-000009", "{held}");
+    let t = support::events::now();
+    let removed = json!({ "events": [{
+        "action": "product.removed", "event_id": "ak-removed-9",
+        "event_datetime": support::events::rfc3339(t).replace('Z', "+00:00"),
+        "author": "peter", "author_type": "ui", "pim_source": "https://pim.example",
+        "data": { "resource": { "identifier": "SKU-000009", "uuid": id } },
+    }] })
+    .to_string();
+    let signature = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(EVENTS_SECRET.as_bytes()).unwrap();
+        mac.update(format!("{t}.{removed}").as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let receipt: Value = moat
+        .http
+        .post(format!("{}/events/akeneo", moat.url))
+        .header("content-type", "application/json")
+        .header("x-akeneo-request-timestamp", t.to_string())
+        .header("x-akeneo-request-signature", signature)
+        .body(removed)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipt["outcome"], "applied", "{receipt}");
+    let gone = moat.query(by_id, json!({ "id": id })).await;
+    assert_eq!(gone["data"]["product"], Value::Null, "{gone}");
+
     // A change nobody announced: the reconciliation pass finds it.
     let quiet = "SKU-000007";
     let old = name(&moat, quiet).await;
