@@ -315,3 +315,47 @@ fn a_product_change_is_sent_as_the_events_api_sends_it() {
     let unsigned = super::event(&sim, &change("product.updated"), None).unwrap();
     assert!(unsigned.headers.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_pims_faults_and_counters_hold_in_akeneos_shape() {
+    let app = app(10);
+    let bearer = token(&app).await;
+    let fault = |body: &'static str| {
+        let app = app.clone();
+        async move {
+            let (status, _) = call(
+                &app,
+                Method::POST,
+                "/_sim/faults/pim",
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    };
+    fault(r#"{"down": true}"#).await;
+    let (status, body) = get(&app, "/api/rest/v1/products-uuid", &bearer).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], 503, "{body}");
+    fault(r#"{"down": false}"#).await;
+    let (status, body) = get(&app, "/api/rest/v1/categories?limit=5", &bearer).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, stats) = get(&app, "/_sim/stats", "").await;
+    assert_eq!(stats["requests"]["pim.products"], 1, "{stats}");
+    assert_eq!(stats["requests"]["pim.categories"], 1, "{stats}");
+    assert_eq!(stats["items"]["pim.categories"], 5, "{stats}");
+    assert_eq!(stats["tokens_issued"], 1, "{stats}");
+
+    // A simulator that does not play the PIM serves none of it.
+    let erp_only = Simulator::new(SimConfig {
+        products: 10,
+        dialect: Dialect::Akeneo,
+        systems: Some(vec!["erp".into()]),
+        ..SimConfig::default()
+    })
+    .router();
+    let bearer = token(&erp_only).await;
+    let (status, _) = get(&erp_only, "/api/rest/v1/products-uuid", &bearer).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
