@@ -188,6 +188,7 @@ async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
     let metric = |outcome: &str| {
         format!("moat_events_total{{source=\"commercetools\",outcome=\"{outcome}\"}}")
     };
+    let applied = rest.metric(&metric("applied")).await;
     let duplicates = rest.metric(&metric("duplicate")).await;
     let events = ct_post(&ct, "/_sim/events", json!({ "form": "fat", "chaos": true })).await;
     assert!(events.is_success());
@@ -197,12 +198,32 @@ async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
     assert!(
         eventually(Duration::from_secs(5), || async {
             quantity(page(&rest, None, sku).await) == 7
-                && rest.metric(&metric("duplicate")).await > duplicates
+                && rest.metric(&metric("duplicate")).await == duplicates + 1.0
         })
         .await,
         "{:?}",
         rest.admin_get("/admin/status").await
     );
+    assert_eq!(rest.metric(&metric("applied")).await, applied + 1.0);
+
+    // A delivery not signed with the relay's secret is refused.
+    let forged = json!({"notificationType": "Message", "id": "forged-1",
+        "type": "InventoryEntryQuantitySet", "newAvailableQuantity": 999,
+        "resourceVersion": 99, "createdAt": support::events::rfc3339(support::events::now()),
+        "resourceUserProvidedIdentifiers": {"sku": sku}});
+    let headers = [
+        ("webhook-id", "forged-1".to_string()),
+        ("webhook-timestamp", support::events::now().to_string()),
+        (
+            "webhook-signature",
+            "v1,bm90IHRoZSBzaWduYXR1cmU=".to_string(),
+        ),
+    ];
+    let body = forged.to_string().into_bytes();
+    let (status, refused) =
+        support::events::post(&rest, "commercetools", body, &headers, "application/json").await;
+    assert_eq!(status, 401, "{refused}");
+    assert_eq!(quantity(page(&rest, None, sku).await), 7);
 
     // Silent drift: reconciliation finds it and repairs it.
     let drifted = "SKU-000003";
