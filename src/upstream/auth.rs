@@ -27,7 +27,9 @@ use crate::telemetry;
 pub enum Credentials {
     None,
     Header(HeaderName, HeaderValue),
-    OAuth2(TokenSource),
+    /// Boxed: a token source is large beside a header, and every
+    /// system holds one of these.
+    OAuth2(Box<TokenSource>),
 }
 
 /// The `MOAT_{NAME}_*` variables `auth` needs.
@@ -126,7 +128,7 @@ impl Credentials {
                 grant,
                 client_auth,
                 header,
-            } => Credentials::OAuth2(TokenSource {
+            } => Credentials::OAuth2(Box::new(TokenSource {
                 system,
                 http,
                 timeout,
@@ -146,7 +148,7 @@ impl Credentials {
                 user: (*grant == Grant::Password).then(|| (secret(&s.user), secret(&s.password))),
                 current: ArcSwapOption::empty(),
                 refreshing: tokio::sync::Mutex::new(()),
-            }),
+            })),
         })
     }
 
