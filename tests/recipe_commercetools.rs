@@ -206,6 +206,24 @@ async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
     );
     assert_eq!(rest.metric(&metric("applied")).await, applied + 1.0);
 
+    // A change notification (ResourceUpdated: thin, Moat refetches).
+    let thin = ct_post(
+        &ct,
+        "/_sim/events",
+        json!({ "form": "thin", "chaos": false }),
+    )
+    .await;
+    assert!(thin.is_success());
+    let stock = ct_put(&ct, sku, json!({ "available": 9, "emit_event": true })).await;
+    assert!(stock.is_success());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            quantity(page(&rest, None, sku).await) == 9
+        })
+        .await,
+        "a thin inventory-entry change is refetched"
+    );
+
     // A delivery not signed with the relay's secret is refused.
     let forged = json!({"notificationType": "Message", "id": "forged-1",
         "type": "InventoryEntryQuantitySet", "newAvailableQuantity": 999,
@@ -223,7 +241,7 @@ async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
     let (status, refused) =
         support::events::post(&rest, "commercetools", body, &headers, "application/json").await;
     assert_eq!(status, 401, "{refused}");
-    assert_eq!(quantity(page(&rest, None, sku).await), 7);
+    assert_eq!(quantity(page(&rest, None, sku).await), 9);
 
     // Silent drift: reconciliation finds it and repairs it.
     let drifted = "SKU-000003";
