@@ -1,8 +1,10 @@
 //! The commercetools recipe (`config/connectors/commercetools.toml`) end
 //! to end: Moat reads prices, stock, customers and orders from the
 //! simulator speaking commercetools (`--dialect commercetools`), products
-//! from a protocol v1 PIM, and serves what a protocol v1 setup serves for
-//! the same seeded catalog; takes commercetools' change messages the way a
+//! and categories through the Akeneo recipe from the simulator speaking
+//! Akeneo (the two recipes in one config, as a shop running both would
+//! have them), and serves what a protocol v1 setup serves for the same
+//! seeded catalog; takes commercetools' change messages the way a
 //! Subscription's relay posts them; finds silent drift; and `contract
 //! verify` checks the answers through the recipe's maps.
 
@@ -21,23 +23,40 @@ use support::{EVENTS_SECRET, Moat, Sim, customer_in, error_codes, eventually};
 const PROJECT: &str = "moat-demo";
 
 fn recipe() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/connectors/commercetools.toml")
+    connectors("commercetools")
 }
 
-/// A test gateway (products from `pim`) with the recipe over it, the
-/// commercetools system at `ct`.
-fn config(pim: &Sim, ct: &Sim) -> Config {
-    let loaded = Config::from_files(&[&recipe()], false).expect("the recipe loads");
-    let mut config = support::config(&pim.url);
+fn connectors(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/connectors/{name}.toml"))
+}
+
+/// A test gateway with both recipes over it: the PIM (Akeneo) at
+/// `akeneo`, the commercetools system at `ct`; anything else at `v1`.
+fn config(v1: &Sim, akeneo: &Sim, ct: &Sim) -> Config {
+    let loaded = Config::from_files(&[&connectors("akeneo"), &recipe()], false)
+        .expect("the recipes load together");
+    let mut config = support::config(&v1.url);
     config.systems = loaded.systems;
     config.entities = loaded.entities;
     let system = config.systems.get_mut("commercetools").expect("its system");
     system.url = Some(format!("{}/{PROJECT}", ct.url));
+    let pim = config.systems.get_mut("akeneo").expect("the PIM");
+    pim.url = Some(akeneo.url.clone());
     config
 }
 
 fn secrets() -> Secrets {
     let mut secrets = support::secrets();
+    secrets.systems.insert(
+        "akeneo".into(),
+        SystemSecrets {
+            client_id: Some("moat-connection".into()),
+            client_secret: Some("connection-secret".into()),
+            user: Some("moat_api_user".into()),
+            password: Some("api-password".into()),
+            ..SystemSecrets::default()
+        },
+    );
     secrets.systems.insert(
         "commercetools".into(),
         SystemSecrets {
@@ -92,12 +111,18 @@ fn amount(page: &Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
+async fn akeneo_and_commercetools_serve_what_protocol_v1_serves_and_take_their_events() {
     let port = free_port();
     let pim = Sim::start().await;
     let ct = commercetools(Some(port)).await;
+    let akeneo = Sim::start_with(SimConfig {
+        products: 500,
+        dialect: Dialect::Akeneo,
+        ..SimConfig::default()
+    })
+    .await;
     let v1 = Moat::start(support::config(&pim.url)).await;
-    let mut c = config(&pim, &ct);
+    let mut c = config(&pim, &akeneo, &ct);
     c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
     let rest = Moat::start_with_secrets(c, secrets()).await;
 
@@ -124,6 +149,8 @@ async fn the_recipe_serves_what_protocol_v1_serves_and_takes_its_events() {
     );
     assert!(stats["tokens_issued"].as_u64() >= Some(1), "{stats}");
     assert_eq!(stats["unauthorized"], 0, "{stats}");
+    let pim_read = akeneo.requests("pim.products").await;
+    assert!(pim_read > 0, "products came from Akeneo");
 
     // The signed-in customer and their own order; another's is refused.
     const ME: &str = r#"query($id: ID!) { viewer { email name segment }
