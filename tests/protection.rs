@@ -471,6 +471,46 @@ async fn a_client_over_its_limit_gets_429_while_others_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_address_is_a_client() {
+    let sim = Sim::start().await;
+    let mut c = config(&sim.url);
+    c.server.client_limit.enabled = true;
+    c.server.client_limit.rps = 1;
+    c.server.client_limit.burst = 3;
+    c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let moat = Moat::start(c).await;
+    let direct = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let ask = |http: &reqwest::Client, forwarded: &str| {
+        http.post(format!("{}/graphql", moat.url))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({ "query": "{ categories { id } }" }))
+            .send()
+    };
+    let mut refused = false;
+    for _ in 0..10 {
+        refused = ask(&moat.http, "203.0.113.66").await.unwrap().status() == 429;
+        if refused {
+            break;
+        }
+    }
+    assert!(refused, "the greedy address is refused");
+    // The proxy's other clients are served.
+    let other = ask(&moat.http, "198.51.100.7").await.unwrap();
+    assert_eq!(other.status().as_u16(), 200);
+    // A client that is not the proxy is its own address whatever it sends.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let r = ask(&direct, &format!("192.0.2.{i}")).await.unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upstream_costs_a_field_not_the_request() {
     let sim = Sim::start().await;
     let mut c = config(&sim.url);
