@@ -103,7 +103,7 @@ async fn require_token(
         return error(&Error::new(
             Kind::ForbiddenForRole,
             format!(
-                "the admin token {:?} is a {}: it reads and changes nothing",
+                "the admin token {:?} is a {}: it may read, not change anything",
                 caller.name,
                 caller.role.name()
             ),
