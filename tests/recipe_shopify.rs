@@ -120,6 +120,29 @@ async fn a_shopify_shop_shows_what_protocol_v1_shows_and_its_customers_their_own
         "{listed}"
     );
     assert_eq!(listed["data"]["products"]["pageInfo"]["hasNextPage"], true);
+    let next = moat
+        .query(
+            "query($after: String) { products(first: 30, after: $after) { nodes { sku } } }",
+            json!({ "after": listed["data"]["products"]["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    assert_eq!(
+        next["data"]["products"]["nodes"][0]["sku"], "SKU-000031",
+        "{next}"
+    );
+    // A category's products: its collection's, in the same order.
+    let in_category = "{ products(first: 8, categoryId: \"cat-03\") { nodes { sku name } } }";
+    let (got, want) = (
+        moat.query(in_category, json!({})).await,
+        reference.query(in_category, json!({})).await,
+    );
+    assert!(
+        got["data"]["products"]["nodes"]
+            .as_array()
+            .is_some_and(|n| !n.is_empty()),
+        "{got}"
+    );
+    assert_eq!(got["data"], want["data"]);
 
     // Checkout reads prices and stock fresh from Shopify.
     let item = shown(&moat, None, "SKU-000004").await;

@@ -394,3 +394,67 @@ async fn an_error_is_a_throttled_query_and_an_outage_a_503() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[test]
+fn changes_are_sent_as_shopifys_signed_webhooks() {
+    use super::super::Change;
+    let sim = sim(SimConfig::default());
+    let item =
+        json!({ "sku": "SKU-000005", "segment": "default", "currency": "EUR", "amount": 1234 });
+    let change = Change {
+        kind: "price.updated",
+        item: &item,
+        id: "evt-1",
+        thin: false,
+    };
+    let delivery = super::event(&sim, &change, Some("app-secret")).expect("a webhook");
+    assert_eq!(delivery.path, "/events/shopify");
+    let header = |name: &str| {
+        delivery
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("x-shopify-topic"), "products/update");
+    assert_eq!(header("x-shopify-webhook-id"), "evt-1");
+    assert_eq!(
+        header("x-shopify-hmac-sha256"),
+        super::webhooks::sign("app-secret", &delivery.body)
+    );
+    let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+    assert_eq!(body["id"], 5, "REST ids are numbers: {body}");
+    assert_eq!(body["variants"][0]["sku"], "SKU-000005");
+    assert!(
+        body["variants"][0]["price"].as_str().unwrap().contains('.'),
+        "{body}"
+    );
+
+    // A wholesale price is no variant's own: Shopify sends nothing.
+    let wholesale = json!({ "sku": "SKU-000005", "segment": "wholesale", "currency": "EUR" });
+    let change = Change {
+        kind: "price.updated",
+        item: &wholesale,
+        id: "evt-2",
+        thin: false,
+    };
+    assert!(super::event(&sim, &change, Some("app-secret")).is_none());
+    let stock = json!({ "sku": "SKU-000005", "available": 3 });
+    let change = Change {
+        kind: "inventory.updated",
+        item: &stock,
+        id: "evt-3",
+        thin: false,
+    };
+    let delivery = super::event(&sim, &change, None).expect("a webhook");
+    let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+    assert_eq!(body["inventory_item_id"], 5);
+    assert!(
+        delivery
+            .headers
+            .iter()
+            .all(|(n, _)| n != "X-Shopify-Hmac-Sha256"),
+        "unsigned without a secret"
+    );
+}
