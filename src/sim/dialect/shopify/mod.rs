@@ -46,9 +46,9 @@ use axum::response::Response;
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use fastrand::Rng;
 use serde_json::{Value, json};
 
+use super::super::corrupt::{Breakage, Shape};
 use super::super::faults::System;
 use super::super::stats::Endpoint;
 use super::super::{Simulator, json as respond};
@@ -295,11 +295,11 @@ fn page_of(start: usize, first: usize, len: usize) -> (std::ops::Range<usize>, O
     (start..end, (end < len).then_some(end))
 }
 
-/// The answer's `data`, where its objects sit in it (a JSON pointer, for
-/// breaking one), and how many objects it holds.
+/// The answer's `data`, how it can be broken, and how many objects it
+/// holds.
 struct Answer {
     data: Value,
-    objects: &'static str,
+    breakage: &'static Breakage,
     count: usize,
 }
 
@@ -307,15 +307,15 @@ struct Answer {
 fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, String> {
     let catalog = sim.read();
     let products = catalog.products.len();
-    let list = |data: Value, objects: &'static str, count: usize| {
+    let list = |data: Value, breakage: &'static Breakage, count: usize| {
         Ok(Answer {
             data,
-            objects,
+            breakage,
             count,
         })
     };
     match op {
-        Op::VariantsBySku { skus, .. } => {
+        Op::VariantsBySku { skus, priced } => {
             let found: Vec<Value> = skus
                 .iter()
                 .filter_map(|s| catalog.product_by_sku(s))
@@ -324,7 +324,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
             let n = found.len();
             list(
                 json!({ "productVariants": connection(found, None) }),
-                "/productVariants/nodes",
+                if *priced { &PRICES } else { &VARIANTS },
                 n,
             )
         }
@@ -336,7 +336,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
             let n = found.len();
             list(
                 json!({ "productVariants": connection(found, next) }),
-                "/productVariants/nodes",
+                &VARIANTS,
                 n,
             )
         }
@@ -350,7 +350,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
                 })
                 .collect();
             let n = found.iter().filter(|v| !v.is_null()).count();
-            list(json!({ "nodes": found }), "/nodes", n)
+            list(json!({ "nodes": found }), &NODES, n)
         }
         Op::Collections { first, after } => {
             let len = catalog.categories.len();
@@ -359,7 +359,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
             let n = found.len();
             list(
                 json!({ "collections": connection(found, next) }),
-                "/collections/nodes",
+                &COLLECTIONS,
                 n,
             )
         }
@@ -376,7 +376,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
             let Some(c) = found else {
                 return list(
                     json!({ "collectionByIdentifier": null }),
-                    "/collectionByIdentifier",
+                    &COLLECTION_PRODUCTS,
                     0,
                 );
             };
@@ -394,7 +394,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
             node["products"] = connection(products, next);
             list(
                 json!({ "collectionByIdentifier": node }),
-                "/collectionByIdentifier/products/nodes",
+                &COLLECTION_PRODUCTS,
                 n,
             )
         }
@@ -407,7 +407,7 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
             let n = found.len();
             list(
                 json!({ "inventoryItems": connection(found, None) }),
-                "/inventoryItems/nodes",
+                &INVENTORY,
                 n,
             )
         }
@@ -417,113 +417,68 @@ fn answer(sim: &Simulator, op: &Op, country: Option<&str>) -> Result<Answer, Str
                 Some(nodes::customer(c, &catalog.customers[c]))
             });
             let n = usize::from(found.is_some());
-            list(
-                json!({ "customerByIdentifier": found }),
-                "/customerByIdentifier",
-                n,
-            )
+            list(json!({ "customerByIdentifier": found }), &CUSTOMER, n)
         }
         Op::Order(id) => {
             let found = nodes::index_of(id, nodes::ORDER, catalog.orders.len())
                 .map(|o| nodes::order(&catalog, o, &catalog.orders[o]));
             let n = usize::from(found.is_some());
-            list(json!({ "order": found }), "/order", n)
+            list(json!({ "order": found }), &ORDER, n)
         }
     }
 }
 
-/// The objects a defect may land on, and what it does to one: remove a
-/// field (a path of keys) or set it to a value of the wrong kind.
-fn defects(endpoint: Endpoint) -> &'static [(&'static [&'static str], Option<&'static str>)] {
-    match endpoint {
-        Endpoint::PimProducts => &[(&["sku"], None), (&["product", "title"], None)],
-        Endpoint::ErpPrices => &[
-            (&["sku"], None),
-            (&["contextualPricing", "price", "amount"], Some("\"-5.00\"")),
-            (&["contextualPricing", "price", "amount"], Some("\"abc\"")),
-        ],
-        Endpoint::ErpInventory => &[
-            (&["sku"], None),
-            (
-                &[
-                    "inventoryLevels",
-                    "nodes",
-                    "0",
-                    "quantities",
-                    "0",
-                    "quantity",
-                ],
-                Some("-7"),
-            ),
-        ],
-        Endpoint::PimCategories => &[(&["title"], None)],
-        Endpoint::CrmCustomers => &[(&["defaultEmailAddress"], None), (&["id"], None)],
-        Endpoint::OmsOrders => &[
-            (&["totalPriceSet", "shopMoney", "amount"], Some("\"abc\"")),
-            (&["lineItems"], None),
-        ],
-        Endpoint::ErpQuote => &[],
-    }
-}
-
-/// Breaks one object of `data` (seeded by `seed`); false when there is
-/// none to break.
-fn break_one(data: &mut Value, objects: &str, endpoint: Endpoint, seed: u64) -> bool {
-    let mut rng = Rng::with_seed(seed);
-    let Some(at) = data.pointer_mut(objects) else {
-        return false;
-    };
-    let target = match at {
-        Value::Array(items) => {
-            let live: Vec<usize> = (0..items.len()).filter(|&i| !items[i].is_null()).collect();
-            if live.is_empty() {
-                return false;
-            }
-            let i = live[rng.usize(..live.len())];
-            let item = &mut items[i];
-            // A collection's products hold their variant one level down.
-            match item.pointer_mut("/variants/nodes/0") {
-                Some(variant) => variant,
-                None => item,
-            }
-        }
-        Value::Object(_) => at,
-        _ => return false,
-    };
-    let choices = defects(endpoint);
-    if choices.is_empty() {
-        return false;
-    }
-    let (path, wrong) = choices[rng.usize(..choices.len())];
-    let (last, parents) = path.split_last().expect("defect paths are not empty");
-    let mut parent = target;
-    for key in parents {
-        let next = match parent {
-            Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
-            Value::Object(o) => o.get_mut(*key),
-            _ => None,
-        };
-        match next {
-            Some(v) => parent = v,
-            None => return false,
-        }
-    }
-    let Some(object) = parent.as_object_mut() else {
-        return false;
-    };
-    match wrong {
-        None => {
-            object.remove(*last);
-        }
-        Some(raw) => {
-            object.insert(
-                (*last).to_owned(),
-                serde_json::from_str(raw).unwrap_or(Value::Null),
-            );
-        }
-    }
-    true
-}
+/// How each answer can be broken (`malformed_rate`), through the
+/// simulator's own breaker: a field every mapping needs, gone or of the
+/// wrong kind, on one object of the answer.
+static VARIANTS: Breakage = Breakage {
+    list: Some("/data/productVariants/nodes"),
+    required: VARIANT_FIELDS,
+    wrong_types: VARIANT_TYPES,
+};
+static NODES: Breakage = Breakage {
+    list: Some("/data/nodes"),
+    required: VARIANT_FIELDS,
+    wrong_types: VARIANT_TYPES,
+};
+const VARIANT_FIELDS: &[&str] = &["/sku", "/product/title"];
+const VARIANT_TYPES: &[(&str, &str)] = &[("/product/title", "42"), ("/sku", "7")];
+static PRICES: Breakage = Breakage {
+    list: Some("/data/productVariants/nodes"),
+    required: &["/sku"],
+    wrong_types: &[
+        ("/contextualPricing/price/amount", "\"-5.00\""),
+        ("/contextualPricing/price/amount", "\"abc\""),
+    ],
+};
+static COLLECTION_PRODUCTS: Breakage = Breakage {
+    list: Some("/data/collectionByIdentifier/products/nodes"),
+    required: &["/variants/nodes/0/sku", "/variants/nodes/0/product/title"],
+    wrong_types: &[("/variants/nodes/0/product/title", "42")],
+};
+static COLLECTIONS: Breakage = Breakage {
+    list: Some("/data/collections/nodes"),
+    required: &["/handle", "/title"],
+    wrong_types: &[("/title", "false")],
+};
+static INVENTORY: Breakage = Breakage {
+    list: Some("/data/inventoryItems/nodes"),
+    required: &["/sku"],
+    wrong_types: &[
+        ("/inventoryLevels/nodes/0/quantities/0/quantity", "\"lots\""),
+        ("/inventoryLevels/nodes/0/quantities/0/quantity", "-7"),
+    ],
+};
+static CUSTOMER: Breakage = Breakage {
+    list: None,
+    required: &["/data/customerByIdentifier/defaultEmailAddress"],
+    wrong_types: &[("/data/customerByIdentifier/updatedAt", "17")],
+};
+static ORDER: Breakage = Breakage {
+    list: None,
+    required: &["/data/order/processedAt"],
+    wrong_types: &[("/data/order/totalPriceSet/shopMoney/amount", "\"abc\"")],
+};
 
 /// The access token of a call, if it carries one.
 fn token_of(headers: &HeaderMap) -> Option<&str> {
@@ -587,23 +542,13 @@ async fn graphql(State(sim): State<Simulator>, request: Request) -> Response {
         Err(message) => return graphql_error(&message, "BAD_REQUEST"),
     };
     let Answer {
-        mut data,
-        objects,
+        data,
+        breakage,
         count,
     } = answer;
-    let mut broken_json = false;
-    if let Some(seed) = corrupt {
-        broken_json = !break_one(&mut data, objects, endpoint, seed);
-    }
-    let mut bytes = json!({ "data": data, "extensions": cost(count) })
-        .to_string()
-        .into_bytes();
-    if broken_json {
-        // Nothing to break inside: a body cut in half, as a proxy might.
-        bytes.truncate(bytes.len() / 2);
-    }
-    sim.inner.stats.served(endpoint, count);
-    respond(StatusCode::OK, bytes)
+    let payload = json!({ "data": data, "extensions": cost(count) });
+    sim.reply(endpoint, Shape::Foreign(breakage), corrupt, count, &payload)
+        .unwrap_or_else(|refusal| failure(refusal.status, &refusal.message))
 }
 
 /// `POST /admin/oauth/access_token`: the client-credentials grant, its
