@@ -26,22 +26,25 @@
 //!
 //! Lists page with `first` (at most 250) and `after`, answering `pageInfo
 //! {hasNextPage endCursor}`; every answer carries `extensions.cost`. A
-//! malformed answer (`malformed_rate`) breaks one object of the answer the
-//! way a buggy app or proxy would: a required field gone, a price that is
-//! no amount, a negative stock. An outage (`down`) is a 503; an error
+//! malformed answer (`malformed_rate`) goes through the simulator's shared
+//! breaker: one object of the answer with a field every mapping needs gone
+//! or of the wrong kind (a price that is no amount, a negative stock), or
+//! a body cut short. An outage (`down`) is a 503; an error
 //! (`error_rate`) is Shopify's usual one, a 200 with `THROTTLED` errors
 //! and no data.
 
 mod nodes;
+mod query;
+mod token;
 mod webhooks;
 
 #[cfg(test)]
 mod tests;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use base64::Engine;
@@ -50,22 +53,20 @@ use serde_json::{Value, json};
 
 use super::super::corrupt::{Breakage, Shape};
 use super::super::faults::System;
-use super::super::stats::Endpoint;
 use super::super::{Simulator, json as respond};
+use query::{Identifier, Op, operation};
 pub use webhooks::event;
 
 /// Shopify's answer to a missing or wrong access token.
 const INVALID_TOKEN: &str =
     "[API] Invalid API key or access token (unrecognized login or wrong password)";
-/// Most objects one connection page holds.
-const MAX_FIRST: usize = 250;
 /// Largest request body read.
 const MAX_BODY: usize = 1 << 20;
 
 pub fn routes(_sim: &Simulator) -> Router<Simulator> {
     Router::new()
         .route("/admin/api/{version}/graphql.json", post(graphql))
-        .route("/admin/oauth/access_token", post(grant))
+        .route("/admin/oauth/access_token", post(token::grant))
 }
 
 /// `{"errors": message}` with `status`, as Shopify's REST-style failures.
@@ -90,177 +91,6 @@ fn cost(objects: usize) -> Value {
         "actualQueryCost": cost,
         "throttleStatus": { "maximumAvailable": 2000.0, "currentlyAvailable": 2000 - cost.min(2000), "restoreRate": 100.0 },
     } })
-}
-
-/// What a query asks, from its root field and variables.
-#[derive(Debug, PartialEq)]
-enum Op {
-    /// Variants by sku; `priced` when the query reads `contextualPricing`.
-    VariantsBySku {
-        skus: Vec<String>,
-        priced: bool,
-    },
-    VariantsPage {
-        first: usize,
-        after: Option<String>,
-    },
-    Nodes(Vec<String>),
-    Collections {
-        first: usize,
-        after: Option<String>,
-    },
-    CollectionProducts {
-        collection: Identifier,
-        first: usize,
-        after: Option<String>,
-    },
-    InventoryItems(Vec<String>),
-    Customer(Option<String>),
-    Order(String),
-}
-
-#[derive(Debug, PartialEq)]
-enum Identifier {
-    Handle(String),
-    Id(String),
-}
-
-impl Op {
-    /// The protocol v1 route whose counters and faults it meets.
-    fn endpoint(&self) -> Endpoint {
-        match self {
-            Op::VariantsBySku { priced: true, .. } => Endpoint::ErpPrices,
-            Op::VariantsBySku { .. }
-            | Op::VariantsPage { .. }
-            | Op::Nodes(_)
-            | Op::CollectionProducts { .. } => Endpoint::PimProducts,
-            Op::Collections { .. } => Endpoint::PimCategories,
-            Op::InventoryItems(_) => Endpoint::ErpInventory,
-            Op::Customer(_) => Endpoint::CrmCustomers,
-            Op::Order(_) => Endpoint::OmsOrders,
-        }
-    }
-}
-
-/// The first field of the query's selection: `query Q($a: X) { field(` →
-/// `field` (an alias is skipped).
-fn root_field(query: &str) -> Option<&str> {
-    let rest = &query[query.find('{')? + 1..];
-    let ident = |s: &str| -> Option<(usize, usize)> {
-        let start = s.find(|c: char| !c.is_whitespace())?;
-        let len = s[start..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(s.len() - start);
-        (len > 0).then_some((start, start + len))
-    };
-    let (start, end) = ident(rest)?;
-    let after = rest[end..].trim_start();
-    if let Some(aliased) = after.strip_prefix(':') {
-        let (s, e) = ident(aliased)?;
-        return Some(&aliased[s..e]);
-    }
-    Some(&rest[start..end])
-}
-
-/// The skus of a search query: `sku:A OR sku:"B C"`.
-fn skus_of(search: &str) -> Result<Vec<String>, String> {
-    let mut skus = Vec::new();
-    let mut rest = search.trim();
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("OR ") {
-            rest = after.trim_start();
-            continue;
-        }
-        let term = rest
-            .strip_prefix("sku:")
-            .ok_or_else(|| format!("this simulator searches by sku only, not {rest:?}"))?;
-        let (sku, after) = match term.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted.find('"').ok_or("an unclosed quote")?;
-                (&quoted[..end], &quoted[end + 1..])
-            }
-            None => term.split_at(term.find(' ').unwrap_or(term.len())),
-        };
-        if !sku.is_empty() && !skus.iter().any(|s| s == sku) {
-            skus.push(sku.to_owned());
-        }
-        rest = after.trim_start();
-    }
-    Ok(skus)
-}
-
-/// `first` (required, 1..=250) and `after` of a connection.
-fn paging(variables: &Value) -> Result<(usize, Option<String>), String> {
-    let first = variables["first"]
-        .as_u64()
-        .ok_or("you must provide one of first or last")?;
-    if first == 0 || first as usize > MAX_FIRST {
-        return Err(format!("first must be between 1 and {MAX_FIRST}"));
-    }
-    let after = variables["after"].as_str().map(str::to_owned);
-    Ok((first as usize, after))
-}
-
-/// Reads the operation a request asks for.
-fn operation(query: &str, variables: &Value) -> Result<Op, (String, &'static str)> {
-    let invalid = |m: String| (m, "BAD_REQUEST");
-    let field = root_field(query).ok_or_else(|| invalid("the query has no field".into()))?;
-    let text = |name: &str| variables[name].as_str().map(str::to_owned);
-    Ok(match field {
-        "productVariants" => match text("query") {
-            Some(search) => Op::VariantsBySku {
-                skus: skus_of(&search).map_err(invalid)?,
-                priced: query.contains("contextualPricing"),
-            },
-            None => {
-                let (first, after) = paging(variables).map_err(invalid)?;
-                Op::VariantsPage { first, after }
-            }
-        },
-        "nodes" => Op::Nodes(
-            variables["ids"]
-                .as_array()
-                .ok_or_else(|| invalid("ids is required".into()))?
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        "collections" => {
-            let (first, after) = paging(variables).map_err(invalid)?;
-            Op::Collections { first, after }
-        }
-        "collectionByIdentifier" => {
-            let identifier = &variables["identifier"];
-            let collection = match (identifier["handle"].as_str(), identifier["id"].as_str()) {
-                (Some(handle), _) => Identifier::Handle(handle.to_owned()),
-                (None, Some(id)) => Identifier::Id(id.to_owned()),
-                _ => return Err(invalid("identifier needs a handle or an id".into())),
-            };
-            let (first, after) = paging(variables).map_err(invalid)?;
-            Op::CollectionProducts {
-                collection,
-                first,
-                after,
-            }
-        }
-        "inventoryItems" => {
-            let search = text("query").ok_or_else(|| invalid("query is required".into()))?;
-            Op::InventoryItems(skus_of(&search).map_err(invalid)?)
-        }
-        "customerByIdentifier" => {
-            let custom = &variables["identifier"]["customId"];
-            let ours =
-                custom["namespace"] == nodes::TOKEN_NAMESPACE && custom["key"] == nodes::TOKEN_KEY;
-            Op::Customer(custom["value"].as_str().filter(|_| ours).map(str::to_owned))
-        }
-        "order" => Op::Order(text("id").ok_or_else(|| invalid("id is required".into()))?),
-        other => {
-            return Err((
-                format!("Field '{other}' doesn't exist on type 'QueryRoot'"),
-                "undefinedField",
-            ));
-        }
-    })
 }
 
 /// Cursors are opaque: the index of the next object, behind base64.
@@ -549,82 +379,4 @@ async fn graphql(State(sim): State<Simulator>, request: Request) -> Response {
     let payload = json!({ "data": data, "extensions": cost(count) });
     sim.reply(endpoint, Shape::Foreign(breakage), corrupt, count, &payload)
         .unwrap_or_else(|refusal| failure(refusal.status, &refusal.message))
-}
-
-/// `POST /admin/oauth/access_token`: the client-credentials grant, its
-/// fields as a form or as JSON. Answers `{access_token, scope,
-/// expires_in}` (no token type: the token goes in `X-Shopify-Access-Token`).
-async fn grant_from(sim: &Simulator, headers: &HeaderMap, body: &[u8]) -> Response {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let fields: Vec<(String, String)> = if is_json {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
-                .collect(),
-            _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
-        }
-    } else {
-        body.split(|b| *b == b'&')
-            .filter_map(|pair| {
-                let text = String::from_utf8_lossy(pair).replace('+', " ");
-                let (k, v) = text.split_once('=')?;
-                let decode = |s: &str| {
-                    percent_encoding::percent_decode_str(s)
-                        .decode_utf8_lossy()
-                        .into_owned()
-                };
-                Some((decode(k), decode(v)))
-            })
-            .collect()
-    };
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
-    let (Some(grant), Some(id), Some(secret)) = (
-        field("grant_type"),
-        field("client_id"),
-        field("client_secret"),
-    ) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
-    };
-    if grant != "client_credentials" {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
-    }
-    if let Some(client) = sim.inner.auth.client()
-        && (client.id != id || client.secret != secret)
-    {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    }
-    let token = sim.inner.auth.issue();
-    sim.inner.stats.token_issued();
-    let body = json!({
-        "access_token": token,
-        "scope": "read_products,read_inventory,read_customers,read_orders",
-        "expires_in": sim.inner.auth.ttl().as_secs(),
-    });
-    respond(StatusCode::OK, body.to_string().into_bytes())
-}
-
-async fn grant(State(sim): State<Simulator>, headers: HeaderMap, body: Body) -> Response {
-    match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(body) => grant_from(&sim, &headers, &body).await,
-        Err(_) => oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-    }
-}
-
-fn oauth_error(status: StatusCode, code: &str) -> Response {
-    respond(
-        status,
-        json!({ "error": code, "error_description": code.replace('_', " ") })
-            .to_string()
-            .into_bytes(),
-    )
 }

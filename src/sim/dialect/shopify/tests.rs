@@ -356,12 +356,14 @@ async fn a_malformed_answer_breaks_one_variant_and_is_counted() {
 #[test]
 fn a_search_reads_quoted_and_bare_skus() {
     assert_eq!(
-        super::skus_of(r#"sku:A OR sku:"B C" OR sku:A"#).unwrap(),
+        super::query::skus_of(r#"sku:A OR sku:"B C" OR sku:A"#).unwrap(),
         ["A", "B C"]
     );
-    assert!(super::skus_of("title:lamp").is_err());
+    assert!(super::query::skus_of("title:lamp").is_err());
     assert_eq!(
-        super::root_field("query Q($a: X) { v: productVariants(first: 1) { nodes { id } } }"),
+        super::query::root_field(
+            "query Q($a: X) { v: productVariants(first: 1) { nodes { id } } }"
+        ),
         Some("productVariants")
     );
 }
