@@ -378,6 +378,10 @@ async fn contract_verify_checks_the_mapped_items_and_names_a_broken_one() {
         ("MOAT_SHOPIFY_CLIENT_SECRET", CLIENT.1),
         ("MOAT_EVENTS_SECRET_SHOPIFY", EVENTS_SECRET),
     ];
+    // The shipped config and the recipe need only these variables.
+    let check = ["check-config", &base, recipe.to_str().unwrap()];
+    let (code, said) = moat(&check, &env).await;
+    assert_eq!(code, 0, "{said}");
     let (code, said) = moat(&args, &env).await;
     assert_eq!(code, 0, "{said}");
     assert!(said.contains("0 violations"), "{said}");
