@@ -107,13 +107,16 @@ async fn measure(vendors: &[&Vendor]) -> (f64, f64) {
         );
     }
     let root = env!("CARGO_MANIFEST_DIR");
-    let port = free_port();
+    let port = support::free_port();
     let mut command = Command::new(format!("{root}/target/release/moat"));
     command
         .current_dir(root)
         .args(["serve", "--config", "config/moat.toml"])
         .env("MOAT_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MOAT_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "MOAT_ADMIN_LISTEN",
+            format!("127.0.0.1:{}", support::free_port()),
+        )
         .env("MOAT_UPSTREAM_URL", &v1.url)
         .env_remove("MOAT_REDIS_URL")
         .env("RUST_LOG", "warn")
@@ -203,14 +206,6 @@ fn clock_ticks() -> u64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Stops the gateway when the setup ends, however it ends.

@@ -10,14 +10,6 @@ use serde_json::Value;
 use support::process::Running;
 use support::{ADMIN_TOKEN, eventually};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const BASE: &str = "[upstream.embedded]\nproducts = 300\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +19,7 @@ async fn moat_serve_runs_reloads_on_sighup_and_stops_on_sigterm() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("moat.toml");
     std::fs::write(&file, BASE).unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut moat = Running::start(
         &file,

@@ -80,14 +80,6 @@ async fn commercetools(events_to: Option<u16>) -> Sim {
     .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const PAGE: &str = r#"query($sku: String!) { product(sku: $sku) { sku name description
     price { price { amount currencyCode } compareAtPrice { amount } }
     usd: price(currencyCode: "USD") { price { amount currencyCode } }
@@ -112,7 +104,7 @@ fn amount(page: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn akeneo_and_commercetools_serve_what_protocol_v1_serves_and_take_their_events() {
-    let port = free_port();
+    let port = support::free_port();
     let pim = Sim::start().await;
     let ct = commercetools(Some(port)).await;
     let akeneo = Sim::start_with(SimConfig {

@@ -189,6 +189,15 @@ pub fn config(upstream_url: &str) -> Config {
     config
 }
 
+/// A loopback port nothing listens on now (for a process that must be
+/// told its port before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 /// The secrets every test gateway has: admin token, price-token secret and
 /// one events secret for every source; no system credentials.
 pub fn secrets() -> Secrets {

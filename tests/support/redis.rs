@@ -2,7 +2,6 @@
 //! persistence, killed (and reaped) on drop. Tests may stop and restart it
 //! to simulate an outage. Never the standard port, never a shared server.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ impl RedisServer {
         ));
         std::fs::create_dir_all(&dir).expect("redis temp dir");
         for _ in 0..20 {
-            let port = free_port();
+            let port = super::free_port();
             let mut server = RedisServer {
                 port,
                 dir: dir.clone(),
@@ -120,13 +119,6 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn ping(port: u16) -> bool {
