@@ -19,13 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use serde_json::Value;
-use sha2::Sha256;
 
 use super::Simulator;
 use super::dialect::{self, Change, Dialect};
+use super::sign::hmac_hex;
 use super::wire::rfc3339;
 
 /// Attempts per event, and the pause before each retry.
@@ -37,25 +36,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
     let hex = hmac_hex(secret, &[t.to_string().as_bytes(), b".", body]);
     format!("t={t},v1={hex}")
-}
-
-/// Hex HMAC-SHA256 of `parts` concatenated: how Moat and several vendors
-/// sign deliveries.
-pub fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
-    // HMAC takes keys of any length; the error arm is unreachable for it.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return String::new();
-    };
-    for part in parts {
-        mac.update(part);
-    }
-    let digest = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for byte in digest.iter() {
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
-    hex
 }
 
 #[derive(Serialize)]

@@ -20,7 +20,7 @@
 //! - `wire`: protocol v1 shapes.
 //! - `faults` and `corrupt`: injected latency, outages, errors and broken
 //!   payloads.
-//! - `events`: signed change events pushed to Moat.
+//! - `events`: signed change events pushed to Moat (`sign`: their HMACs).
 //! - `stats`: request and item counters, and the trace context of calls.
 //!
 //! # Seeded catalog
@@ -67,6 +67,7 @@ mod events;
 mod faults;
 mod oauth;
 mod seed;
+mod sign;
 mod stats;
 mod upstream;
 mod wire;

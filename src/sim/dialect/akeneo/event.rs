@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::super::super::Simulator;
-use super::super::super::events::hmac_hex;
+use super::super::super::sign::hmac_hex;
 use super::super::{Change, Delivery};
 use super::shape::{self, ProductDoc};
 

@@ -299,7 +299,7 @@ fn a_product_change_is_sent_as_the_events_api_sends_it() {
             .unwrap()
     };
     let t = header("x-akeneo-request-timestamp");
-    let want = super::super::super::events::hmac_hex(b"s", &[t.as_bytes(), b".", &sent.body]);
+    let want = super::super::super::sign::hmac_hex(b"s", &[t.as_bytes(), b".", &sent.body]);
     assert_eq!(header("x-akeneo-request-signature"), want);
 
     let body: Value = serde_json::from_slice(&sent.body).unwrap();

@@ -7,11 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::super::super::Simulator;
+use super::super::super::sign;
 use super::super::super::wire::{CURRENCIES, SEGMENTS};
 use super::super::{Change, Delivery};
 use super::PROJECT;
@@ -103,11 +102,6 @@ pub(super) fn standard_webhooks(secret: &str, id: &str, t: &str, body: &[u8]) ->
         .strip_prefix("whsec_")
         .and_then(|b| STANDARD.decode(b).ok())
         .unwrap_or_else(|| secret.as_bytes().to_vec());
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
-        return "v1,".to_string();
-    };
-    for part in [id.as_bytes(), b".", t.as_bytes(), b".", body] {
-        mac.update(part);
-    }
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    let parts = [id.as_bytes(), b".", t.as_bytes(), b".", body];
+    format!("v1,{}", STANDARD.encode(sign::hmac(&key, &parts)))
 }

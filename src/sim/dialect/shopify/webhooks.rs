@@ -17,12 +17,11 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::super::super::Simulator;
 use super::super::super::catalog::Catalog;
+use super::super::super::sign;
 use super::super::{Change, Delivery};
 use super::nodes::{self, money, time};
 
@@ -79,11 +78,7 @@ pub fn event(sim: &Simulator, change: &Change<'_>, secret: Option<&str>) -> Opti
 
 /// `X-Shopify-Hmac-Sha256`: base64 HMAC-SHA256 of the raw body.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
+    STANDARD.encode(sign::hmac(secret.as_bytes(), &[body]))
 }
 
 /// Product `i` as the REST Admin API (and `products/update`) has it.
