@@ -83,12 +83,24 @@ impl Gateway {
             redis.clone().map(|r| r as Arc<dyn SharedBuckets>),
             exceptions.clone(),
         )?;
-        let l2 = redis
-            .as_ref()
-            .map(|r| Arc::new(L2::new(r.clone(), replica.clone(), config.redis.lease_ttl)));
+        let data = secrets.data_keys().map_err(Error::internal)?.map(Arc::new);
+        let l2 = redis.as_ref().map(|r| {
+            Arc::new(L2::new(
+                r.clone(),
+                replica.clone(),
+                config.redis.lease_ttl,
+                data.clone(),
+            ))
+        });
         let tiers = Tiers::new(&config.cache, l2.clone(), background.clone());
         let catalog = Arc::new(Catalog::new(&config, &upstreams, &tiers));
-        let customers = Arc::new(Customers::new(&config, &upstreams, &tiers, redis.clone()));
+        let customers = Arc::new(Customers::new(
+            &config,
+            &upstreams,
+            &tiers,
+            redis.clone(),
+            data,
+        ));
         let mut all_tiers: Vec<_> = catalog.tiers().into();
         all_tiers.extend(customers.tiers());
         let invalidator = Invalidator::new(

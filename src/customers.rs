@@ -5,8 +5,10 @@
 //! tiers of their own.
 //!
 //! A token is a credential. It is never a cache key, a log field or a
-//! metric label: the customer cache is keyed by its SHA-256, and the key's
-//! `Debug` shows only a prefix of that digest.
+//! metric label: the customer cache is keyed by its digest (an HMAC under
+//! the data key when there is one, so Redis never holds an unkeyed hash of
+//! a token; SHA-256 without one, when nothing personal reaches Redis), and
+//! the key's `Debug` shows only a prefix of that digest.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::key::{escape, join, split};
 use crate::cache::{AnyTier, Batch, Fetch, Hit, Key, Tier, Tiers, Value};
 use crate::config::{self, Config};
+use crate::data_key::DataKeys;
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
 use crate::redis_link::RedisLink;
@@ -44,21 +47,32 @@ pub enum Viewer {
     Unresolved(Error),
 }
 
-/// The customer cache key: the token's SHA-256 (hex), plus the token itself
+/// The customer cache key: the token's digest (hex), plus the token itself
 /// in memory only, because the CRM must be asked with it. Equality and
 /// hashing use the digest alone.
 #[derive(Clone)]
 pub struct TokenKey {
     digest: String,
+    /// The digest under the previous data key, while one is rotated out.
+    previous: Option<String>,
     /// `None` for a key read back from Redis or the invalidation channel,
     /// which only ever see the digest.
     token: Option<Arc<str>>,
 }
 
 impl TokenKey {
-    pub fn new(token: &str) -> TokenKey {
+    /// The key of `token`: its HMAC under the data key, or its SHA-256
+    /// without one.
+    pub fn new(token: &str, keys: Option<&DataKeys>) -> TokenKey {
+        let digest = match keys {
+            Some(keys) => keys.current().token_digest(token),
+            None => hex(&Sha256::digest(token.as_bytes())),
+        };
         TokenKey {
-            digest: hex(&Sha256::digest(token.as_bytes())),
+            digest,
+            previous: keys
+                .and_then(DataKeys::previous)
+                .map(|k| k.token_digest(token)),
             token: Some(token.into()),
         }
     }
@@ -103,8 +117,13 @@ impl Key for TokenKey {
         let is_digest = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
         is_digest.then(|| TokenKey {
             digest: text.to_ascii_lowercase(),
+            previous: None,
             token: None,
         })
+    }
+
+    fn encode_previous(&self) -> String {
+        self.previous.clone().unwrap_or_else(|| self.digest.clone())
     }
 
     fn id(&self) -> &str {
@@ -155,8 +174,11 @@ pub enum OrderAccess {
 pub struct Customers {
     pub by_token: Arc<Tier<TokenKey, Customer>>,
     pub orders: Arc<Tier<OrderKey, OrderAccess>>,
-    /// Which token digests belong to which customer (with Redis).
+    /// Which token digests belong to which customer (with Redis and a
+    /// data key).
     index: Option<TokenIndex>,
+    /// Digests tokens and names the index (None: no data key).
+    data: Option<Arc<DataKeys>>,
     /// Lookups of tokens neither this replica nor Redis has seen, per
     /// client address. A flood of made-up tokens would otherwise spend the
     /// CRM's limit and leave real customers unresolved; this caps what one
@@ -170,9 +192,13 @@ impl Customers {
         upstreams: &Upstreams,
         tiers: &Tiers,
         redis: Option<Arc<RedisLink>>,
+        data: Option<Arc<DataKeys>>,
     ) -> Customers {
-        let index = redis.map(|redis| TokenIndex {
+        // Which tokens are whose is personal: in Redis only named and
+        // listed under the data key.
+        let index = redis.zip(data.clone()).map(|(redis, data)| TokenIndex {
             redis,
+            data,
             keep: config.cache.customer.max_stale,
         });
         Customers {
@@ -180,10 +206,10 @@ impl Customers {
                 Entity::Customer,
                 CustomersByToken {
                     crm: upstreams.crm.clone(),
-                    index: index.clone(),
                 },
             ),
             index,
+            data,
             orders: tiers.build(Entity::Order, OrdersFor(upstreams.oms.clone())),
             unknown_tokens: ArcSwap::from_pointee(unknown_token_limiter(&config.customers)),
         }
@@ -237,7 +263,7 @@ impl Customers {
         priority: Priority,
         client: IpAddr,
     ) -> Result<Viewer, Error> {
-        let key = TokenKey::new(token);
+        let key = TokenKey::new(token, self.data.as_deref());
         if let Some(hit) = self.by_token.get_cached(&key) {
             return viewer_of(&hit);
         }
@@ -260,8 +286,16 @@ impl Customers {
                 "too many sign-ins with new customer tokens from this address right now; retry in a moment",
             )));
         }
-        match read_one(&self.by_token, key, priority).await {
-            Ok(hit) => viewer_of(&hit),
+        match read_one(&self.by_token, key.clone(), priority).await {
+            Ok(hit) => {
+                // Noted at each sign-in this replica did not hold, so a
+                // sign-in read from Redis (or moved there to a new data
+                // key's name) is found by a change to its customer.
+                if let (Some(index), Some(customer)) = (&self.index, hit.value()) {
+                    index.note(&customer.id, key.digest()).await;
+                }
+                viewer_of(&hit)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot resolve a customer token; customer fields will fail");
                 Ok(Viewer::Unresolved(e))
@@ -271,16 +305,23 @@ impl Customers {
 }
 
 /// customer id → the digests of tokens that signed in as them, in a Redis
-/// set that lives as long as a cached customer may.
+/// set that lives as long as a cached customer may, named by an HMAC of
+/// the customer id under the data key (the digests are HMACs already).
 #[derive(Clone)]
 struct TokenIndex {
     redis: Arc<RedisLink>,
+    data: Arc<DataKeys>,
     keep: std::time::Duration,
 }
 
 impl TokenIndex {
     fn key(&self, customer_id: &str) -> String {
-        self.redis.key(&["customer-tokens", &escape(customer_id)])
+        self.key_under(self.data.current(), customer_id)
+    }
+
+    fn key_under(&self, keys: &crate::data_key::Subkeys, customer_id: &str) -> String {
+        let label = format!("customer-tokens:{}", escape(customer_id));
+        self.redis.key(&["customer-tokens", &keys.name(&label)])
     }
 
     async fn note(&self, customer_id: &str, digest: &str) {
@@ -307,11 +348,15 @@ impl TokenIndex {
             .await;
     }
 
+    /// The digests noted under the current data key and the previous one.
     async fn digests(&self, customer_id: &str) -> Vec<String> {
-        let key = self.key(customer_id);
+        let sets: Vec<String> = std::iter::once(self.data.current())
+            .chain(self.data.previous())
+            .map(|k| self.key_under(k, customer_id))
+            .collect();
         self.redis
             .run("customer.index", |mut c| async move {
-                redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await
+                redis::cmd("SUNION").arg(&sets).query_async(&mut c).await
             })
             .await
             .unwrap_or_default()
@@ -387,12 +432,11 @@ async fn read_one<K: Key, V: Value>(
         })
 }
 
-/// Looks tokens up in the CRM, and notes in Redis which tokens belong to
-/// which customer, so a `customer.updated` event (which names the customer,
-/// not the tokens) can find every cached sign-in of theirs.
+/// Looks tokens up in the CRM. (`sign_in` notes in Redis which tokens
+/// belong to which customer, so a `customer.updated` event, which names
+/// the customer, not the tokens, can find every cached sign-in of theirs.)
 struct CustomersByToken {
     crm: Crm,
-    index: Option<TokenIndex>,
 }
 
 impl Fetch<TokenKey, Customer> for CustomersByToken {
@@ -401,7 +445,7 @@ impl Fetch<TokenKey, Customer> for CustomersByToken {
         keys: Vec<TokenKey>,
         priority: Priority,
     ) -> BoxFuture<'static, Batch<TokenKey, Customer>> {
-        let (crm, index) = (self.crm.clone(), self.index.clone());
+        let crm = self.crm.clone();
         async move {
             let lookups = keys.into_iter().map(|key| {
                 let crm = crm.clone();
@@ -419,9 +463,6 @@ impl Fetch<TokenKey, Customer> for CustomersByToken {
             for (key, found) in join_all(lookups).await {
                 match found {
                     Ok(Some(customer)) => {
-                        if let Some(index) = &index {
-                            index.note(&customer.id, key.digest()).await;
-                        }
                         out.insert(key, Ok(customer));
                     }
                     Ok(None) => {}
@@ -481,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_token_key_never_shows_the_token() {
-        let key = TokenKey::new("ct_secret_token_value");
+        let key = TokenKey::new("ct_secret_token_value", None);
         assert_eq!(key.encode().len(), 64);
         assert!(!key.encode().contains("secret"));
         let debug = format!("{key:?}");

@@ -56,6 +56,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod customers;
+pub mod data_key;
 pub mod doctor;
 pub mod domain;
 pub mod error;

@@ -474,6 +474,10 @@ fn serve(paths: Vec<PathBuf>) -> ExitCode {
         eprint!("{}", ConfigError { problems });
         return ExitCode::from(2);
     }
+    if let Err(e) = secrets.data_keys() {
+        eprintln!("moat: cannot start: {e}");
+        return ExitCode::from(2);
+    }
     telemetry::init_logs(&config.telemetry);
     let code = runtime().block_on(async {
         let gateway = match Gateway::start(config, secrets).await {

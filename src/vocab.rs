@@ -251,6 +251,12 @@ impl Entity {
         }
     }
 
+    /// Whether it holds personal data (customers, their orders): sealed in
+    /// Redis under the data key, or kept out of Redis without one.
+    pub fn personal(self) -> bool {
+        matches!(self, Entity::Customer | Entity::Order)
+    }
+
     pub fn from_name(name: &str) -> Option<Entity> {
         Entity::ALL.into_iter().find(|e| e.name() == name)
     }

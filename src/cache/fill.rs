@@ -26,6 +26,7 @@ use super::key::escape;
 use super::l2::{L2, Put};
 use crate::domain::Timestamp;
 use crate::error::Error;
+use crate::redis_link::Unavailable;
 use crate::telemetry::traces::trace_span;
 use crate::vocab::{Entity, Priority};
 
@@ -112,6 +113,13 @@ impl<K: Key, V: Value> Filler<K, V> {
         self.entity.name()
     }
 
+    /// What L2 holds of `keys`, in order.
+    async fn read_l2(&self, l2: &L2, keys: &[K]) -> Result<Vec<Option<Cached<V>>>, Unavailable> {
+        let encoded: Vec<String> = keys.iter().map(Key::encode).collect();
+        let previous: Vec<String> = keys.iter().map(Key::encode_previous).collect();
+        l2.get::<V>(self.name(), &encoded, &previous).await
+    }
+
     /// Finds `keys` in L2, through leases, or upstream. `held` reads L1, for
     /// the last good value of a key whose fetch failed.
     pub(super) async fn fill(
@@ -139,10 +147,7 @@ impl<K: Key, V: Value> Filler<K, V> {
                 moat.cache.l2_found = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
             );
-            let read = l2
-                .get::<V>(self.name(), &encoded)
-                .instrument(span.clone())
-                .await;
+            let read = self.read_l2(l2, &need).instrument(span.clone()).await;
             match &read {
                 Ok(found) => span.record("moat.cache.l2_found", found.iter().flatten().count()),
                 Err(_) => span.record("otel.status_code", "ERROR"),
@@ -275,8 +280,7 @@ impl<K: Key, V: Value> Filler<K, V> {
         let Some(l2) = self.l2.as_ref().filter(|_| !keys.is_empty()) else {
             return Vec::new();
         };
-        let encoded: Vec<String> = keys.iter().map(Key::encode).collect();
-        match l2.get::<V>(self.name(), &encoded).await {
+        match self.read_l2(l2, &keys).await {
             Ok(found) => keys
                 .into_iter()
                 .zip(found)
@@ -397,8 +401,7 @@ impl<K: Key, V: Value> Filler<K, V> {
         let Some(l2) = self.l2.as_ref().filter(|_| !keys.is_empty()) else {
             return (Vec::new(), keys);
         };
-        let encoded: Vec<String> = keys.iter().map(Key::encode).collect();
-        let Ok(found) = l2.get::<V>(self.name(), &encoded).await else {
+        let Ok(found) = self.read_l2(l2, &keys).await else {
             return (Vec::new(), keys);
         };
         let now = Timestamp::now();

@@ -17,6 +17,13 @@ pub trait Key: Hash + Eq + Clone + Debug + Send + Sync + 'static {
     /// Whether `encode` is `escape(id)` followed by more components (then a
     /// purge by id must match a prefix).
     const COMPOSITE: bool = false;
+    /// The key's text as it was written under the previous data key: the
+    /// same text unless the key is itself derived from the data key (a
+    /// customer token's digest). Where a sealed record written before a
+    /// rotation is looked for.
+    fn encode_previous(&self) -> String {
+        self.encode()
+    }
     /// Bytes the key takes in memory, for L1's byte budget: keys carry
     /// client-chosen text (skus, cursors), so they are weighed too.
     fn weight(&self) -> usize {

@@ -11,6 +11,13 @@
 //!
 //! Fill leases let one replica fetch a hot key while the others wait
 //! briefly for it to appear here.
+//!
+//! Personal entities (customers, orders) are sealed (`crate::data_key`):
+//! their key names, lease names and id sets are HMACs under the data key,
+//! their values AES-256-GCM bound to their key name, and the members of
+//! their id sets sealed too. A read that misses under the current key
+//! looks under the previous key's name and rewrites what it finds under
+//! the current one. Without a data key they never reach this tier.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -20,8 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use super::freshness::Cached;
 use super::key::escape;
+use crate::data_key::{DataKeys, Subkeys};
 use crate::domain::Timestamp;
 use crate::redis_link::{RedisLink, Unavailable};
+use crate::vocab::Entity;
 
 /// Deletes each lease key still held by ARGV[1]. Hashed once.
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -64,6 +73,11 @@ static LIST: LazyLock<redis::Script> = LazyLock::new(|| {
 /// older build read as misses, never as garbage.
 const LAYOUT: u8 = 2;
 
+/// The first byte of a sealed value. The second says whether its source
+/// announced a change (outside the seal, so `MARK` can set it); then the
+/// nonce and the ciphertext of the value as `LAYOUT` writes it.
+const SEALED: u8 = 3;
+
 /// What is stored per key.
 #[derive(Serialize, Deserialize)]
 struct Stored<V> {
@@ -90,15 +104,35 @@ pub struct L2 {
     replica: String,
     /// How long a fill lease lasts; a follower waits at most this long.
     lease_ttl: Duration,
+    /// Seals personal entities; without it they are not stored here.
+    data: Option<Arc<DataKeys>>,
 }
 
 impl L2 {
-    pub fn new(redis: Arc<RedisLink>, replica: String, lease_ttl: Duration) -> L2 {
+    pub fn new(
+        redis: Arc<RedisLink>,
+        replica: String,
+        lease_ttl: Duration,
+        data: Option<Arc<DataKeys>>,
+    ) -> L2 {
         L2 {
             redis,
             replica,
             lease_ttl,
+            data,
         }
+    }
+
+    /// Whether `entity` may be stored here: personal ones only sealed.
+    pub fn holds(&self, entity: Entity) -> bool {
+        !entity.personal() || self.data.is_some()
+    }
+
+    /// The data keys, when `entity`'s records are sealed.
+    fn sealing(&self, entity: &str) -> Option<&DataKeys> {
+        self.data
+            .as_deref()
+            .filter(|_| Entity::from_name(entity).is_some_and(Entity::personal))
     }
 
     pub fn lease_ttl(&self) -> Duration {
@@ -106,29 +140,131 @@ impl L2 {
     }
 
     fn data_key(&self, entity: &str, key: &str) -> String {
-        self.redis.key(&[entity, key])
+        match self.sealing(entity) {
+            Some(keys) => self.sealed_key(keys.current(), entity, key),
+            None => self.redis.key(&[entity, key]),
+        }
+    }
+
+    /// A sealed record's name under one data key.
+    fn sealed_key(&self, keys: &Subkeys, entity: &str, key: &str) -> String {
+        self.redis
+            .key(&[entity, &keys.name(&format!("{entity}:{key}"))])
+    }
+
+    /// Every name `key` may be stored under: for sealed entities, under
+    /// the current data key and the previous one.
+    fn data_keys(&self, entity: &str, key: &str) -> Vec<String> {
+        match self.sealing(entity) {
+            Some(keys) => std::iter::once(keys.current())
+                .chain(keys.previous())
+                .map(|k| self.sealed_key(k, entity, key))
+                .collect(),
+            None => vec![self.redis.key(&[entity, key])],
+        }
     }
 
     fn lease_key(&self, entity: &str, key: &str) -> String {
-        self.redis.key(&["lease", entity, key])
+        match self.sealing(entity) {
+            Some(keys) => {
+                let name = keys.current().name(&format!("lease:{entity}:{key}"));
+                self.redis.key(&["lease", entity, &name])
+            }
+            None => self.redis.key(&["lease", entity, key]),
+        }
     }
 
     /// The set listing an id's keys; `id` is escaped.
     fn ids_key(&self, entity: &str, id: &str) -> String {
-        self.redis.key(&["ids", entity, id])
+        match self.sealing(entity) {
+            Some(keys) => self.sealed_ids_key(keys.current(), entity, id),
+            None => self.redis.key(&["ids", entity, id]),
+        }
+    }
+
+    fn sealed_ids_key(&self, keys: &Subkeys, entity: &str, id: &str) -> String {
+        let name = keys.name(&format!("ids:{entity}:{id}"));
+        self.redis.key(&["ids", entity, &name])
+    }
+
+    /// A key as a member of its id's set `set`: sealed the same way each
+    /// time (so one key is one member), hex for Redis.
+    fn member(keys: Option<&Subkeys>, set: &str, key: &str) -> String {
+        match keys {
+            Some(keys) => hex(&keys.seal_fixed(set.as_bytes(), key.as_bytes())),
+            None => key.to_string(),
+        }
+    }
+
+    /// A stored value in this build's layout, sealed under `keys` and
+    /// bound to its `name` when the entity is sealed.
+    fn encode<V: Serialize>(
+        keys: Option<&Subkeys>,
+        name: &str,
+        entry: &Cached<V>,
+    ) -> Option<Vec<u8>> {
+        let plain = postcard::to_allocvec(&Stored {
+            layout: LAYOUT,
+            changed: entry.changed(),
+            fetched_at: entry.fetched_at.millis(),
+            value: entry.value.as_ref(),
+        })
+        .ok()?;
+        Some(match keys {
+            Some(keys) => Self::reseal(keys, name, &plain, entry.changed()),
+            None => plain,
+        })
+    }
+
+    fn reseal(keys: &Subkeys, name: &str, plain: &[u8], changed: bool) -> Vec<u8> {
+        let mut out = vec![SEALED, u8::from(changed)];
+        out.extend(keys.seal(name.as_bytes(), plain));
+        out
+    }
+
+    /// A stored value's plain bytes and whether it was marked changed
+    /// outside its seal; `None` when it does not open under `keys`.
+    fn open(keys: Option<&Subkeys>, name: &str, bytes: Vec<u8>) -> Option<(Vec<u8>, bool)> {
+        match keys {
+            None => Some((bytes, false)),
+            Some(keys) => match bytes.as_slice() {
+                [SEALED, changed, sealed @ ..] => {
+                    Some((keys.open(name.as_bytes(), sealed)?, *changed != 0))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// What `open` gave, read back; `None` for a layout this build cannot
+    /// read.
+    fn decode<V: DeserializeOwned>((plain, changed): (Vec<u8>, bool)) -> Option<Cached<V>> {
+        if plain.first() != Some(&LAYOUT) {
+            return None;
+        }
+        let stored: Stored<V> = postcard::from_bytes(&plain).ok()?;
+        let cached = Cached::new(stored.value, Timestamp(stored.fetched_at), plain.len());
+        if stored.changed || changed {
+            cached.mark_changed();
+        }
+        Some(cached)
     }
 
     /// Reads encoded keys; `None` in a slot is a miss (or a value this
-    /// build cannot read). `Err` when Redis is unavailable.
+    /// build cannot read). `previous`: each key's text under the previous
+    /// data key (`Key::encode_previous`), where a sealed record written
+    /// before a rotation is looked for. `Err` when Redis is unavailable.
     pub async fn get<V: DeserializeOwned>(
         &self,
         entity: &str,
         keys: &[String],
+        previous: &[String],
     ) -> Result<Vec<Option<Cached<V>>>, Unavailable> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let redis_keys: Vec<String> = keys.iter().map(|k| self.data_key(entity, k)).collect();
+        let names = redis_keys.clone();
         let raw: Vec<Option<Vec<u8>>> = self
             .redis
             .run("mget", |mut c| async move {
@@ -138,21 +274,86 @@ impl L2 {
                     .await
             })
             .await?;
-        Ok(raw
+        let sealing = self.sealing(entity);
+        let current = sealing.map(DataKeys::current);
+        let mut found: Vec<Option<Cached<V>>> = raw
             .into_iter()
-            .map(|bytes| {
-                let bytes = bytes?;
-                if bytes.first() != Some(&LAYOUT) {
-                    return None;
+            .zip(&names)
+            .map(|(bytes, name)| Self::decode(Self::open(current, name, bytes?)?))
+            .collect();
+        if let Some((keys, old)) = sealing.and_then(|k| Some((k, k.previous()?))) {
+            let missing: Vec<usize> = (0..found.len())
+                .filter(|&i| found[i].is_none() && i < previous.len())
+                .collect();
+            if !missing.is_empty() {
+                let old_names: Vec<String> = missing
+                    .iter()
+                    .map(|&i| self.sealed_key(old, entity, &previous[i]))
+                    .collect();
+                let moved = self
+                    .migrate(keys, old, &old_names, &missing, &names)
+                    .await?;
+                for (i, plain) in moved {
+                    found[i] = Self::decode(plain);
                 }
-                let stored: Stored<V> = postcard::from_bytes(&bytes).ok()?;
-                let cached = Cached::new(stored.value, Timestamp(stored.fetched_at), bytes.len());
-                if stored.changed {
-                    cached.mark_changed();
-                }
-                Some(cached)
-            })
-            .collect())
+            }
+        }
+        Ok(found)
+    }
+
+    /// Reads records sealed under the previous data key at `old_names`,
+    /// and rewrites each one found under the current key at its new name
+    /// (`names[slot]`), with the time it had left. Returns, by slot, what
+    /// opened.
+    async fn migrate(
+        &self,
+        keys: &DataKeys,
+        old: &Subkeys,
+        old_names: &[String],
+        slots: &[usize],
+        names: &[String],
+    ) -> Result<Vec<(usize, (Vec<u8>, bool))>, Unavailable> {
+        let mut pipe = redis::pipe();
+        for name in old_names {
+            pipe.cmd("GET").arg(name).cmd("PTTL").arg(name);
+        }
+        let raw: Vec<(Option<Vec<u8>>, i64)> = self
+            .redis
+            .run(
+                "mget",
+                |mut c| async move { pipe.query_async(&mut c).await },
+            )
+            .await?;
+        let mut rewrite = redis::pipe();
+        let mut opened = Vec::new();
+        for ((old_name, &slot), (bytes, ttl)) in old_names.iter().zip(slots).zip(raw) {
+            let Some(plain) = bytes.and_then(|b| Self::open(Some(old), old_name, b)) else {
+                continue;
+            };
+            if ttl > 0 {
+                let name = &names[slot];
+                let value = Self::reseal(keys.current(), name, &plain.0, plain.1);
+                rewrite
+                    .cmd("SET")
+                    .arg(name)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl)
+                    .ignore();
+                rewrite.cmd("UNLINK").arg(old_name).ignore();
+            }
+            opened.push((slot, plain));
+        }
+        if !opened.is_empty() {
+            // Best effort: the value read is served either way.
+            let _ = self
+                .redis
+                .run("set", |mut c| async move {
+                    rewrite.query_async::<()>(&mut c).await
+                })
+                .await;
+        }
+        Ok(opened)
     }
 
     /// Writes entries, each kept for its own time, and lists composite keys
@@ -165,25 +366,24 @@ impl L2 {
         let mut pipe = redis::pipe();
         let mut listed = LIST.prepare_invoke();
         let (mut any, mut any_listed) = (false, false);
+        let current = self.sealing(entity).map(DataKeys::current);
         for put in entries {
-            let Ok(bytes) = postcard::to_allocvec(&Stored {
-                layout: LAYOUT,
-                changed: put.entry.changed(),
-                fetched_at: put.entry.fetched_at.millis(),
-                value: put.entry.value.as_ref(),
-            }) else {
+            let name = self.data_key(entity, &put.key);
+            let Some(bytes) = Self::encode(current, &name, put.entry) else {
                 continue;
             };
             let ms = put.keep.as_millis().max(1) as u64;
             pipe.cmd("SET")
-                .arg(self.data_key(entity, &put.key))
+                .arg(name)
                 .arg(bytes)
                 .arg("PX")
                 .arg(ms)
                 .ignore();
             any = true;
             if let Some(id) = &put.id {
-                listed.key(self.ids_key(entity, id)).arg(&put.key).arg(ms);
+                let set = self.ids_key(entity, id);
+                let member = Self::member(current, &set, &put.key);
+                listed.key(set).arg(member).arg(ms);
                 any_listed = true;
             }
         }
@@ -210,16 +410,52 @@ impl L2 {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let Some(keys) = self.sealing(entity) else {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                pipe.cmd("SMEMBERS").arg(self.ids_key(entity, id));
+            }
+            return self
+                .redis
+                .run(
+                    "smembers",
+                    |mut c| async move { pipe.query_async(&mut c).await },
+                )
+                .await;
+        };
+        // Each id's set under the current key and the previous one.
+        let generations: Vec<&Subkeys> = std::iter::once(keys.current())
+            .chain(keys.previous())
+            .collect();
+        let mut sets = Vec::new();
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("SMEMBERS").arg(self.ids_key(entity, id));
+            for k in &generations {
+                let set = self.sealed_ids_key(k, entity, id);
+                pipe.cmd("SMEMBERS").arg(&set);
+                sets.push((*k, set));
+            }
         }
-        self.redis
+        let members: Vec<Vec<String>> = self
+            .redis
             .run(
                 "smembers",
                 |mut c| async move { pipe.query_async(&mut c).await },
             )
-            .await
+            .await?;
+        let mut out: Vec<Vec<String>> = vec![Vec::new(); ids.len()];
+        for (i, ((k, set), members)) in sets.iter().zip(members).enumerate() {
+            let keys = &mut out[i / generations.len()];
+            for member in members {
+                let opened = unhex(&member).and_then(|b| k.open(set.as_bytes(), &b));
+                if let Some(key) = opened.and_then(|b| String::from_utf8(b).ok())
+                    && !keys.contains(&key)
+                {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Marks encoded keys as changed at their source: every replica then
@@ -228,7 +464,15 @@ impl L2 {
         if keys.is_empty() {
             return Ok(());
         }
-        let redis_keys: Vec<String> = keys.iter().map(|k| self.data_key(entity, k)).collect();
+        let redis_keys: Vec<String> = keys
+            .iter()
+            .flat_map(|k| self.data_keys(entity, k))
+            .collect();
+        let layout = if self.sealing(entity).is_some() {
+            SEALED
+        } else {
+            LAYOUT
+        };
         self.redis
             .run("mark", |mut c| async move {
                 let mut invocation = MARK.prepare_invoke();
@@ -236,7 +480,7 @@ impl L2 {
                     invocation.key(k);
                 }
                 invocation
-                    .arg([LAYOUT].as_slice())
+                    .arg([layout].as_slice())
                     .arg([1u8].as_slice())
                     .invoke_async::<i64>(&mut c)
                     .await
@@ -250,7 +494,10 @@ impl L2 {
         if keys.is_empty() {
             return Ok(());
         }
-        let redis_keys: Vec<String> = keys.iter().map(|k| self.data_key(entity, k)).collect();
+        let redis_keys: Vec<String> = keys
+            .iter()
+            .flat_map(|k| self.data_keys(entity, k))
+            .collect();
         self.redis
             .run("del", |mut c| async move {
                 redis::cmd("DEL")
@@ -272,7 +519,10 @@ impl L2 {
         composite: bool,
     ) -> Result<(), Unavailable> {
         let patterns: Vec<String> = match ids {
-            None => vec![self.data_key(entity, "*"), self.ids_key(entity, "*")],
+            None => vec![
+                self.redis.key(&[entity, "*"]),
+                self.redis.key(&["ids", entity, "*"]),
+            ],
             Some(ids) if composite => {
                 let ids: Vec<String> = ids.iter().map(|id| escape(id)).collect();
                 let listed = self.listed(entity, &ids).await?;
@@ -329,16 +579,34 @@ impl L2 {
     ) -> Result<(), Unavailable> {
         let mut pipe = redis::pipe();
         let mut any = false;
+        let sealing = self.sealing(entity);
         for (id, keys) in ids.iter().zip(listed) {
             if keys.is_empty() {
                 continue;
             }
-            let data: Vec<String> = keys.iter().map(|k| self.data_key(entity, k)).collect();
+            let data: Vec<String> = keys
+                .iter()
+                .flat_map(|k| self.data_keys(entity, k))
+                .collect();
             pipe.cmd("UNLINK").arg(data).ignore();
-            pipe.cmd("SREM")
-                .arg(self.ids_key(entity, id))
-                .arg(keys)
-                .ignore();
+            match sealing {
+                None => {
+                    pipe.cmd("SREM")
+                        .arg(self.ids_key(entity, id))
+                        .arg(keys)
+                        .ignore();
+                }
+                Some(sealed) => {
+                    for k in std::iter::once(sealed.current()).chain(sealed.previous()) {
+                        let set = self.sealed_ids_key(k, entity, id);
+                        let members: Vec<String> = keys
+                            .iter()
+                            .map(|key| Self::member(Some(k), &set, key))
+                            .collect();
+                        pipe.cmd("SREM").arg(set).arg(members).ignore();
+                    }
+                }
+            }
             any = true;
         }
         if !any {
@@ -354,6 +622,10 @@ impl L2 {
     /// Every encoded key of `entity`, found with SCAN (never KEYS: Redis
     /// serves everyone else between the steps).
     pub async fn keys(&self, entity: &str) -> Result<Vec<String>, Unavailable> {
+        // Sealed names cannot be read back into keys, by design.
+        if self.sealing(entity).is_some() {
+            return Ok(Vec::new());
+        }
         let prefix = self.data_key(entity, "");
         let pattern = format!("{prefix}*");
         let mut found = Vec::new();
@@ -445,4 +717,17 @@ impl L2 {
             .await?;
         Ok(held.into_iter().map(|n| n > 0).collect())
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }

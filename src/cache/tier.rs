@@ -132,13 +132,9 @@ impl Tiers {
         entity: Entity,
         fetch: impl Fetch<K, V>,
     ) -> Arc<Tier<K, V>> {
-        Tier::new(
-            entity,
-            &self.cache,
-            self.l2.clone(),
-            self.background.clone(),
-            fetch,
-        )
+        // Personal records reach Redis only sealed under a data key.
+        let l2 = self.l2.clone().filter(|l2| l2.holds(entity));
+        Tier::new(entity, &self.cache, l2, self.background.clone(), fetch)
     }
 }
 

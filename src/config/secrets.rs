@@ -36,6 +36,12 @@ pub struct Secrets {
     /// secrets change events are signed with. Several, separated by spaces
     /// or commas, are all accepted while a secret is rotated.
     pub events_secrets: BTreeMap<String, Vec<String>>,
+    /// `MOAT_DATA_KEY`: 32 bytes (hex or base64) sealing customers, orders
+    /// and token mappings in Redis. None: those stay in memory only.
+    pub data_key: Option<String>,
+    /// `MOAT_DATA_KEY_PREVIOUS`: the data key before the last rotation;
+    /// records it sealed are still read, and rewritten under the new one.
+    pub data_key_previous: Option<String>,
     /// Credentials of each system, by lowercase name, from
     /// `MOAT_{NAME}_TOKEN`, `_USER`, `_PASSWORD`, `_CLIENT_ID` and
     /// `_CLIENT_SECRET`; which ones a system needs, its `auth` says.
@@ -139,7 +145,15 @@ impl Secrets {
             price_token_secret: var("MOAT_PRICE_TOKEN_SECRET"),
             price_token_previous_secret: var("MOAT_PRICE_TOKEN_PREVIOUS_SECRET"),
             events_secrets,
+            data_key: var("MOAT_DATA_KEY"),
+            data_key_previous: var("MOAT_DATA_KEY_PREVIOUS"),
         }
+    }
+
+    /// The data keys these secrets name (`crate::data_key`); `Err` names
+    /// the variable that is not a 32-byte key.
+    pub fn data_keys(&self) -> Result<Option<crate::data_key::DataKeys>, String> {
+        crate::data_key::DataKeys::new(self.data_key.as_deref(), self.data_key_previous.as_deref())
     }
 }
 
@@ -165,6 +179,8 @@ impl fmt::Debug for Secrets {
                     .map(|(source, list)| (source, list.len()))
                     .collect::<Vec<_>>(),
             )
+            .field("data_key", &redacted(&self.data_key))
+            .field("data_key_previous", &redacted(&self.data_key_previous))
             .field("systems", &self.systems)
             .finish()
     }
@@ -182,6 +198,8 @@ mod tests {
             price_token_secret: Some("current-456".into()),
             price_token_previous_secret: Some("previous-789".into()),
             events_secrets: [("erp".to_string(), vec!["events-000".to_string()])].into(),
+            data_key: Some("data-444".into()),
+            data_key_previous: Some("data-666".into()),
             systems: [(
                 "erp".to_string(),
                 SystemSecrets {
@@ -203,6 +221,8 @@ mod tests {
             "token-111",
             "password-222",
             "client-333",
+            "data-444",
+            "data-666",
         ] {
             assert!(!shown.contains(secret), "{shown}");
         }
