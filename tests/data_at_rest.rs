@@ -1,0 +1,275 @@
+//! Personal data at rest: after a signed-in product page, a `viewer` and
+//! an `order` read, nothing in Redis (keys, values, set members, stream
+//! entries) shows the customer's email, name or token, or the order's
+//! lines; a rotation to a new data key keeps every record readable; with
+//! no data key nothing personal is stored there; a key of the wrong
+//! length stops the start.
+
+mod support;
+
+use std::time::Duration;
+
+use moat::config::Secrets;
+use serde_json::{Value, json};
+use support::process::{config_file, moat};
+use support::redis::RedisServer;
+use support::{Moat, Sim, config, customer_in, secrets};
+
+/// Two data keys, as an operator would write them (hex, base64).
+const KEY_A: &str = "5d1f0b6a3c2e4f8091a7b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2";
+const KEY_B: &str = "q83vAs7D1eT2Q0b8m6Zk5Yh1c9W3x7Jp2LrNf4Ug6sE=";
+
+const SIGNED_IN: &str = r#"query($sku: String!, $order: ID!) {
+  product(sku: $sku) { name price { price { amount } } }
+  viewer { id email name segment }
+  order(id: $order) { id status lines { sku quantity } }
+}"#;
+
+fn with_redis(sim: &Sim, redis: &RedisServer) -> moat::config::Config {
+    let mut c = config(&sim.url);
+    c.redis.url = Some(redis.url());
+    c.redis.timeout = Duration::from_millis(500);
+    c
+}
+
+fn keyed(current: Option<&str>, previous: Option<&str>) -> Secrets {
+    Secrets {
+        data_key: current.map(str::to_string),
+        data_key_previous: previous.map(str::to_string),
+        ..secrets()
+    }
+}
+
+/// Everything Redis holds: each key's name, then its contents whatever
+/// its type, as bytes.
+async fn everything(redis: &RedisServer) -> Vec<(String, Vec<u8>)> {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let cmd = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&key).clone(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).clone(),
+            "hash" => redis::cmd("HGETALL").arg(&key).clone(),
+            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+            "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone(),
+            "stream" => redis::cmd("XRANGE").arg(&key).arg("-").arg("+").clone(),
+            _ => continue,
+        };
+        let value: redis::Value = cmd.query_async(&mut c).await.unwrap();
+        let mut bytes = Vec::new();
+        flatten(&value, &mut bytes);
+        out.push((key, bytes));
+    }
+    out
+}
+
+fn flatten(value: &redis::Value, out: &mut Vec<u8>) {
+    match value {
+        redis::Value::BulkString(b) => {
+            out.extend_from_slice(b);
+            out.push(b'\n');
+        }
+        redis::Value::SimpleString(s) => out.extend_from_slice(s.as_bytes()),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().for_each(|v| flatten(v, out))
+        }
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        other => out.extend_from_slice(format!("{other:?}").as_bytes()),
+    }
+}
+
+/// Where `needle` shows in Redis, if anywhere.
+fn found_in(all: &[(String, Vec<u8>)], needle: &str) -> Option<String> {
+    all.iter().find_map(|(key, bytes)| {
+        let in_value = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        (key.contains(needle) || in_value).then(|| key.clone())
+    })
+}
+
+/// A signed-in page with a customer, their first order, and a product
+/// that is not on that order. Returns what must never be in Redis.
+struct Shopper {
+    token: String,
+    order: String,
+    sku: String,
+}
+
+async fn shopper(sim: &Sim) -> Shopper {
+    let (_, token, orders) = customer_in(sim, "vip").await;
+    Shopper {
+        token,
+        order: orders[0].clone(),
+        sku: String::new(),
+    }
+}
+
+/// Reads the signed-in page; returns the answer's personal strings: the
+/// email, the name, the token and each order line's sku.
+async fn read_page(moat: &Moat, shopper: &mut Shopper) -> (Value, Vec<String>) {
+    let order_only = moat
+        .query_with_token(
+            &shopper.token,
+            r#"query($id: ID!) { order(id: $id) { lines { sku } } }"#,
+            json!({ "id": shopper.order }),
+        )
+        .await;
+    let lines: Vec<String> = order_only["data"]["order"]["lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{order_only}"))
+        .iter()
+        .map(|l| l["sku"].as_str().unwrap().to_string())
+        .collect();
+    if shopper.sku.is_empty() {
+        shopper.sku = (1..100)
+            .map(|n| format!("SKU-{n:06}"))
+            .find(|sku| !lines.contains(sku))
+            .unwrap();
+    }
+    let r = moat
+        .query_with_token(
+            &shopper.token,
+            SIGNED_IN,
+            json!({ "sku": shopper.sku, "order": shopper.order }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let viewer = &r["data"]["viewer"];
+    let mut personal = vec![
+        viewer["email"].as_str().unwrap().to_string(),
+        viewer["name"].as_str().unwrap().to_string(),
+        shopper.token.clone(),
+    ];
+    personal.extend(lines);
+    (r, personal)
+}
+
+fn assert_nothing_personal(all: &[(String, Vec<u8>)], personal: &[String]) {
+    assert!(!all.is_empty(), "the product page reached Redis");
+    for needle in personal {
+        assert_eq!(found_in(all, needle), None, "{needle:?} is in Redis");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_records_are_sealed_and_survive_a_key_rotation() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start();
+    let mut shopper = shopper(&sim).await;
+
+    let a = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_A), None)).await;
+    let (first, personal) = read_page(&a, &mut shopper).await;
+    a.stop().await;
+
+    let all = everything(&redis).await;
+    assert_nothing_personal(&all, &personal);
+    for plain in ["customer-tokens:cust", &format!(":{}", shopper.order)] {
+        assert_eq!(found_in(&all, plain), None, "{plain:?} names a key");
+    }
+    let sealed = |entity: &str| {
+        all.iter()
+            .filter(|(k, _)| k.starts_with(&format!("moat:v1:{entity}:")))
+            .count()
+    };
+    assert!(sealed("customer") >= 1 && sealed("order") >= 1, "{all:?}");
+
+    // Another replica with the same key reads both from Redis.
+    let upstream_calls = || async {
+        (
+            sim.requests("crm.customers").await,
+            sim.requests("oms.orders").await,
+        )
+    };
+    let calls = upstream_calls().await;
+    let b = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_A), None)).await;
+    let (again, _) = read_page(&b, &mut shopper).await;
+    b.stop().await;
+    assert_eq!(again["data"]["viewer"], first["data"]["viewer"]);
+    assert_eq!(upstream_calls().await, calls, "read from Redis");
+
+    // Rotated: the new key, the old one as previous. Records written under
+    // the old key are found under its names and moved to the new ones.
+    let c =
+        Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_B), Some(KEY_A))).await;
+    let (rotated, _) = read_page(&c, &mut shopper).await;
+    c.stop().await;
+    assert_eq!(rotated["data"]["viewer"], first["data"]["viewer"]);
+    assert_eq!(rotated["data"]["order"], first["data"]["order"]);
+    assert_eq!(upstream_calls().await, calls, "read under the previous key");
+
+    // The old key retired: what was read is under the new key now.
+    let d = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_B), None)).await;
+    let (moved, _) = read_page(&d, &mut shopper).await;
+    d.stop().await;
+    assert_eq!(moved["data"]["viewer"], first["data"]["viewer"]);
+    assert_eq!(upstream_calls().await, calls, "rewritten under the new key");
+    assert_nothing_personal(&everything(&redis).await, &personal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_data_key_personal_records_stay_in_memory() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start();
+    let mut shopper = shopper(&sim).await;
+    let moat = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(None, None)).await;
+    let (_, personal) = read_page(&moat, &mut shopper).await;
+    // Served again from memory.
+    let calls = sim.requests("crm.customers").await;
+    let (again, _) = read_page(&moat, &mut shopper).await;
+    assert!(again["data"]["viewer"]["email"].is_string(), "{again}");
+    assert_eq!(sim.requests("crm.customers").await, calls);
+    moat.stop().await;
+
+    let all = everything(&redis).await;
+    assert_nothing_personal(&all, &personal);
+    for prefix in ["moat:v1:customer", "moat:v1:order", "moat:v1:ids:order"] {
+        let held: Vec<_> = all.iter().filter(|(k, _)| k.starts_with(prefix)).collect();
+        assert!(held.is_empty(), "{prefix}: {held:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_key_of_the_wrong_length_stops_the_start() {
+    let file = config_file("data-key", "[upstream]\nurl = \"http://127.0.0.1:9\"\n");
+    let file = file.to_str().unwrap();
+    let env = |key: &'static str, value: &'static str| {
+        vec![
+            ("MOAT_LISTEN", "127.0.0.1:0"),
+            ("MOAT_ADMIN_LISTEN", "127.0.0.1:0"),
+            (key, value),
+        ]
+    };
+    for (var, value) in [
+        ("MOAT_DATA_KEY", "c2hvcnQta2V5"),
+        ("MOAT_DATA_KEY", "0123456789abcdef"),
+        ("MOAT_DATA_KEY_PREVIOUS", "c2hvcnQta2V5"),
+    ] {
+        let mut env = env(var, value);
+        if var == "MOAT_DATA_KEY_PREVIOUS" {
+            env.push(("MOAT_DATA_KEY", KEY_A));
+        }
+        let (code, out) = moat(&["serve", "--config", file], &env).await;
+        assert_eq!(code, 2, "{var}={value}: {out}");
+        assert!(
+            out.lines().any(|l| l.contains(var) && l.contains("32")),
+            "{out}"
+        );
+        assert!(!out.contains(value), "the key is never shown: {out}");
+    }
+}
