@@ -462,7 +462,39 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
         )
         .fix("export MOAT_PRICE_TOKEN_SECRET=… (the same on every replica)"),
     });
+    lines.push(data_key_line(config, secrets));
     lines
+}
+
+/// Whether customers, orders and token mappings may be shared through
+/// Redis: only sealed under a data key.
+fn data_key_line(config: &Config, secrets: &Secrets) -> Line {
+    let fix = "export MOAT_DATA_KEY=$(openssl rand -base64 32) (the same on every replica; \
+               the old one in MOAT_DATA_KEY_PREVIOUS while rotating)";
+    match secrets.data_keys() {
+        Err(why) => line(Status::Fail, "MOAT_DATA_KEY", why).fix(fix),
+        Ok(Some(keys)) => line(
+            Status::Ok,
+            "MOAT_DATA_KEY",
+            if keys.previous().is_some() {
+                "set, with MOAT_DATA_KEY_PREVIOUS: records sealed under the previous key are read and rewritten under the new one"
+            } else {
+                "set: customers, orders and token mappings are sealed in Redis"
+            },
+        ),
+        Ok(None) if config.redis.url.is_none() => line(
+            Status::Warn,
+            "MOAT_DATA_KEY",
+            "not set: customers and orders are cached in each process only (there is no Redis)",
+        )
+        .fix(fix),
+        Ok(None) => line(
+            Status::Warn,
+            "MOAT_DATA_KEY",
+            "not set: customers, orders and token mappings are never written to Redis, so each replica asks the CRM and OMS for its own",
+        )
+        .fix(fix),
+    }
 }
 
 async fn ping(config: &Config, url: &str) -> Result<(), String> {

@@ -273,3 +273,30 @@ async fn a_data_key_of_the_wrong_length_stops_the_start() {
         assert!(!out.contains(value), "the key is never shown: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_warns_without_a_data_key_and_fails_on_a_bad_one() {
+    let sim = Sim::start().await;
+    let file = config_file("data-key", &format!("[upstream]\nurl = \"{}\"\n", sim.url));
+    let file = file.to_str().unwrap();
+    let data_key_line = |out: &str| -> Value {
+        let lines: Vec<Value> = serde_json::from_str(out).expect("doctor --json");
+        lines
+            .into_iter()
+            .find(|l| l["check"] == "MOAT_DATA_KEY")
+            .unwrap_or_else(|| panic!("{out}"))
+    };
+    let doctor = |env: Vec<(&'static str, &'static str)>| async move {
+        moat(&["doctor", "--config", file, "--json"], &env).await.1
+    };
+    let line = data_key_line(&doctor(vec![]).await);
+    assert_eq!(line["status"], "WARN", "{line}");
+    assert!(
+        line["fix"].as_str().unwrap().contains("MOAT_DATA_KEY="),
+        "{line}"
+    );
+    let line = data_key_line(&doctor(vec![("MOAT_DATA_KEY", "c2hvcnQ=")]).await);
+    assert_eq!(line["status"], "FAIL", "{line}");
+    let line = data_key_line(&doctor(vec![("MOAT_DATA_KEY", KEY_B)]).await);
+    assert_eq!(line["status"], "OK", "{line}");
+}

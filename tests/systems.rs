@@ -675,6 +675,9 @@ timeout = "0s"
 
 [systems.admin]
 url = "http://127.0.0.1:1"
+
+[systems.data]
+url = "http://127.0.0.1:2"
 "#,
     );
     for key in [
@@ -685,6 +688,8 @@ url = "http://127.0.0.1:1"
         "systems.wms.timeout",
         "systems.wms",
         "systems.admin",
+        // MOAT_DATA_KEY is the key personal data is sealed with.
+        "systems.data",
     ] {
         assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
     }

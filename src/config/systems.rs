@@ -69,7 +69,9 @@ pub struct SystemConfig {
 
 /// Names a system may not take: their `MOAT_{NAME}_*` variables mean
 /// something else already.
-const RESERVED_NAMES: [&str; 6] = ["admin", "upstream", "redis", "events", "price", "sim"];
+const RESERVED_NAMES: [&str; 7] = [
+    "admin", "upstream", "redis", "events", "price", "sim", "data",
+];
 
 impl SystemConfig {
     /// What the table may not hold beyond its outbound settings, keys
