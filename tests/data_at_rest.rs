@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use moat::config::Secrets;
 use serde_json::{Value, json};
+use support::events::{now, rfc3339, send};
 use support::process::{config_file, moat};
 use support::redis::RedisServer;
-use support::{Moat, Sim, config, customer_in, secrets};
+use support::{Moat, Sim, config, customer_in, eventually, secrets};
 
 /// Two data keys, as an operator would write them (hex, base64).
 const KEY_A: &str = "5d1f0b6a3c2e4f8091a7b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2";
@@ -299,4 +300,44 @@ async fn doctor_warns_without_a_data_key_and_fails_on_a_bad_one() {
     assert_eq!(line["status"], "FAIL", "{line}");
     let line = data_key_line(&doctor(vec![("MOAT_DATA_KEY", KEY_B)]).await);
     assert_eq!(line["status"], "OK", "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_find_sealed_sign_ins_and_orders_from_another_replica() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start();
+    let (id, token, orders) = customer_in(&sim, "wholesale").await;
+    let a = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_A), None)).await;
+    let b = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_A), None)).await;
+    let order_query = "query($id: ID!) { viewer { id } order(id: $id) { status } }";
+    let vars = json!({ "id": orders[0] });
+    let r = b.query_with_token(&token, order_query, vars.clone()).await;
+    assert_eq!(r["data"]["viewer"]["id"], json!(id), "{r}");
+
+    // A never saw the token: it finds the sign-in through the sealed
+    // index, and B, which holds the token, refetches it.
+    let crm = sim.requests("crm.customers").await;
+    let changed = json!({ "id": "c-1", "type": "customer.updated", "occurredAt": rfc3339(now()),
+                          "entity": { "kind": "customer", "id": id }, "version": 99 });
+    let (_, r) = send(&a, "crm", &changed).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.query_with_token(&token, "{ viewer { id } }", json!({}))
+                .await;
+            sim.requests("crm.customers").await > crm
+        })
+        .await,
+        "the change reached B's sign-in"
+    );
+
+    // A finds the order's cached keys in its sealed id set and refetches.
+    let oms = sim.requests("oms.orders").await;
+    let updated = json!({ "id": "o-1", "type": "order.updated", "occurredAt": rfc3339(now()),
+                          "entity": { "kind": "order", "id": orders[0] }, "version": 99 });
+    let (_, r) = send(&a, "oms", &updated).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(sim.requests("oms.orders").await, oms + 1);
+    a.stop().await;
+    b.stop().await;
 }
