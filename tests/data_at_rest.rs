@@ -340,4 +340,15 @@ async fn changes_find_sealed_sign_ins_and_orders_from_another_replica() {
     assert_eq!(sim.requests("oms.orders").await, oms + 1);
     a.stop().await;
     b.stop().await;
+    // The broadcasts of both changes are sealed too: beside the version
+    // ledger's keys, nothing names the order or the customer.
+    let all = everything(&redis).await;
+    let others: Vec<_> = all
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("moat:v1:version:"))
+        .collect();
+    assert!(others.iter().any(|(k, _)| k == "moat:v1:invalidations"));
+    for plain in [&orders[0], &id, &token] {
+        assert_eq!(found_in(&others, plain), None, "{plain:?} is in Redis");
+    }
 }

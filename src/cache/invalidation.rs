@@ -243,10 +243,16 @@ impl Invalidator {
                 return false;
             }
         }
-        let Ok(payload) = serde_json::to_string(message) else {
+        let Ok(payload) = serde_json::to_vec(message) else {
             return true;
         };
         let key = stream_key(&shared.redis);
+        // What changed of a personal entity names its keys (order and
+        // customer ids, token digests): sealed like its records.
+        let (field, payload) = match shared.l2.seal_message(&message.entity, &key, &payload) {
+            Some(sealed) => ("s", sealed),
+            None => ("m", payload),
+        };
         let len = shared.stream_len;
         shared
             .redis
@@ -257,7 +263,7 @@ impl Invalidator {
                     .arg("~")
                     .arg(len)
                     .arg("*")
-                    .arg("m")
+                    .arg(field)
                     .arg(payload)
                     .query_async::<String>(&mut c)
                     .await
@@ -389,6 +395,13 @@ impl Invalidator {
                 for entry in stream.ids {
                     if let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") {
                         self.apply(bytes);
+                    } else if let Some(redis::Value::BulkString(sealed)) = entry.map.get("s") {
+                        match shared.l2.open_message(&key, sealed) {
+                            Some(bytes) => self.apply(&bytes),
+                            None => tracing::warn!(
+                                "ignoring a sealed invalidation this replica's data key cannot open"
+                            ),
+                        }
                     }
                     *position = Some(entry.id);
                 }

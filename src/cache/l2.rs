@@ -128,6 +128,22 @@ impl L2 {
         !entity.personal() || self.data.is_some()
     }
 
+    /// A message about `entity` sealed for the stream `stream`, when the
+    /// entity's records are sealed (`None`: it goes as it is).
+    pub fn seal_message(&self, entity: &str, stream: &str, message: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.sealing(entity)?;
+        Some(keys.current().seal(stream.as_bytes(), message))
+    }
+
+    /// A sealed stream message, opened with the current data key or the
+    /// previous one.
+    pub fn open_message(&self, stream: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.data.as_deref()?;
+        std::iter::once(keys.current())
+            .chain(keys.previous())
+            .find_map(|k| k.open(stream.as_bytes(), sealed))
+    }
+
     /// The data keys, when `entity`'s records are sealed.
     fn sealing(&self, entity: &str) -> Option<&DataKeys> {
         self.data
