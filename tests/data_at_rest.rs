@@ -314,6 +314,12 @@ async fn changes_find_sealed_sign_ins_and_orders_from_another_replica() {
     let r = b.query_with_token(&token, order_query, vars.clone()).await;
     assert_eq!(r["data"]["viewer"]["id"], json!(id), "{r}");
 
+    // A reconciliation pass on A finds the order B holds, in the sealed id
+    // sets (A's memory never held it).
+    let (status, report) = a.admin_post("/admin/reconcile/orders", json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert!(report["checked"].as_u64() >= Some(1), "{report}");
+
     // A never saw the token: it finds the sign-in through the sealed
     // index, and B, which holds the token, refetches it.
     let crm = sim.requests("crm.customers").await;

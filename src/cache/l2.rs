@@ -638,11 +638,45 @@ impl L2 {
     /// Every encoded key of `entity`, found with SCAN (never KEYS: Redis
     /// serves everyone else between the steps).
     pub async fn keys(&self, entity: &str) -> Result<Vec<String>, Unavailable> {
-        // Sealed names cannot be read back into keys, by design.
-        if self.sealing(entity).is_some() {
-            return Ok(Vec::new());
+        if let Some(keys) = self.sealing(entity) {
+            return self.sealed_keys(keys, entity).await;
         }
         let prefix = self.data_key(entity, "");
+        let found = self.scan(&prefix).await?;
+        Ok(found
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
+    /// The keys of a sealed entity: its names cannot be read back, by
+    /// design, but a composite entity's keys are all listed, sealed, in
+    /// its id sets (a plain one has none to find).
+    async fn sealed_keys(&self, keys: &DataKeys, entity: &str) -> Result<Vec<String>, Unavailable> {
+        let sets = self.scan(&self.redis.key(&["ids", entity, ""])).await?;
+        let mut found = std::collections::BTreeSet::new();
+        for set in sets {
+            let key = set.clone();
+            let members: Vec<String> = self
+                .redis
+                .run("smembers", |mut c| async move {
+                    redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await
+                })
+                .await?;
+            for member in members {
+                let opened = unhex(&member).and_then(|b| {
+                    std::iter::once(keys.current())
+                        .chain(keys.previous())
+                        .find_map(|k| k.open(set.as_bytes(), &b))
+                });
+                found.extend(opened.and_then(|b| String::from_utf8(b).ok()));
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// Every Redis key that starts with `prefix`, found with SCAN.
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>, Unavailable> {
         let pattern = format!("{prefix}*");
         let mut found = Vec::new();
         let mut cursor: u64 = 0;
@@ -661,10 +695,7 @@ impl L2 {
                         .await
                 })
                 .await?;
-            found.extend(
-                keys.iter()
-                    .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)),
-            );
+            found.extend(keys);
             if next == 0 {
                 return Ok(found);
             }
