@@ -19,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Reloaded, Secrets};
 use crate::customers::Customers;
+use crate::data_key::DataKeys;
 use crate::error::Error;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
@@ -83,7 +84,9 @@ impl Gateway {
             redis.clone().map(|r| r as Arc<dyn SharedBuckets>),
             exceptions.clone(),
         )?;
-        let data = secrets.data_keys().map_err(Error::internal)?.map(Arc::new);
+        let data = DataKeys::from_secrets(&secrets)
+            .map_err(Error::internal)?
+            .map(Arc::new);
         let l2 = redis.as_ref().map(|r| {
             Arc::new(L2::new(
                 r.clone(),

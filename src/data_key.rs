@@ -20,6 +20,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::Sha256;
 
+use crate::config::Secrets;
+
 /// Bytes of a nonce, stored in front of its ciphertext.
 const NONCE: usize = 12;
 
@@ -58,6 +60,15 @@ impl DataKeys {
             None => None,
         };
         Ok(Some(DataKeys { current, previous }))
+    }
+
+    /// The keys `secrets` name (`MOAT_DATA_KEY`, `MOAT_DATA_KEY_PREVIOUS`);
+    /// `Err` names the variable that is not a 32-byte key.
+    pub fn from_secrets(secrets: &Secrets) -> Result<Option<DataKeys>, String> {
+        DataKeys::new(
+            secrets.data_key.as_deref(),
+            secrets.data_key_previous.as_deref(),
+        )
     }
 
     /// What records are written with.

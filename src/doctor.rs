@@ -471,7 +471,7 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
 fn data_key_line(config: &Config, secrets: &Secrets) -> Line {
     let fix = "export MOAT_DATA_KEY=$(openssl rand -base64 32) (the same on every replica; \
                the old one in MOAT_DATA_KEY_PREVIOUS while rotating)";
-    match secrets.data_keys() {
+    match crate::data_key::DataKeys::from_secrets(secrets) {
         Err(why) => line(Status::Fail, "MOAT_DATA_KEY", why).fix(fix),
         Ok(Some(keys)) => line(
             Status::Ok,

@@ -474,7 +474,7 @@ fn serve(paths: Vec<PathBuf>) -> ExitCode {
         eprint!("{}", ConfigError { problems });
         return ExitCode::from(2);
     }
-    if let Err(e) = secrets.data_keys() {
+    if let Err(e) = moat::data_key::DataKeys::from_secrets(&secrets) {
         eprintln!("moat: cannot start: {e}");
         return ExitCode::from(2);
     }

@@ -149,12 +149,6 @@ impl Secrets {
             data_key_previous: var("MOAT_DATA_KEY_PREVIOUS"),
         }
     }
-
-    /// The data keys these secrets name (`crate::data_key`); `Err` names
-    /// the variable that is not a 32-byte key.
-    pub fn data_keys(&self) -> Result<Option<crate::data_key::DataKeys>, String> {
-        crate::data_key::DataKeys::new(self.data_key.as_deref(), self.data_key_previous.as_deref())
-    }
 }
 
 impl fmt::Debug for Secrets {
