@@ -358,3 +358,36 @@ async fn changes_find_sealed_sign_ins_and_orders_from_another_replica() {
         assert_eq!(found_in(&others, plain), None, "{plain:?} is in Redis");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_rolling_rotation_old_and_new_replicas_hear_each_other() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start();
+    let (id, token, _) = customer_in(&sim, "default").await;
+    let old = Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_A), None)).await;
+    let new =
+        Moat::start_with_secrets(with_redis(&sim, &redis), keyed(Some(KEY_B), Some(KEY_A))).await;
+    let r = old
+        .query_with_token(&token, "{ viewer { id } }", json!({}))
+        .await;
+    assert_eq!(r["data"]["viewer"]["id"], json!(id), "{r}");
+
+    // The new replica finds the sign-in the old one noted, and its
+    // broadcast is one the old replica can open.
+    let crm = sim.requests("crm.customers").await;
+    let changed = json!({ "id": "c-2", "type": "customer.updated", "occurredAt": rfc3339(now()),
+                          "entity": { "kind": "customer", "id": id }, "version": 99 });
+    let (_, r) = send(&new, "crm", &changed).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            old.query_with_token(&token, "{ viewer { id } }", json!({}))
+                .await;
+            sim.requests("crm.customers").await > crm
+        })
+        .await,
+        "the change reached the old replica's sign-in"
+    );
+    old.stop().await;
+    new.stop().await;
+}

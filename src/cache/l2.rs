@@ -129,10 +129,13 @@ impl L2 {
     }
 
     /// A message about `entity` sealed for the stream `stream`, when the
-    /// entity's records are sealed (`None`: it goes as it is).
+    /// entity's records are sealed (`None`: it goes as it is). While a key
+    /// is rotated out, messages are sealed with it: replicas not yet given
+    /// the new key read them too, and those given it read both.
     pub fn seal_message(&self, entity: &str, stream: &str, message: &[u8]) -> Option<Vec<u8>> {
         let keys = self.sealing(entity)?;
-        Some(keys.current().seal(stream.as_bytes(), message))
+        let shared = keys.previous().unwrap_or(keys.current());
+        Some(shared.seal(stream.as_bytes(), message))
     }
 
     /// A sealed stream message, opened with the current data key or the
