@@ -473,8 +473,11 @@ const PIECE: usize = 16 * 1024;
 
 impl Unread {
     /// `response` with its body counted; a 503 in its place when the
-    /// connection already holds `max` unread bytes (bodies of unknown
-    /// length pass: Moat's answers are whole buffers).
+    /// connection already holds `max` unread bytes. Bodies of one piece
+    /// or less pass as they are (the stream cap bounds them: 100 streams
+    /// hold at most 1.6 MiB), so the common small answer costs nothing
+    /// here; so do bodies of unknown length (Moat's answers are whole
+    /// buffers).
     fn hand_over(
         response: axum::response::Response,
         conn: Arc<Conn>,
@@ -482,7 +485,12 @@ impl Unread {
         max: u64,
     ) -> axum::response::Response {
         use http_body::Body as _;
-        let Some(len) = response.body().size_hint().exact().filter(|n| *n > 0) else {
+        let Some(len) = response
+            .body()
+            .size_hint()
+            .exact()
+            .filter(|n| *n > PIECE as u64)
+        else {
             return response;
         };
         let before = conn.unread.fetch_add(len, Ordering::Relaxed);
