@@ -63,13 +63,16 @@ impl Persisted {
         query: Option<String>,
         extensions: Option<&Value>,
     ) -> Result<Resolved, Error> {
-        let register = match (&query, extensions) {
-            (Some(_), Some(_)) if self.rules.load().mode == PersistedMode::Auto => {
-                requested_hash(extensions)?.map(|h| h.to_ascii_lowercase())
+        let hash = requested_hash(extensions)?;
+        // A text sent with its hash in auto mode: run it, and register it
+        // once it has run (`register`).
+        let register = match (&hash, &query) {
+            (Some(hash), Some(_)) if self.rules.load().mode == PersistedMode::Auto => {
+                Some(hash.to_ascii_lowercase())
             }
             _ => None,
         };
-        let query = self.text(query, extensions)?;
+        let query = self.text(query, hash)?;
         Ok(Resolved { query, register })
     }
 
@@ -78,13 +81,9 @@ impl Persisted {
         self.registered.insert(hash, Arc::from(query));
     }
 
-    fn text(
-        &self,
-        query: Option<String>,
-        extensions: Option<&Value>,
-    ) -> Result<Option<String>, Error> {
+    /// The text to run for `query` and the `hash` its extension asked for.
+    fn text(&self, query: Option<String>, hash: Option<String>) -> Result<Option<String>, Error> {
         let rules = self.rules.load();
-        let hash = requested_hash(extensions)?;
         if let (Some(hash), Some(query)) = (&hash, &query)
             && sha256_hex(query) != hash.to_ascii_lowercase()
         {

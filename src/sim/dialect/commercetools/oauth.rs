@@ -100,23 +100,38 @@ fn granted(token: &str, ttl: u64, scope: &str) -> Response {
     response
 }
 
+/// A token request's form, once its client is accepted and it asks for
+/// `grant_type`; else commercetools' refusal.
+fn grant(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    body: &[u8],
+    grant_type: &str,
+) -> Result<HashMap<String, String>, Response> {
+    if !client(sim, headers) {
+        return Err(invalid_client());
+    }
+    let form = form(body);
+    if form.get("grant_type").map(String::as_str) != Some(grant_type) {
+        return Err(auth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            &format!("grant_type must be {grant_type} here."),
+        ));
+    }
+    Ok(form)
+}
+
 /// `POST /oauth/token`: the client credentials flow.
 pub(super) async fn token(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !client(&sim, &headers) {
-        return invalid_client();
-    }
-    let form = form(&body);
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return auth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be client_credentials here.",
-        );
-    }
+    let form = match grant(&sim, &headers, &body, "client_credentials") {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
     let token = sim.inner.auth.issue();
     sim.inner.stats.token_issued();
     let scope = form
@@ -134,17 +149,10 @@ pub(super) async fn customer_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !client(&sim, &headers) {
-        return invalid_client();
-    }
-    let form = form(&body);
-    if form.get("grant_type").map(String::as_str) != Some("password") {
-        return auth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be password here.",
-        );
-    }
+    let form = match grant(&sim, &headers, &body, "password") {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
     let email = form.get("username").cloned().unwrap_or_default();
     let token = {
         let catalog = sim.read();
