@@ -101,23 +101,24 @@ fn granted(token: &str, ttl: u64, scope: &str) -> Response {
 }
 
 /// A token request's form, once its client is accepted and it asks for
-/// `grant_type`; else commercetools' refusal.
+/// `grant_type`; else commercetools' refusal (boxed: a response is large
+/// beside the form).
 fn grant(
     sim: &Simulator,
     headers: &HeaderMap,
     body: &[u8],
     grant_type: &str,
-) -> Result<HashMap<String, String>, Response> {
+) -> Result<HashMap<String, String>, Box<Response>> {
     if !client(sim, headers) {
-        return Err(invalid_client());
+        return Err(Box::new(invalid_client()));
     }
     let form = form(body);
     if form.get("grant_type").map(String::as_str) != Some(grant_type) {
-        return Err(auth_error(
+        return Err(Box::new(auth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             &format!("grant_type must be {grant_type} here."),
-        ));
+        )));
     }
     Ok(form)
 }
@@ -130,7 +131,7 @@ pub(super) async fn token(
 ) -> Response {
     let form = match grant(&sim, &headers, &body, "client_credentials") {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let token = sim.inner.auth.issue();
     sim.inner.stats.token_issued();
@@ -151,7 +152,7 @@ pub(super) async fn customer_token(
 ) -> Response {
     let form = match grant(&sim, &headers, &body, "password") {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let email = form.get("username").cloned().unwrap_or_default();
     let token = {
