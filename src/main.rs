@@ -103,6 +103,14 @@ enum Command {
         /// same catalog (for the recipes in config/connectors/).
         #[arg(long, default_value = "v1", value_parser = PossibleValuesParser::new(sim::DIALECTS))]
         dialect: String,
+        /// How customers sign in: opaque tokens the CRM resolves, or JWTs
+        /// the simulator signs (keys at `/.well-known/jwks.json`; issuer
+        /// `moat-sim`, audience `moat`).
+        #[arg(long, default_value = "opaque", value_parser = PossibleValuesParser::new(["opaque", "jwt"]))]
+        customer_tokens: String,
+        /// The signature algorithm of those JWTs.
+        #[arg(long, default_value = "ES256", value_parser = PossibleValuesParser::new(sim::JwtAlg::NAMES))]
+        jwt_alg: String,
     },
     /// Check a config file (several: each over the ones before it, as
     /// `--config` takes them); every problem names the file, the key and
@@ -235,6 +243,8 @@ fn main() -> ExitCode {
             token_ttl,
             declare_protocol,
             dialect,
+            customer_tokens,
+            jwt_alg,
         } => {
             // Checked here, not by clap, whose errors would echo the value.
             if require_token.as_deref() == Some("") {
@@ -273,6 +283,12 @@ fn main() -> ExitCode {
                     token_ttl,
                     protocol: declare_protocol,
                     dialect: sim::Dialect::parse(&dialect).unwrap_or_default(),
+                    customer_tokens: match customer_tokens.as_str() {
+                        "jwt" => sim::CustomerTokens::Jwt(
+                            sim::JwtAlg::parse(&jwt_alg).unwrap_or_default(),
+                        ),
+                        _ => sim::CustomerTokens::Opaque,
+                    },
                     ..sim::SimConfig::default()
                 },
             )
@@ -631,8 +647,15 @@ fn sim_summary(config: &sim::SimConfig) -> String {
             }
         ),
     };
+    let customers = match config.customer_tokens {
+        sim::CustomerTokens::Opaque => String::new(),
+        sim::CustomerTokens::Jwt(alg) => format!(
+            "; customer tokens: {} JWTs, keys at /.well-known/jwks.json",
+            alg.name()
+        ),
+    };
     format!(
-        "upstream protocol {} for {systems} ({} products; auth {auth})",
+        "upstream protocol {} for {systems} ({} products; auth {auth}{customers})",
         config.protocol, config.products
     )
 }

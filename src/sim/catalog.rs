@@ -93,6 +93,10 @@ impl Catalog {
         self.customers.iter().find(|c| c.token == token)
     }
 
+    pub fn customer_by_id(&self, id: &str) -> Option<&Customer> {
+        self.customers.iter().find(|c| c.id == id)
+    }
+
     pub fn price(&self, index: usize, segment: usize, currency: usize) -> Price<'_> {
         let cell = &self.prices[index][segment * CURRENCIES.len() + currency];
         Price {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::faults::{FaultPatch, System};
 use super::seed;
+use super::stats::Endpoint;
 use super::upstream::path;
 use super::wire::{Items, currency_index, default_currency, segment_index};
 use super::{Refusal, Simulator, ok_json};
@@ -186,13 +187,14 @@ pub async fn update_product(
 #[serde(rename_all = "camelCase")]
 struct SignIn<'a> {
     id: &'a str,
-    token: &'a str,
+    token: String,
     segment: &'a str,
     order_ids: &'a [String],
 }
 
 /// `GET /_sim/customers`: ids, tokens, segments and orders, so demos and
-/// tests can sign in.
+/// tests can sign in. With JWT customer tokens, each token is a JWT signed
+/// now, valid for an hour.
 pub async fn customers(State(sim): State<Simulator>) -> Result<Response, Refusal> {
     let catalog = sim.read();
     let items: Vec<SignIn<'_>> = catalog
@@ -200,12 +202,91 @@ pub async fn customers(State(sim): State<Simulator>) -> Result<Response, Refusal
         .iter()
         .map(|c| SignIn {
             id: &c.id,
-            token: &c.token,
+            token: match &sim.inner.jwt {
+                Some(issuer) => issuer.token_for(&c.id),
+                None => c.token.clone(),
+            },
             segment: c.segment,
             order_ids: &c.order_ids,
         })
         .collect();
     ok_json(&Items { items })
+}
+
+/// The JWT issuer, or a 400 saying the simulator has none.
+fn issuer(sim: &Simulator) -> Result<&super::jwt::Issuer, Refusal> {
+    sim.inner.jwt.as_ref().ok_or_else(|| {
+        Refusal::bad_request(
+            "this simulator's customer tokens are opaque; start it with --customer-tokens jwt",
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mint {
+    /// The customer id (`sub`); any text, known to the CRM or not.
+    sub: String,
+    /// Seconds from now to `exp`; negative: already expired.
+    #[serde(default = "default_expiry")]
+    expires_in: i64,
+    /// Seconds from now to `nbf`; none: no `nbf`.
+    not_before_in: Option<i64>,
+    /// Claims added or replaced (`iss`, `aud`, …); a null removes one.
+    #[serde(default)]
+    claims: Map<String, Value>,
+    /// The `kid` the header names instead of the signing key's.
+    kid: Option<String>,
+}
+
+fn default_expiry() -> i64 {
+    super::jwt::TOKEN_TTL_SECS
+}
+
+/// `POST /_sim/jwt` `{sub, expires_in?, not_before_in?, claims?, kid?}`:
+/// `{"token": JWT}` signed with the current key, so tests can present
+/// tokens that are expired, for another audience or issuer, or name a
+/// key nobody published, each with a good signature.
+pub async fn mint_jwt(
+    State(sim): State<Simulator>,
+    mint: Result<Json<Mint>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let issuer = issuer(&sim)?;
+    let mint = body(mint)?;
+    let token = issuer.mint(
+        &mint.sub,
+        mint.expires_in,
+        mint.not_before_in,
+        &mint.claims,
+        mint.kid.as_deref(),
+    );
+    ok_json(&Value::Object(Map::from_iter([(
+        "token".to_owned(),
+        Value::String(token),
+    )])))
+}
+
+/// `POST /_sim/jwks/rotate`: a new signing key, served beside the previous
+/// one; `{"kid": new key id}`.
+pub async fn rotate_jwks(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    let kid = issuer(&sim)?.rotate();
+    tracing::info!(kid, "simulator rotated its JWT signing key");
+    ok_json(&Value::Object(Map::from_iter([(
+        "kid".to_owned(),
+        Value::String(kid),
+    )])))
+}
+
+/// `GET /.well-known/jwks.json`: the public keys, counted and subject to
+/// the CRM's faults (the CRM plays the identity provider here).
+pub async fn jwks(State(sim): State<Simulator>) -> Result<Response, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::CrmJwks;
+    let _ = sim.arrive(ENDPOINT).await?;
+    let keys = issuer(&sim)?.jwks();
+    sim.inner
+        .stats
+        .served(ENDPOINT, keys["keys"].as_array().map_or(0, Vec::len));
+    ok_json(&keys)
 }
 
 /// `GET /_sim/stats`.

@@ -14,6 +14,7 @@
 //!   system's behind a door that checks it is served and authorised.
 //! - `auth`: bearer tokens, fixed or issued, and their expiry.
 //! - `oauth`: `POST /oauth/token`, the client-credentials grant.
+//! - `jwt`: customer tokens as signed JWTs, and the keys that sign them.
 //! - `control`: the `/_sim` routes.
 //! - `catalog`: the state of record, its look-ups and writes.
 //! - `seed`: the deterministic catalog builder.
@@ -42,6 +43,17 @@
 //!   cycling default, wholesale, vip; each has 3 orders `ord-{n:05}` of 1–3
 //!   lines priced at the customer's segment, 20 % of them in USD.
 //!
+//! # Customer tokens
+//! Opaque by default: the CRM resolves `ct_…` tokens (`by-token`). With
+//! `customer_tokens` = JWT, the simulator also plays the shop's identity
+//! provider (`jwt`): `/_sim/customers` shows a freshly signed JWT per
+//! customer (`iss` [`JWT_ISSUER`], `aud` [`JWT_AUDIENCE`], `sub` the
+//! customer id, an hour to live), its public keys are at
+//! `/.well-known/jwks.json` (counted as `crm.jwks`, and subject to the
+//! CRM's faults), `POST /_sim/jwt` mints a token with any claims and
+//! `POST /_sim/jwks/rotate` moves to a new key. The CRM answers a customer
+//! by id (`GET /crm/v1/customers/{id}`) in either mode.
+//!
 //! # Request handling
 //! One process can play all four systems or, with `systems`, only some, so
 //! tests can run one simulator per system; a route of a system it does not
@@ -65,6 +77,7 @@ mod corrupt;
 mod dialect;
 mod events;
 mod faults;
+mod jwt;
 mod oauth;
 mod seed;
 mod sign;
@@ -93,6 +106,7 @@ pub use dialect::{DIALECTS, Dialect};
 use events::Emitter;
 pub use events::{EventForm, EventMode};
 use faults::{Faults, System, Verdict};
+pub use jwt::{AUDIENCE as JWT_AUDIENCE, CustomerTokens, ISSUER as JWT_ISSUER, JwtAlg};
 use stats::{Endpoint, Stats};
 
 /// The systems a simulator can play, as `systems` names them.
@@ -135,6 +149,9 @@ pub struct SimConfig {
     pub protocol: String,
     /// Whose API it speaks: protocol v1, or a vendor's (`dialect`).
     pub dialect: Dialect,
+    /// Opaque customer tokens the CRM resolves, or JWTs the simulator
+    /// signs as the shop's identity provider (`jwt`).
+    pub customer_tokens: CustomerTokens,
 }
 
 /// Hand-written so the token and the client secret never reach a log.
@@ -158,6 +175,7 @@ impl std::fmt::Debug for SimConfig {
             .field("token_ttl", &self.token_ttl)
             .field("protocol", &self.protocol)
             .field("dialect", &self.dialect)
+            .field("customer_tokens", &self.customer_tokens)
             .finish()
     }
 }
@@ -178,6 +196,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             protocol: "v1".to_owned(),
             dialect: Dialect::V1,
+            customer_tokens: CustomerTokens::Opaque,
         }
     }
 }
@@ -206,6 +225,8 @@ struct Inner {
     auth: Auth,
     /// `Moat-Protocol` on every protocol response.
     protocol: HeaderValue,
+    /// With JWT customer tokens: the keys that sign them.
+    jwt: Option<jwt::Issuer>,
 }
 
 impl Simulator {
@@ -228,6 +249,10 @@ impl Simulator {
                 served: served(config.systems.as_deref()),
                 auth: Auth::new(&config),
                 protocol: declared(&config.protocol),
+                jwt: match config.customer_tokens {
+                    CustomerTokens::Opaque => None,
+                    CustomerTokens::Jwt(alg) => Some(jwt::Issuer::new(alg)),
+                },
                 config,
             }),
         }
@@ -268,6 +293,9 @@ impl Simulator {
             }
             dialect => router = router.merge(dialect::routes(self, dialect)),
         }
+        if self.inner.jwt.is_some() {
+            router = router.route("/.well-known/jwks.json", get(control::jwks));
+        }
         router
             .route("/_sim/faults", get(control::faults))
             .route("/_sim/faults/{system}", post(control::set_faults))
@@ -275,6 +303,8 @@ impl Simulator {
             .route("/_sim/inventory/{sku}", put(control::set_inventory))
             .route("/_sim/products/{id}", put(control::update_product))
             .route("/_sim/customers", get(control::customers))
+            .route("/_sim/jwt", post(control::mint_jwt))
+            .route("/_sim/jwks/rotate", post(control::rotate_jwks))
             .route(
                 "/_sim/events",
                 get(control::event_mode).post(control::set_event_mode),

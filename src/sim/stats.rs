@@ -19,11 +19,15 @@ pub enum Endpoint {
     ErpInventory,
     ErpQuote,
     OmsOrders,
+    /// Both customer look-ups: by token and by id.
     CrmCustomers,
+    /// `/.well-known/jwks.json`, served with JWT customer tokens (the CRM
+    /// plays the identity provider).
+    CrmJwks,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::PimProducts,
         Endpoint::PimCategories,
         Endpoint::ErpPrices,
@@ -31,6 +35,7 @@ impl Endpoint {
         Endpoint::ErpQuote,
         Endpoint::OmsOrders,
         Endpoint::CrmCustomers,
+        Endpoint::CrmJwks,
     ];
 
     /// The key in `/_sim/stats`.
@@ -43,6 +48,7 @@ impl Endpoint {
             Endpoint::ErpQuote => "erp.quote",
             Endpoint::OmsOrders => "oms.orders",
             Endpoint::CrmCustomers => "crm.customers",
+            Endpoint::CrmJwks => "crm.jwks",
         }
     }
 
@@ -52,7 +58,7 @@ impl Endpoint {
             Endpoint::PimProducts | Endpoint::PimCategories => System::Pim,
             Endpoint::ErpPrices | Endpoint::ErpInventory | Endpoint::ErpQuote => System::Erp,
             Endpoint::OmsOrders => System::Oms,
-            Endpoint::CrmCustomers => System::Crm,
+            Endpoint::CrmCustomers | Endpoint::CrmJwks => System::Crm,
         }
     }
 
@@ -70,8 +76,8 @@ const TRACES_KEPT: usize = 1000;
 pub struct Stats {
     /// The W3C trace context of recent calls, oldest first.
     traces: Mutex<VecDeque<Value>>,
-    requests: [AtomicU64; 7],
-    items: [AtomicU64; 7],
+    requests: [AtomicU64; Endpoint::ALL.len()],
+    items: [AtomicU64; Endpoint::ALL.len()],
     /// Protocol calls refused for a missing or bad bearer token. Kept apart
     /// from `requests`, which count only calls a system was let to answer.
     unauthorized: AtomicU64,

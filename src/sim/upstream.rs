@@ -37,7 +37,9 @@ pub fn routes(sim: &Simulator, system: System) -> Router<Simulator> {
             .route("/erp/v1/inventory", get(inventory))
             .route("/erp/v1/quote", post(quote)),
         System::Oms => Router::new().route("/oms/v1/orders/{id}", get(order)),
-        System::Crm => Router::new().route("/crm/v1/customers/by-token/{token}", get(customer)),
+        System::Crm => Router::new()
+            .route("/crm/v1/customers/by-token/{token}", get(customer))
+            .route("/crm/v1/customers/{id}", get(customer_by_id)),
     };
     // A route layer: the door guards these routes only, never the 404
     // fallback; a wrong method still gets the router's plain JSON 405.
@@ -312,5 +314,21 @@ pub async fn customer(
     let customer = catalog
         .customer_by_token(&token)
         .ok_or_else(|| Refusal::not_found("no customer with that token"))?;
+    sim.reply(ENDPOINT, Shape::Customer, corrupt, 1, customer)
+}
+
+/// `GET /crm/v1/customers/{id}`: for a gateway that verified a JWT itself
+/// and knows the customer id, not a token.
+pub async fn customer_by_id(
+    State(sim): State<Simulator>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::CrmCustomers;
+    let corrupt = sim.arrive(ENDPOINT).await?;
+    let id = path(id)?;
+    let catalog = sim.read();
+    let customer = catalog
+        .customer_by_id(&id)
+        .ok_or_else(|| Refusal::not_found(format!("no customer {id:?}")))?;
     sim.reply(ENDPOINT, Shape::Customer, corrupt, 1, customer)
 }

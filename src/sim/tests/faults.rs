@@ -168,8 +168,8 @@ async fn stats_count_arrivals_and_served_entities() {
     assert_eq!(
         stats,
         json!({
-            "requests": {"pim.products": 2, "pim.categories": 1, "erp.prices": 2, "erp.inventory": 1, "erp.quote": 1, "oms.orders": 2, "crm.customers": 0},
-            "items": {"pim.products": 7, "pim.categories": 24, "erp.prices": 1, "erp.inventory": 0, "erp.quote": 2, "oms.orders": 1, "crm.customers": 0},
+            "requests": {"pim.products": 2, "pim.categories": 1, "erp.prices": 2, "erp.inventory": 1, "erp.quote": 1, "oms.orders": 2, "crm.customers": 0, "crm.jwks": 0},
+            "items": {"pim.products": 7, "pim.categories": 24, "erp.prices": 1, "erp.inventory": 0, "erp.quote": 2, "oms.orders": 1, "crm.customers": 0, "crm.jwks": 0},
             "unauthorized": 0,
             "tokens_issued": 0,
         })

@@ -10,6 +10,7 @@ mod auth;
 mod control;
 mod events;
 mod faults;
+mod jwt;
 mod upstream;
 
 use axum::Router;

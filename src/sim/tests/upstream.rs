@@ -387,6 +387,10 @@ async fn orders_and_customers_resolve_and_404_otherwise() {
             (&customer["id"], &customer["segment"]),
             (&sign_in["id"], &sign_in["segment"])
         );
+        let id = sign_in["id"].as_str().expect("id");
+        let (status, by_id) = get(&app, &format!("/crm/v1/customers/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(by_id, customer, "the same customer by id");
         for order_id in sign_in["orderIds"].as_array().expect("orderIds") {
             let (status, order) = get(
                 &app,
@@ -400,6 +404,10 @@ async fn orders_and_customers_resolve_and_404_otherwise() {
     }
     assert_error(
         &get(&app, "/crm/v1/customers/by-token/ct_nope").await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_error(
+        &get(&app, "/crm/v1/customers/cust-999").await,
         StatusCode::NOT_FOUND,
     );
     assert_error(
