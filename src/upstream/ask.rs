@@ -25,7 +25,10 @@ pub enum Ask<'a> {
         currency: &'a str,
     },
     Inventory(&'a [String]),
+    /// The customer a token belongs to (the token).
     Customer(&'a String),
+    /// A customer by id (a verified JWT's `sub`).
+    CustomerById(&'a String),
     Order(&'a String),
 }
 
@@ -43,6 +46,7 @@ impl Ask<'_> {
             Ask::Prices { .. } => "prices",
             Ask::Inventory(_) => "inventory",
             Ask::Customer(_) => "customer",
+            Ask::CustomerById(_) => "customer_by_id",
             Ask::Order(_) => "order",
         }
     }
@@ -59,14 +63,19 @@ impl Ask<'_> {
 
     /// Whether the answer is one item (or none), not a list.
     pub(super) fn single(&self) -> bool {
-        matches!(self, Ask::Customer(_) | Ask::Order(_))
+        matches!(
+            self,
+            Ask::Customer(_) | Ask::CustomerById(_) | Ask::Order(_)
+        )
     }
 
     pub(super) fn values(&self) -> Values<'_> {
         let keys: &[String] = match self {
             Ask::ProductsById(k) | Ask::ProductsBySku(k) | Ask::Inventory(k) => k,
             Ask::Prices { skus, .. } => skus,
-            Ask::Customer(key) | Ask::Order(key) => std::slice::from_ref(*key),
+            Ask::Customer(key) | Ask::CustomerById(key) | Ask::Order(key) => {
+                std::slice::from_ref(*key)
+            }
             _ => &[],
         };
         let mut values = Values {
@@ -146,6 +155,11 @@ impl Ask<'_> {
             Ask::Customer(token) => (
                 "customers",
                 format!("/crm/v1/customers/by-token/{}", path_segment(token)?),
+                Vec::new(),
+            ),
+            Ask::CustomerById(id) => (
+                "customers",
+                format!("/crm/v1/customers/{}", path_segment(id)?),
                 Vec::new(),
             ),
             Ask::Order(id) => (

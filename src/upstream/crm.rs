@@ -38,6 +38,31 @@ impl Crm {
         }
         contract::parse_one::<WireCustomer>(self.client.boundary(), &reply.body).map(Some)
     }
+
+    /// `GET /crm/v1/customers/{id}`: the customer, or `None` when the CRM
+    /// knows no such id. For a customer whose token Moat verified itself
+    /// (a JWT), which names the customer instead of asking the CRM whose
+    /// it is.
+    pub async fn customer_by_id(
+        &self,
+        id: &str,
+        priority: Priority,
+    ) -> Result<Option<Customer>, Error> {
+        let id = id.to_string();
+        let reply = self.client.read(Ask::CustomerById(&id), priority).await?;
+        if reply.is_not_found() {
+            return Ok(None);
+        }
+        let customer: Customer =
+            contract::parse_one::<WireCustomer>(self.client.boundary(), &reply.body)?;
+        if customer.id != id {
+            // Signed in as one customer, priced as another: never.
+            return Err(Error::unavailable(
+                "crm answered the customer lookup with another customer",
+            ));
+        }
+        Ok(Some(customer))
+    }
 }
 
 /// A refusal (4xx) carries the start of the CRM's answer, which might
