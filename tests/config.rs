@@ -92,6 +92,77 @@ default_currency = "USD"
 }
 
 #[test]
+fn customer_jwt_settings_are_checked_by_name() {
+    // JWTs without keys, issuer or audience; each bad value named.
+    let path = write(
+        "jwt.toml",
+        r#"
+[customers]
+tokens = "jwt"
+jwks_url = "ftp://id.example/jwks.json"
+issuer = " "
+algorithms = ["ES256", "ES256"]
+clock_skew = "1h"
+jwks_min_interval = "0s"
+max_token_bytes = 10
+"#,
+    );
+    let (ok, _, stderr) = moat(&["check-config", path.to_str().unwrap()]);
+    assert!(!ok);
+    for key in [
+        "customers.jwks_url",
+        "customers.issuer",
+        "customers.audience",
+        "customers.algorithms[1]",
+        "customers.clock_skew",
+        "customers.jwks_min_interval",
+        "customers.max_token_bytes",
+    ] {
+        assert!(
+            stderr.contains(&format!("`{key}`")),
+            "{key} missing from: {stderr}"
+        );
+    }
+    let cases = [
+        // `none` and shared-secret algorithms are no choice.
+        (
+            "[customers]\nalgorithms = [\"none\"]\n",
+            "customers.algorithms",
+        ),
+        (
+            "[customers]\nalgorithms = [\"HS256\"]\n",
+            "customers.algorithms",
+        ),
+        ("[customers]\nalgorithms = []\n", "customers.algorithms"),
+        ("[customers]\ntokens = \"saml\"\n", "customers.tokens"),
+        (
+            "[customers]\nclock_skew = \"a while\"\n",
+            "customers.clock_skew",
+        ),
+        (
+            "[customers]\ntokens = \"jwt\"\nissuer = \"i\"\naudience = \"a\"\n",
+            "customers.jwks_url",
+        ),
+        (
+            "[customers]\ntokens = \"jwt\"\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://id.example/jwks\"\njwks_file = \"jwks.json\"\n",
+            "customers.jwks_file",
+        ),
+    ];
+    for (text, key) in cases {
+        let path = write("jwt-case.toml", text);
+        let (ok, _, stderr) = moat(&["check-config", path.to_str().unwrap()]);
+        assert!(!ok, "{text}");
+        assert!(stderr.contains(key), "{text}: {key} missing from {stderr}");
+    }
+    let good = write(
+        "jwt-good.toml",
+        "[customers]\ntokens = \"jwt\"\njwks_file = \"/etc/moat/jwks.json\"\nissuer = \"https://id.example/\"\naudience = \"shop\"\nalgorithms = [\"RS256\"]\n",
+    );
+    let (ok, _, stderr) = moat(&["check-config", good.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn a_wrongly_typed_value_names_the_key() {
     let path = write("typed.toml", "[upstream]\ntimeout = \"soon\"\n");
     let (ok, _, stderr) = moat(&["check-config", path.to_str().unwrap()]);

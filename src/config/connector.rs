@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// What Moat reads through routes, each with the placeholders its
 /// `request` may use. (Checkout needs no route of its own: for a connector
 /// it reads prices and stock fresh from their owners, never the cache.)
-pub const ROUTES: [(&str, &str); 9] = [
+pub const ROUTES: [(&str, &str); 10] = [
     ("products", "products by id ({ids} or {id})"),
     ("products_by_sku", "products by sku ({skus} or {sku})"),
     (
@@ -26,6 +26,10 @@ pub const ROUTES: [(&str, &str); 9] = [
     ("prices", "prices ({skus} or {sku}, {segment}, {currency})"),
     ("inventory", "stock levels ({skus} or {sku})"),
     ("customer", "the customer a token belongs to ({token})"),
+    (
+        "customer_by_id",
+        "one customer by id ({id}); needed with [customers] tokens = \"jwt\"",
+    ),
     ("order", "one order ({id})"),
 ];
 

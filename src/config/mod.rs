@@ -36,7 +36,7 @@ pub use cache::{Cache, EntityCache, Responses};
 pub use catalog::Catalog;
 pub use checkout::Checkout;
 pub use connector::{BatchStyle, Encoding, ForeignEvents, ROUTES, Route, Signature};
-pub use customers::Customers;
+pub use customers::{Customers, JwtAlgorithm, TokenKind};
 pub use entities::Entities;
 pub use events::Events;
 pub use ip_range::IpRange;
@@ -141,7 +141,10 @@ impl Config {
         p.within("redis", |p| redis.problems(p));
         p.within("catalog", |p| catalog.problems(p));
         p.within("checkout", |p| checkout.problems(p));
-        p.within("customers", |p| customers.problems(p));
+        p.within("customers", |p| {
+            customers.problems(p);
+            customers::problems_with(customers, systems, &entities.owners(), p);
+        });
         p.within("events", |p| events.problems(p));
         p.within("reconcile", |p| reconcile.problems(p));
         p.within("telemetry", |p| telemetry.problems(p));
