@@ -103,7 +103,7 @@ impl Gateway {
             &tiers,
             redis.clone(),
             data,
-        ));
+        )?);
         let mut all_tiers: Vec<_> = catalog.tiers().into();
         all_tiers.extend(customers.tiers());
         let invalidator = Invalidator::new(
@@ -258,7 +258,10 @@ impl Gateway {
         // Stored answers were let through by the old settings (persisted
         // queries, the body limit): each must pass the new ones once.
         s.responses.clear();
-        s.customers.apply(&config.customers);
+        if let Err(e) = s.customers.apply(&config.customers) {
+            tracing::error!(error = %e, "[customers] not reloaded; the running settings stay");
+            config.customers = running.customers.clone();
+        }
         s.events.reload(&config.events);
         s.reconciler.reload(&config.reconcile);
         s.client_limits.apply(&config.server.client_limit);

@@ -1,14 +1,24 @@
-//! Signed-in shoppers: a customer token resolved through the CRM, and the
+//! Signed-in shoppers: a customer token resolved to a customer, and the
 //! orders (OMS) a customer may read. `http` resolves the token before
 //! GraphQL runs (an unknown one is answered 401 there); `graphql` reads a
 //! customer's orders through here. Both are cached like the catalog, in
 //! tiers of their own.
+//!
+//! A token is opaque (`[customers] tokens = "opaque"`: the CRM says whose
+//! it is) or a JWT (`"jwt"`: verified here, in `jwt`, against the identity
+//! provider's keys, `jwks`; then the CRM is asked for the customer its
+//! `sub` names). Either way one tier caches the customer per sign-in key:
+//! an opaque token's digest, or a verified subject's, so every token of
+//! one JWT customer costs one CRM call until the entry expires.
 //!
 //! A token is a credential. It is never a cache key, a log field or a
 //! metric label: the customer cache is keyed by its digest (an HMAC under
 //! the data key when there is one, so Redis never holds an unkeyed hash of
 //! a token; SHA-256 without one, when nothing personal reaches Redis), and
 //! the key's `Debug` shows only a prefix of that digest.
+
+mod jwks;
+pub mod jwt;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -47,9 +57,9 @@ pub enum Viewer {
     Unresolved(Error),
 }
 
-/// The customer cache key: the token's digest (hex), plus the token itself
-/// in memory only, because the CRM must be asked with it. Equality and
-/// hashing use the digest alone.
+/// The customer cache key: the digest (hex) of an opaque token or of a
+/// verified JWT's subject, plus what the CRM must be asked with, in memory
+/// only. Equality and hashing use the digest alone.
 #[derive(Clone)]
 pub struct TokenKey {
     digest: String,
@@ -57,8 +67,21 @@ pub struct TokenKey {
     previous: Option<String>,
     /// `None` for a key read back from Redis or the invalidation channel,
     /// which only ever see the digest.
-    token: Option<Arc<str>>,
+    lookup: Option<Lookup>,
 }
+
+/// How the CRM is asked for a sign-in's customer.
+#[derive(Clone)]
+enum Lookup {
+    /// By the opaque token.
+    Token(Arc<str>),
+    /// By customer id: the subject of a verified JWT.
+    Subject(Arc<str>),
+}
+
+/// Starts a subject's SHA-256 input (without a data key): a space is no
+/// bearer token character, so no opaque token digests the same.
+const SUBJECT_PREFIX: &str = "jwt subject ";
 
 impl TokenKey {
     /// The key of `token`: its HMAC under the data key, or its SHA-256
@@ -73,7 +96,24 @@ impl TokenKey {
             previous: keys
                 .and_then(DataKeys::previous)
                 .map(|k| k.token_digest(token)),
-            token: Some(token.into()),
+            lookup: Some(Lookup::Token(token.into())),
+        }
+    }
+
+    /// The key of a verified JWT's subject (a customer id), apart from
+    /// every opaque token's: its HMAC under the data key (labelled
+    /// otherwise than tokens'), or a SHA-256 no token input can have.
+    pub fn subject(id: &str, keys: Option<&DataKeys>) -> TokenKey {
+        let digest = match keys {
+            Some(keys) => keys.current().subject_digest(id),
+            None => hex(&Sha256::digest(format!("{SUBJECT_PREFIX}{id}").as_bytes())),
+        };
+        TokenKey {
+            digest,
+            previous: keys
+                .and_then(DataKeys::previous)
+                .map(|k| k.subject_digest(id)),
+            lookup: Some(Lookup::Subject(id.into())),
         }
     }
 
@@ -84,7 +124,7 @@ impl TokenKey {
     /// Whether the CRM can be asked with this key: only keys read back
     /// from Redis or the invalidation stream lack the token.
     pub fn has_token(&self) -> bool {
-        self.token.is_some()
+        self.lookup.is_some()
     }
 }
 
@@ -118,7 +158,7 @@ impl Key for TokenKey {
         is_digest.then(|| TokenKey {
             digest: text.to_ascii_lowercase(),
             previous: None,
-            token: None,
+            lookup: None,
         })
     }
 
@@ -179,11 +219,39 @@ pub struct Customers {
     index: Option<TokenIndex>,
     /// Digests tokens and names the index (None: no data key).
     data: Option<Arc<DataKeys>>,
-    /// Lookups of tokens neither this replica nor Redis has seen, per
-    /// client address. A flood of made-up tokens would otherwise spend the
-    /// CRM's limit and leave real customers unresolved; this caps what one
-    /// address can spend, and leaves the others theirs.
+    /// Lookups of opaque tokens neither this replica nor Redis has seen,
+    /// per client address. A flood of made-up tokens would otherwise spend
+    /// the CRM's limit and leave real customers unresolved; this caps what
+    /// one address can spend, and leaves the others theirs.
     unknown_tokens: ArcSwap<AddressLimit>,
+    /// What a token is now: opaque, or a JWT and how to verify it.
+    tokens: ArcSwap<Tokens>,
+}
+
+/// How tokens are taken, from `[customers]`; swapped whole on reload.
+struct Tokens {
+    /// Longer tokens are refused unread.
+    max_bytes: usize,
+    /// `None`: opaque tokens.
+    jwt: Option<Arc<jwt::Verifier>>,
+}
+
+impl Tokens {
+    /// From a checked section; a `jwks_file` is read, and keys fetched by
+    /// `previous` are kept when they come from the same URL.
+    fn new(config: &config::Customers, previous: Option<&Tokens>) -> Result<Tokens, String> {
+        let jwt = match config.tokens {
+            config::TokenKind::Opaque => None,
+            config::TokenKind::Jwt => {
+                let previous = previous.and_then(|t| t.jwt.as_deref());
+                Some(Arc::new(jwt::Verifier::new(config, previous)?))
+            }
+        };
+        Ok(Tokens {
+            max_bytes: config.max_token_bytes,
+            jwt,
+        })
+    }
 }
 
 impl Customers {
@@ -193,7 +261,9 @@ impl Customers {
         tiers: &Tiers,
         redis: Option<Arc<RedisLink>>,
         data: Option<Arc<DataKeys>>,
-    ) -> Customers {
+    ) -> Result<Customers, Error> {
+        let tokens = Tokens::new(&config.customers, None)
+            .map_err(|e| Error::internal(format!("[customers]: {e}")))?;
         // Which tokens are whose is personal: in Redis only named and
         // listed under the data key.
         let index = redis.zip(data.clone()).map(|(redis, data)| TokenIndex {
@@ -201,7 +271,7 @@ impl Customers {
             data,
             keep: config.cache.customer.max_stale,
         });
-        Customers {
+        Ok(Customers {
             by_token: tiers.build(
                 Entity::Customer,
                 CustomersByToken {
@@ -212,7 +282,8 @@ impl Customers {
             data,
             orders: tiers.build(Entity::Order, OrdersFor(upstreams.oms.clone())),
             unknown_tokens: ArcSwap::from_pointee(unknown_token_limiter(&config.customers)),
-        }
+            tokens: ArcSwap::from_pointee(tokens),
+        })
     }
 
     /// The cache keys of every sign-in of `customer_id` that any replica
@@ -232,10 +303,14 @@ impl Customers {
         keys
     }
 
-    /// Applies reloaded `[customers]` settings (counting starts afresh).
-    pub fn apply(&self, config: &config::Customers) {
+    /// Applies reloaded `[customers]` settings (counting starts afresh; a
+    /// `jwks_file` is read again). On an error nothing changes.
+    pub fn apply(&self, config: &config::Customers) -> Result<(), String> {
+        let tokens = Tokens::new(config, Some(&self.tokens.load()))?;
+        self.tokens.store(Arc::new(tokens));
         self.unknown_tokens
             .store(Arc::new(unknown_token_limiter(config)));
+        Ok(())
     }
 
     /// Forgets the addresses whose sign-in allowance has refilled.
@@ -248,16 +323,61 @@ impl Customers {
         [self.by_token.clone(), self.orders.clone()]
     }
 
-    /// Resolves a bearer token. `Err(UNAUTHENTICATED)` when the CRM does
-    /// not know it; `Viewer::Unresolved` when the CRM cannot answer and no
-    /// answer is cached.
-    ///
-    /// A token seen before (in L1, or in Redis from another replica) is
-    /// looked up as usual; a token never seen must first get a permit from
-    /// the unknown-token limit of `client` (its address), and without one
-    /// is `Unresolved` with `RATE_LIMITED`, so guessing tokens cannot crowd
-    /// out real customers.
+    /// Resolves a bearer token. `Err(UNAUTHENTICATED)` when it is not good
+    /// (a JWT that fails verification, or a token the CRM does not know);
+    /// `Viewer::Unresolved` when that cannot be told now (the CRM or the
+    /// identity provider's keys cannot be had) and no answer is cached.
     pub async fn sign_in(
+        &self,
+        token: &str,
+        priority: Priority,
+        client: IpAddr,
+    ) -> Result<Viewer, Error> {
+        let tokens = self.tokens.load_full();
+        if token.len() > tokens.max_bytes {
+            metrics::counter!(telemetry::TOKENS_REFUSED, "reason" => "oversized").increment(1);
+            return Err(invalid_token());
+        }
+        match &tokens.jwt {
+            Some(verifier) => self.sign_in_jwt(verifier, token, priority).await,
+            None => self.sign_in_opaque(token, priority, client).await,
+        }
+    }
+
+    /// A JWT is verified before anything else: one that fails costs no
+    /// CRM call. A good one is the customer its `sub` names, read from the
+    /// CRM by id once and cached under the subject, so no limit on unknown
+    /// tokens is needed: only the identity provider can mint new subjects.
+    async fn sign_in_jwt(
+        &self,
+        verifier: &jwt::Verifier,
+        token: &str,
+        priority: Priority,
+    ) -> Result<Viewer, Error> {
+        let subject = match verifier.verify(token).await {
+            Ok(subject) => subject,
+            Err(jwt::Rejection::Refused(reason)) => {
+                metrics::counter!(telemetry::TOKENS_REFUSED, "reason" => reason.label())
+                    .increment(1);
+                return Err(invalid_token());
+            }
+            Err(jwt::Rejection::Unavailable(e)) => {
+                tracing::warn!(error = %e, "cannot verify a customer token; customer fields will fail");
+                return Ok(Viewer::Unresolved(Error::unavailable(
+                    "the identity provider's keys cannot be fetched now; retry in a moment",
+                )));
+            }
+        };
+        let key = TokenKey::subject(&subject, self.data.as_deref());
+        self.resolve(key, priority).await
+    }
+
+    /// An opaque token seen before (in L1, or in Redis from another
+    /// replica) is looked up as usual; a token never seen must first get a
+    /// permit from the unknown-token limit of `client` (its address), and
+    /// without one is `Unresolved` with `RATE_LIMITED`, so guessing tokens
+    /// cannot crowd out real customers.
+    async fn sign_in_opaque(
         &self,
         token: &str,
         priority: Priority,
@@ -286,6 +406,11 @@ impl Customers {
                 "too many sign-ins with new customer tokens from this address right now; retry in a moment",
             )));
         }
+        self.resolve(key, priority).await
+    }
+
+    /// The customer of a sign-in key, through the tier.
+    async fn resolve(&self, key: TokenKey, priority: Priority) -> Result<Viewer, Error> {
         match read_one(&self.by_token, key.clone(), priority).await {
             Ok(hit) => {
                 // Noted at each sign-in this replica did not hold, so a
@@ -432,7 +557,7 @@ async fn read_one<K: Key, V: Value>(
         })
 }
 
-/// Looks tokens up in the CRM. (`sign_in` notes in Redis which tokens
+/// Looks tokens (or verified subjects) up in the CRM. (`sign_in` notes in Redis which tokens
 /// belong to which customer, so a `customer.updated` event, which names
 /// the customer, not the tokens, can find every cached sign-in of theirs.)
 struct CustomersByToken {
@@ -450,8 +575,9 @@ impl Fetch<TokenKey, Customer> for CustomersByToken {
             let lookups = keys.into_iter().map(|key| {
                 let crm = crm.clone();
                 async move {
-                    let found = match &key.token {
-                        Some(token) => crm.customer_by_token(token, priority).await,
+                    let found = match &key.lookup {
+                        Some(Lookup::Token(token)) => crm.customer_by_token(token, priority).await,
+                        Some(Lookup::Subject(id)) => crm.customer_by_id(id, priority).await,
                         // Only keys read back from Redis lack the token, and
                         // those are never fetched (they come from a purge).
                         None => Err(Error::internal("a customer key without its token")),
@@ -530,7 +656,7 @@ mod tests {
         // Read back from Redis: the same key, without the token.
         let decoded = TokenKey::decode(&key.encode()).unwrap();
         assert_eq!(decoded, key);
-        assert!(decoded.token.is_none());
+        assert!(decoded.lookup.is_none());
         assert!(TokenKey::decode("ct_secret_token_value").is_none());
     }
 

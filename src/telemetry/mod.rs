@@ -29,6 +29,23 @@ pub const CHECKOUT_VERIFICATIONS: &str = "moat_checkout_verifications_total";
 pub const CHECKOUT_MISMATCHES: &str = "moat_checkout_mismatches_total";
 /// Sign-ins with never-seen customer tokens refused by the unknown-token limit.
 pub const SIGN_INS_REFUSED: &str = "moat_customer_sign_ins_refused_total";
+/// Customer tokens refused before any CRM call, by `reason` (one of
+/// [`TOKEN_REFUSAL_REASONS`]): a JWT that failed verification, or a token
+/// of either kind over `[customers] max_token_bytes` (`oversized`).
+pub const TOKENS_REFUSED: &str = "moat_customer_tokens_refused_total";
+/// The `reason`s of [`TOKENS_REFUSED`].
+pub const TOKEN_REFUSAL_REASONS: [&str; 10] = [
+    "oversized",
+    "malformed",
+    "algorithm",
+    "unknown_key",
+    "signature",
+    "expired",
+    "not_yet_valid",
+    "issuer",
+    "audience",
+    "subject",
+];
 /// Of the sign-ins with never-seen tokens, those from addresses the full
 /// table of `[customers] unknown_token_addresses` had no room for: they
 /// share one allowance. Rising: a flood rotating through addresses.
@@ -77,7 +94,7 @@ pub enum MetricType {
 
 /// Every metric Moat exports: what dashboards and alert rules may use
 /// (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType); 25] = [
+pub const EXPORTED: [(&str, MetricType); 26] = [
     (CACHE_REQUESTS, MetricType::Counter),
     (UPSTREAM_REQUESTS, MetricType::Counter),
     (UPSTREAM_DURATION, MetricType::Histogram),
@@ -90,6 +107,7 @@ pub const EXPORTED: [(&str, MetricType); 25] = [
     (CHECKOUT_MISMATCHES, MetricType::Counter),
     (SIGN_INS_REFUSED, MetricType::Counter),
     (SIGN_INS_SHARED, MetricType::Counter),
+    (TOKENS_REFUSED, MetricType::Counter),
     (EVENTS, MetricType::Counter),
     (DLQ_DEPTH, MetricType::Gauge),
     (DLQ_TRIMMED, MetricType::Counter),

@@ -16,7 +16,7 @@ use super::{
     CONNECTIONS_CLOSED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED, CONTRACT_VIOLATIONS, DLQ_DEPTH,
     DLQ_TRIMMED, EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, RATELIMIT_REJECTED,
     RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, SIGN_INS_REFUSED, SIGN_INS_SHARED,
-    TOKEN_FETCHES, UPSTREAM_DURATION, UPSTREAM_REQUESTS,
+    TOKEN_FETCHES, TOKEN_REFUSAL_REASONS, TOKENS_REFUSED, UPSTREAM_DURATION, UPSTREAM_REQUESTS,
 };
 
 /// `moat_upstream_requests_total{outcome}`.
@@ -129,6 +129,9 @@ pub fn register_at_zero(config: &Config) {
     }
     counter!(SIGN_INS_REFUSED).increment(0);
     counter!(SIGN_INS_SHARED).increment(0);
+    for reason in TOKEN_REFUSAL_REASONS {
+        counter!(TOKENS_REFUSED, "reason" => reason).increment(0);
+    }
     counter!(DLQ_TRIMMED).increment(0);
     for place in EVENT_PLACES {
         let _ = histogram!(EVENT_VISIBLE, "where" => place);
