@@ -334,6 +334,43 @@ impl Line {
 }
 
 /// Redis, dead letters, reconciliation, admin and price-token secrets.
+/// With JWT customer tokens: whether the identity provider's keys can be
+/// had (a FAIL: no shopper could sign in).
+async fn customer_tokens(customers: &crate::config::Customers) -> Line {
+    use crate::config::TokenKind;
+    use crate::customers::jwt;
+    const KEY: &str = "customers.tokens";
+    if customers.tokens == TokenKind::Opaque {
+        return line(
+            Status::Ok,
+            KEY,
+            "opaque: the CRM says whose each new token is (limited per client address)",
+        );
+    }
+    let (place, found) = match (&customers.jwks_file, &customers.jwks_url) {
+        (Some(path), _) => (path.display().to_string(), jwt::keys_in_file(path)),
+        (None, Some(url)) => (crate::config::redact(url), jwt::keys_at(url).await),
+        (None, None) => (String::new(), Err("no jwks_url or jwks_file".into())),
+    };
+    match found {
+        Ok(keys) => line(
+            Status::Ok,
+            KEY,
+            format!(
+                "jwt: {keys} key(s) from {place}; issuer {:?}, audience {:?}",
+                customers.issuer.as_deref().unwrap_or_default(),
+                customers.audience.as_deref().unwrap_or_default()
+            ),
+        ),
+        Err(why) => line(
+            Status::Fail,
+            KEY,
+            format!("jwt, but the identity provider's keys cannot be had: {why}"),
+        )
+        .fix("correct customers.jwks_url or customers.jwks_file (a JWK Set with RSA, EC P-256 or Ed25519 signing keys)"),
+    }
+}
+
 async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
     let mut lines = Vec::new();
     let without_redis = "each replica caches, rate-limits and de-duplicates events alone, \
@@ -362,6 +399,7 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
             .fix("start Redis or correct redis.url"),
         },
     });
+    lines.push(customer_tokens(&config.customers).await);
     let ev = &config.events;
     lines.push(if config.redis.url.is_some() {
         line(
