@@ -223,6 +223,59 @@ async fn personal_records_are_sealed_and_survive_a_key_rotation() {
     assert_nothing_personal(&everything(&redis).await, &personal);
 }
 
+/// With JWT customer tokens the sign-in is known by an HMAC of the
+/// subject: Redis holds neither the token (nor its signature), nor the
+/// customer's id, email or name, nor an unkeyed hash of the subject; and
+/// another replica signs the customer in from Redis, without the CRM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_sign_in_leaves_no_token_or_subject_in_redis() {
+    use moat::config::TokenKind;
+    use moat::sim::{CustomerTokens, JWT_AUDIENCE, JWT_ISSUER, JwtAlg, SimConfig};
+    use sha2::{Digest, Sha256};
+
+    let sim = Sim::start_with(SimConfig {
+        products: 500,
+        customer_tokens: CustomerTokens::Jwt(JwtAlg::EdDsa),
+        ..SimConfig::default()
+    })
+    .await;
+    let redis = RedisServer::start();
+    let mut c = with_redis(&sim, &redis);
+    c.customers.tokens = TokenKind::Jwt;
+    c.customers.jwks_url = Some(format!("{}/.well-known/jwks.json", sim.url));
+    c.customers.issuer = Some(JWT_ISSUER.into());
+    c.customers.audience = Some(JWT_AUDIENCE.into());
+    let (id, _, _) = customer_in(&sim, "vip").await;
+    let mut shopper = shopper(&sim).await;
+    assert_eq!(shopper.token.split('.').count(), 3, "a JWT");
+
+    let a = Moat::start_with_secrets(c.clone(), keyed(Some(KEY_A), None)).await;
+    let (first, mut personal) = read_page(&a, &mut shopper).await;
+    a.stop().await;
+    let signature = shopper.token.rsplit('.').next().unwrap().to_string();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    personal.extend([
+        signature,
+        id.clone(),
+        hex(&Sha256::digest(id.as_bytes())),
+        hex(&Sha256::digest(shopper.token.as_bytes())),
+    ]);
+    let all = everything(&redis).await;
+    assert_nothing_personal(&all, &personal);
+    assert!(
+        all.iter().any(|(k, _)| k.starts_with("moat:v1:customer:")),
+        "{all:?}"
+    );
+
+    let calls = sim.requests("crm.customers").await;
+    assert_eq!(calls, 1);
+    let b = Moat::start_with_secrets(c, keyed(Some(KEY_A), None)).await;
+    let (again, _) = read_page(&b, &mut shopper).await;
+    b.stop().await;
+    assert_eq!(again["data"]["viewer"], first["data"]["viewer"]);
+    assert_eq!(sim.requests("crm.customers").await, calls, "read from Redis");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_data_key_personal_records_stay_in_memory() {
     let sim = Sim::start().await;
