@@ -399,3 +399,23 @@ async fn doctor_checks_the_jwks() {
     let lines = moat::doctor::run(&empty, &secrets).await;
     assert_eq!(status_of(&lines).0, moat::doctor::Status::Fail);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_change_drops_their_jwt_sign_in() {
+    use support::events::{now, rfc3339, send};
+    let sim = sim_with(JwtAlg::Es256).await;
+    let moat = Moat::start(jwt_config(&sim)).await;
+    let (id, token, _) = customer_in(&sim, "wholesale").await;
+    moat.query_with_token(&token, VIEWER, json!({})).await;
+    assert_eq!(sim.requests("crm.customers").await, 1);
+    let changed = json!({ "id": "c-1", "type": "customer.updated", "occurredAt": rfc3339(now()),
+                          "entity": { "kind": "customer", "id": id }, "version": 99 });
+    let (_, r) = send(&moat, "crm", &changed).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    let r = moat.query_with_token(&token, VIEWER, json!({})).await;
+    assert_eq!(r["data"]["viewer"]["id"], json!(id), "{r}");
+    assert_eq!(sim.requests("crm.customers").await, 2, "refetched once");
+    moat.query_with_token(&token, VIEWER, json!({})).await;
+    assert_eq!(sim.requests("crm.customers").await, 2);
+    moat.stop().await;
+}
