@@ -273,7 +273,11 @@ async fn a_jwt_sign_in_leaves_no_token_or_subject_in_redis() {
     let (again, _) = read_page(&b, &mut shopper).await;
     b.stop().await;
     assert_eq!(again["data"]["viewer"], first["data"]["viewer"]);
-    assert_eq!(sim.requests("crm.customers").await, calls, "read from Redis");
+    assert_eq!(
+        sim.requests("crm.customers").await,
+        calls,
+        "read from Redis"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
