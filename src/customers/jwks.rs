@@ -384,3 +384,51 @@ pub fn client() -> Result<reqwest::Client, String> {
         .build()
         .map_err(|e| format!("cannot build the JWKS client: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn only_signing_keys_moat_verifies_with_are_kept() {
+        let ec = json!({"kty": "EC", "crv": "P-256", "kid": "ec", "x": b64(&[1; 32]), "y": b64(&[2; 32])});
+        let ed = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(&[3; 32])});
+        let rsa = json!({"kty": "RSA", "kid": "rsa", "n": b64(&[0xc5; 256]), "e": b64(&[1, 0, 1])});
+        let document = json!({"keys": [
+            ec, ed, rsa,
+            // For encryption, another curve, a short RSA key, a shared
+            // secret, a key named for another algorithm, not an object.
+            {"kty": "EC", "crv": "P-256", "kid": "enc", "use": "enc", "x": b64(&[1; 32]), "y": b64(&[2; 32])},
+            {"kty": "EC", "crv": "P-384", "kid": "p384", "x": b64(&[1; 48]), "y": b64(&[2; 48])},
+            {"kty": "RSA", "kid": "short", "n": b64(&[0xc5; 128]), "e": b64(&[1, 0, 1])},
+            {"kty": "oct", "kid": "hmac", "k": b64(b"secret")},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "named", "alg": "ES256", "x": b64(&[3; 32])},
+            "not a key",
+        ]});
+        let keys = KeySet::parse(document.to_string().as_bytes()).expect("a JWK Set");
+        assert_eq!(keys.len(), 3);
+        let ec = keys.find(Some("ec"), JwtAlgorithm::ES256).expect("ec");
+        assert_eq!(ec.algorithm, JwtAlgorithm::ES256);
+        assert_eq!(
+            keys.find(Some("rsa"), JwtAlgorithm::ES256)
+                .map(|k| k.algorithm),
+            Some(JwtAlgorithm::RS256),
+            "found by kid; the caller refuses the mismatch"
+        );
+        for gone in ["enc", "p384", "short", "hmac", "named", "nobody"] {
+            assert!(
+                keys.find(Some(gone), JwtAlgorithm::ES256).is_none(),
+                "{gone}"
+            );
+        }
+        // Without a kid: the only key of the algorithm.
+        assert!(keys.find(None, JwtAlgorithm::EdDSA).is_some());
+        assert!(KeySet::parse(b"[]").is_err());
+        assert!(KeySet::parse(&vec![b' '; MAX_JWKS_BYTES + 1]).is_err());
+    }
+}

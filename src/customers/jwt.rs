@@ -335,6 +335,12 @@ mod tests {
         Err(Rejection::Refused(reason))
     }
 
+    #[test]
+    fn reasons_are_the_metrics_labels() {
+        let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, crate::telemetry::TOKEN_REFUSAL_REASONS);
+    }
+
     #[tokio::test]
     async fn each_flaw_is_refused_by_name() {
         let ec = Ec::new();

@@ -661,6 +661,21 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_is_never_known_by_a_tokens_key() {
+        let keys = DataKeys::new(Some(&"ab".repeat(32)), None)
+            .unwrap()
+            .unwrap();
+        for data in [None, Some(&keys)] {
+            let subject = TokenKey::subject("cust-001", data);
+            assert_ne!(subject, TokenKey::new("cust-001", data));
+            // (Without a data key only the text "jwt subject cust-001"
+            // digests the same, and a bearer token has no spaces.)
+            assert_eq!(subject, TokenKey::subject("cust-001", data));
+            assert!(!format!("{subject:?}").contains("cust"));
+        }
+    }
+
+    #[test]
     fn order_keys_round_trip_and_purge_by_order() {
         let key = OrderKey {
             order_id: "ord-00001".into(),
