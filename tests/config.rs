@@ -104,6 +104,7 @@ issuer = " "
 algorithms = ["ES256", "ES256"]
 clock_skew = "1h"
 jwks_min_interval = "0s"
+jwks_max_age = "30d"
 max_token_bytes = 10
 "#,
     );
@@ -116,6 +117,7 @@ max_token_bytes = 10
         "customers.algorithms[1]",
         "customers.clock_skew",
         "customers.jwks_min_interval",
+        "customers.jwks_max_age",
         "customers.max_token_bytes",
     ] {
         assert!(

@@ -419,3 +419,28 @@ async fn a_customer_change_drops_their_jwt_sign_in() {
     assert_eq!(sim.requests("crm.customers").await, 2);
     moat.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_key_stops_verifying_once_the_keys_held_are_old() {
+    let sim = sim_with(JwtAlg::Es256).await;
+    let mut c = jwt_config(&sim);
+    c.customers.jwks_max_age = std::time::Duration::from_secs(1);
+    let moat = Moat::start(c).await;
+    let (id, old, _) = customer_in(&sim, "vip").await;
+    let r = moat.query_with_token(&old, VIEWER, json!({})).await;
+    assert_eq!(r["data"]["viewer"]["id"], json!(id), "{r}");
+    // Two rotations: the JWKS serves the last two keys, not the first.
+    rotate(&sim).await;
+    rotate(&sim).await;
+    let withdrawn = support::eventually(std::time::Duration::from_secs(10), || async {
+        refused_with(&moat, &old).await == (401, vec!["UNAUTHENTICATED".to_string()])
+    })
+    .await;
+    assert!(withdrawn, "a token of the withdrawn key is refused");
+    let fetches = sim.requests("crm.jwks").await;
+    let (_, current, _) = customer_in(&sim, "vip").await;
+    let r = moat.query_with_token(&current, VIEWER, json!({})).await;
+    assert_eq!(r["data"]["viewer"]["id"], json!(id), "{r}");
+    assert_eq!(sim.requests("crm.jwks").await, fetches, "already held");
+    moat.stop().await;
+}

@@ -45,6 +45,11 @@ pub struct Customers {
     /// flood of fetches.
     #[serde(with = "humantime_serde")]
     pub jwks_min_interval: Duration,
+    /// With `jwks_url`: keys fetched longer ago than this are fetched again
+    /// by the next token that uses them (the held keys stay if that
+    /// fails), so a key the provider withdrew stops verifying.
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_age: Duration,
     /// Longer tokens are refused before anything is decoded (either kind).
     pub max_token_bytes: usize,
     /// CRM lookups per second (per replica) for opaque tokens never seen
@@ -120,6 +125,7 @@ impl Default for Customers {
             ],
             clock_skew: Duration::from_secs(60),
             jwks_min_interval: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(3600),
             max_token_bytes: 8192,
             unknown_token_rps: 10,
             unknown_token_burst: 20,
@@ -190,6 +196,12 @@ impl Section for Customers {
             (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.jwks_min_interval),
             "jwks_min_interval",
             "must be between 1s and 1h",
+        );
+        p.check(
+            (Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600))
+                .contains(&self.jwks_max_age),
+            "jwks_max_age",
+            "must be between 1s and 7d",
         );
         if self.tokens == TokenKind::Jwt {
             match (&self.jwks_url, &self.jwks_file) {

@@ -3,7 +3,8 @@
 //! at start and on reload, or fetched from `jwks_url` when first needed and
 //! again when a token names a key not held, at most once per
 //! `jwks_min_interval` (a flood of made-up key ids must not become a flood
-//! of fetches).
+//! of fetches), and when the keys held are older than `jwks_max_age` (so a
+//! key the provider withdrew stops verifying).
 //!
 //! Only signing keys Moat can verify with are kept: RSA (2048 to 8192
 //! bits), EC P-256 and OKP Ed25519; others (encryption keys, other curves)
@@ -93,6 +94,8 @@ struct JwkSet {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Arc<PublicKey>>,
+    /// When they were fetched (`None`: read from a file, or none yet).
+    fetched: Option<Instant>,
 }
 
 impl KeySet {
@@ -114,7 +117,10 @@ impl KeySet {
                 Err(e) => tracing::warn!(error = %e, "a key of the JWKS is skipped"),
             }
         }
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            fetched: None,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -236,6 +242,9 @@ pub struct Jwks {
     keys: ArcSwap<KeySet>,
     fetches: Mutex<Fetches>,
     min_interval: Duration,
+    /// Fetched keys older than this are fetched again by the next token
+    /// that uses them, so a key the provider withdrew stops verifying.
+    max_age: Duration,
 }
 
 impl Jwks {
@@ -259,11 +268,13 @@ impl Jwks {
                 last: None,
             }),
             min_interval: Duration::MAX,
+            max_age: Duration::MAX,
         })
     }
 
-    /// Keys fetched from `url` when first needed.
-    pub fn from_url(url: &str, min_interval: Duration) -> Result<Jwks, String> {
+    /// Keys fetched from `url` when first needed, and again when older
+    /// than `max_age`.
+    pub fn from_url(url: &str, min_interval: Duration, max_age: Duration) -> Result<Jwks, String> {
         let http = client()?;
         Ok(Jwks {
             source: Source::Url {
@@ -276,14 +287,16 @@ impl Jwks {
                 last: None,
             }),
             min_interval,
+            max_age,
         })
     }
 
-    /// Whether these keys are fetched from `url` at most once per
-    /// `min_interval` (so a reload that changes neither keeps them).
-    pub fn fetches_from(&self, url: &str, min_interval: Duration) -> bool {
+    /// Whether these keys are fetched from `url` as these settings say (so
+    /// a reload that changes none of them keeps the keys).
+    pub fn fetches_from(&self, url: &str, min_interval: Duration, max_age: Duration) -> bool {
         matches!(&self.source, Source::Url { url: at, .. } if at == url)
             && self.min_interval == min_interval
+            && self.max_age == max_age
     }
 
     /// How many keys are held.
@@ -298,8 +311,35 @@ impl Jwks {
         kid: Option<&str>,
         algorithm: JwtAlgorithm,
     ) -> Result<Arc<PublicKey>, Missing> {
-        if let Some(key) = self.keys.load().find(kid, algorithm) {
-            return Ok(key);
+        let held = self.keys.load_full();
+        if let Some(key) = held.find(kid, algorithm) {
+            let stale = held.fetched.is_some_and(|at| at.elapsed() >= self.max_age);
+            if !stale {
+                return Ok(key);
+            }
+            // One caller fetches them again; the others go on with the
+            // keys held meanwhile.
+            if let (Source::Url { url, http }, Ok(mut fetches)) =
+                (&self.source, self.fetches.try_lock())
+            {
+                let due = fetches
+                    .last
+                    .is_none_or(|at| at.elapsed() >= self.min_interval);
+                if due {
+                    fetches.last = Some(Instant::now());
+                    match fetch(http, url).await {
+                        Ok(keys) => self.keys.store(Arc::new(keys)),
+                        // The held keys stay: an outage of the provider
+                        // does not sign everyone out.
+                        Err(e) => tracing::warn!(error = %e, "cannot fetch the JWKS again"),
+                    }
+                }
+            }
+            return self
+                .keys
+                .load()
+                .find(kid, algorithm)
+                .ok_or(Missing::Unknown);
         }
         let Source::Url { url, http } = &self.source else {
             return Err(Missing::Unknown);
@@ -367,7 +407,8 @@ pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<KeySet, String> 
         }
         body.extend_from_slice(&chunk);
     }
-    let keys = KeySet::parse(&body).map_err(|e| format!("{shown}: {e}"))?;
+    let mut keys = KeySet::parse(&body).map_err(|e| format!("{shown}: {e}"))?;
+    keys.fetched = Some(Instant::now());
     if keys.is_empty() {
         return Err(format!(
             "{shown}: no key Moat can verify with (RSA, EC P-256 or Ed25519, for signatures)"

@@ -116,8 +116,17 @@ impl Verifier {
         let jwks = match (&config.jwks_file, &config.jwks_url) {
             (Some(path), _) => Arc::new(Jwks::from_file(path)?),
             (None, Some(url)) => match previous {
-                Some(p) if p.jwks.fetches_from(url, config.jwks_min_interval) => p.jwks.clone(),
-                _ => Arc::new(Jwks::from_url(url, config.jwks_min_interval)?),
+                Some(p)
+                    if p.jwks
+                        .fetches_from(url, config.jwks_min_interval, config.jwks_max_age) =>
+                {
+                    p.jwks.clone()
+                }
+                _ => Arc::new(Jwks::from_url(
+                    url,
+                    config.jwks_min_interval,
+                    config.jwks_max_age,
+                )?),
             },
             (None, None) => {
                 return Err("customers.jwks_url or customers.jwks_file is needed".into());
