@@ -553,6 +553,24 @@ async fn contract_verify_lists_violations_and_fails_only_when_there_are_some() {
     let (code, out) = moat(&pim, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("/pim/v1/categories"), "{out}");
+
+    // The CRM: the customer of a token, then the same one by id (as Moat
+    // asks with JWT customer tokens).
+    let (id, token, _) = support::customer_in(&sim, "vip").await;
+    let crm = [
+        "contract",
+        "verify",
+        "--system",
+        "crm",
+        "--url",
+        &sim.url,
+        "--customer-token",
+        &token,
+    ];
+    let (code, out) = moat(&crm, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("/crm/v1/customers/by-token/"), "{out}");
+    assert!(out.contains(&format!("/crm/v1/customers/{id}")), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

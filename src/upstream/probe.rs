@@ -812,15 +812,35 @@ impl Probe<'_> {
         self.one::<W>(&answer, file)
     }
 
+    /// The customer a token belongs to, then the same customer by id, as
+    /// Moat asks with JWT customer tokens (a connector without that route
+    /// is not asked).
     async fn customer(&mut self) {
         let token = self.sample.customer_token.clone();
-        self.single::<crm::WireCustomer>(
-            |key| Ask::Customer(key),
-            token.as_deref(),
-            "customer.json",
-            "--customer-token",
-        )
-        .await;
+        let customer = self
+            .single::<crm::WireCustomer>(
+                |key| Ask::Customer(key),
+                token.as_deref(),
+                "customer.json",
+                "--customer-token",
+            )
+            .await;
+        let by_id =
+            (self.target.connector.as_ref()).is_none_or(|c| c.route("customer_by_id").is_some());
+        let Some(id) = customer
+            .as_ref()
+            .and_then(|c| c["id"].as_str())
+            .filter(|_| by_id)
+            .map(str::to_string)
+        else {
+            return;
+        };
+        if let Some(answer) = self.ask(Ask::CustomerById(&id), &[StatusCode::OK]).await
+            && let Some(found) = self.one::<crm::WireCustomer>(&answer, "customer.json")
+            && found["id"].as_str() != Some(id.as_str())
+        {
+            self.unanswered("$.id", format!("asked for {id:?}, got {}", found["id"]));
+        }
     }
 
     async fn order(&mut self) {
