@@ -12,8 +12,9 @@
 //! - [`graphql`]: the query guard and cost check, schema and resolvers;
 //!   per-request loaders batch keys;
 //! - [`catalog`]: which entities are cached under which keys, and how each
-//!   cache fills itself; [`customers`], its peer: customer tokens (CRM) and
-//!   orders (OMS), cached the same way;
+//!   cache fills itself; [`customers`], its peer: customer tokens (opaque
+//!   ones resolved by the CRM, JWTs verified against the identity
+//!   provider's keys) and orders (OMS), cached the same way;
 //! - [`checkout`]: `verifyCheckout` against an authoritative ERP quote, and
 //!   the signed price tokens it checks;
 //! - [`cache`]: per entity L1 (moka), single-flight, L2, freshness,
