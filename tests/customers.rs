@@ -115,8 +115,16 @@ async fn an_unknown_or_malformed_token_is_a_401_request_error() {
             "the token is not echoed: {body}"
         );
     }
-    // An unknown token is remembered briefly, not asked about every time.
+    // An opaque token past 512 bytes is refused before the CRM is asked.
     let calls = sim.requests("crm.customers").await;
+    let long = format!("Bearer ct_{}", "0".repeat(600));
+    let (status, _, body) = moat.query_as(Some(&long), q, json!({})).await;
+    assert_eq!(
+        (status, error_codes(&body)),
+        (401, vec!["UNAUTHENTICATED".into()])
+    );
+    assert_eq!(sim.requests("crm.customers").await, calls);
+    // An unknown token is remembered briefly, not asked about every time.
     moat.query_as(Some("Bearer ct_000000000000000000000000"), q, json!({}))
         .await;
     assert_eq!(sim.requests("crm.customers").await, calls);

@@ -50,7 +50,8 @@ pub struct Customers {
     /// fails), so a key the provider withdrew stops verifying.
     #[serde(with = "humantime_serde")]
     pub jwks_max_age: Duration,
-    /// Longer tokens are refused before anything is decoded (either kind).
+    /// Longer tokens are refused before anything is decoded or asked
+    /// (opaque tokens are held to 512 bytes whatever this says).
     pub max_token_bytes: usize,
     /// CRM lookups per second (per replica) for opaque tokens never seen
     /// before, per client address (`[server] trusted_proxies` says when

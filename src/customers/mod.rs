@@ -228,6 +228,10 @@ pub struct Customers {
     tokens: ArcSwap<Tokens>,
 }
 
+/// Longest opaque token taken (as before JWTs, which are longer): a token
+/// travels to the CRM in a URL path.
+const OPAQUE_MAX_BYTES: usize = 512;
+
 /// How tokens are taken, from `[customers]`; swapped whole on reload.
 struct Tokens {
     /// Longer tokens are refused unread.
@@ -334,7 +338,11 @@ impl Customers {
         client: IpAddr,
     ) -> Result<Viewer, Error> {
         let tokens = self.tokens.load_full();
-        if token.len() > tokens.max_bytes {
+        let most = match tokens.jwt {
+            Some(_) => tokens.max_bytes,
+            None => tokens.max_bytes.min(OPAQUE_MAX_BYTES),
+        };
+        if token.len() > most {
             metrics::counter!(telemetry::TOKENS_REFUSED, "reason" => "oversized").increment(1);
             return Err(invalid_token());
         }
