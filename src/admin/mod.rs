@@ -59,7 +59,7 @@ pub fn router(app: Arc<AppState>) -> Router {
 }
 
 async fn metrics() -> Response {
-    let body = telemetry::prometheus().render();
+    let body = telemetry::render();
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

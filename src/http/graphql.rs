@@ -170,7 +170,7 @@ pub fn stored(
         Some(Some(Err(_))) => return Continue(Request::from_parts(parts, Body::empty())),
     };
     if let Some(answer) = app.responses.get(&Sent::Post(sent.clone())) {
-        telemetry::graphql_request(started.elapsed());
+        telemetry::graphql_request(started.elapsed(), true);
         return Break(reply(media, StatusCode::OK, answer));
     }
     parts.extensions.insert(LookedUp);
@@ -359,7 +359,7 @@ async fn run(
         if !sent.looked_up
             && let Some(body) = app.responses.get(key)
         {
-            telemetry::graphql_request(started.elapsed());
+            telemetry::graphql_request(started.elapsed(), true);
             return reply(media, StatusCode::OK, body);
         }
         app.responses.missed();
@@ -429,7 +429,7 @@ async fn run(
         .schema
         .execute(&app.documents, &prepared, request.data(scope))
         .await;
-    telemetry::graphql_request(started.elapsed());
+    telemetry::graphql_request(started.elapsed(), response.errors.is_empty());
     graphql::code_every_error(&mut response);
     let request_error = graphql::is_request_error(&response);
     if let Some((hash, text)) = register.filter(|_| !request_error) {

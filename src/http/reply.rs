@@ -37,7 +37,9 @@ pub fn reply(media: Media, status: StatusCode, body: impl Into<bytes::Bytes>) ->
 
 /// An error answered before GraphQL ran: `{"errors": [{message,
 /// extensions: {code}}]}` with the error's status.
+/// Counted as a storefront request that failed.
 pub fn problem(media: Media, error: &Error) -> Response {
+    crate::telemetry::graphql_refused();
     let body = json!({ "errors": [graphql::request_error(error)] });
     reply(media, error.kind().status(), body.to_string().into_bytes())
 }

@@ -2,6 +2,7 @@
 //! recorder, every metric name Moat exports (in `series`, every series
 //! known at start, at 0), and (in `traces`) span export and trace context.
 
+pub mod process;
 pub mod series;
 pub mod traces;
 
@@ -22,6 +23,9 @@ pub const BREAKER_STATE: &str = "moat_breaker_state";
 pub const RATELIMIT_REJECTED: &str = "moat_ratelimit_rejected_total";
 pub const RATELIMIT_LIMIT: &str = "moat_ratelimit_limit_rps";
 pub const GRAPHQL_DURATION: &str = "moat_graphql_request_duration_seconds";
+/// `outcome`: `ok` (an answer without errors), `error` (any error: refused,
+/// invalid, or a field that failed).
+pub const GRAPHQL_REQUESTS: &str = "moat_graphql_requests_total";
 /// `outcome`: `ok`, `mismatch`, `unavailable`, `bad_input`.
 pub const CHECKOUT_VERIFICATIONS: &str = "moat_checkout_verifications_total";
 /// `kind`: `PRICE`, `AVAILABILITY`, `TOTAL`, `UNKNOWN_SKU`, `CURRENCY`,
@@ -83,6 +87,17 @@ pub const CONNECTIONS_CLOSED: &str = "moat_connections_closed_total";
 /// `max_unread` bytes its client had not read.
 pub const ANSWERS_UNREAD_REFUSED: &str = "moat_unread_answers_refused_total";
 
+/// `version`, `commit`: always 1.
+pub const BUILD_INFO: &str = "moat_build_info";
+/// The process's own series, under the names every Prometheus client
+/// library uses (read from `/proc` at each scrape; Linux only).
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_RESIDENT: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL: &str = "process_virtual_memory_bytes";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START: &str = "process_start_time_seconds";
+
 /// How a metric is exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
@@ -92,35 +107,179 @@ pub enum MetricType {
     Histogram,
 }
 
-/// Every metric Moat exports: what dashboards and alert rules may use
-/// (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType); 26] = [
-    (CACHE_REQUESTS, MetricType::Counter),
-    (UPSTREAM_REQUESTS, MetricType::Counter),
-    (UPSTREAM_DURATION, MetricType::Histogram),
-    (CONTRACT_VIOLATIONS, MetricType::Counter),
-    (BREAKER_STATE, MetricType::Gauge),
-    (RATELIMIT_REJECTED, MetricType::Counter),
-    (RATELIMIT_LIMIT, MetricType::Gauge),
-    (GRAPHQL_DURATION, MetricType::Histogram),
-    (CHECKOUT_VERIFICATIONS, MetricType::Counter),
-    (CHECKOUT_MISMATCHES, MetricType::Counter),
-    (SIGN_INS_REFUSED, MetricType::Counter),
-    (SIGN_INS_SHARED, MetricType::Counter),
-    (TOKENS_REFUSED, MetricType::Counter),
-    (EVENTS, MetricType::Counter),
-    (DLQ_DEPTH, MetricType::Gauge),
-    (DLQ_TRIMMED, MetricType::Counter),
-    (EVENT_VISIBLE, MetricType::Histogram),
-    (RECONCILE_CHECKED, MetricType::Counter),
-    (RECONCILE_DRIFT, MetricType::Counter),
-    (RECONCILE_DURATION, MetricType::Histogram),
-    (EXCEPTIONS, MetricType::Counter),
-    (TOKEN_FETCHES, MetricType::Counter),
-    (CONNECTIONS_OPEN, MetricType::Gauge),
-    (CONNECTIONS_REFUSED, MetricType::Counter),
-    (CONNECTIONS_CLOSED, MetricType::Counter),
-    (ANSWERS_UNREAD_REFUSED, MetricType::Counter),
+/// Every metric Moat exports, with its `# HELP` text: what dashboards and
+/// alert rules may use (`tests/deploy.rs` holds `deploy/` to it).
+pub const EXPORTED: [(&str, MetricType, &str); 34] = [
+    (
+        CACHE_REQUESTS,
+        MetricType::Counter,
+        "Cache lookups per entity, tier (l1, l2, response) and result (hit, miss, stale, ...).",
+    ),
+    (
+        UPSTREAM_REQUESTS,
+        MetricType::Counter,
+        "Calls to systems of record per upstream, endpoint and outcome.",
+    ),
+    (
+        UPSTREAM_DURATION,
+        MetricType::Histogram,
+        "Time of a call to a system of record, per upstream and endpoint.",
+    ),
+    (
+        CONTRACT_VIOLATIONS,
+        MetricType::Counter,
+        "Upstream payloads refused for breaking protocol v1, per upstream and entity.",
+    ),
+    (
+        BREAKER_STATE,
+        MetricType::Gauge,
+        "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open.",
+    ),
+    (
+        RATELIMIT_REJECTED,
+        MetricType::Counter,
+        "Upstream calls refused by the rate limit, per upstream and priority.",
+    ),
+    (
+        RATELIMIT_LIMIT,
+        MetricType::Gauge,
+        "The rate limit in force per upstream, in calls a second.",
+    ),
+    (
+        GRAPHQL_DURATION,
+        MetricType::Histogram,
+        "Time to answer a storefront GraphQL request.",
+    ),
+    (
+        GRAPHQL_REQUESTS,
+        MetricType::Counter,
+        "Storefront GraphQL requests answered, per outcome (ok, error).",
+    ),
+    (
+        CHECKOUT_VERIFICATIONS,
+        MetricType::Counter,
+        "verifyCheckout calls per outcome (ok, mismatch, unavailable, bad_input).",
+    ),
+    (
+        CHECKOUT_MISMATCHES,
+        MetricType::Counter,
+        "Checkout mismatches per kind, as the schema names them.",
+    ),
+    (
+        SIGN_INS_REFUSED,
+        MetricType::Counter,
+        "Sign-ins with never-seen customer tokens refused by the unknown-token limit.",
+    ),
+    (
+        SIGN_INS_SHARED,
+        MetricType::Counter,
+        "Sign-ins with never-seen tokens from addresses with no room of their own (one shared allowance).",
+    ),
+    (
+        TOKENS_REFUSED,
+        MetricType::Counter,
+        "Customer tokens refused before any CRM call, per reason.",
+    ),
+    (
+        EVENTS,
+        MetricType::Counter,
+        "Change events per source and outcome (applied, duplicate, stale, rejected, dead_lettered).",
+    ),
+    (
+        DLQ_DEPTH,
+        MetricType::Gauge,
+        "Dead-lettered events waiting for an operator.",
+    ),
+    (
+        DLQ_TRIMMED,
+        MetricType::Counter,
+        "Dead letters dropped, oldest first, because the queue was full.",
+    ),
+    (
+        EVENT_VISIBLE,
+        MetricType::Histogram,
+        "From a change at its source to a replica serving it, per where (origin, peer).",
+    ),
+    (
+        RECONCILE_CHECKED,
+        MetricType::Counter,
+        "Keys a reconciliation pass compared with their owner, per entity.",
+    ),
+    (
+        RECONCILE_DRIFT,
+        MetricType::Counter,
+        "Keys a reconciliation pass found different from their owner, per entity.",
+    ),
+    (
+        RECONCILE_DURATION,
+        MetricType::Histogram,
+        "Time of a reconciliation pass, per entity.",
+    ),
+    (
+        EXCEPTIONS,
+        MetricType::Counter,
+        "Mismatches recorded for their owners, per system, entity and found_by.",
+    ),
+    (
+        TOKEN_FETCHES,
+        MetricType::Counter,
+        "OAuth2 tokens fetched for a system, per upstream and outcome.",
+    ),
+    (
+        CONNECTIONS_OPEN,
+        MetricType::Gauge,
+        "Connections open, per listener.",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        MetricType::Counter,
+        "New connections refused because every connection was busy at the cap, per listener.",
+    ),
+    (
+        CONNECTIONS_CLOSED,
+        MetricType::Counter,
+        "Connections Moat closed, per listener and reason.",
+    ),
+    (
+        ANSWERS_UNREAD_REFUSED,
+        MetricType::Counter,
+        "Answers replaced by a 503 because their connection held too many unread bytes, per listener.",
+    ),
+    (
+        BUILD_INFO,
+        MetricType::Gauge,
+        "Always 1: the version and commit of the running binary.",
+    ),
+    (
+        PROCESS_CPU,
+        MetricType::Counter,
+        "User and system CPU time the process has spent, in seconds.",
+    ),
+    (
+        PROCESS_RESIDENT,
+        MetricType::Gauge,
+        "Resident memory of the process, in bytes.",
+    ),
+    (
+        PROCESS_VIRTUAL,
+        MetricType::Gauge,
+        "Virtual memory of the process, in bytes.",
+    ),
+    (
+        PROCESS_OPEN_FDS,
+        MetricType::Gauge,
+        "Open file descriptors (sockets included) of the process.",
+    ),
+    (
+        PROCESS_MAX_FDS,
+        MetricType::Gauge,
+        "The most file descriptors the process may open (its soft limit).",
+    ),
+    (
+        PROCESS_START,
+        MetricType::Gauge,
+        "When the process started, in Unix seconds.",
+    ),
 ];
 
 /// Installs the subscriber once: log lines to stderr (`RUST_LOG` wins over
@@ -132,7 +291,12 @@ pub fn init_logs(config: &Telemetry) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a file or a log collector
+    // gets plain text, not escape codes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let logs = match config.log_format {
         LogFormat::Json => logs.json().boxed(),
         LogFormat::Pretty => logs.boxed(),
@@ -164,8 +328,41 @@ pub fn prometheus() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
         }
+        describe();
         handle
     })
+}
+
+/// Gives every exported family its `# HELP` line, and sets the build's
+/// series, which never changes.
+fn describe() {
+    for (name, kind, help) in EXPORTED {
+        if process::is_process(name) {
+            continue;
+        }
+        match kind {
+            MetricType::Counter => metrics::describe_counter!(name, help),
+            MetricType::Gauge => metrics::describe_gauge!(name, help),
+            MetricType::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+    metrics::gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => option_env!("MOAT_COMMIT").unwrap_or("unknown"),
+    )
+    .set(1.0);
+}
+
+/// What `/metrics` shows: every family the recorder holds, then the
+/// process's own.
+pub fn render() -> String {
+    let mut text = prometheus().render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&process::render());
+    text
 }
 
 /// Drains histograms into what `/metrics` shows. Without the exporter's own
@@ -267,8 +464,18 @@ pub fn event(source: &'static str, outcome: &'static str) {
     metrics::counter!(EVENTS, "source" => source, "outcome" => outcome).increment(1);
 }
 
-pub fn graphql_request(took: Duration) {
+/// A storefront request answered: how long it took, and whether the
+/// answer carried any error.
+pub fn graphql_request(took: Duration, ok: bool) {
     metrics::histogram!(GRAPHQL_DURATION).record(took.as_secs_f64());
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!(GRAPHQL_REQUESTS, "outcome" => outcome).increment(1);
+}
+
+/// A storefront request refused before it ran (unparsable, invalid, too
+/// complex, unauthenticated): an error answer.
+pub fn graphql_refused() {
+    metrics::counter!(GRAPHQL_REQUESTS, "outcome" => "error").increment(1);
 }
 
 pub fn checkout_verification(outcome: &'static str) {

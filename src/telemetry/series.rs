@@ -14,9 +14,10 @@ use crate::vocab::{Entity, Priority, Record, System};
 use super::{
     ANSWERS_UNREAD_REFUSED, BREAKER_STATE, CHECKOUT_MISMATCHES, CHECKOUT_VERIFICATIONS,
     CONNECTIONS_CLOSED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED, CONTRACT_VIOLATIONS, DLQ_DEPTH,
-    DLQ_TRIMMED, EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, RATELIMIT_REJECTED,
-    RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, SIGN_INS_REFUSED, SIGN_INS_SHARED,
-    TOKEN_FETCHES, TOKEN_REFUSAL_REASONS, TOKENS_REFUSED, UPSTREAM_DURATION, UPSTREAM_REQUESTS,
+    DLQ_TRIMMED, EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, GRAPHQL_REQUESTS,
+    RATELIMIT_REJECTED, RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, SIGN_INS_REFUSED,
+    SIGN_INS_SHARED, TOKEN_FETCHES, TOKEN_REFUSAL_REASONS, TOKENS_REFUSED, UPSTREAM_DURATION,
+    UPSTREAM_REQUESTS,
 };
 
 /// `moat_upstream_requests_total{outcome}`.
@@ -30,6 +31,8 @@ pub const UPSTREAM_OUTCOMES: [&str; 8] = [
     "rate_limited",
     "breaker_open",
 ];
+/// `moat_graphql_requests_total{outcome}`.
+pub const GRAPHQL_OUTCOMES: [&str; 2] = ["ok", "error"];
 /// `moat_upstream_token_fetches_total{outcome}`.
 pub const TOKEN_OUTCOMES: [&str; 2] = ["ok", "error"];
 /// `moat_checkout_verifications_total{outcome}`.
@@ -143,6 +146,9 @@ pub fn register_at_zero(config: &Config) {
         exceptions_at_zero(owners.of(record), entity.name(), "reconcile");
     }
     let _ = histogram!(GRAPHQL_DURATION);
+    for outcome in GRAPHQL_OUTCOMES {
+        counter!(GRAPHQL_REQUESTS, "outcome" => outcome).increment(0);
+    }
     for listener in LISTENERS {
         gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(0.0);
         counter!(CONNECTIONS_REFUSED, "listener" => listener).increment(0);
