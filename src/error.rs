@@ -57,6 +57,9 @@ pub enum Kind {
     PersistedQueryNotSupported,
     /// Only the operations of the manifest run (allow-list mode).
     PersistedQueryNotInList,
+    /// What was asked needs Redis (the dead-letter queue lives there), and
+    /// Redis is not configured or not reachable.
+    RedisUnavailable,
     /// A bug or an impossible state inside Moat.
     Internal,
 }
@@ -74,7 +77,7 @@ pub enum Origin {
 
 impl Kind {
     /// Every kind, for the table's test and the docs.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::UpstreamUnavailable,
         Kind::RateLimited,
         Kind::BadUserInput,
@@ -95,6 +98,7 @@ impl Kind {
         Kind::PersistedQueryNotFound,
         Kind::PersistedQueryNotSupported,
         Kind::PersistedQueryNotInList,
+        Kind::RedisUnavailable,
         Kind::Internal,
     ];
 
@@ -130,6 +134,7 @@ impl Kind {
             Kind::PersistedQueryNotInList => {
                 ("PERSISTED_QUERY_NOT_IN_LIST", StatusCode::BAD_REQUEST)
             }
+            Kind::RedisUnavailable => ("REDIS_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
             Kind::Internal => ("INTERNAL_SERVER_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -148,7 +153,9 @@ impl Kind {
 
     pub fn origin(self) -> Origin {
         match self {
-            Kind::UpstreamUnavailable | Kind::RateLimited => Origin::Upstream,
+            Kind::UpstreamUnavailable | Kind::RateLimited | Kind::RedisUnavailable => {
+                Origin::Upstream
+            }
             Kind::Internal | Kind::Timeout => Origin::Internal,
             _ => Origin::Downstream,
         }
@@ -299,6 +306,7 @@ mod tests {
                 ("PERSISTED_QUERY_NOT_FOUND", 200),
                 ("PERSISTED_QUERY_NOT_SUPPORTED", 400),
                 ("PERSISTED_QUERY_NOT_IN_LIST", 400),
+                ("REDIS_UNAVAILABLE", 503),
                 ("INTERNAL_SERVER_ERROR", 500),
             ]
         );

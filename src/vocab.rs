@@ -260,6 +260,28 @@ impl Entity {
     pub fn from_name(name: &str) -> Option<Entity> {
         Entity::ALL.into_iter().find(|e| e.name() == name)
     }
+
+    /// Its name in the plural (`prices`, `categories`, `inventory`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Entity::Product => "products",
+            Entity::ProductSku => "product_skus",
+            Entity::ProductPage => "product_pages",
+            Entity::Category => "categories",
+            Entity::Price => "prices",
+            Entity::Inventory => "inventory",
+            Entity::Customer => "customers",
+            Entity::Order => "orders",
+        }
+    }
+
+    /// The entity `name` spells, singular or plural, so an operator need
+    /// not remember which command takes which.
+    pub fn from_spelling(name: &str) -> Option<Entity> {
+        Entity::ALL
+            .into_iter()
+            .find(|e| e.name() == name || e.plural() == name)
+    }
 }
 
 impl fmt::Display for Entity {

@@ -111,8 +111,28 @@ async fn drift_is_found_repaired_and_reported_to_its_owner() {
     assert!(
         found
             .iter()
-            .all(|e| e["held"].is_string() && e["ownerSays"].is_string())
+            .all(|e| e["held"].is_object() && e["ownerSays"].is_object()),
+        "{listed}"
     );
+    // In outside form: money as a decimal with its currency, times RFC 3339.
+    let price = found
+        .iter()
+        .find(|e| e["entity"] == "price" && e["kind"] == "drift")
+        .expect("a drifted price");
+    for side in ["held", "ownerSays"] {
+        let value = &price[side];
+        assert!(
+            value["amount"].as_str().is_some_and(|a| a.contains('.')),
+            "{price}"
+        );
+        assert!(value["currencyCode"].is_string(), "{price}");
+        assert!(
+            value["updatedAt"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{price}"
+        );
+    }
     assert_eq!(
         found.iter().filter(|e| e["entity"] == "inventory").count(),
         20

@@ -51,7 +51,7 @@ pub async fn purge(
         Some(ids) => Target::Ids(ids.clone()),
         None => Target::All,
     };
-    let Some(entity) = Entity::from_name(&purge.entity) else {
+    let Some(entity) = Entity::from_spelling(&purge.entity) else {
         return error(&Error::new(
             Kind::BadUserInput,
             format!(
@@ -67,11 +67,11 @@ pub async fn purge(
                 &app,
                 &who(&caller, &headers),
                 "cache.purge",
-                &purge.entity,
+                entity.name(),
                 json!(null),
                 json!(purge.ids),
             );
-            axum::Json(json!({ "purged": purge.entity, "ids": purge.ids })).into_response()
+            axum::Json(json!({ "purged": entity.name(), "ids": purge.ids })).into_response()
         }
         Err(e) => error(&e),
     }

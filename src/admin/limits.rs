@@ -158,10 +158,17 @@ pub async fn breaker(
         .force_breaker(&protection, forced, &who.name)
         .await;
     let new = protection.breaker.report();
+    // Named for what was asked: a reset hands the breaker back to its
+    // thresholds, which is not the same as holding it closed.
+    let action = match forced {
+        Some(Forced::Open) => "breaker.open",
+        Some(Forced::Closed) => "breaker.close",
+        None => "breaker.reset",
+    };
     audit(
         &app,
         &who,
-        "breaker.force",
+        action,
         &upstream,
         json!(old.state),
         json!(new.state),

@@ -89,17 +89,26 @@ impl Checkout {
             Ok(v) if v.ok => telemetry::checkout_verification("ok"),
             Ok(v) => {
                 telemetry::checkout_verification("mismatch");
+                let v_currency = v.total.currency;
                 for m in &v.mismatches {
                     telemetry::checkout_mismatch(m.kind.name());
                     // What the shopper was shown against what the ERP says.
-                    self.exceptions.record(Exception::new(
-                        self.erp.quote_system().name(),
-                        m.kind.entity(),
-                        m.sku.as_deref().unwrap_or("total"),
-                        m.displayed.clone(),
-                        m.authoritative.clone(),
-                        FoundBy::Checkout,
-                    ));
+                    let shown = |value: &Option<String>| {
+                        value
+                            .as_deref()
+                            .map(|v| crate::exceptions::mismatched(m.kind.name(), v, v_currency))
+                    };
+                    self.exceptions.record(
+                        Exception::new(
+                            self.erp.quote_system().name(),
+                            m.kind.entity(),
+                            m.sku.as_deref().unwrap_or("total"),
+                            shown(&m.displayed),
+                            shown(&m.authoritative),
+                            FoundBy::Checkout,
+                        )
+                        .of_kind(&m.kind.name().to_ascii_lowercase()),
+                    );
                 }
             }
             Err(e) if e.kind() == Kind::BadUserInput => {

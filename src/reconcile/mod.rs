@@ -64,6 +64,14 @@ impl Subject {
         Subject::ALL.into_iter().find(|s| s.name() == name)
     }
 
+    /// The subject `name` spells, plural (its name) or singular (the
+    /// entity it walks: `price`, `product`, `order`).
+    pub fn from_spelling(name: &str) -> Option<Subject> {
+        Subject::ALL
+            .into_iter()
+            .find(|s| s.name() == name || s.cache().0.name() == name)
+    }
+
     /// The cache it walks, and who owns what is in it.
     fn cache(self) -> (Entity, Record) {
         match self {

@@ -112,14 +112,22 @@ where
                     age_seconds: entry.fetched_at.age(now).as_secs(),
                 });
             }
-            sinks.exceptions.record(Exception::new(
-                owner.name(),
-                entity.name(),
-                &key.encode(),
-                Some(cached),
-                Some(says),
-                FoundBy::Reconcile,
-            ));
+            let kind = if owner_says.is_some() {
+                "drift"
+            } else {
+                "missing"
+            };
+            sinks.exceptions.record(
+                Exception::new(
+                    owner.name(),
+                    entity.name(),
+                    &key.encode(),
+                    Some(as_object(&entry.value)),
+                    Some(as_object(&owner_says)),
+                    FoundBy::Reconcile,
+                )
+                .of_kind(kind),
+            );
             repairs.push((key.clone(), owner_says));
         }
         let drifted: Vec<K> = repairs.iter().map(|(k, _)| k.clone()).collect();
@@ -131,14 +139,17 @@ where
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map_or(0, |(_, v)| *v);
-            sinks.exceptions.record(Exception::new(
-                owner.name(),
-                entity.name(),
-                &key.encode(),
-                Some(format!("version {seen}, announced by an event")),
-                Some(format!("version {says}")),
-                FoundBy::Reconcile,
-            ));
+            sinks.exceptions.record(
+                Exception::new(
+                    owner.name(),
+                    entity.name(),
+                    &key.encode(),
+                    Some(serde_json::json!({ "version": seen, "announcedBy": "event" })),
+                    Some(serde_json::json!({ "version": says })),
+                    FoundBy::Reconcile,
+                )
+                .of_kind("version"),
+            );
         }
         if !repairs.is_empty() {
             let keys: Vec<String> = repairs.iter().map(|(k, _)| k.encode()).collect();
@@ -159,6 +170,15 @@ where
 }
 
 /// A value as an exception and a report show it.
+/// A value for an exception (put in outside form there); none: the
+/// owner has no such record.
+fn as_object<V: Serialize + Debug>(value: &Option<V>) -> serde_json::Value {
+    match value {
+        None => serde_json::json!({ "found": false }),
+        Some(v) => serde_json::to_value(v).unwrap_or_else(|_| serde_json::json!(format!("{v:?}"))),
+    }
+}
+
 fn show<V: Serialize + Debug>(value: &Option<V>) -> String {
     match value {
         None => "not found".into(),

@@ -168,14 +168,17 @@ pub fn violation(
     telemetry::contract_violation(system, entity);
     tracing::warn!(upstream = %system, entity, %reason, "upstream payload breaks protocol v1; not cached");
     if let Some(exceptions) = at.exceptions {
-        exceptions.record(Exception::new(
-            system.name(),
-            entity,
-            key.unwrap_or("-"),
-            None,
-            Some(reason),
-            FoundBy::Contract,
-        ));
+        exceptions.record(
+            Exception::new(
+                system.name(),
+                entity,
+                key.unwrap_or("-"),
+                None,
+                Some(serde_json::json!({ "violation": reason })),
+                FoundBy::Contract,
+            )
+            .of_kind("violation"),
+        );
     }
     Error::unavailable(format!("{system} sent a {entity} that breaks the contract"))
 }
