@@ -44,6 +44,7 @@ enum Command {
         config: Vec<PathBuf>,
     },
     /// Run the upstream simulator alone (PIM, ERP, CRM, OMS on one port).
+    #[command(after_help = SIM_CONTROL)]
     Sim {
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: SocketAddr,
@@ -71,6 +72,11 @@ enum Command {
         /// silently every minute: drift for reconciliation to find.
         #[arg(long, default_value_t = 0.0)]
         drift_rate: f64,
+        /// Products a second whose EUR prices (every segment) and stock
+        /// change, walking SKU-000001..SKU-000020 in turn; with
+        /// --events-to each change is sent as its events.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        change_rate: u32,
         /// Serve only these systems' routes (comma-separated), so each
         /// simulator plays one system; the others answer 404. Default: all.
         #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(sim::SYSTEMS))]
@@ -144,14 +150,27 @@ enum Command {
     /// Print the storefront GraphQL schema (SDL).
     Schema,
     /// Talk to a running gateway's admin API (token from MOAT_ADMIN_TOKEN,
-    /// or MOAT_ADMIN_TOKEN_{NAME} with --as NAME).
+    /// or MOAT_ADMIN_TOKEN_{NAME} with --as NAME). Answers are tables;
+    /// --json prints the API's answer. Options go anywhere on the line.
+    /// Exit codes: 0 done, 1 refused (a bad value, an unknown name, a
+    /// pass already running), 2 usage, 3 auth (no token, a wrong one, a
+    /// viewer's for a change), 4 not available (the gateway, or Redis for
+    /// the dead-letter queue), 5 the gateway failed.
     Admin {
         /// The admin listener.
-        #[arg(long, env = "MOAT_ADMIN_URL", default_value = "http://127.0.0.1:9090")]
+        #[arg(
+            long,
+            env = "MOAT_ADMIN_URL",
+            default_value = "http://127.0.0.1:9090",
+            global = true
+        )]
         url: String,
         /// Sign in with the named token MOAT_ADMIN_TOKEN_{NAME} instead.
-        #[arg(long = "as", value_name = "NAME")]
+        #[arg(long = "as", value_name = "NAME", global = true)]
         name: Option<String>,
+        /// Print the admin API's JSON answer instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -224,6 +243,23 @@ enum ContractCommand {
     },
 }
 
+/// `moat sim --help`: the control calls beside the protocol routes.
+const SIM_CONTROL: &str = "\
+Control calls (JSON; on the simulator's own address):
+  GET  /_sim/faults                 each system's injected faults
+  POST /_sim/faults/{system}        {latency_ms, error_rate, down, malformed_rate}
+  PUT  /_sim/prices/{sku}           {amount: \"12.34\", currency?, segment?, emit_event?}
+  PUT  /_sim/inventory/{sku}        {available, emit_event?}
+  PUT  /_sim/products/{id}          {name?, description?, emit_event?}
+  GET  /_sim/customers              customers and their tokens
+  GET  /_sim/events                 the event form; POST {form: fat|thin, chaos}
+  GET  /_sim/stats                  calls and items served per route
+  GET  /_sim/traces                 trace context of recent calls
+  POST /_sim/oauth/expire           expire every issued token
+  POST /_sim/reset                  back to the seeded catalog, no faults
+emit_event sends the change to --events-to, signed with --events-secret.
+Example: curl -X PUT localhost:7070/_sim/prices/SKU-000001 -d '{\"amount\":\"9.99\",\"emit_event\":true}'";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { config: Vec::new() }) {
@@ -237,6 +273,7 @@ fn main() -> ExitCode {
             thin_events,
             event_chaos,
             drift_rate,
+            change_rate,
             systems,
             require_token,
             oauth_client,
@@ -277,6 +314,7 @@ fn main() -> ExitCode {
                         chaos: event_chaos,
                     },
                     drift_rate,
+                    change_rate,
                     systems,
                     require_token,
                     oauth_client,
@@ -438,23 +476,28 @@ fn main() -> ExitCode {
             print!("{}", moat::graphql::sdl());
             ExitCode::SUCCESS
         }
-        Command::Admin { url, name, command } => {
+        Command::Admin {
+            url,
+            name,
+            json,
+            command,
+        } => {
             let variable = name.as_deref().map_or("MOAT_ADMIN_TOKEN".into(), |name| {
                 moat::config::token_variable(name)
             });
             let token = std::env::var(&variable).ok().filter(|t| !t.is_empty());
             if token.is_none() && name.is_some() {
-                eprintln!("moat admin: {variable} is not set");
-                return ExitCode::FAILURE;
+                eprintln!("moat admin: {variable} is not set: export it with that token.");
+                return ExitCode::from(cli::Exit::Auth as u8);
             }
-            match runtime().block_on(cli::run(&url, token.as_deref(), command)) {
+            match runtime().block_on(cli::run(&url, token.as_deref(), json, command)) {
                 Ok(text) => {
                     println!("{text}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("moat admin: {e}");
-                    ExitCode::FAILURE
+                Err(refusal) => {
+                    eprintln!("moat admin: {}.", refusal.message);
+                    ExitCode::from(refusal.code())
                 }
             }
         }
@@ -495,6 +538,7 @@ fn serve(paths: Vec<PathBuf>) -> ExitCode {
         return ExitCode::from(2);
     }
     telemetry::init_logs(&config.telemetry);
+    let admin_enabled = moat::admin::access::enabled(&config.admin, &secrets);
     let code = runtime().block_on(async {
         let gateway = match Gateway::start(config, secrets).await {
             Ok(g) => g,
@@ -503,10 +547,7 @@ fn serve(paths: Vec<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!(
-            "moat: GraphQL on http://{}/graphql, admin on http://{}",
-            gateway.public_addr, gateway.admin_addr
-        );
+        eprintln!("{}", banner(&gateway, admin_enabled));
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
@@ -522,6 +563,37 @@ fn serve(paths: Vec<PathBuf>) -> ExitCode {
     // Outside the runtime: the last export blocks.
     telemetry::traces::shutdown();
     code
+}
+
+/// What is listening, as the operator will use it: the admin API and its
+/// console only when a token enables them (metrics are always served).
+fn banner(gateway: &Gateway, admin_enabled: bool) -> String {
+    let (public, admin) = (gateway.public_addr, gateway.admin_addr);
+    let state = &gateway.state;
+    let mut lines = vec![format!(
+        "moat: GraphQL on http://{public}/graphql (GraphiQL in a browser); health http://{public}/healthz, readiness http://{public}/readyz"
+    )];
+    if admin_enabled {
+        lines.push(format!(
+            "moat: metrics on http://{admin}/metrics; admin API and console on http://{admin}/admin/"
+        ));
+    } else {
+        lines.push(format!(
+            "moat: metrics on http://{admin}/metrics; admin API and console off (set MOAT_ADMIN_TOKEN to turn them on)"
+        ));
+    }
+    let systems: Vec<String> = state
+        .upstreams
+        .systems
+        .iter()
+        .map(|c| format!("{} {}", c.system.name(), c.url))
+        .collect();
+    lines.push(format!("moat: systems: {}", systems.join(", ")));
+    lines.push(match &state.redis {
+        Some(_) => "moat: Redis shared by the fleet (L2, events, dead letters)".to_string(),
+        None => "moat: no Redis: L1 only, no dead-letter queue (set MOAT_REDIS_URL)".to_string(),
+    });
+    lines.join("\n")
 }
 
 /// The config `serve` and the other commands use (`Config::load`), with

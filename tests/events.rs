@@ -390,7 +390,7 @@ async fn an_event_that_cannot_be_applied_is_parked_then_replayed() {
     moat.admin_post("/admin/breakers/erp", json!({ "action": "reset" }))
         .await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["admin", "--url", &moat.admin_url, "dlq", "replay"])
+        .args(["admin", "--url", &moat.admin_url, "dlq", "replay", "--json"])
         .env("MOAT_ADMIN_TOKEN", support::ADMIN_TOKEN)
         .output()
         .unwrap();

@@ -25,6 +25,7 @@ mod console;
 mod dlq;
 mod limits;
 mod reconcile;
+mod table;
 
 pub fn router(app: Arc<AppState>) -> Router {
     let admin = Router::new()

@@ -244,6 +244,39 @@ impl Catalog {
         n
     }
 
+    /// An announced change (`--change-rate`): product `index`'s prices in
+    /// every segment of `currency` move by 1-10 % (up or down), and its
+    /// stock gets a new level. The changed price items and the stock item,
+    /// for their events.
+    pub fn change(
+        &mut self,
+        index: usize,
+        currency: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Option<(Vec<Value>, Value)> {
+        let base = self.prices.get(index)?[currency].amount;
+        let step = (base * rng.u64(1..=10) / 100).max(1);
+        let up = rng.bool();
+        let mut prices = Vec::with_capacity(SEGMENTS.len());
+        for s in 0..SEGMENTS.len() {
+            let cell = &mut self.prices[index][s * CURRENCIES.len() + currency];
+            cell.amount = if up {
+                cell.amount + step
+            } else {
+                cell.amount.saturating_sub(step).max(1)
+            };
+            cell.compare_at = cell.compare_at.filter(|c| *c > cell.amount);
+            cell.version += 1;
+            cell.updated_at = next_update(cell.updated_at);
+            prices.push(to_value(&self.price(index, s, currency)));
+        }
+        let stock = &mut self.stock[index];
+        stock.available = rng.u64(0..=500);
+        stock.version += 1;
+        stock.updated_at = next_update(stock.updated_at);
+        Some((prices, to_value(&self.inventory(index))))
+    }
+
     pub fn set_stock(&mut self, sku: &str, available: u64) -> Result<Value, UnknownSku> {
         let index = self.product_by_sku(sku).ok_or(UnknownSku)?;
         let cell = &mut self.stock[index];

@@ -109,6 +109,9 @@ use faults::{Faults, System, Verdict};
 pub use jwt::{AUDIENCE as JWT_AUDIENCE, CustomerTokens, ISSUER as JWT_ISSUER, JwtAlg};
 use stats::{Endpoint, Stats};
 
+/// How many products (from the first) `change_rate` walks through.
+pub const CHANGING: usize = 20;
+
 /// The systems a simulator can play, as `systems` names them.
 pub const SYSTEMS: [&str; 4] = ["pim", "erp", "crm", "oms"];
 
@@ -131,6 +134,11 @@ pub struct SimConfig {
     /// `drift_every` (no event): drift for reconciliation to find.
     pub drift_rate: f64,
     pub drift_every: Duration,
+    /// Products a second whose prices and stock change as announced
+    /// writes (with `events_to`, each sends its events), walking the
+    /// first [`CHANGING`] products in turn so a page of them shows it; 0:
+    /// none.
+    pub change_rate: u32,
     /// The systems (among [`SYSTEMS`]) whose protocol routes are served;
     /// None: all four. One simulator per system makes each see only its
     /// own calls, as separate systems of record would. Unknown names are
@@ -166,6 +174,7 @@ impl std::fmt::Debug for SimConfig {
             .field("event_mode", &self.event_mode)
             .field("drift_rate", &self.drift_rate)
             .field("drift_every", &self.drift_every)
+            .field("change_rate", &self.change_rate)
             .field("systems", &self.systems)
             .field("require_token", &hidden(self.require_token.is_some()))
             .field(
@@ -190,6 +199,7 @@ impl Default for SimConfig {
             event_mode: EventMode::default(),
             drift_rate: 0.0,
             drift_every: Duration::from_secs(60),
+            change_rate: 0,
             systems: None,
             require_token: None,
             oauth_client: None,
@@ -274,6 +284,43 @@ impl Simulator {
                 tick.tick().await;
                 let changed = sim.write().drift(rate, &mut rng);
                 tracing::info!(changed, "simulator drifted silently");
+            }
+        }))
+    }
+
+    /// With a change rate, changes that many products' prices (EUR, every
+    /// segment) and stock a second, each change announced by its events
+    /// when `events_to` is set, until the returned task is stopped.
+    fn change(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let rate = self.inner.config.change_rate;
+        let changing = self.read().products.len().min(CHANGING);
+        if rate == 0 || changing == 0 {
+            return None;
+        }
+        // Spread over the second: a change every 1/rate s, or a few at a
+        // time every 20 ms when that is shorter.
+        let period = Duration::from_secs(1)
+            .checked_div(rate)
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(20));
+        let per_tick = ((f64::from(rate) * period.as_secs_f64()).round() as usize).max(1);
+        let sim = self.clone();
+        Some(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(sim.inner.config.seed ^ 0xc4a96e);
+            let mut tick = tokio::time::interval(period);
+            let mut next = 0;
+            loop {
+                tick.tick().await;
+                for _ in 0..per_tick {
+                    let changed = sim.write().change(next % changing, 0, &mut rng);
+                    next += 1;
+                    if let Some((prices, stock)) = changed {
+                        sim.inner.events.emit(&sim, "erp", "price.updated", &prices);
+                        sim.inner
+                            .events
+                            .emit(&sim, "erp", "inventory.updated", &[stock]);
+                    }
+                }
             }
         }))
     }
@@ -402,10 +449,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let drifting = sim.drift();
+    let changing = sim.change();
     let served = axum::serve(listener, sim.router())
         .with_graceful_shutdown(shutdown)
         .await;
-    if let Some(task) = drifting {
+    for task in [drifting, changing].into_iter().flatten() {
         task.abort();
     }
     served

@@ -52,23 +52,17 @@ impl Running {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let banner = log
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.starts_with("moat: GraphQL on"))
-                .cloned();
-            if let Some(line) = banner {
-                // "moat: GraphQL on http://A/graphql, admin on http://B"
-                let public = line
-                    .split("http://")
-                    .nth(1)
-                    .unwrap()
-                    .split('/')
-                    .next()
-                    .unwrap()
-                    .to_string();
-                let admin = line.rsplit("http://").next().unwrap().trim().to_string();
+            // "moat: GraphQL on http://A/graphql …", then "moat: metrics
+            // on http://B/metrics; …".
+            let address = |prefix: &str| {
+                let lines = log.lock().unwrap();
+                let line = lines.iter().find(|l| l.starts_with(prefix))?;
+                let rest = line.split("http://").nth(1)?;
+                Some(rest.split('/').next()?.to_string())
+            };
+            if let (Some(public), Some(admin)) =
+                (address("moat: GraphQL on"), address("moat: metrics on"))
+            {
                 return Running {
                     child,
                     log,
