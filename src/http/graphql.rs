@@ -530,10 +530,12 @@ fn status_for(media: Media, request_error: bool) -> StatusCode {
 /// limits, variables): 400, or 200 for legacy JSON clients.
 fn graphql_request_error(media: Media, error: &Error) -> Response {
     let body = json!({ "errors": [graphql::request_error(error)] });
-    // A routine miss of a persisted query is a 200 whatever the media.
+    // A routine miss of a persisted query is a 200 whatever the media, and
+    // no failure: the client sends the query next.
     let status = if error.kind().status().is_success() {
         StatusCode::OK
     } else {
+        telemetry::graphql_refused();
         status_for(media, true)
     };
     reply(media, status, body.to_string().into_bytes())

@@ -3,8 +3,15 @@
 // system's breaker state is read, and SYSTEM's limit is set to RPS through
 // the inline editor (its confirmation accepted). Screenshots at desktop and
 // phone width go to DIR. With VIEWER_TOKEN, it then signs in again as that
-// viewer and reads what the page offers it. Prints one JSON line:
-// {"refused", "breakers": {system: state}, "message", "viewer", "offsite", "errors"}.
+// viewer and reads what the page offers it. On the way it reads the newest
+// exception, the dead letter waiting (and replays it), the storefront's
+// request rate (the caller keeps traffic flowing), events by outcome,
+// whether the ERP's old trip reason shows on a closed breaker, the audit's
+// actions, and whether anything at 390 px is wider than the screen.
+// Prints one JSON line: {"refused", "breakers": {system: state}, "cache",
+// "message", "exceptions", "letter", "replayed", "rates", "events",
+// "erpReason", "actions", "invalidDates", "phone", "viewer", "offsite",
+// "errors"}.
 import puppeteer from 'puppeteer-core';
 
 const [url, token, system, rps, dir, viewerToken] = process.argv.slice(2);
@@ -46,7 +53,33 @@ try {
   await page.waitForSelector('#cache tr[data-entity="product"]');
   const cache = await page.$$eval('#cache tr[data-entity]', (rows) =>
     Object.fromEntries(rows.map((r) => [r.dataset.entity, r.querySelector('.size').textContent])));
+
+  // The newest exception, in the storefront's terms.
+  await page.waitForSelector('#exceptions tr[data-key]', { timeout: 30000 });
+  const exceptions = await page.$$eval('#exceptions tr[data-key]', (rows) => rows.map((r) => ({
+    key: r.dataset.key,
+    kind: r.querySelector('[data-label="Kind"]').textContent,
+    held: r.querySelector('.held').textContent,
+    ownerSays: r.querySelector('.owner-says').textContent,
+  })));
+  // A dead letter, naming its record.
+  await page.waitForSelector('#dlq tr[data-id]', { timeout: 30000 });
+  const letter = await page.$eval('#dlq tr[data-id]', (r) => ({ id: r.dataset.id, record: r.querySelector('.record').textContent }));
+  // Rates need two samples with traffic between them.
+  await page.waitForFunction(() => parseFloat(document.querySelector('#request-rate')?.textContent) > 0, { timeout: 30000 });
+  const rates = await page.evaluate(() => ({
+    requests: document.querySelector('#request-rate').textContent,
+    errors: document.querySelector('#error-rate').textContent,
+  }));
+  const events = await page.$$eval('#events tr[data-outcome]', (rows) =>
+    Object.fromEntries(rows.map((r) => [r.dataset.outcome, r.querySelector('.rate').textContent])));
+  const erpReason = await page.$eval('#systems tr[data-system="erp"]', (r) => r.querySelector('.reason')?.textContent ?? null);
   await page.screenshot({ path: `${dir}/console-desktop.png`, fullPage: true });
+
+  await page.click(`[data-replay="${letter.id}"]`);
+  await page.waitForFunction((id) => document.querySelector('#message')?.textContent.startsWith(`${id}:`), {}, letter.id);
+  const replayed = await page.$eval('#message', (e) => e.textContent);
+  await page.waitForFunction((id) => !document.querySelector(`#dlq tr[data-id="${id}"]`), {}, letter.id);
 
   await page.click(`[data-edit="${system}"]`);
   await page.waitForSelector(`#systems tr[data-system="${system}"] input[name="rps"]`);
@@ -59,7 +92,19 @@ try {
   await page.waitForFunction((s, r) =>
     document.querySelector(`#systems tr[data-system="${s}"] .rps`)?.textContent === `${r} rps`, {}, system, rps);
 
+  await page.waitForSelector('#audit tr[data-action="dlq.replay"]');
+  const actions = await page.$$eval('#audit tr[data-action]', (rows) => rows.map((r) => r.querySelector('.action').textContent));
+  const invalidDates = await page.evaluate(() => document.body.innerText.includes('Invalid Date'));
+
   await page.setViewport({ width: 390, height: 844, isMobile: true });
+  await page.waitForFunction(() => window.innerWidth === 390);
+  const phone = await page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const wider = [...document.querySelectorAll('#console *, header *')]
+      .filter((e) => e.getClientRects().length > 0 && e.getBoundingClientRect().right > width + 1)
+      .map((e) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}.${e.className}`);
+    return { width, scrollWidth: document.documentElement.scrollWidth, wider: wider.slice(0, 10) };
+  });
   await page.screenshot({ path: `${dir}/console-phone.png`, fullPage: true });
 
   // A viewer: the same tables, none of the controls.
@@ -81,7 +126,10 @@ try {
     }), system);
     await page.screenshot({ path: `${dir}/console-viewer.png`, fullPage: true });
   }
-  console.log(JSON.stringify({ refused, breakers, cache, message, viewer, offsite, errors }));
+  console.log(JSON.stringify({
+    refused, breakers, cache, message, exceptions, letter, replayed, rates, events, erpReason, actions,
+    invalidDates, phone, viewer, offsite, errors,
+  }));
 } catch (e) {
   console.log(JSON.stringify({ failure: String(e), offsite, errors }));
   process.exitCode = 1;

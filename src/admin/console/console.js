@@ -6,8 +6,9 @@
 const TOKEN = 'moat-admin-token';
 const REFRESH_MS = 5000;
 const $ = (selector) => document.querySelector(selector);
-/** The previous /metrics sample, for rates over the refresh interval. */
+/** The previous /metrics sample and when it was read, for rates over the refresh interval. */
 let previous = null;
+let previousAt = 0;
 /** The system whose limit is being edited (refreshes leave its row alone). */
 let editing = null;
 /** The signed-in token, {name, role}, from /admin/whoami: only an operator sees the controls. */
@@ -41,8 +42,22 @@ async function api(path, options = {}) {
     signOut(body?.error ?? 'not signed in');
     throw new Error('signed out');
   }
-  if (!response.ok) throw new Error(body?.error ?? response.statusText);
+  if (!response.ok) {
+    const error = new Error(body?.error ?? response.statusText);
+    error.code = body?.code;
+    throw error;
+  }
   return body;
+}
+
+/** The API's answer, or null and why (a part that may be missing, such as the DLQ without Redis). */
+async function optional(path) {
+  try {
+    return { body: await api(path) };
+  } catch (e) {
+    if (e.message === 'signed out') throw e;
+    return { body: null, why: e.message };
+  }
 }
 
 /** Prometheus text as [{name, labels, value}]. */
@@ -75,6 +90,32 @@ function sums(samples, name, key, since) {
 }
 
 const percent = (part, whole) => (whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : '–');
+const perSecond = (n, seconds) => (seconds > 0 ? `${(n / seconds).toFixed(1)}/s` : '–');
+/** An RFC 3339 time (or Unix seconds) as local time; what does not parse is shown as it came. */
+function when(value) {
+  if (value == null || value === '') return '–';
+  const date = typeof value === 'number' ? new Date(value * 1000) : new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+}
+/** An exception's held or ownerSays object in a few words: money as 12.34 EUR, else key=value. */
+function brief(v) {
+  if (v == null) return '–';
+  if (typeof v !== 'object') return String(v);
+  if (v.amount != null && v.currencyCode) return `${v.amount} ${v.currencyCode}`;
+  for (const k of ['violation', 'value', 'quantity', 'available', 'currencyCode']) if (v[k] != null) return String(v[k]);
+  if (v.found === false) return 'none';
+  if (v.version != null) return `version ${v.version}`;
+  return Object.entries(v).filter(([k, x]) => x != null && !k.endsWith('At') && k !== 'version')
+    .map(([k, x]) => `${k}=${typeof x === 'object' ? JSON.stringify(x) : x}`).join(' ');
+}
+/** A dead letter's record: price SKU-1 (vip, EUR). */
+function record(r) {
+  if (!r) return '–';
+  const detail = [r.segment, r.currency].filter(Boolean);
+  return `${r.kind} ${r.id}${detail.length ? ` (${detail.join(', ')})` : ''}`;
+}
+/** A table cell labelled for the phone layout, where each row is a card. */
+const cell = (label, ...children) => el('td', { 'data-label': label }, ...children);
 const bytes = (n) => (n > 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`);
 const ms = (v) => (v == null ? '–' : `${v.toFixed(1)} ms`);
 
@@ -87,7 +128,9 @@ function say(text, isError = false) {
 function systemRow(name, s, errors) {
   const b = s.breaker;
   const forced = b.forced ? ` (held ${b.forced})` : '';
-  const reason = b.trip_reason ? el('small', {}, b.trip_reason) : '';
+  // Why it tripped, only while it is open or probing: a closed breaker's
+  // old reason would read as a current problem.
+  const reason = b.trip_reason && b.state !== 'closed' ? el('small', { className: 'reason' }, b.trip_reason) : '';
   const limit = s.limit;
   const limitCell = el('td', { 'data-label': 'Limit', className: 'limit' });
   if (editing === name && mayChange()) {
@@ -153,12 +196,75 @@ async function forceBreaker(name, action) {
   refresh();
 }
 
+async function dlqAction(id, action) {
+  const question = action === 'replay'
+    ? `Replay dead letter ${id} (apply its event again)?`
+    : `Discard dead letter ${id} (its change is lost until reconciliation finds it)?`;
+  if (!confirm(question)) return;
+  try {
+    if (action === 'replay') {
+      const answer = await api('/admin/dlq/replay', { method: 'POST', body: JSON.stringify({ ids: [id] }) });
+      const failed = answer.failed?.[0];
+      say(failed ? `${id}: still parked: ${failed.reason}` : `${id}: replayed.`, Boolean(failed));
+    } else {
+      await api(`/admin/dlq/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      say(`${id}: discarded.`);
+    }
+  } catch (e) {
+    say(`${id}: ${e.message}`, true);
+  }
+  refresh();
+}
+
+function renderDlq(dlq) {
+  const state = $('#dlq-state');
+  if (!dlq.body) {
+    state.textContent = dlq.why;
+    $('#dlq tbody').replaceChildren();
+    return;
+  }
+  const items = dlq.body.items ?? [];
+  state.textContent = `${dlq.body.depth} waiting`;
+  $('#dlq thead th.actions').hidden = !mayChange();
+  $('#dlq tbody').replaceChildren(...items.map((d) => el('tr', { 'data-id': d.id },
+    cell('Parked', when(d.parkedAt)), cell('Source', d.source), cell('Event', d.type, el('small', {}, d.eventId)),
+    cell('Record', el('span', { className: 'record' }, record(d.record))), cell('Tries', String(d.attempts)),
+    cell('Reason', d.reason),
+    mayChange()
+      ? el('td', { 'data-label': 'Replay or discard', className: 'actions' },
+        el('button', { type: 'button', 'data-replay': d.id, onclick: () => dlqAction(d.id, 'replay') }, 'Replay'),
+        el('button', { type: 'button', 'data-discard': d.id, onclick: () => dlqAction(d.id, 'discard') }, 'Discard'))
+      : '')));
+}
+
+function renderExceptions(listed) {
+  const rows = (listed?.exceptions ?? []).slice(0, 20);
+  $('#exceptions tbody').replaceChildren(...rows.map((x) => el('tr', { 'data-key': x.key },
+    cell('Found', when(x.at)), cell('System', x.system), cell('Entity', x.entity), cell('Kind', x.kind || '–'),
+    cell('Found by', x.foundBy), cell('Key', x.key),
+    cell('Held', el('span', { className: 'held' }, brief(x.held))),
+    cell('Owner says', el('span', { className: 'owner-says' }, brief(x.ownerSays))))));
+}
+
 function render(status, audits, samples) {
   $('#replica').textContent = `replica ${status.replica ?? ''}`;
   $('#whoami').textContent = me ? `${me.name} (${me.role})` : '';
   $('#systems thead th.actions').hidden = !mayChange();
   $('#updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
   const since = previous;
+  const now = Date.now();
+  const seconds = since ? (now - previousAt) / 1000 : 0;
+  const requests = sums(samples, 'moat_graphql_requests_total', (l) => l.outcome, since);
+  const answered = (requests.get('ok') ?? 0) + (requests.get('error') ?? 0);
+  $('#request-rate').textContent = perSecond(answered, seconds);
+  $('#error-rate').textContent = since
+    ? `${perSecond(requests.get('error') ?? 0, seconds)} (${percent(requests.get('error') ?? 0, answered)})`
+    : '–';
+  const events = sums(samples, 'moat_events_total', (l) => l.outcome, since);
+  const eventsEver = sums(samples, 'moat_events_total', (l) => l.outcome, null);
+  $('#events tbody').replaceChildren(...[...eventsEver.keys()].sort().map((outcome) => el('tr', { 'data-outcome': outcome },
+    cell('Outcome', outcome), cell('Per second', el('span', { className: 'rate' }, since ? perSecond(events.get(outcome) ?? 0, seconds) : '–')),
+    cell('Since start', String(eventsEver.get(outcome))))));
   const calls = sums(samples, 'moat_upstream_requests_total', (l) => l.upstream, since);
   const failed = sums(samples, 'moat_upstream_requests_total',
     (l) => (['error', 'rejected', 'breaker_open', 'rate_limited', 'unauthorized'].includes(l.outcome) ? l.upstream : null), since);
@@ -171,8 +277,9 @@ function render(status, audits, samples) {
   const ratio = (entity, tier) => percent(hits.get(`${entity}/${tier}`) ?? 0, lookups.get(`${entity}/${tier}`) ?? 0);
   $('#cache tbody').replaceChildren(...Object.entries(status.cache.l1).map(([entity, l1]) =>
     el('tr', { 'data-entity': entity },
-      el('td', {}, entity), el('td', {}, ratio(entity, 'l1')), el('td', {}, ratio(entity, 'l2')),
-      el('td', {}, String(l1.entries)), el('td', { className: 'size' }, `${bytes(l1.bytes)} of ${bytes(l1.max_bytes)}`))));
+      cell('Entity', entity), cell('L1 hit', ratio(entity, 'l1')), cell('L2 hit', ratio(entity, 'l2')),
+      cell('L1 entries', String(l1.entries)),
+      el('td', { 'data-label': 'L1 size of budget', className: 'size' }, `${bytes(l1.bytes)} of ${bytes(l1.max_bytes)}`))));
 
   const redis = !status.redis.configured
     ? 'not configured: each replica caches and limits alone'
@@ -181,26 +288,30 @@ function render(status, audits, samples) {
   const platform = [
     ['Redis', redis],
     ['Dead letters', status.dlq.depth == null ? 'no queue (no Redis)' : String(status.dlq.depth)],
-    ['Last reconciliation', last ? `${last.entity}: ${last.checked} checked, ${last.drifted} drifted, ${new Date(last.finished_at ?? last.started_at).toLocaleString()}` : 'none yet'],
+    ['Last reconciliation', last ? `${last.entity}: ${last.checked} checked, ${last.drifted} drifted, ${when(last.finishedAt ?? last.startedAt)}` : 'none yet'],
     ['Unpublished invalidations', String(status.cache.unpublished_invalidations ?? 0)],
   ];
   $('#platform').replaceChildren(...platform.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
 
   $('#audit tbody').replaceChildren(...audits.slice(0, 30).map((a) =>
-    el('tr', {},
-      el('td', {}, new Date(a.at * 1000).toLocaleTimeString()),
-      el('td', {}, a.who, a.via ? el('small', {}, a.via) : ''), el('td', {}, a.action),
-      el('td', {}, a.target), el('td', {}, a.replica), el('td', {}, JSON.stringify(a.new)))));
+    el('tr', { 'data-action': a.action },
+      cell('When', when(a.at)),
+      cell('Who', a.who, a.via ? el('small', {}, a.via) : ''), cell('Action', el('span', { className: 'action' }, a.action)),
+      cell('Target', a.target), cell('Replica', a.replica), cell('New', el('code', {}, JSON.stringify(a.new))))));
   previous = samples;
+  previousAt = now;
 }
 
 async function refresh() {
   if (!sessionStorage.getItem(TOKEN)) return;
   try {
-    const [whoami, status, audits, samples] =
-      await Promise.all([api('/admin/whoami'), api('/admin/status'), api('/admin/audit'), metrics()]);
+    const [whoami, status, audits, samples, exceptions, dlq] = await Promise.all([
+      api('/admin/whoami'), api('/admin/status'), api('/admin/audit'), metrics(),
+      api('/admin/exceptions?limit=20'), optional('/admin/dlq?limit=50')]);
     me = whoami;
     render(status, audits, samples);
+    renderExceptions(exceptions);
+    renderDlq(dlq);
   } catch (e) {
     if (e.message !== 'signed out') say(`Cannot read the admin API: ${e.message}`, true);
   }
