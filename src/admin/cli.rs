@@ -466,10 +466,7 @@ fn show(shape: Shape, value: &Value) -> String {
                 || "every entry".to_string(),
                 |ids| format!("{} id(s)", ids.len()),
             );
-            format!(
-                "purged {} ({ids}) here, in Redis and on every replica.",
-                text(value, "purged")
-            )
+            format!("purged {} ({ids}).", text(value, "purged"))
         }
         Shape::Letters => letters(value),
         Shape::Replayed => replayed(value),
