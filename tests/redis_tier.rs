@@ -111,9 +111,10 @@ async fn a_purge_on_one_replica_reaches_the_other_within_a_second() {
         "777.00"
     );
 
-    // Bad purges are refused with a reason.
+    // Bad purges are refused with a reason (an entity may be plural,
+    // not unknown).
     let (status, body) = a
-        .admin_post("/admin/cache/purge", json!({ "entity": "prices" }))
+        .admin_post("/admin/cache/purge", json!({ "entity": "pricez" }))
         .await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("entity"), "{body}");
