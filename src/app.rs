@@ -68,12 +68,8 @@ impl Gateway {
         };
         // Names this process in leases and broadcasts.
         let replica = format!("{:016x}", fastrand::u64(..));
-        let redis = match &config.redis.url {
-            Some(url) => Some(RedisLink::connect(&redis_link::Settings {
-                url: url.clone(),
-                namespace: config.redis.namespace.clone(),
-                timeout: config.redis.timeout,
-            })?),
+        let redis = match redis_link::Settings::of(&config.redis) {
+            Some(settings) => Some(RedisLink::connect(&settings)?),
             None => None,
         };
         let exceptions = Exceptions::new(redis.clone());

@@ -375,33 +375,37 @@ async fn shared_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
     let mut lines = Vec::new();
     let without_redis = "each replica caches, rate-limits and de-duplicates events alone, \
                          and there is no dead-letter queue";
-    lines.push(match &config.redis.url {
+    let check = match config.redis.mode {
+        crate::config::RedisMode::Single => "redis.url",
+        _ => "redis.nodes",
+    };
+    lines.push(match redis_link::Settings::of(&config.redis) {
         None => line(
             Status::Warn,
             "redis.url",
             format!("not set: {without_redis}"),
         )
         .fix("set redis.url (or MOAT_REDIS_URL) for more than one replica"),
-        Some(url) => match ping(config, url).await {
+        Some(settings) => match ping(settings).await {
             Ok(()) => line(
                 Status::Ok,
-                "redis.url",
-                format!("{} answers", crate::config::redact(url)),
+                check,
+                format!("{} answers", config.redis.shown()),
             ),
             Err(why) => line(
                 Status::Fail,
-                "redis.url",
+                check,
                 format!(
                     "{} does not answer ({why}): {without_redis}",
-                    crate::config::redact(url)
+                    config.redis.shown()
                 ),
             )
-            .fix("start Redis or correct redis.url"),
+            .fix(format!("start Redis or correct {check}")),
         },
     });
     lines.push(customer_tokens(&config.customers).await);
     let ev = &config.events;
-    lines.push(if config.redis.url.is_some() {
+    lines.push(if config.redis.enabled() {
         line(
             Status::Ok,
             "events.dead_letters",
@@ -520,7 +524,7 @@ fn data_key_line(config: &Config, secrets: &Secrets) -> Line {
                 "set: customers, orders and token mappings are sealed in Redis"
             },
         ),
-        Ok(None) if config.redis.url.is_none() => line(
+        Ok(None) if !config.redis.enabled() => line(
             Status::Warn,
             "MOAT_DATA_KEY",
             "not set: customers and orders are cached in each process only (there is no Redis)",
@@ -535,13 +539,15 @@ fn data_key_line(config: &Config, secrets: &Secrets) -> Line {
     }
 }
 
-async fn ping(config: &Config, url: &str) -> Result<(), String> {
+async fn ping(settings: redis_link::Settings) -> Result<(), String> {
     let link = RedisLink::connect(&redis_link::Settings {
-        url: url.to_string(),
-        namespace: config.redis.namespace.clone(),
-        timeout: config.redis.timeout.max(Duration::from_secs(2)),
+        timeout: settings.timeout.max(Duration::from_secs(2)),
+        ..settings
     })
     .map_err(|e| e.message().to_string())?;
+    link.find_primary()
+        .await
+        .map_err(|e| format!("no primary from the Sentinels: {e}"))?;
     link.run("ping", |mut c| async move {
         redis::cmd("PING").query_async::<String>(&mut c).await
     })

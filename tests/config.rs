@@ -628,3 +628,105 @@ mod props {
         }
     }
 }
+
+#[test]
+fn redis_modes_name_every_bad_key_and_take_nodes_from_the_environment() {
+    let check = |text: &str, env: &[(&str, &str)]| {
+        let path = write("redis-mode.toml", text);
+        let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .args(["check-config", path.to_str().unwrap()])
+            .env_remove("MOAT_LISTEN")
+            .env_remove("MOAT_REDIS_URL")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run moat");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A cluster from the environment: the nodes as a comma list.
+    let (ok, stderr) = check(
+        "",
+        &[
+            ("MOAT_REDIS__MODE", "cluster"),
+            (
+                "MOAT_REDIS__NODES",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+            ),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let cluster = Config::from_sources(
+        Some(&write(
+            "cluster.toml",
+            "[redis]\nmode = \"cluster\"\nnodes = [\"redis://10.0.0.1:6379\", \"rediss://10.0.0.2:6379\"]\n",
+        )),
+        false,
+    )
+    .expect("a cluster");
+    assert!(cluster.redis.enabled());
+    let sentinel = Config::from_sources(
+        Some(&write(
+            "sentinel.toml",
+            "[redis]\nmode = \"sentinel\"\nnodes = [\"redis://10.0.0.1:26379\"]\nmaster = \"shop\"\n",
+        )),
+        false,
+    )
+    .expect("sentinels");
+    assert_eq!(sentinel.redis.master.as_deref(), Some("shop"));
+
+    for (text, key, says) in [
+        (
+            "[redis]\nmode = \"ring\"\n",
+            "redis.mode",
+            "unknown variant",
+        ),
+        (
+            "[redis]\nmode = \"cluster\"\n",
+            "redis.nodes",
+            "at least one node",
+        ),
+        (
+            "[redis]\nmode = \"cluster\"\nnodes = [\"127.0.0.1:7000\"]\n",
+            "redis.nodes",
+            "redis://host:port",
+        ),
+        (
+            "[redis]\nmode = \"cluster\"\nnodes = [\"redis://127.0.0.1:7000/2\"]\n",
+            "redis.nodes",
+            "only database 0",
+        ),
+        (
+            "[redis]\nmode = \"cluster\"\nnodes = [\"redis://a:1\", \"redis://a:1\"]\n",
+            "redis.nodes",
+            "listed twice",
+        ),
+        (
+            "[redis]\nmode = \"cluster\"\nurl = \"redis://127.0.0.1:6379\"\nnodes = [\"redis://a:1\"]\n",
+            "redis.url",
+            "mode = \"single\"",
+        ),
+        (
+            "[redis]\nnodes = [\"redis://a:1\"]\n",
+            "redis.nodes",
+            "mode \"single\" uses url",
+        ),
+        (
+            "[redis]\nmode = \"sentinel\"\nnodes = [\"redis://a:26379\"]\n",
+            "redis.master",
+            "needs master",
+        ),
+        (
+            "[redis]\nmode = \"cluster\"\nnodes = [\"redis://a:1\"]\nmaster = \"shop\"\n",
+            "redis.master",
+            "only for mode",
+        ),
+        ("[redis]\nnodes = 7\n", "redis.nodes", ""),
+    ] {
+        let (ok, stderr) = check(text, &[]);
+        assert!(!ok, "{text} was accepted");
+        assert!(stderr.contains(key), "{text}: {key} not named: {stderr}");
+        assert!(stderr.contains(says), "{text}: {says:?} not said: {stderr}");
+    }
+}

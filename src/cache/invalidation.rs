@@ -31,7 +31,7 @@ use super::tier::{AnyTier, Target};
 use crate::background::Background;
 use crate::domain::Timestamp;
 use crate::error::Error;
-use crate::redis_link::RedisLink;
+use crate::redis_link::{Conn, RedisLink};
 use crate::telemetry;
 use crate::vocab::Entity;
 
@@ -353,19 +353,15 @@ impl Invalidator {
     ) -> Result<(), redis::RedisError> {
         // Blocking reads need a connection of their own: on the shared one
         // they would hold up every other command.
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(shared.redis.timeout().max(Duration::from_millis(250))))
-            .set_response_timeout(Some(BLOCK + Duration::from_secs(2)));
         let mut conn = shared
             .redis
-            .client()
-            .get_multiplexed_async_connection_with_config(&config)
+            .dedicated(BLOCK + Duration::from_secs(2))
             .await?;
         let key = stream_key(&shared.redis);
-        match position.as_deref() {
+        match position.clone() {
             None => *position = Some(tail(&mut conn, &key).await?),
             Some(last) => {
-                if !still_there(&mut conn, &key, last).await? {
+                if !still_there(&mut conn, &key, &last).await? {
                     tracing::warn!(
                         "missed invalidations were trimmed from the stream; L1 dropped as unvouched"
                     );
@@ -375,6 +371,7 @@ impl Invalidator {
                     *position = Some(tail(&mut conn, &key).await?);
                 } else {
                     tracing::info!("invalidation stream reconnected; replaying what was missed");
+                    self.behind_failover(&mut conn, &key, position).await?;
                 }
             }
         }
@@ -391,6 +388,12 @@ impl Invalidator {
                 .arg(&from)
                 .query_async(&mut conn)
                 .await?;
+            if reply.as_ref().is_none_or(|r| r.keys.is_empty()) {
+                // Quiet: a failover the client rode through may have left
+                // this position ahead of what the new primary holds.
+                self.behind_failover(&mut conn, &key, position).await?;
+                continue;
+            }
             for stream in reply.map(|r| r.keys).unwrap_or_default() {
                 for entry in stream.ids {
                     if let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") {
@@ -407,6 +410,32 @@ impl Invalidator {
                 }
             }
         }
+    }
+
+    /// When the stream ends before `position` (a failover lost its last
+    /// entries: the new primary never had them), reading goes on from the
+    /// stream's end: what the new primary appends next may carry ids below
+    /// the lost ones, and would be skipped. Nothing this replica saw is
+    /// lost, so L1 stays.
+    async fn behind_failover(
+        &self,
+        conn: &mut Conn,
+        key: &str,
+        position: &mut Option<String>,
+    ) -> Result<(), redis::RedisError> {
+        let Some(last) = position.as_deref().and_then(stream_id) else {
+            return Ok(());
+        };
+        let end = tail(conn, key).await?;
+        if stream_id(&end).is_some_and(|end| end < last) {
+            tracing::warn!(
+                position = position.as_deref().unwrap_or_default(),
+                stream_end = %end,
+                "the invalidation stream ends before this replica's position (a failover lost its newest entries); reading on from its end"
+            );
+            *position = Some(end);
+        }
+        Ok(())
     }
 
     fn apply(&self, payload: &[u8]) {
@@ -436,10 +465,7 @@ fn stream_key(redis: &RedisLink) -> String {
 
 /// The id of the stream's last entry (`0-0` when it is empty): where a
 /// replica that has nothing to replay starts.
-async fn tail(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-) -> Result<String, redis::RedisError> {
+async fn tail(conn: &mut Conn, key: &str) -> Result<String, redis::RedisError> {
     let last: StreamRangeReply = redis::cmd("XREVRANGE")
         .arg(key)
         .arg("+")
@@ -457,11 +483,7 @@ async fn tail(
 
 /// Whether every entry after `last` is still in the stream: none was
 /// trimmed past it (Redis 7 keeps the highest id it ever trimmed).
-async fn still_there(
-    conn: &mut redis::aio::MultiplexedConnection,
-    key: &str,
-    last: &str,
-) -> Result<bool, redis::RedisError> {
+async fn still_there(conn: &mut Conn, key: &str, last: &str) -> Result<bool, redis::RedisError> {
     let info: redis::Value = match redis::cmd("XINFO")
         .arg("STREAM")
         .arg(key)

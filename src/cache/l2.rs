@@ -383,8 +383,8 @@ impl L2 {
         entries: &[Put<'_, V>],
     ) -> Result<(), Unavailable> {
         let mut pipe = redis::pipe();
-        let mut listed = LIST.prepare_invoke();
-        let (mut any, mut any_listed) = (false, false);
+        let mut listed: Vec<(String, String, u64)> = Vec::new();
+        let mut any = false;
         let current = self.sealing(entity).map(DataKeys::current);
         for put in entries {
             let name = self.data_key(entity, &put.key);
@@ -402,18 +402,32 @@ impl L2 {
             if let Some(id) = &put.id {
                 let set = self.ids_key(entity, id);
                 let member = Self::member(current, &set, &put.key);
-                listed.key(set).arg(member).arg(ms);
-                any_listed = true;
+                listed.push((set, member, ms));
             }
         }
         if !any {
             return Ok(());
         }
+        // One script call per cluster slot of the sets.
+        let sets: Vec<&str> = listed.iter().map(|(set, _, _)| set.as_str()).collect();
+        let calls: Vec<redis::ScriptInvocation<'static>> = self
+            .redis
+            .by_slot(&sets)
+            .into_iter()
+            .map(|group| {
+                let mut call = LIST.prepare_invoke();
+                for i in group {
+                    let (set, member, ms) = &listed[i];
+                    call.key(set).arg(member).arg(*ms);
+                }
+                call
+            })
+            .collect();
         self.redis
             .run("set", |mut c| async move {
                 pipe.query_async::<()>(&mut c).await?;
-                if any_listed {
-                    listed.invoke_async::<i64>(&mut c).await?;
+                for call in &calls {
+                    call.invoke_async::<i64>(&mut c).await?;
                 }
                 Ok(())
             })
@@ -492,17 +506,19 @@ impl L2 {
         } else {
             LAYOUT
         };
+        let groups = self.redis.by_slot(&redis_keys);
         self.redis
-            .run("mark", |mut c| async move {
-                let mut invocation = MARK.prepare_invoke();
-                for k in &redis_keys {
-                    invocation.key(k);
-                }
-                invocation
-                    .arg([layout].as_slice())
-                    .arg([1u8].as_slice())
-                    .invoke_async::<i64>(&mut c)
-                    .await
+            .run("mark", |c| async move {
+                let calls = groups.iter().map(|group| {
+                    let mut c = c.clone();
+                    let mut invocation = MARK.prepare_invoke();
+                    for &i in group {
+                        invocation.key(&redis_keys[i]);
+                    }
+                    invocation.arg([layout].as_slice()).arg([1u8].as_slice());
+                    async move { invocation.invoke_async::<i64>(&mut c).await }
+                });
+                futures_util::future::try_join_all(calls).await
             })
             .await
             .map(drop)
@@ -553,36 +569,17 @@ impl L2 {
             }
         };
         for pattern in patterns {
-            let mut cursor: u64 = 0;
-            loop {
-                let pattern = pattern.clone();
-                let (next, keys): (u64, Vec<String>) = self
-                    .redis
-                    .run("scan", |mut c| async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(&pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut c)
+            let keys = self.redis.scan(&pattern).await?;
+            for chunk in keys.chunks(1000) {
+                let chunk = chunk.to_vec();
+                self.redis
+                    .run("del", |mut c| async move {
+                        redis::cmd("UNLINK")
+                            .arg(&chunk)
+                            .query_async::<()>(&mut c)
                             .await
                     })
                     .await?;
-                if !keys.is_empty() {
-                    self.redis
-                        .run("del", |mut c| async move {
-                            redis::cmd("UNLINK")
-                                .arg(&keys)
-                                .query_async::<()>(&mut c)
-                                .await
-                        })
-                        .await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
         }
         Ok(())
@@ -680,30 +677,7 @@ impl L2 {
 
     /// Every Redis key that starts with `prefix`, found with SCAN.
     async fn scan(&self, prefix: &str) -> Result<Vec<String>, Unavailable> {
-        let pattern = format!("{prefix}*");
-        let mut found = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let pattern = pattern.clone();
-            let (next, keys): (u64, Vec<String>) = self
-                .redis
-                .run("scan", |mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            found.extend(keys);
-            if next == 0 {
-                return Ok(found);
-            }
-            cursor = next;
-        }
+        self.redis.scan(&format!("{prefix}*")).await
     }
 
     /// Tries to take the fill lease of each key. `true`: this replica
@@ -740,14 +714,20 @@ impl L2 {
         }
         let lease_keys: Vec<String> = keys.iter().map(|k| self.lease_key(entity, k)).collect();
         let replica = self.replica.clone();
+        let groups = self.redis.by_slot(&lease_keys);
         let _ = self
             .redis
-            .run("release", |mut c| async move {
-                let mut invocation = RELEASE.prepare_invoke();
-                for k in &lease_keys {
-                    invocation.key(k);
-                }
-                invocation.arg(&replica).invoke_async::<i64>(&mut c).await
+            .run("release", |c| async move {
+                let calls = groups.iter().map(|group| {
+                    let mut c = c.clone();
+                    let mut invocation = RELEASE.prepare_invoke();
+                    for &i in group {
+                        invocation.key(&lease_keys[i]);
+                    }
+                    invocation.arg(&replica);
+                    async move { invocation.invoke_async::<i64>(&mut c).await }
+                });
+                futures_util::future::try_join_all(calls).await
             })
             .await;
     }

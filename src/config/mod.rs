@@ -43,7 +43,7 @@ pub use ip_range::IpRange;
 pub use load::DEFAULT_PATH;
 pub use problems::{ConfigError, Problem, Problems};
 pub use reconcile::Reconcile;
-pub use redis::Redis;
+pub use redis::{Redis, RedisMode};
 pub use secrets::{Secrets, SystemSecrets, redact};
 pub use server::{ClientLimit, Connections, PersistedMode, PersistedQueries, Server};
 pub use size::ByteSize;

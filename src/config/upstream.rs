@@ -27,7 +27,8 @@ pub struct Upstream {
     pub max_batch: usize,
     /// How many Moat replicas share the upstreams. With Redis the limits
     /// are shared exactly; when Redis is unreachable each replica falls
-    /// back to its share, the limit divided by this.
+    /// back to its share, the limit divided by this, or by the live
+    /// replicas the fleet's heartbeats in Redis last counted.
     pub replicas: u32,
     /// Rate limits: defaults, and per-system overrides under
     /// `[upstream.limits.pim]`, `.erp`, `.crm`, `.oms`.

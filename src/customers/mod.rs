@@ -487,12 +487,23 @@ impl TokenIndex {
             .chain(self.data.previous())
             .map(|k| self.key_under(k, customer_id))
             .collect();
-        self.redis
+        // One SMEMBERS each, not SUNION: on a cluster the sets may sit on
+        // different slots.
+        let members: Vec<Vec<String>> = self
+            .redis
             .run("customer.index", |mut c| async move {
-                redis::cmd("SUNION").arg(&sets).query_async(&mut c).await
+                let mut pipe = redis::pipe();
+                for set in &sets {
+                    pipe.cmd("SMEMBERS").arg(set);
+                }
+                pipe.query_async(&mut c).await
             })
             .await
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut digests: Vec<String> = members.concat();
+        digests.sort_unstable();
+        digests.dedup();
+        digests
     }
 }
 

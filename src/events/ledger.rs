@@ -278,14 +278,30 @@ impl Ledger {
             .collect();
         let owners: Vec<String> = vkeys.iter().map(|(_, _, v)| v.to_string()).collect();
         let ms = self.retention.as_millis() as u64;
+        // One call per cluster slot: each key is lowered on its own.
+        let groups = redis.by_slot(&keys);
         let shared = redis
-            .run("event.version", |mut c| async move {
-                let mut call = LOWER.prepare_invoke();
-                call.key(&keys)
-                    .arg(ms)
-                    .arg(MAX_VERSION.to_string())
-                    .arg(&owners);
-                call.invoke_async::<Vec<String>>(&mut c).await
+            .run("event.version", |c| async move {
+                let calls = groups.iter().map(|group| {
+                    let mut c = c.clone();
+                    let mut call = LOWER.prepare_invoke();
+                    for &i in group {
+                        call.key(&keys[i]);
+                    }
+                    call.arg(ms).arg(MAX_VERSION.to_string());
+                    for &i in group {
+                        call.arg(&owners[i]);
+                    }
+                    async move { call.invoke_async::<Vec<String>>(&mut c).await }
+                });
+                let replies = futures_util::future::try_join_all(calls).await?;
+                let mut held = vec![String::new(); keys.len()];
+                for (group, reply) in groups.iter().zip(replies) {
+                    for (&i, h) in group.iter().zip(reply) {
+                        held[i] = h;
+                    }
+                }
+                Ok(held)
             })
             .await;
         if let Ok(shared) = shared {

@@ -86,6 +86,15 @@ pub const CONNECTIONS_CLOSED: &str = "moat_connections_closed_total";
 /// Answers replaced by a 503 because their connection already held
 /// `max_unread` bytes its client had not read.
 pub const ANSWERS_UNREAD_REFUSED: &str = "moat_unread_answers_refused_total";
+/// The shared Redis, per `mode` (`single`, `cluster`, `sentinel`): 1 while
+/// it answers, 0 while Moat goes on without it.
+pub const REDIS_STATE: &str = "moat_redis_state";
+/// Times Redis answered again after it did not.
+pub const REDIS_RECONNECTS: &str = "moat_redis_reconnects_total";
+/// Finding Redis again: a Sentinel search for the primary (`sentinel`), or
+/// from the first failed call to the next answered one (`single`,
+/// `cluster`: reconnection and slot-map refresh).
+pub const REDIS_REFRESH_DURATION: &str = "moat_redis_topology_refresh_duration_seconds";
 
 /// `version`, `commit`: always 1.
 pub const BUILD_INFO: &str = "moat_build_info";
@@ -109,7 +118,7 @@ pub enum MetricType {
 
 /// Every metric Moat exports, with its `# HELP` text: what dashboards and
 /// alert rules may use (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType, &str); 34] = [
+pub const EXPORTED: [(&str, MetricType, &str); 37] = [
     (
         CACHE_REQUESTS,
         MetricType::Counter,
@@ -239,6 +248,21 @@ pub const EXPORTED: [(&str, MetricType, &str); 34] = [
         CONNECTIONS_CLOSED,
         MetricType::Counter,
         "Connections Moat closed, per listener and reason.",
+    ),
+    (
+        REDIS_STATE,
+        MetricType::Gauge,
+        "The shared Redis per mode (single, cluster, sentinel): 1 while it answers, 0 while replicas go on without it.",
+    ),
+    (
+        REDIS_RECONNECTS,
+        MetricType::Counter,
+        "Times the shared Redis answered again after it did not, per mode.",
+    ),
+    (
+        REDIS_REFRESH_DURATION,
+        MetricType::Histogram,
+        "Time to find Redis again after a failure (Sentinel search, reconnection, cluster slot refresh), per mode.",
     ),
     (
         ANSWERS_UNREAD_REFUSED,

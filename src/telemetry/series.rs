@@ -15,7 +15,7 @@ use super::{
     ANSWERS_UNREAD_REFUSED, BREAKER_STATE, CHECKOUT_MISMATCHES, CHECKOUT_VERIFICATIONS,
     CONNECTIONS_CLOSED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED, CONTRACT_VIOLATIONS, DLQ_DEPTH,
     DLQ_TRIMMED, EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, GRAPHQL_REQUESTS,
-    RATELIMIT_REJECTED, RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, SIGN_INS_REFUSED,
+    RATELIMIT_REJECTED, RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, REDIS_RECONNECTS, REDIS_REFRESH_DURATION, REDIS_STATE, SIGN_INS_REFUSED,
     SIGN_INS_SHARED, TOKEN_FETCHES, TOKEN_REFUSAL_REASONS, TOKENS_REFUSED, UPSTREAM_DURATION,
     UPSTREAM_REQUESTS,
 };
@@ -114,8 +114,12 @@ pub fn register_at_zero(config: &Config) {
         }
         gauge!(BREAKER_STATE, "upstream" => upstream).increment(0.0);
     }
-    if config.redis.url.is_some() {
+    if config.redis.enabled() {
         gauge!(BREAKER_STATE, "upstream" => "redis").increment(0.0);
+        let mode = config.redis.mode.name();
+        gauge!(REDIS_STATE, "mode" => mode).increment(0.0);
+        counter!(REDIS_RECONNECTS, "mode" => mode).increment(0);
+        let _ = histogram!(REDIS_REFRESH_DURATION, "mode" => mode);
     } else {
         // No Redis, no dead-letter queue: nothing waits. With Redis the
         // gateway reads the depth at once (it may hold letters from before).
