@@ -21,8 +21,12 @@ use crate::resilience::breaker::Forced;
 use crate::telemetry;
 use crate::upstream::Protection;
 
-/// How often each replica reads the shared settings.
+/// How often each replica reads the shared settings (and says it lives).
 const EVERY: Duration = Duration::from_millis(500);
+/// A replica not heard from for this long is not counted as live.
+const LIVE: Duration = Duration::from_secs(5);
+/// A replica not heard from for this long is taken off the list.
+const GONE: Duration = Duration::from_secs(60);
 
 /// One stored change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,8 +177,53 @@ impl Fleet {
         true
     }
 
+    /// Says this replica lives, in one hash of heartbeats
+    /// (`moat:v1:fleet:replicas`, replica → ms), and counts the live ones:
+    /// each system's limit is shared among them when Redis is away.
+    async fn heartbeat(&self) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let key = redis.key(&["fleet", "replicas"]);
+        let (me, now) = (
+            self.replica.clone(),
+            crate::domain::Timestamp::now().millis(),
+        );
+        let Ok(beats) = redis
+            .run("fleet.heartbeat", |mut c| async move {
+                let (beats,): (HashMap<String, i64>,) = redis::pipe()
+                    .hset(&key, &me, now)
+                    .ignore()
+                    .hgetall(&key)
+                    .query_async(&mut c)
+                    .await?;
+                let gone: Vec<&String> = beats
+                    .iter()
+                    .filter(|(_, at)| now - **at > GONE.as_millis() as i64)
+                    .map(|(r, _)| r)
+                    .collect();
+                if !gone.is_empty() {
+                    c.hdel::<_, _, ()>(&key, gone).await?;
+                }
+                Ok(beats)
+            })
+            .await
+        else {
+            return;
+        };
+        let live = beats
+            .values()
+            .filter(|at| (now - **at).abs() <= LIVE.as_millis() as i64)
+            .count()
+            .max(1);
+        for system in &self.protection {
+            system.set_replicas(u32::try_from(live).unwrap_or(u32::MAX));
+        }
+    }
+
     /// Applies what changed in the shared settings since the last read.
     async fn catch_up(&self) {
+        self.heartbeat().await;
         let Some(redis) = &self.redis else {
             return;
         };

@@ -30,6 +30,46 @@ async fn erp_breaker(moat: &Moat) -> Value {
     status["upstreams"]["erp"]["breaker"]["state"].clone()
 }
 
+/// How many replicas `moat` counts as sharing the ERP limit.
+async fn erp_replicas(moat: &Moat) -> u64 {
+    let (_, status) = moat.admin_get("/admin/status").await;
+    status["upstreams"]["erp"]["replicas"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_count_each_other_by_heartbeat_and_share_the_limit_by_that_count() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start();
+    let a = Moat::start(with_redis(&sim, &redis)).await;
+    assert_eq!(erp_replicas(&a).await, 1, "configured: one replica");
+    let b = Moat::start(with_redis(&sim, &redis)).await;
+    let c = Moat::start(with_redis(&sim, &redis)).await;
+    for moat in [&a, &b, &c] {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                erp_replicas(moat).await == 3
+            })
+            .await,
+            "three live replicas counted"
+        );
+    }
+    // One stops: after its heartbeats age out, the others count two.
+    c.stop().await;
+    for moat in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                erp_replicas(moat).await == 2
+            })
+            .await,
+            "a stopped replica is no longer counted"
+        );
+    }
+    let (_, status) = a.admin_get("/admin/status").await;
+    assert_eq!(status["redis"]["mode"], "single", "{status}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_one_replica_reaches_every_replica() {
     let sim = Sim::start().await;

@@ -5,6 +5,7 @@
 //! with.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,9 +38,10 @@ pub struct Protection {
     pub breaker: Arc<Breaker>,
     budget: ArcSwap<Budget>,
     retry: ArcSwap<RetrySettings>,
-    /// For rebuilding the limiter: the shared store and the replica count.
+    /// For rebuilding the limiter: the shared store and the replica count
+    /// (configured, then as fleet heartbeats count them).
     shared: Option<Arc<dyn SharedBuckets>>,
-    replicas: u32,
+    replicas: AtomicU32,
     recent: Mutex<VecDeque<f64>>,
 }
 
@@ -64,7 +66,7 @@ impl Protection {
             budget: ArcSwap::from_pointee(Budget::new(budget_settings(settings))),
             retry: ArcSwap::from_pointee(retry_settings(settings)),
             shared,
-            replicas,
+            replicas: AtomicU32::new(replicas.max(1)),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         });
         protection.publish_limit();
@@ -95,9 +97,24 @@ impl Protection {
             self.system.name(),
             settings,
             self.shared.clone(),
-            self.replicas,
+            self.replicas.load(Ordering::Acquire),
         )));
         self.publish_limit();
+    }
+
+    /// How many replicas share the limit now (from fleet heartbeats): when
+    /// the shared store is away, each takes this share of it.
+    pub fn set_replicas(&self, replicas: u32) {
+        let replicas = replicas.max(1);
+        if self.replicas.swap(replicas, Ordering::AcqRel) != replicas {
+            tracing::info!(upstream = %self.system.name(), replicas, "replicas sharing the limit");
+            self.set_limit(self.limit());
+        }
+    }
+
+    /// How many replicas share the limit, as last known.
+    pub fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Acquire)
     }
 
     /// Back to the configured limit.
@@ -151,6 +168,9 @@ impl Protection {
         json!({
             "breaker": self.breaker.report(),
             "limit": self.limit(),
+            // Replicas sharing the limit: each takes limit / this while
+            // the shared store is away.
+            "replicas": self.replicas(),
             "latency_ms": { "calls": recent.len(), "p50": pct(0.5), "p99": pct(0.99) },
         })
     }
