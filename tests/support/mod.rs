@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod fleet;
 pub mod process;
 pub mod proxy;
 pub mod redis;
