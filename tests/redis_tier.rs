@@ -391,3 +391,69 @@ async fn moat_starts_and_serves_with_redis_down() {
     assert_eq!(body["redis"]["configured"], true);
     a.stop().await;
 }
+
+/// A failover that loses the stream's newest entries leaves a replica's
+/// position past what the new primary holds, and the new primary may
+/// append below it (its clock): the replica replays what the new primary
+/// holds rather than skipping it, and keeps its L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_stream_position_a_failover_lost_replays_what_the_new_primary_holds() {
+    let sim = Sim::start().await;
+    let redis = RedisServer::start();
+    let a = Moat::start(with_redis(&sim, &redis)).await;
+    let b = Moat::start(with_redis(&sim, &redis)).await;
+    let (kept, changed, marker) = ("SKU-000019", "SKU-000017", "SKU-000018");
+    for sku in [kept, changed, marker] {
+        for moat in [&a, &b] {
+            assert!(price_of(&moat.query(PRICE, json!({ "sku": sku })).await).is_some());
+        }
+    }
+    // A reads up to a known entry: a purge B sends.
+    sim.set_price(marker, json!({ "amount": "18.18" })).await;
+    let (status, _) = b
+        .admin_post(
+            "/admin/cache/purge",
+            json!({ "entity": "price", "ids": [marker] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            price_of(&a.query(PRICE, json!({ "sku": marker })).await).as_deref() == Some("18.18")
+        })
+        .await
+    );
+    let last = redis.command(&["XREVRANGE", "moat:v1:invalidations", "+", "-", "COUNT", "1"]);
+    let at: u64 = last
+        .lines()
+        .find_map(|l| l.split_once('-').and_then(|(ms, _)| ms.parse().ok()))
+        .expect("the stream's last id");
+
+    // The failover: the new primary lacks that entry, and appends (from a
+    // replica whose change it took) an id below it.
+    sim.set_price(changed, json!({ "amount": "17.17" })).await;
+    let kept_price = price_of(&a.query(PRICE, json!({ "sku": kept })).await);
+    redis.command(&["DEL", "moat:v1:invalidations"]);
+    redis.command(&["DEL", &format!("moat:v1:price:{changed}:default:EUR")]);
+    let message = json!({ "from": "a-replica-elsewhere", "entity": "price",
+                          "target": { "ids": [changed] } })
+    .to_string();
+    let id = format!("{}-0", at - 2_000);
+    let added = redis.command(&["XADD", "moat:v1:invalidations", &id, "m", &message]);
+    assert!(added.contains(&id), "{added}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            price_of(&a.query(PRICE, json!({ "sku": changed })).await).as_deref() == Some("17.17")
+        })
+        .await,
+        "A applied the entry the new primary appended below its position"
+    );
+    let calls = sim.requests("erp.prices").await;
+    assert_eq!(
+        price_of(&a.query(PRICE, json!({ "sku": kept })).await),
+        kept_price
+    );
+    assert_eq!(sim.requests("erp.prices").await, calls, "A kept its L1");
+    a.stop().await;
+    b.stop().await;
+}

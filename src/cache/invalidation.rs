@@ -84,6 +84,10 @@ const OUTBOX: usize = 100_000;
 const BLOCK: Duration = Duration::from_millis(500);
 /// Entries read at once.
 const BATCH: usize = 512;
+/// After a failover lost the stream's newest entries, how far before its
+/// position a replica replays what the new primary holds: more than any
+/// replication lag or clock skew between primaries.
+const REPLAY: Duration = Duration::from_secs(10);
 
 /// The shared side, with Redis.
 struct Shared {
@@ -412,11 +416,13 @@ impl Invalidator {
         }
     }
 
-    /// When the stream ends before `position` (a failover lost its last
-    /// entries: the new primary never had them), reading goes on from the
-    /// stream's end: what the new primary appends next may carry ids below
-    /// the lost ones, and would be skipped. Nothing this replica saw is
-    /// lost, so L1 stays.
+    /// When the stream ends before `position`, a failover lost its newest
+    /// entries (the new primary never had them), and what the new primary
+    /// appends may carry ids below the lost ones (its clock): reading on
+    /// from `position` would skip them. So this replica replays what the
+    /// new primary holds from `REPLAY` before its position (replaying an
+    /// entry again only drops keys again). Nothing it saw is lost, so its
+    /// L1 stays.
     async fn behind_failover(
         &self,
         conn: &mut Conn,
@@ -428,12 +434,14 @@ impl Invalidator {
         };
         let end = tail(conn, key).await?;
         if stream_id(&end).is_some_and(|end| end < last) {
+            let from = format!("{}-0", last.0.saturating_sub(REPLAY.as_millis() as u64));
             tracing::warn!(
                 position = position.as_deref().unwrap_or_default(),
                 stream_end = %end,
-                "the invalidation stream ends before this replica's position (a failover lost its newest entries); reading on from its end"
+                replay_from = %from,
+                "the invalidation stream ends before this replica's position (a failover lost its newest entries); replaying what the new primary holds"
             );
-            *position = Some(end);
+            *position = Some(from);
         }
         Ok(())
     }
