@@ -326,8 +326,9 @@ enum Backend {
         conn: ConnectionManager,
     },
     Cluster {
-        /// For blocking reads, which need connections of their own.
-        client: redis::cluster::ClusterClient,
+        /// For blocking reads, which need connections of their own (boxed:
+        /// it is much the largest).
+        client: Box<redis::cluster::ClusterClient>,
         conn: ClusterConnection,
     },
     Sentinel(Arc<Sentinels>),
@@ -386,7 +387,10 @@ impl RedisLink {
                     .set_connection_timeout(connect_timeout)
                     .set_response_timeout(settings.timeout);
                 let conn = client.get_pending_async_connection_with_config(config);
-                Backend::Cluster { client, conn }
+                Backend::Cluster {
+                    client: Box::new(client),
+                    conn,
+                }
             }
             Target::Sentinel { nodes, master } => {
                 let infos: Vec<redis::ConnectionInfo> = nodes
