@@ -259,3 +259,48 @@ async fn a_purge_by_sku_and_an_order_event_walk_no_key_space() {
     assert_eq!(still, 1, "other prices are untouched");
     moat.stop().await;
 }
+
+/// `moat doctor` finds the cluster from `MOAT_REDIS__MODE` and
+/// `MOAT_REDIS__NODES` (a comma list), and fails when no node answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_cluster_named_in_the_environment() {
+    let cluster = RedisCluster::start();
+    let sim = Sim::start().await;
+    let file =
+        support::process::config_file("cluster", &format!("[upstream]\nurl = \"{}\"\n", sim.url));
+    let file = file.to_str().unwrap();
+    let redis_line = |out: &str| -> Value {
+        let lines: Vec<Value> = serde_json::from_str(out).unwrap_or_else(|_| panic!("{out}"));
+        lines
+            .into_iter()
+            .find(|l| l["check"] == "redis.nodes")
+            .unwrap_or_else(|| panic!("{out}"))
+    };
+    let nodes = cluster.seeds()[..2].join(",");
+    let (_, out) = support::process::moat(
+        &["doctor", "--config", file, "--json"],
+        &[
+            ("MOAT_REDIS__MODE", "cluster"),
+            ("MOAT_REDIS__NODES", &nodes),
+        ],
+    )
+    .await;
+    let line = redis_line(&out);
+    assert_eq!(line["status"], "OK", "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().contains("cluster"),
+        "{line}"
+    );
+
+    let nowhere = format!("redis://127.0.0.1:{}", support::free_port());
+    let (code, out) = support::process::moat(
+        &["doctor", "--config", file, "--json"],
+        &[
+            ("MOAT_REDIS__MODE", "cluster"),
+            ("MOAT_REDIS__NODES", &nowhere),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(redis_line(&out)["status"], "FAIL", "{out}");
+}

@@ -79,3 +79,29 @@ async fn replicas_on_sentinels_keep_serving_through_a_primary_failover() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `moat doctor` asks the Sentinels for the primary and pings it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_the_primary_through_the_sentinels() {
+    let setup = RedisSentinels::start();
+    let sim = Sim::start().await;
+    let file = support::process::config_file(
+        "sentinel",
+        &format!(
+            "[upstream]\nurl = \"{}\"\n[redis]\nmode = \"sentinel\"\nmaster = \"{SENTINEL_MASTER}\"\n",
+            sim.url
+        ),
+    );
+    let (_, out) = support::process::moat(
+        &["doctor", "--config", file.to_str().unwrap(), "--json"],
+        &[("MOAT_REDIS__NODES", &setup.nodes().join(","))],
+    )
+    .await;
+    let lines: Vec<serde_json::Value> =
+        serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
+    let line = lines
+        .iter()
+        .find(|l| l["check"] == "redis.nodes")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(line["status"], "OK", "{line}");
+}
