@@ -37,6 +37,41 @@ async fn replicas_share_a_cluster_and_keep_serving_through_a_primary_failover() 
     shared_tier_holds(&sim, &replicas, 100, "before").await;
     assert_eq!(a.metric("moat_redis_state{mode=\"cluster\"}").await, 1.0);
 
+    // A page of 50 prices: one batched read (MGET) over keys on every
+    // shard, and one batched write; B's page comes from L2 alone.
+    const PAGE: &str = "{ products(first: 50) { nodes { sku price { price { amount } } } } }";
+    let page = |r: &Value| -> Vec<String> {
+        r["data"]["products"]["nodes"]
+            .as_array()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter_map(|n| n["price"]["price"]["amount"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let first = page(&a.query(PAGE, json!({})).await);
+    assert_eq!(first.len(), 50, "{first:?}");
+    let calls = (
+        sim.requests("erp.prices").await,
+        sim.requests("pim.products").await,
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            page(&b.query(PAGE, json!({})).await) == first
+        })
+        .await
+    );
+    assert_eq!(
+        (
+            sim.requests("erp.prices").await,
+            sim.requests("pim.products").await
+        ),
+        calls,
+        "B's page came from L2"
+    );
+
     // Under load on skus both replicas hold, the primary of the
     // invalidation stream's slot is killed.
     let skus: Vec<String> = (0..20).map(|n| format!("SKU-{:06}", 400 + n)).collect();
