@@ -683,6 +683,13 @@ impl RedisLink {
         self.mode
     }
 
+    /// Whether Redis answered this replica's last call (what
+    /// `moat_redis_state` shows, but per replica where tests share a
+    /// process's metrics).
+    pub fn answering(&self) -> bool {
+        self.health.up.load(Ordering::Acquire)
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -35,7 +35,10 @@ async fn replicas_share_a_cluster_and_keep_serving_through_a_primary_failover() 
     let b = Moat::start(on_cluster(&sim, &cluster)).await;
     let replicas = [&a, &b];
     shared_tier_holds(&sim, &replicas, 100, "before").await;
-    assert_eq!(a.metric("moat_redis_state{mode=\"cluster\"}").await, 1.0);
+    assert_eq!(
+        a.admin_get("/admin/status").await.1["redis"]["answering"],
+        true
+    );
 
     // A page of 50 prices: one batched read (MGET) over keys on every
     // shard, and one batched write; B's page comes from L2 alone.
@@ -97,7 +100,7 @@ async fn replicas_share_a_cluster_and_keep_serving_through_a_primary_failover() 
     shared_tier_holds(&sim, &replicas, 250, "after").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            a.metric("moat_redis_state{mode=\"cluster\"}").await == 1.0
+            a.admin_get("/admin/status").await.1["redis"]["answering"] == true
         })
         .await
     );

@@ -36,7 +36,7 @@ async fn replicas_on_sentinels_keep_serving_through_a_primary_failover() {
         assert!(
             eventually(Duration::from_secs(5), || async {
                 moat.query(PRICE, json!({ "sku": "SKU-000001" })).await;
-                moat.metric("moat_redis_state{mode=\"sentinel\"}").await == 1.0
+                moat.admin_get("/admin/status").await.1["redis"]["answering"] == true
             })
             .await,
             "the primary was found from the Sentinels"

@@ -123,7 +123,12 @@ async fn whoami(Extension(caller): Extension<Caller>) -> Response {
 /// `GET /admin/status`: what an SRE checks first.
 async fn status(State(app): State<Arc<AppState>>) -> Response {
     let redis = match &app.redis {
-        Some(r) => json!({ "configured": true, "mode": r.mode(), "breaker": r.report() }),
+        Some(r) => json!({
+            "configured": true,
+            "mode": r.mode(),
+            "answering": r.answering(),
+            "breaker": r.report(),
+        }),
         None => json!({ "configured": false }),
     };
     let l1: serde_json::Map<String, serde_json::Value> = app
