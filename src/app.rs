@@ -20,6 +20,7 @@ use crate::checkout::{Checkout, PriceTokens};
 use crate::config::{Config, Reloaded, Secrets};
 use crate::customers::Customers;
 use crate::data_key::DataKeys;
+use crate::edge::Purges;
 use crate::error::Error;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
@@ -111,6 +112,10 @@ impl Gateway {
             background.clone(),
         );
         invalidator.clone().listen();
+        // Every change made here also purges the edge, through its outbox.
+        let purges = Purges::new(&config.edge, &secrets, redis.clone(), replica.clone())?;
+        invalidator.observe(purges.clone());
+        purges.start(&background);
         let tokens = Arc::new(PriceTokens::from_secrets(
             &secrets,
             config.checkout.price_token_max_age,
@@ -166,6 +171,7 @@ impl Gateway {
             catalog,
             customers,
             invalidator,
+            purges,
             upstreams,
             client_limits: ClientLimits::new(&config.server.client_limit),
             checkout,
@@ -260,6 +266,7 @@ impl Gateway {
         }
         s.events.reload(&config.events);
         s.reconciler.reload(&config.reconcile);
+        s.purges.reload(&config.edge);
         s.client_limits.apply(&config.server.client_limit);
         // Operators' fleet-wide changes stay on top of the file.
         s.fleet.reapply();

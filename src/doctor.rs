@@ -89,6 +89,67 @@ pub async fn run(config: &Config, secrets: &Secrets) -> Vec<Line> {
     for line in shared_lines(config, secrets).await {
         add(line.status, line.check, line.detail, line.fix);
     }
+    for line in edge_lines(config, secrets).await {
+        add(line.status, line.check, line.detail, line.fix);
+    }
+    lines
+}
+
+/// Each `[[edge.purge]]` target: its token, and whether it answers at all
+/// (purges wait in the outbox while it does not).
+async fn edge_lines(config: &Config, secrets: &Secrets) -> Vec<Line> {
+    let edge = &config.edge;
+    if edge.purge.is_empty() {
+        return vec![line(
+            Status::Ok,
+            "edge.purge",
+            "no purge targets: caches in front keep an answer until its max-age ends",
+        )];
+    }
+    let mut lines = Vec::new();
+    for (target, label) in edge.purge.iter().zip(edge.purge_labels()) {
+        let check = format!("edge.purge.{label}");
+        let variable = target.kind.token_variable();
+        if target.kind.needs_token() && !secrets.edge_tokens.contains_key(target.kind.name()) {
+            lines.push(
+                line(Status::Fail, &check, format!("{variable} is not set"))
+                    .fix(format!("set {variable} to an API token allowed to purge")),
+            );
+            continue;
+        }
+        let url = target.base_url();
+        let reached = match reqwest::Url::parse(&url).ok().and_then(|u| {
+            let port = u.port_or_known_default()?;
+            Some(format!("{}:{port}", u.host_str()?))
+        }) {
+            Some(addr) => matches!(
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+        lines.push(if reached {
+            line(Status::Ok, &check, format!("{url} answers"))
+        } else {
+            line(
+                Status::Warn,
+                &check,
+                format!("{url} cannot be reached: purges wait in the outbox until it can"),
+            )
+            .fix(format!("start it, or correct the url of {check}"))
+        });
+    }
+    if config.redis.url.is_none() {
+        lines.push(
+            line(
+                Status::Warn,
+                "edge.purge",
+                "no Redis: purges wait in each replica's memory, lost if it stops",
+            )
+            .fix("set redis.url so purges wait in a durable outbox"),
+        );
+    }
     lines
 }
 

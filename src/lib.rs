@@ -36,6 +36,7 @@
 //! 4. [`upstream`], then [`cache`];
 //! 5. [`catalog`] and [`customers`], then [`checkout`] and [`events`]
 //!    (signed change events, applied once and in order, dead letters);
+//!    [`edge`]: caching headers for CDNs in front, and their purges;
 //!    [`fleet`]: operators' limit and breaker changes, on every replica;
 //! 6. [`graphql`], then [`state`] (what every handler shares);
 //! 7. the listeners: [`listener`], [`http`], [`admin`] (metrics, the admin
@@ -60,6 +61,7 @@ pub mod customers;
 pub mod data_key;
 pub mod doctor;
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod exceptions;

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::checkout::Checkout;
 use crate::config::{Config, Secrets};
 use crate::customers::Customers;
+use crate::edge::Purges;
 use crate::events::Events;
 use crate::exceptions::Exceptions;
 use crate::fleet::Fleet;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub customers: Arc<Customers>,
     /// Drops entries here, in L2 and on every replica.
     pub invalidator: Arc<Invalidator>,
+    /// Purges of the CDNs and HTTP caches in front (`[[edge.purge]]`).
+    pub purges: Arc<Purges>,
     pub upstreams: Upstreams,
     pub client_limits: Arc<ClientLimits>,
     /// `verifyCheckout`, and the price token signer it trusts.

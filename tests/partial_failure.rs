@@ -370,7 +370,7 @@ async fn keys_follow_the_selection_for_misses_hits_and_stored_answers() {
     })
     .await;
     assert!(stored, "the answer is stored");
-    let at_the_door = responses.get(&key).expect("stored");
+    let at_the_door = responses.get(&key).expect("stored").body;
     assert_eq!(String::from_utf8_lossy(&at_the_door), miss);
     let (_, served) = post(&moat, &sent).await;
     assert_eq!(served, miss);

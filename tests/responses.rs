@@ -36,7 +36,7 @@ fn stored_text(moat: &Moat, sku: &str, query: &str) -> Option<String> {
     let responses = &moat.state().responses;
     let sent = serde_json::to_vec(&json!({ "query": query, "variables": { "sku": sku } }));
     let key = responses.key(query, moat::cache::Sent::Post(sent.unwrap().into()))?;
-    Some(String::from_utf8(responses.get(&key)?.to_vec()).unwrap())
+    Some(String::from_utf8(responses.get(&key)?.body.to_vec()).unwrap())
 }
 
 fn stored(moat: &Moat, sku: &str, query: &str) -> Option<Value> {

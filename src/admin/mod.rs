@@ -151,6 +151,7 @@ async fn status(State(app): State<Arc<AppState>>) -> Response {
             "unpublished_invalidations": app.invalidator.unpublished(),
         },
         "dlq": { "depth": dlq },
+        "edge": { "purge": app.purges.status() },
         "reconciliation": { "last": reconciliation.first() },
         "redis": redis,
         "replica": app.fleet.replica(),

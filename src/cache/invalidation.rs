@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,14 @@ use crate::error::Error;
 use crate::redis_link::{Conn, RedisLink};
 use crate::telemetry;
 use crate::vocab::Entity;
+
+/// Told of every change this replica makes (each replica tells of its
+/// own, never of those it hears from others), after its cache took it:
+/// what sits in front of Moat (`edge`) purges what the change names.
+pub trait Changes: Send + Sync {
+    /// `ids`: what `Key::id` names (a price's sku); `None`: all of `entity`.
+    fn changed(&self, entity: Entity, ids: Option<Vec<String>>) -> BoxFuture<'_, ()>;
+}
 
 /// One stream entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +115,8 @@ pub struct Invalidator {
     redelete_after: Duration,
     background: Background,
     outbox: Mutex<Outbox>,
+    /// Told of each change made here (set once, at wiring).
+    observer: std::sync::OnceLock<Arc<dyn Changes>>,
 }
 
 impl Invalidator {
@@ -128,7 +139,29 @@ impl Invalidator {
             redelete_after,
             background,
             outbox: Mutex::new(Outbox::default()),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Has `observer` told of every change this replica makes from now on.
+    pub fn observe(&self, observer: Arc<dyn Changes>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Tells the observer of a change to `target` of `entity`.
+    async fn tell(&self, entity: Entity, target: &Target) {
+        let Some(observer) = self.observer.get() else {
+            return;
+        };
+        let ids = match target {
+            Target::All => None,
+            Target::Ids(ids) => Some(ids.clone()),
+            Target::Keys(keys) => match self.tiers.get(&entity) {
+                Some(tier) => Some(tier.ids_of(keys)),
+                None => return,
+            },
+        };
+        observer.changed(entity, ids).await;
     }
 
     /// The entity names that can be invalidated.
@@ -148,6 +181,7 @@ impl Invalidator {
     ) -> Result<(), Error> {
         let tier = self.tier(entity)?;
         tier.drop_local(&target);
+        self.tell(entity, &target).await;
         let Some(shared) = &self.shared else {
             return Ok(());
         };
@@ -199,6 +233,7 @@ impl Invalidator {
         origin: Option<Timestamp>,
     ) -> Result<(), Error> {
         self.tier(entity)?;
+        self.tell(entity, &target).await;
         let Some(shared) = &self.shared else {
             return Ok(());
         };

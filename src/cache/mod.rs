@@ -12,7 +12,9 @@
 //! - `freshness`: [`Policy`] and the age of an entry;
 //! - `key`, `l2`, `invalidation`: keys, the Redis tier, the broadcast;
 //! - `responses`: whole answers to anonymous queries, valid while the L1
-//!   entries they were built from are.
+//!   entries they were built from are;
+//! - `sources`: the records an answer was built from and how long each
+//!   stays fresh, for HTTP caches in front of Moat.
 
 mod fill;
 mod freshness;
@@ -22,6 +24,7 @@ pub mod invalidation;
 pub mod key;
 mod l2;
 pub mod responses;
+pub mod sources;
 mod tier;
 
 /// What moka 0.12 keeps per entry besides the key and value, for the
@@ -38,6 +41,7 @@ pub use invalidation::Invalidator;
 pub use key::Key;
 pub use l2::L2;
 pub use responses::{Reads, ResponseCache, Sent};
+pub use sources::{Shareable, Source, Sources};
 pub use tier::{AnyTier, Target, Tier, Tiers};
 
 /// What the cache's own tests (and the loader's) fill tiers from.

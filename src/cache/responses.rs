@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use metrics::Counter;
 
+use super::sources::Shareable;
 use crate::domain::Timestamp;
 use crate::telemetry;
 
@@ -76,6 +77,14 @@ impl Reads {
 struct Stored {
     body: Bytes,
     reads: Vec<Box<dyn Read>>,
+    /// What HTTP caches are told of it (a GET's answer, shareable).
+    shareable: Option<Arc<Shareable>>,
+}
+
+/// A stored answer, as served again.
+pub struct Answer {
+    pub body: Bytes,
+    pub shareable: Option<Arc<Shareable>>,
 }
 
 /// A request as it came: a GET's query string or a POST's body.
@@ -145,13 +154,16 @@ impl ResponseCache {
     /// one in L1 and fresh (counted as a hit); else it is dropped. The
     /// caller counts a miss with `missed`, once it knows the request was
     /// one that could have been stored.
-    pub fn get(&self, key: &Sent) -> Option<Bytes> {
+    pub fn get(&self, key: &Sent) -> Option<Answer> {
         let entries = self.entries.as_ref()?;
         let stored = entries.get(key)?;
         let now = Timestamp::now();
         if stored.reads.iter().all(|r| r.still_fresh(now)) {
             self.hits.increment(1);
-            Some(stored.body.clone())
+            Some(Answer {
+                body: stored.body.clone(),
+                shareable: stored.shareable.clone(),
+            })
         } else {
             entries.invalidate(key);
             None
@@ -162,8 +174,9 @@ impl ResponseCache {
         self.misses.increment(1);
     }
 
-    /// Stores an answer built from `reads`, unless something spoiled them.
-    pub fn put(&self, key: Sent, body: Bytes, reads: &Reads) {
+    /// Stores an answer built from `reads`, unless something spoiled them,
+    /// with what HTTP caches are told of it.
+    pub fn put(&self, key: Sent, body: Bytes, reads: &Reads, shareable: Option<Arc<Shareable>>) {
         let (Some(entries), Some(reads)) = (&self.entries, reads.take()) else {
             return;
         };
@@ -176,7 +189,14 @@ impl ResponseCache {
             Sent::Post(b) => Sent::Post(own(b)),
         };
         let body = own(&body);
-        entries.insert(key, Arc::new(Stored { body, reads }));
+        entries.insert(
+            key,
+            Arc::new(Stored {
+                body,
+                reads,
+                shareable,
+            }),
+        );
     }
 
     /// Drops everything (the config changed what answers look like).
@@ -210,12 +230,18 @@ mod tests {
         let valid = Arc::new(AtomicBool::new(true));
         let reads = Reads::recording();
         reads.record(Some(Box::new(Flag(valid.clone()))));
-        cache.put(key.clone(), Bytes::from_static(b"{\"data\":1}"), &reads);
-        assert_eq!(cache.get(&key).as_deref(), Some(&b"{\"data\":1}"[..]));
+        cache.put(
+            key.clone(),
+            Bytes::from_static(b"{\"data\":1}"),
+            &reads,
+            None,
+        );
+        let body = cache.get(&key).map(|a| a.body);
+        assert_eq!(body.as_deref(), Some(&b"{\"data\":1}"[..]));
         valid.store(false, Ordering::Relaxed);
-        assert_eq!(cache.get(&key), None);
+        assert!(cache.get(&key).is_none());
         valid.store(true, Ordering::Relaxed);
-        assert_eq!(cache.get(&key), None, "dropped once it failed");
+        assert!(cache.get(&key).is_none(), "dropped once it failed");
     }
 
     #[test]
@@ -225,10 +251,15 @@ mod tests {
         spoiled.record(None);
         spoiled.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
         let key = cache.key("{ b }", sent("{ b }")).unwrap();
-        cache.put(key.clone(), Bytes::from_static(b"x"), &spoiled);
-        assert_eq!(cache.get(&key), None);
-        cache.put(key.clone(), Bytes::from_static(b"x"), &Reads::ignored());
-        assert_eq!(cache.get(&key), None);
+        cache.put(key.clone(), Bytes::from_static(b"x"), &spoiled, None);
+        assert!(cache.get(&key).is_none());
+        cache.put(
+            key.clone(),
+            Bytes::from_static(b"x"),
+            &Reads::ignored(),
+            None,
+        );
+        assert!(cache.get(&key).is_none());
         let clock = "{ p { freshness { stale } } }";
         assert!(cache.key(clock, sent(clock)).is_none());
         let token = "{ p { priceToken } }";
@@ -253,8 +284,8 @@ mod tests {
         let key = cache.key("{ a }", Sent::Get(text.clone())).unwrap();
         let reads = Reads::recording();
         reads.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
-        cache.put(key, Bytes::from_static(b"{\"data\":1}"), &reads);
+        cache.put(key, Bytes::from_static(b"{\"data\":1}"), &reads, None);
         assert!(cache.get(&Sent::Get(text.clone())).is_some());
-        assert_eq!(cache.get(&Sent::Post(text)), None);
+        assert!(cache.get(&Sent::Post(text)).is_none());
     }
 }

@@ -29,6 +29,7 @@ use super::ids::{self, Ids};
 use super::key::{Key, escape};
 use super::l2::L2;
 use super::responses::{Read, Reads};
+use super::sources::{Source, Sources};
 use crate::background::Background;
 use crate::config;
 use crate::domain::Timestamp;
@@ -80,6 +81,9 @@ pub trait AnyTier: Send + Sync {
     /// source (served stale until the new value lands), and detaches its
     /// fetches, which may have started before the change.
     fn mark_local(&self, target: &Target);
+    /// What `Key::id` names each of these encoded keys by (a price key's
+    /// sku); text no key encodes to is left out.
+    fn ids_of(&self, keys: &[String]) -> Vec<String>;
     /// Takes the freshness rules of its `[cache]` section anew.
     fn reload(&self, cache: &config::Cache);
     /// Entries and bytes held in L1.
@@ -212,6 +216,11 @@ impl<K: Key, V: Value> Tier<K, V> {
         self.entity
     }
 
+    /// The freshness rules in force.
+    pub fn policy(&self) -> Policy {
+        **self.policy.load()
+    }
+
     /// Swaps the freshness rules; entries already cached follow the new ones
     /// at their next read.
     pub fn set_policy(&self, policy: Policy) {
@@ -265,6 +274,27 @@ impl<K: Key, V: Value> Tier<K, V> {
             _ => reads.record(None),
         }
         hit
+    }
+
+    /// Records in `sources` that `hit` (of `key`) went into an answer, with
+    /// how long it stays fresh under the rules in force.
+    pub fn note(&self, key: &K, hit: &Hit<V>, sources: &Sources) {
+        if !sources.wanted() {
+            return;
+        }
+        let policy = self.policy.load();
+        let fresh_until = if hit.stale() {
+            Timestamp::now()
+        } else {
+            policy.fresh_until(&hit.entry)
+        };
+        sources.record(Source {
+            entity: self.entity,
+            id: key.id().to_string(),
+            fresh_until,
+            stale_while_revalidate: policy.hard_ttl.saturating_sub(policy.soft_ttl),
+            stale_if_error: policy.max_stale.saturating_sub(policy.soft_ttl),
+        });
     }
 
     /// Gets every key, fetching what L1 cannot serve in as few upstream
@@ -657,6 +687,17 @@ impl<K: Key, V: Value> AnyTier for Tier<K, V> {
 
     fn composite(&self) -> bool {
         K::COMPOSITE
+    }
+
+    fn ids_of(&self, keys: &[String]) -> Vec<String> {
+        let mut ids: Vec<String> = keys
+            .iter()
+            .filter_map(|k| K::decode(k))
+            .map(|k| k.id().to_string())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     fn drop_local(&self, target: &Target) {

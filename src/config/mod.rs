@@ -15,6 +15,7 @@ mod checkout;
 mod connector;
 mod credentials;
 mod customers;
+mod edge;
 mod entities;
 mod events;
 mod ip_range;
@@ -37,6 +38,7 @@ pub use catalog::Catalog;
 pub use checkout::Checkout;
 pub use connector::{BatchStyle, Encoding, ForeignEvents, ROUTES, Route, Signature};
 pub use customers::{Customers, JwtAlgorithm, TokenKind};
+pub use edge::{Edge, EdgeEntity, PurgeKind, PurgeTarget};
 pub use entities::Entities;
 pub use events::Events;
 pub use ip_range::IpRange;
@@ -88,6 +90,8 @@ pub struct Config {
     pub customers: Customers,
     pub events: Events,
     pub reconcile: Reconcile,
+    /// HTTP caches and CDNs in front of Moat.
+    pub edge: Edge,
     /// The systems of record by name, each overriding `[upstream]`.
     pub systems: Systems,
     /// Which system owns which record.
@@ -122,6 +126,7 @@ impl Config {
             customers,
             events,
             reconcile,
+            edge,
             systems,
             entities,
             telemetry,
@@ -147,6 +152,7 @@ impl Config {
         });
         p.within("events", |p| events.problems(p));
         p.within("reconcile", |p| reconcile.problems(p));
+        p.within("edge", |p| edge.problems(p));
         p.within("telemetry", |p| telemetry.problems(p));
         p.into_vec()
     }
@@ -166,6 +172,7 @@ impl Config {
             customers: self.customers.with_live(&new.customers),
             events: self.events.with_live(&new.events),
             reconcile: self.reconcile.with_live(&new.reconcile),
+            edge: self.edge.with_live(&new.edge),
             systems: systems::with_live(&self.systems, &new.systems),
             entities: self.entities.with_live(&new.entities),
             telemetry: self.telemetry.with_live(&new.telemetry),

@@ -46,6 +46,9 @@ pub struct Secrets {
     /// `MOAT_{NAME}_TOKEN`, `_USER`, `_PASSWORD`, `_CLIENT_ID` and
     /// `_CLIENT_SECRET`; which ones a system needs, its `auth` says.
     pub systems: BTreeMap<String, SystemSecrets>,
+    /// `MOAT_EDGE_{KIND}_TOKEN` (key: the kind, lowercase): credentials of
+    /// the `[[edge.purge]]` targets (Fastly's API token, Cloudflare's).
+    pub edge_tokens: BTreeMap<String, String>,
 }
 
 /// One system's credentials as the environment gives them.
@@ -126,10 +129,18 @@ impl Secrets {
             })
             .collect();
         let mut systems: BTreeMap<String, SystemSecrets> = BTreeMap::new();
+        let mut edge_tokens = BTreeMap::new();
         for (name, value) in std::env::vars() {
             let Some(rest) = name.strip_prefix("MOAT_").filter(|_| !value.is_empty()) else {
                 continue;
             };
+            // `edge` is no system: its variables name purge targets.
+            if let Some(kind) = rest.strip_prefix("EDGE_") {
+                if let Some(kind) = kind.strip_suffix("_TOKEN").filter(|k| !k.is_empty()) {
+                    edge_tokens.insert(kind.to_ascii_lowercase(), value);
+                }
+                continue;
+            }
             let found = SystemSecrets::SUFFIXES
                 .iter()
                 .find_map(|suffix| Some((rest.strip_suffix(suffix)?, *suffix)));
@@ -140,6 +151,7 @@ impl Secrets {
         }
         Secrets {
             systems,
+            edge_tokens,
             admin_token: var("MOAT_ADMIN_TOKEN"),
             admin_tokens,
             price_token_secret: var("MOAT_PRICE_TOKEN_SECRET"),
@@ -176,6 +188,7 @@ impl fmt::Debug for Secrets {
             .field("data_key", &redacted(&self.data_key))
             .field("data_key_previous", &redacted(&self.data_key_previous))
             .field("systems", &self.systems)
+            .field("edge_tokens", &self.edge_tokens.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -204,6 +217,7 @@ mod tests {
                 },
             )]
             .into(),
+            edge_tokens: [("fastly".to_string(), "edge-777".to_string())].into(),
         };
         let shown = format!("{secrets:?}");
         for secret in [
@@ -217,6 +231,7 @@ mod tests {
             "client-333",
             "data-444",
             "data-666",
+            "edge-777",
         ] {
             assert!(!shown.contains(secret), "{shown}");
         }

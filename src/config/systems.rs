@@ -69,8 +69,8 @@ pub struct SystemConfig {
 
 /// Names a system may not take: their `MOAT_{NAME}_*` variables mean
 /// something else already.
-const RESERVED_NAMES: [&str; 7] = [
-    "admin", "upstream", "redis", "events", "price", "sim", "data",
+const RESERVED_NAMES: [&str; 8] = [
+    "admin", "upstream", "redis", "events", "price", "sim", "data", "edge",
 ];
 
 impl SystemConfig {

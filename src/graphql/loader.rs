@@ -16,7 +16,7 @@ use futures_util::future::Shared;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::cache::{Hit, Key, Reads, Tier, Value};
+use crate::cache::{Hit, Key, Reads, Sources, Tier, Value};
 use crate::error::Error;
 use crate::vocab::Priority;
 
@@ -35,22 +35,39 @@ pub struct Loader<K, V> {
     pending: Mutex<Option<Pending<K, V>>>,
     /// What the request read, for the response cache.
     reads: Arc<Reads>,
+    /// What the answer is built from, for HTTP caches (`edge`).
+    sources: Arc<Sources>,
     /// The request's deadline: a field still waiting then fails alone
     /// (the fetch goes on and fills the cache for the next request).
     deadline: Instant,
 }
 
 impl<K: Key, V: Value> Loader<K, V> {
-    pub fn new(tier: Arc<Tier<K, V>>, deadline: Instant, reads: Arc<Reads>) -> Loader<K, V> {
+    pub fn new(
+        tier: Arc<Tier<K, V>>,
+        deadline: Instant,
+        reads: Arc<Reads>,
+        sources: Arc<Sources>,
+    ) -> Loader<K, V> {
         Loader {
             tier,
             pending: Mutex::new(None),
             reads,
+            sources,
             deadline,
         }
     }
 
     pub async fn load(&self, key: K) -> Result<Hit<V>, Error> {
+        let loaded = self.load_unnoted(&key).await;
+        if let Ok(hit) = &loaded {
+            self.tier.note(&key, hit, &self.sources);
+        }
+        loaded
+    }
+
+    async fn load_unnoted(&self, key: &K) -> Result<Hit<V>, Error> {
+        let key = key.clone();
         if let Some(hit) = self.tier.get_recorded(&key, &self.reads) {
             return Ok(hit);
         }
@@ -186,7 +203,12 @@ mod tests {
             Lengths,
         );
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        let loader = Loader::new(tier, deadline, Arc::new(Reads::ignored()));
+        let loader = Loader::new(
+            tier,
+            deadline,
+            Arc::new(Reads::ignored()),
+            Arc::new(Sources::ignored()),
+        );
 
         // The leader starts a batch and yields; a sibling joins it; then
         // the leader's field is dropped before it fetched anything.

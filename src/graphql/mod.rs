@@ -12,6 +12,7 @@ mod loader;
 mod persisted;
 mod prepare;
 mod scalars;
+mod structured;
 mod types;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use tokio::time::Instant;
 
-use crate::cache::{Hit, Key, Reads, Tier, Value};
+use crate::cache::{Hit, Key, Reads, Sources, Tier, Value};
 use crate::catalog::{Catalog, PageKey, PriceKey};
 use crate::checkout::Checkout;
 use crate::config::Server;
@@ -169,6 +170,8 @@ pub struct Scope {
     pub orders: Loader<OrderKey, OrderAccess>,
     /// What this request read from the cache, for storing its answer.
     pub reads: Arc<Reads>,
+    /// The records its answer is built from, for HTTP caches.
+    pub sources: Arc<Sources>,
 }
 
 impl Scope {
@@ -208,17 +211,44 @@ impl Scope {
     ) -> Scope {
         let deadline = Instant::now() + deadline;
         // Only an anonymous answer is the same for everyone who asks.
-        let reads = Arc::new(match viewer {
-            Viewer::Anonymous => Reads::recording(),
-            _ => Reads::ignored(),
-        });
+        let (reads, sources) = match viewer {
+            Viewer::Anonymous => (Reads::recording(), Sources::recording()),
+            _ => (Reads::ignored(), Sources::ignored()),
+        };
+        let (reads, sources) = (Arc::new(reads), Arc::new(sources));
         Scope {
-            products: Loader::new(catalog.products.clone(), deadline, reads.clone()),
-            product_ids: Loader::new(catalog.product_ids.clone(), deadline, reads.clone()),
-            prices: Loader::new(catalog.prices.clone(), deadline, reads.clone()),
-            stock: Loader::new(catalog.stock.clone(), deadline, reads.clone()),
-            orders: Loader::new(customers.orders.clone(), deadline, reads.clone()),
+            products: Loader::new(
+                catalog.products.clone(),
+                deadline,
+                reads.clone(),
+                sources.clone(),
+            ),
+            product_ids: Loader::new(
+                catalog.product_ids.clone(),
+                deadline,
+                reads.clone(),
+                sources.clone(),
+            ),
+            prices: Loader::new(
+                catalog.prices.clone(),
+                deadline,
+                reads.clone(),
+                sources.clone(),
+            ),
+            stock: Loader::new(
+                catalog.stock.clone(),
+                deadline,
+                reads.clone(),
+                sources.clone(),
+            ),
+            orders: Loader::new(
+                customers.orders.clone(),
+                deadline,
+                reads.clone(),
+                sources.clone(),
+            ),
             reads,
+            sources,
             catalog,
             viewer,
             segment,
@@ -235,15 +265,20 @@ impl Scope {
         key: K,
     ) -> Result<Hit<V>, Error> {
         if let Some(hit) = tier.get_recorded(&key, &self.reads) {
+            tier.note(&key, &hit, &self.sources);
             return Ok(hit);
         }
         let read = tier.get_many(vec![key.clone()], Priority::Browse);
-        match tokio::time::timeout_at(self.deadline, read).await {
+        let found = match tokio::time::timeout_at(self.deadline, read).await {
             Ok(mut found) => found
                 .remove(&key)
                 .unwrap_or_else(|| Err(Error::internal(format!("{} lost {key:?}", tier.entity())))),
             Err(_) => Err(loader::past_deadline()),
+        };
+        if let Ok(hit) = &found {
+            tier.note(&key, hit, &self.sources);
         }
+        found
     }
 
     /// The segment prices are read in, or why it is unknown.

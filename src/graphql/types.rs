@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, Enum, ID, Json, Object, Result, SimpleObject};
 
 use super::scalars::{DateTime, Decimal};
+use super::structured::{self, PriceRead};
 use super::{Scope, products_page};
 use crate::cache::{Found, Freshness as CacheFreshness, Reason};
 use crate::catalog::PriceKey;
@@ -83,13 +84,53 @@ impl Product {
     async fn availability(&self, ctx: &Context<'_>) -> Result<Option<Availability>> {
         let scope = ctx.data::<Scope>()?;
         let hit = scope.stock.load(self.0.sku.clone()).await?;
-        Ok(hit.found().map(|stock| Availability {
-            status: stock
-                .status(scope.catalog.selling.low_stock_threshold)
-                .into(),
-            quantity: i32::try_from(stock.available).ok(),
-            freshness: stock.freshness(scope.now).into(),
+        Ok(hit.found().map(|stock| {
+            let status = stock.status(scope.catalog.selling.low_stock_threshold);
+            Availability {
+                status: status.into(),
+                quantity: i32::try_from(stock.available).ok(),
+                freshness: stock.freshness(scope.now).into(),
+                schema_org: structured::schema_org(status).map(str::to_string),
+            }
         }))
+    }
+
+    /// schema.org `Product` as JSON-LD, for the page's `<script
+    /// type="application/ld+json">`: name, sku, and an `Offer` with the
+    /// price in `currencyCode` (or the default currency), its
+    /// `priceValidUntil`, and the schema.org availability. A price Moat
+    /// cannot vouch for (past its hard TTL, or changed at its source and
+    /// not yet refetched) is left out of the offer rather than published
+    /// wrong.
+    async fn structured_data(
+        &self,
+        ctx: &Context<'_>,
+        currency_code: Option<String>,
+    ) -> Result<Json<serde_json::Value>> {
+        let scope = ctx.data::<Scope>()?;
+        let currency = scope.catalog.selling.currency(currency_code.as_deref())?;
+        let key = PriceKey {
+            sku: self.0.sku.clone(),
+            segment: scope.segment()?.to_string(),
+            currency,
+        };
+        let price = scope.prices.load(key).await?.found();
+        let stock = scope.stock.load(self.0.sku.clone()).await?.found();
+        let hard_ttl = scope.catalog.prices.policy().hard_ttl;
+        let read = price.as_ref().map(|p| {
+            let freshness = p.freshness(scope.now);
+            PriceRead {
+                price: p,
+                valid_until: freshness.as_of.plus(hard_ttl),
+                freshness,
+            }
+        });
+        let low = scope.catalog.selling.low_stock_threshold;
+        Ok(Json(structured::product(
+            &self.0,
+            read,
+            stock.map(|s| s.status(low)),
+        )))
     }
 }
 
@@ -198,6 +239,10 @@ pub struct Availability {
     /// Units on hand.
     quantity: Option<i32>,
     freshness: Freshness,
+    /// The schema.org `ItemAvailability` for search engines
+    /// (`https://schema.org/InStock`, `LimitedAvailability`, `OutOfStock`);
+    /// null while the status is unknown.
+    schema_org: Option<String>,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

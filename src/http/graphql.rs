@@ -38,9 +38,11 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::client_addr::ClientAddr;
-use super::reply::{Media, problem, reply};
+use super::reply::{self, Media, problem, reply};
 use crate::cache::Sent;
 use crate::customers::Viewer;
+use crate::domain::Timestamp;
+use crate::edge;
 use crate::error::{Error, Kind};
 use crate::graphql::{self, Scope};
 use crate::resilience::client_limit::Client;
@@ -171,7 +173,7 @@ pub fn stored(
     };
     if let Some(answer) = app.responses.get(&Sent::Post(sent.clone())) {
         telemetry::graphql_request(started.elapsed(), true);
-        return Break(reply(media, StatusCode::OK, answer));
+        return Break(reply(media, StatusCode::OK, answer.body));
     }
     parts.extensions.insert(LookedUp);
     Continue(Request::from_parts(parts, Body::from(sent)))
@@ -357,10 +359,13 @@ async fn run(
     let stored = stored_key(app, headers, &request, sent.sent);
     if let Some(key) = &stored {
         if !sent.looked_up
-            && let Some(body) = app.responses.get(key)
+            && let Some(answer) = app.responses.get(key)
         {
             telemetry::graphql_request(started.elapsed(), true);
-            return reply(media, StatusCode::OK, body);
+            return match &answer.shareable {
+                Some(shareable) => reply::shared(media, headers, answer.body, shareable),
+                None => reply(media, StatusCode::OK, answer.body),
+            };
         }
         app.responses.missed();
     }
@@ -424,7 +429,7 @@ async fn run(
         viewer,
         app.config().server.deadline,
     );
-    let reads = scope.reads.clone();
+    let (reads, sources) = (scope.reads.clone(), scope.sources.clone());
     let mut response = app
         .schema
         .execute(&app.documents, &prepared, request.data(scope))
@@ -446,12 +451,25 @@ async fn run(
     match body {
         Ok(body) => {
             let body = bytes::Bytes::from(body);
-            if let Some(key) =
-                stored.filter(|_| !prepared.is_mutation && response.errors.is_empty())
-            {
-                app.responses.put(key, body.clone(), &reads);
+            let clean = !prepared.is_mutation && response.errors.is_empty();
+            // Shared with HTTP caches: anonymous GETs (persisted or not),
+            // answered without errors.
+            let shareable = sources
+                .take()
+                .filter(|_| clean && via_get)
+                .and_then(|read| {
+                    let edge = &app.config().edge;
+                    edge::headers::shareable(edge, &read, &body, media.name(), Timestamp::now())
+                })
+                .map(Arc::new);
+            if let Some(key) = stored.filter(|_| clean) {
+                app.responses
+                    .put(key, body.clone(), &reads, shareable.clone());
             }
-            reply(media, status_for(media, request_error), body)
+            match &shareable {
+                Some(shareable) => reply::shared(media, headers, body, shareable),
+                None => reply(media, status_for(media, request_error), body),
+            }
         }
         Err(e) => problem(
             media,

@@ -2,10 +2,13 @@
 //! an error that ends a request before GraphQL runs, in the GraphQL error
 //! shape with the status the error table gives it.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::cache::Shareable;
+use crate::domain::Timestamp;
+use crate::edge;
 use crate::error::Error;
 use crate::graphql;
 
@@ -18,6 +21,14 @@ pub enum Media {
 }
 
 impl Media {
+    /// What tells its representations apart (in an `ETag`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Media::GraphqlResponse => "graphql-response",
+            Media::Json | Media::Html => "json",
+        }
+    }
+
     fn content_type(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
@@ -26,12 +37,32 @@ impl Media {
     }
 }
 
+/// An answer no cache may share or keep (`private, no-store`): what every
+/// answer is unless `edge::headers` finds it shareable and says so.
 pub fn reply(media: Media, status: StatusCode, body: impl Into<bytes::Bytes>) -> Response {
     let body: bytes::Bytes = body.into();
     let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.content_type());
+    headers.insert(header::CACHE_CONTROL, edge::headers::PRIVATE);
     response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, media.content_type());
+}
+
+/// A shareable answer with its caching headers, or a bodiless 304 when the
+/// client's copy (`If-None-Match`) is this one.
+pub fn shared(
+    media: Media,
+    request: &HeaderMap,
+    body: impl Into<bytes::Bytes>,
+    shareable: &Shareable,
+) -> Response {
+    let now = Timestamp::now();
+    let mut response = if edge::headers::not_modified(request, &shareable.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        reply(media, StatusCode::OK, body)
+    };
+    edge::headers::apply(shareable, response.headers_mut(), now);
     response
 }
 

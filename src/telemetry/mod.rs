@@ -107,6 +107,16 @@ pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
 pub const PROCESS_START: &str = "process_start_time_seconds";
 
+/// Shareable answers whose surrogate keys passed `[edge]
+/// surrogate_keys_max_bytes`, so that `entity`'s records were named by its
+/// coarse key (`price:all`) instead.
+pub const EDGE_KEYS_CAPPED: &str = "moat_edge_surrogate_keys_capped_total";
+/// Purge requests to the edge: `target` (`[[edge.purge]]` by kind),
+/// `outcome` (`sent`, `failed`: to be retried, `dropped`: past the backlog).
+pub const EDGE_PURGES: &str = "moat_edge_purges_total";
+/// Changes waiting to be purged at `target`.
+pub const EDGE_PURGE_BACKLOG: &str = "moat_edge_purge_backlog";
+
 /// How a metric is exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
@@ -118,7 +128,7 @@ pub enum MetricType {
 
 /// Every metric Moat exports, with its `# HELP` text: what dashboards and
 /// alert rules may use (`tests/deploy.rs` holds `deploy/` to it).
-pub const EXPORTED: [(&str, MetricType, &str); 37] = [
+pub const EXPORTED: [(&str, MetricType, &str); 40] = [
     (
         CACHE_REQUESTS,
         MetricType::Counter,
@@ -304,6 +314,21 @@ pub const EXPORTED: [(&str, MetricType, &str); 37] = [
         MetricType::Gauge,
         "When the process started, in Unix seconds.",
     ),
+    (
+        EDGE_KEYS_CAPPED,
+        MetricType::Counter,
+        "Shareable answers whose surrogate keys passed the size cap, so an entity was named by its coarse key (price:all), per entity.",
+    ),
+    (
+        EDGE_PURGES,
+        MetricType::Counter,
+        "Purge requests to the edge per target and outcome (sent, failed: to be retried, dropped: past the backlog).",
+    ),
+    (
+        EDGE_PURGE_BACKLOG,
+        MetricType::Gauge,
+        "Changes waiting to be purged at each edge target.",
+    ),
 ];
 
 /// Installs the subscriber once: log lines to stderr (`RUST_LOG` wins over
@@ -486,6 +511,19 @@ pub fn event_visible(place: &'static str, after: Duration) {
 
 pub fn event(source: &'static str, outcome: &'static str) {
     metrics::counter!(EVENTS, "source" => source, "outcome" => outcome).increment(1);
+}
+
+pub fn edge_keys_capped(entity: &'static str) {
+    metrics::counter!(EDGE_KEYS_CAPPED, "entity" => entity).increment(1);
+}
+
+pub fn edge_purge(target: &str, outcome: &'static str) {
+    metrics::counter!(EDGE_PURGES, "target" => target.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn edge_purge_backlog(target: &str, waiting: usize) {
+    metrics::gauge!(EDGE_PURGE_BACKLOG, "target" => target.to_string()).set(waiting as f64);
 }
 
 /// A storefront request answered: how long it took, and whether the

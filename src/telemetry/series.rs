@@ -14,10 +14,11 @@ use crate::vocab::{Entity, Priority, Record, System};
 use super::{
     ANSWERS_UNREAD_REFUSED, BREAKER_STATE, CHECKOUT_MISMATCHES, CHECKOUT_VERIFICATIONS,
     CONNECTIONS_CLOSED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED, CONTRACT_VIOLATIONS, DLQ_DEPTH,
-    DLQ_TRIMMED, EVENT_VISIBLE, EVENTS, EXCEPTIONS, GRAPHQL_DURATION, GRAPHQL_REQUESTS,
-    RATELIMIT_REJECTED, RECONCILE_CHECKED, RECONCILE_DRIFT, RECONCILE_DURATION, REDIS_RECONNECTS,
-    REDIS_REFRESH_DURATION, REDIS_STATE, SIGN_INS_REFUSED, SIGN_INS_SHARED, TOKEN_FETCHES,
-    TOKEN_REFUSAL_REASONS, TOKENS_REFUSED, UPSTREAM_DURATION, UPSTREAM_REQUESTS,
+    DLQ_TRIMMED, EDGE_KEYS_CAPPED, EDGE_PURGE_BACKLOG, EDGE_PURGES, EVENT_VISIBLE, EVENTS,
+    EXCEPTIONS, GRAPHQL_DURATION, GRAPHQL_REQUESTS, RATELIMIT_REJECTED, RECONCILE_CHECKED,
+    RECONCILE_DRIFT, RECONCILE_DURATION, REDIS_RECONNECTS, REDIS_REFRESH_DURATION, REDIS_STATE,
+    SIGN_INS_REFUSED, SIGN_INS_SHARED, TOKEN_FETCHES, TOKEN_REFUSAL_REASONS, TOKENS_REFUSED,
+    UPSTREAM_DURATION, UPSTREAM_REQUESTS,
 };
 
 /// `moat_upstream_requests_total{outcome}`.
@@ -59,6 +60,18 @@ pub const RECONCILED: [(&str, Entity, Record); 4] = [
     ("inventory", Entity::Inventory, Record::Inventory),
     ("products", Entity::Product, Record::Products),
     ("orders", Entity::Order, Record::Orders),
+];
+/// `moat_edge_purges_total{outcome}`.
+pub const PURGE_OUTCOMES: [&str; 3] = ["sent", "failed", "dropped"];
+/// `moat_edge_surrogate_keys_capped_total{entity}`: the entities a
+/// shareable answer can hold.
+pub const SHARED_ENTITIES: [Entity; 6] = [
+    Entity::Product,
+    Entity::ProductSku,
+    Entity::ProductPage,
+    Entity::Category,
+    Entity::Price,
+    Entity::Inventory,
 ];
 /// `moat_connections_*{listener}`.
 pub const LISTENERS: [&str; 2] = ["public", "admin"];
@@ -152,6 +165,23 @@ pub fn register_at_zero(config: &Config) {
     let _ = histogram!(GRAPHQL_DURATION);
     for outcome in GRAPHQL_OUTCOMES {
         counter!(GRAPHQL_REQUESTS, "outcome" => outcome).increment(0);
+    }
+    for entity in SHARED_ENTITIES {
+        counter!(EDGE_KEYS_CAPPED, "entity" => entity.name()).increment(0);
+    }
+    // Every kind, configured or not (so panels and the alert read 0), and
+    // any second target of a kind.
+    let mut targets: Vec<String> = ["varnish", "fastly", "cloudflare"]
+        .map(String::from)
+        .to_vec();
+    targets.extend(config.edge.purge_labels());
+    targets.sort();
+    targets.dedup();
+    for target in targets {
+        for outcome in PURGE_OUTCOMES {
+            counter!(EDGE_PURGES, "target" => target.clone(), "outcome" => outcome).increment(0);
+        }
+        gauge!(EDGE_PURGE_BACKLOG, "target" => target).increment(0.0);
     }
     for listener in LISTENERS {
         gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(0.0);

@@ -12,6 +12,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod shop;
+pub mod varnish;
 
 use std::time::Duration;
 

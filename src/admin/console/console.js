@@ -290,6 +290,8 @@ function render(status, audits, samples) {
     ['Dead letters', status.dlq.depth == null ? 'no queue (no Redis)' : String(status.dlq.depth)],
     ['Last reconciliation', last ? `${last.entity}: ${last.checked} checked, ${last.drifted} drifted, ${when(last.finishedAt ?? last.startedAt)}` : 'none yet'],
     ['Unpublished invalidations', String(status.cache.unpublished_invalidations ?? 0)],
+    ...(status.edge?.purge ?? []).map((t) => [`Edge purges: ${t.target}`,
+      `${t.sent} sent, ${t.failed} failed, ${t.backlog} waiting` + (t.lastError ? `; last error: ${t.lastError}` : '')]),
   ];
   $('#platform').replaceChildren(...platform.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
 
