@@ -81,8 +81,10 @@ impl Sources {
 /// response cache, so a stored answer's hit only formats its `max-age`.
 #[derive(Debug, Clone)]
 pub struct Shareable {
-    /// A strong validator of the bytes (and their media type).
-    pub etag: axum::http::HeaderValue,
+    /// Strong validators of the bytes, one per media type they are served
+    /// as (the same bytes as `application/json` and as
+    /// `application/graphql-response+json` are two representations).
+    pub etags: [(&'static str, axum::http::HeaderValue); 2],
     /// When the answer stops being fresh (its least fresh record, within
     /// the `[edge.ENTITY] max_age` caps).
     pub fresh_until: Timestamp,
@@ -94,6 +96,18 @@ pub struct Shareable {
     /// when keys are sent.
     pub surrogate_key: Option<axum::http::HeaderValue>,
     pub cache_tag: Option<axum::http::HeaderValue>,
+}
+
+impl Shareable {
+    /// The validator of the representation in `media` (a `Media::name`).
+    pub fn etag(&self, media: &str) -> &axum::http::HeaderValue {
+        let [first, second] = &self.etags;
+        if second.0 == media {
+            &second.1
+        } else {
+            &first.1
+        }
+    }
 }
 
 #[cfg(test)]

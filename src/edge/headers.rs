@@ -24,15 +24,17 @@ pub const PRIVATE: HeaderValue = HeaderValue::from_static("private, no-store");
 /// never be answered from an anonymous copy).
 const VARY: HeaderValue = HeaderValue::from_static("accept, authorization");
 
+/// The media types an answer is served as (`http`'s `Media::name`), each
+/// its own representation with its own `ETag`.
+pub const MEDIA: [&str; 2] = ["json", "graphql-response"];
+
 /// What caches are told of an answer built from `sources`, or `None` when
 /// it may not be shared (a record whose `[edge.ENTITY]` says no, or one
-/// never shared: customers, orders). `media` tells representations of the
-/// same bytes apart in the `ETag`.
+/// never shared: customers, orders).
 pub fn shareable(
     edge: &config::Edge,
     sources: &[Source],
     body: &[u8],
-    media: &str,
     now: Timestamp,
 ) -> Option<Shareable> {
     if !edge.enabled {
@@ -67,7 +69,7 @@ pub fn shareable(
     };
     let secs = |d: Duration| if d == Duration::MAX { 0 } else { d.as_secs() };
     Some(Shareable {
-        etag: etag(body, media),
+        etags: MEDIA.map(|media| (media, etag(body, media))),
         // Nothing read (`{ __typename }`): no record says how long.
         fresh_until: fresh_until.unwrap_or(now),
         stale_while_revalidate: secs(swr),
@@ -94,8 +96,8 @@ fn etag(body: &[u8], media: &str) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// Puts `shareable`'s headers on an answer served at `now`.
-pub fn apply(shareable: &Shareable, headers: &mut HeaderMap, now: Timestamp) {
+/// Puts `shareable`'s headers on an answer served in `media` at `now`.
+pub fn apply(shareable: &Shareable, media: &str, headers: &mut HeaderMap, now: Timestamp) {
     let max_age = u64::try_from(shareable.fresh_until.0 - now.0).unwrap_or(0) / 1000;
     let control = format!(
         "public, max-age={max_age}, stale-while-revalidate={}, stale-if-error={}",
@@ -104,7 +106,7 @@ pub fn apply(shareable: &Shareable, headers: &mut HeaderMap, now: Timestamp) {
     if let Ok(value) = HeaderValue::from_str(&control) {
         headers.insert(header::CACHE_CONTROL, value);
     }
-    headers.insert(header::ETAG, shareable.etag.clone());
+    headers.insert(header::ETAG, shareable.etag(media).clone());
     headers.insert(header::VARY, VARY);
     if let Some(keys) = &shareable.surrogate_key {
         headers.insert(SURROGATE_KEY, keys.clone());
@@ -154,14 +156,14 @@ mod tests {
             read(Entity::Price, "S1", 42),
             read(Entity::Inventory, "S1", 12),
         ];
-        let s = shareable(&edge, &sources, b"{}", "json", now).unwrap();
+        let s = shareable(&edge, &sources, b"{}", now).unwrap();
         let mut headers = HeaderMap::new();
-        apply(&s, &mut headers, now);
+        apply(&s, "json", &mut headers, now);
         assert_eq!(
             headers[header::CACHE_CONTROL],
             "public, max-age=12, stale-while-revalidate=240, stale-if-error=3540"
         );
-        apply(&s, &mut headers, Timestamp(now.0 + 5_000));
+        apply(&s, "json", &mut headers, Timestamp(now.0 + 5_000));
         assert!(
             headers[header::CACHE_CONTROL]
                 .to_str()
@@ -177,8 +179,8 @@ mod tests {
             "product,price,inventory,product:P1,price:S1,inventory:S1"
         );
         edge.inventory.max_age = Some(Duration::from_secs(3));
-        let capped = shareable(&edge, &sources, b"{}", "json", now).unwrap();
-        apply(&capped, &mut headers, now);
+        let capped = shareable(&edge, &sources, b"{}", now).unwrap();
+        apply(&capped, "json", &mut headers, now);
         assert!(
             headers[header::CACHE_CONTROL]
                 .to_str()
@@ -186,9 +188,9 @@ mod tests {
                 .starts_with("public, max-age=3,")
         );
         edge.inventory.shared = false;
-        assert!(shareable(&edge, &sources, b"{}", "json", now).is_none());
+        assert!(shareable(&edge, &sources, b"{}", now).is_none());
         let order = [read(Entity::Order, "o1", 10)];
-        assert!(shareable(&config::Edge::default(), &order, b"{}", "json", now).is_none());
+        assert!(shareable(&config::Edge::default(), &order, b"{}", now).is_none());
     }
 
     #[test]

@@ -459,7 +459,7 @@ async fn run(
                 .filter(|_| clean && via_get)
                 .and_then(|read| {
                     let edge = &app.config().edge;
-                    edge::headers::shareable(edge, &read, &body, media.name(), Timestamp::now())
+                    edge::headers::shareable(edge, &read, &body, Timestamp::now())
                 })
                 .map(Arc::new);
             if let Some(key) = stored.filter(|_| clean) {

@@ -57,12 +57,12 @@ pub fn shared(
     shareable: &Shareable,
 ) -> Response {
     let now = Timestamp::now();
-    let mut response = if edge::headers::not_modified(request, &shareable.etag) {
+    let mut response = if edge::headers::not_modified(request, shareable.etag(media.name())) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         reply(media, StatusCode::OK, body)
     };
-    edge::headers::apply(shareable, response.headers_mut(), now);
+    edge::headers::apply(shareable, media.name(), response.headers_mut(), now);
     response
 }
 
