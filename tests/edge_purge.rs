@@ -246,7 +246,7 @@ async fn each_change_is_purged_once_across_two_replicas_in_each_vendors_shape() 
                 .starts_with("application/json")
         );
     }
-    let sent = |t: &str| format!("moat_edge_purges_total{{outcome=\"sent\",target=\"{t}\"}}");
+    let sent = |t: &str| format!("moat_edge_purges_total{{target=\"{t}\",outcome=\"sent\"}}");
     let total = a.metric(&sent("fastly")).await + b.metric(&sent("fastly")).await;
     assert!(total >= 1.0, "{total}");
 }
@@ -339,7 +339,7 @@ async fn failed_purges_are_retried_after_5xx_and_429_and_sent_in_batches() {
         "{targets:?}"
     );
     assert!(
-        moat.metric(r#"moat_edge_purges_total{outcome="failed",target="cloudflare"}"#)
+        moat.metric(r#"moat_edge_purges_total{target="cloudflare",outcome="failed"}"#)
             .await
             >= 3.0
     );

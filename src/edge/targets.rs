@@ -118,6 +118,7 @@ impl Target {
             })
             .flatten();
         let body = response.bytes().await.unwrap_or_default();
+        tracing::debug!(target = %self.label, %status, keys = keys.len(), body = %String::from_utf8_lossy(&body[..body.len().min(200)]), "purge answered");
         let refused = |detail: String| Failed {
             reason: format!("{} answered {status}: {detail}", self.label),
             retry_after,

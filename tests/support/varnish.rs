@@ -97,10 +97,18 @@ impl Varnish {
         assert!(up, "varnishd did not start listening on {port}");
     }
 
-    /// Stops it (the port refuses connections) until `start_again`.
+    /// Stops it (the port refuses connections) until `start_again`. The
+    /// manager is asked to stop (SIGTERM) so it stops its worker process
+    /// too: killed outright, it would leave the worker serving.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            let asked = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !asked {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
