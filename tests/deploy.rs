@@ -372,7 +372,7 @@ fn every_alert_links_a_runbook_section_that_exists() {
         })
         .collect();
     let (_, runbooks) = rules();
-    assert_eq!(runbooks.len(), 9);
+    assert_eq!(runbooks.len(), 10);
     for url in runbooks {
         let anchor = url
             .strip_prefix("docs/runbooks.md#")
