@@ -22,6 +22,9 @@ use support::{Moat, Sim, eventually};
 const FASTLY_TOKEN: &str = "fastly-test-token";
 const CLOUDFLARE_TOKEN: &str = "cloudflare-test-token";
 
+/// A canned answer: status, headers, body.
+type Canned = (u16, Vec<(&'static str, &'static str)>, String);
+
 /// One request a fake received.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -38,7 +41,7 @@ struct Fake {
     url: String,
     kind: PurgeKind,
     seen: Arc<Mutex<Vec<Seen>>>,
-    answers: Arc<Mutex<VecDeque<(u16, Vec<(&'static str, &'static str)>, String)>>>,
+    answers: Arc<Mutex<VecDeque<Canned>>>,
 }
 
 impl Fake {
@@ -89,7 +92,7 @@ impl Fake {
     }
 
     /// Queues answers given before the default success.
-    fn fail_with(&self, answers: Vec<(u16, Vec<(&'static str, &'static str)>, String)>) {
+    fn fail_with(&self, answers: Vec<Canned>) {
         self.answers.lock().unwrap().extend(answers);
     }
 

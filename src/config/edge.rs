@@ -275,7 +275,9 @@ mod tests {
     fn targets_are_checked_for_what_their_vendor_needs() {
         use figment::providers::Format;
         let parse = |text: &str| {
-            figment::Figment::from(figment::providers::Toml::string(text)).extract::<Edge>()
+            figment::Figment::from(figment::providers::Toml::string(text))
+                .extract::<Edge>()
+                .map_err(Box::new)
         };
         let edge = parse(
             r#"
