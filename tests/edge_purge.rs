@@ -166,6 +166,8 @@ async fn replica(sim: &Sim, redis: &RedisServer, fakes: &[&Fake]) -> Moat {
     config.edge.purge = fakes.iter().map(|f| f.target()).collect();
     config.edge.purge_retry = Duration::from_millis(50);
     config.edge.purge_retry_max = Duration::from_millis(400);
+    // Once per change here; the second purge has its own test.
+    config.edge.purge_again_after = Duration::ZERO;
     Moat::start_with_secrets(config, secrets()).await
 }
 
@@ -353,5 +355,25 @@ async fn failed_purges_are_retried_after_5xx_and_429_and_sent_in_batches() {
                 == 0.0
         })
         .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_purged_again_for_edges_that_refetched_from_a_replica_not_yet_told() {
+    let redis = RedisServer::start();
+    let sim = Sim::start().await;
+    let fastly = Fake::start(PurgeKind::Fastly).await;
+    let mut config: Config = support::config(&sim.url);
+    config.redis.url = Some(redis.url());
+    config.edge.purge = vec![fastly.target()];
+    config.edge.purge_again_after = Duration::from_millis(300);
+    let moat = Moat::start_with_secrets(config, secrets()).await;
+    let (status, _) = send(&moat, "erp", &price_event("edge-again-1", &sku(3), 7_00, 1_000_001)).await;
+    assert_eq!(status, 200);
+    let key = format!("price:{}", sku(3));
+    assert!(
+        eventually(Duration::from_secs(10), || async { fastly.purged(&key) == 2 }).await,
+        "{:?}",
+        fastly.purges()
     );
 }

@@ -181,21 +181,24 @@ impl Invalidator {
     ) -> Result<(), Error> {
         let tier = self.tier(entity)?;
         tier.drop_local(&target);
-        self.tell(entity, &target).await;
-        let Some(shared) = &self.shared else {
-            return Ok(());
-        };
-        let message = self.message(entity, target, origin);
-        if self.publish(shared, &message, InL2::Delete).await {
-            let (l2, composite, delay) = (shared.l2.clone(), tier.composite(), self.redelete_after);
-            let target = message.target;
-            self.background.spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = delete_shared(&l2, entity.name(), composite, &target).await;
-            });
-        } else {
-            self.hold(message, InL2::Delete);
+        // Told once L2 no longer holds the old value: what sits in front
+        // then refetches the new one.
+        let told = target.clone();
+        if let Some(shared) = &self.shared {
+            let message = self.message(entity, target, origin);
+            if self.publish(shared, &message, InL2::Delete).await {
+                let (l2, composite, delay) =
+                    (shared.l2.clone(), tier.composite(), self.redelete_after);
+                let target = message.target;
+                self.background.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = delete_shared(&l2, entity.name(), composite, &target).await;
+                });
+            } else {
+                self.hold(message, InL2::Delete);
+            }
         }
+        self.tell(entity, &told).await;
         Ok(())
     }
 
@@ -233,14 +236,14 @@ impl Invalidator {
         origin: Option<Timestamp>,
     ) -> Result<(), Error> {
         self.tier(entity)?;
-        self.tell(entity, &target).await;
-        let Some(shared) = &self.shared else {
-            return Ok(());
-        };
-        let message = self.message(entity, target, origin);
-        if !self.publish(shared, &message, InL2::Keep).await {
-            self.hold(message, InL2::Keep);
+        let told = target.clone();
+        if let Some(shared) = &self.shared {
+            let message = self.message(entity, target, origin);
+            if !self.publish(shared, &message, InL2::Keep).await {
+                self.hold(message, InL2::Keep);
+            }
         }
+        self.tell(entity, &told).await;
         Ok(())
     }
 

@@ -43,6 +43,12 @@ pub struct Edge {
     pub purge_retry: Duration,
     #[serde(with = "humantime_serde")]
     pub purge_retry_max: Duration,
+    /// Every change is purged twice: at once, and again this long after
+    /// (0s: once). The second catches an edge that refetched in between
+    /// from a replica that had not yet heard of the change (replicas hear
+    /// within a second), and cached the old value again.
+    #[serde(with = "humantime_serde")]
+    pub purge_again_after: Duration,
     /// Most purges waiting per target (in Redis, or in memory without it);
     /// past it the oldest are dropped, and counted.
     pub purge_backlog_max: usize,
@@ -62,6 +68,7 @@ impl Default for Edge {
             inventory: EdgeEntity::default(),
             purge_retry: Duration::from_secs(1),
             purge_retry_max: Duration::from_secs(60),
+            purge_again_after: Duration::from_secs(2),
             purge_backlog_max: 100_000,
             purge: Vec::new(),
         }
@@ -207,6 +214,11 @@ impl Section for Edge {
             !self.purge_retry.is_zero() && self.purge_retry <= self.purge_retry_max,
             "purge_retry",
             "must be more than 0s and at most purge_retry_max",
+        );
+        p.check(
+            self.purge_again_after <= Duration::from_secs(60),
+            "purge_again_after",
+            "must be at most 1m",
         );
         p.check(
             self.purge_backlog_max >= 1,

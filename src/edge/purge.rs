@@ -83,6 +83,10 @@ pub struct Purges {
     backlog_max: usize,
     /// `[edge]` as in force (retry timing is live).
     settings: ArcSwap<config::Edge>,
+    /// Where the senders and second purges run (set by `start`).
+    background: std::sync::OnceLock<Background>,
+    /// Itself, for the second purges spawned from `&self`.
+    me: std::sync::OnceLock<std::sync::Weak<Purges>>,
 }
 
 impl Purges {
@@ -123,6 +127,8 @@ impl Purges {
             replica,
             backlog_max: edge.purge_backlog_max,
             settings: ArcSwap::from_pointee(edge.clone()),
+            background: std::sync::OnceLock::new(),
+            me: std::sync::OnceLock::new(),
         }))
     }
 
@@ -198,6 +204,8 @@ impl Purges {
 
     /// Starts one sender per target, as background work.
     pub fn start(self: &Arc<Self>, background: &Background) {
+        let _ = self.background.set(background.clone());
+        let _ = self.me.set(Arc::downgrade(self));
         for lane in &self.lanes {
             let (purges, lane) = (self.clone(), lane.clone());
             background.spawn_loop(async move { purges.send_forever(&lane).await });
@@ -451,14 +459,31 @@ async fn create_group(redis: &RedisLink, stream: &str) -> bool {
     created.is_ok()
 }
 
-/// What the invalidator tells: the change's keys go to every target.
+/// What the invalidator tells: the change's keys go to every target, now
+/// and once more after `[edge] purge_again_after`. The second purge is for
+/// an edge that refetched in between from a replica that had not heard of
+/// the change yet (the invalidation stream takes up to a second), and so
+/// cached the old value again.
 impl Changes for Purges {
     fn changed(&self, entity: Entity, ids: Option<Vec<String>>) -> BoxFuture<'_, ()> {
         async move {
             if !self.configured() || !edge_entity(entity) {
                 return;
             }
-            self.enqueue(keys::purge_keys(entity, ids.as_deref())).await;
+            let keys = keys::purge_keys(entity, ids.as_deref());
+            self.enqueue(keys.clone()).await;
+            let again = self.settings.load().purge_again_after;
+            if let (false, Some(background), Some(me)) =
+                (again.is_zero(), self.background.get(), self.me.get())
+            {
+                let me = me.clone();
+                background.spawn(async move {
+                    tokio::time::sleep(again).await;
+                    if let Some(purges) = me.upgrade() {
+                        purges.enqueue(keys).await;
+                    }
+                });
+            }
         }
         .boxed()
     }
