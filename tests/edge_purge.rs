@@ -368,12 +368,44 @@ async fn a_change_is_purged_again_for_edges_that_refetched_from_a_replica_not_ye
     config.edge.purge = vec![fastly.target()];
     config.edge.purge_again_after = Duration::from_millis(300);
     let moat = Moat::start_with_secrets(config, secrets()).await;
-    let (status, _) = send(&moat, "erp", &price_event("edge-again-1", &sku(3), 7_00, 1_000_001)).await;
+    let (status, _) = send(
+        &moat,
+        "erp",
+        &price_event("edge-again-1", &sku(3), 7_00, 1_000_001),
+    )
+    .await;
     assert_eq!(status, 200);
     let key = format!("price:{}", sku(3));
     assert!(
-        eventually(Duration::from_secs(10), || async { fastly.purged(&key) == 2 }).await,
+        eventually(Duration::from_secs(10), || async {
+            fastly.purged(&key) == 2
+        })
+        .await,
         "{:?}",
         fastly.purges()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_each_targets_token_and_reach() {
+    let sim = Sim::start().await;
+    let fastly = Fake::start(PurgeKind::Fastly).await;
+    let mut config: Config = support::config(&sim.url);
+    let mut unreachable = Fake::start(PurgeKind::Cloudflare).await.target();
+    unreachable.url = Some(format!("http://127.0.0.1:{}", support::free_port()));
+    config.edge.purge = vec![fastly.target(), unreachable];
+    let line = |lines: &[moat::doctor::Line], check: &str| {
+        let found = lines.iter().find(|l| l.check == check);
+        found
+            .map(|l| l.status)
+            .unwrap_or_else(|| panic!("no {check} in {lines:?}"))
+    };
+    use moat::doctor::Status;
+    let without = moat::doctor::run(&config, &support::secrets()).await;
+    assert_eq!(line(&without, "edge.purge.fastly"), Status::Fail);
+    let with = moat::doctor::run(&config, &secrets()).await;
+    assert_eq!(line(&with, "edge.purge.fastly"), Status::Ok);
+    assert_eq!(line(&with, "edge.purge.cloudflare"), Status::Warn);
+    // No Redis: purges wait in memory only.
+    assert_eq!(line(&with, "edge.purge"), Status::Warn);
 }
