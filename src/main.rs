@@ -149,6 +149,13 @@ enum Command {
     },
     /// Print the storefront GraphQL schema (SDL).
     Schema,
+    /// Ask a running gateway whether it is ready: GET the URL, exit 0 on
+    /// 200 and 1 otherwise. For container health checks in images without
+    /// a shell or curl (deploy/container/Dockerfile).
+    Healthcheck {
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
     /// Talk to a running gateway's admin API (token from MOAT_ADMIN_TOKEN,
     /// or MOAT_ADMIN_TOKEN_{NAME} with --as NAME). Answers are tables;
     /// --json prints the API's answer. Options go anywhere on the line.
@@ -476,6 +483,7 @@ fn main() -> ExitCode {
             print!("{}", moat::graphql::sdl());
             ExitCode::SUCCESS
         }
+        Command::Healthcheck { url } => healthcheck(&url),
         Command::Admin {
             url,
             name,
@@ -500,6 +508,28 @@ fn main() -> ExitCode {
                     ExitCode::from(refusal.code())
                 }
             }
+        }
+    }
+}
+
+/// `moat healthcheck URL`: 200 within 2 s, or exit 1 saying what came back.
+fn healthcheck(url: &str) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let answer = runtime().block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        client.get(url).send().await
+    });
+    match answer {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("{url}: HTTP {}", r.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::from(1)
         }
     }
 }

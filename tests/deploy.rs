@@ -414,3 +414,272 @@ fn promtool_checks_and_unit_tests_the_rules() {
         );
     }
 }
+
+// --- the container file and the Kubernetes manifests ----------------------
+
+const MANIFESTS: &str = "deploy/kubernetes";
+
+/// The manifests to apply and validate: every YAML file but kustomize's own.
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(MANIFESTS))
+        .expect("deploy/kubernetes")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_kubernetes_manifests_pass_schema_validation() {
+    let kinds: BTreeSet<String> = manifests()
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .expect("manifest")
+                .lines()
+                .filter_map(|l| l.strip_prefix("kind: ").map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for kind in [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Secret",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {MANIFESTS}: {kinds:?}");
+    }
+    // kustomize applies every manifest but the example Secret.
+    let kustomization = read(&format!("{MANIFESTS}/kustomization.yaml"));
+    for file in manifests() {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let listed = kustomization.lines().any(|l| l.trim() == format!("- {name}"));
+        assert_eq!(
+            listed,
+            !name.ends_with(".example.yaml"),
+            "{name} in kustomization.yaml"
+        );
+    }
+
+    // The schemas: kubernetes-validate (PyPI) bundles them, so this runs
+    // offline; `.ci/run` installs it and sets MOAT_CI=1, which makes it
+    // required.
+    let found = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("MOAT_CI").is_none(),
+            "kubernetes-validate is not on PATH (pip install kubernetes-validate)"
+        );
+        eprintln!("kubernetes-validate is not on PATH: manifests not checked against the schemas here");
+        return;
+    }
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "--no-warn"])
+        .args(manifests())
+        .output()
+        .expect("kubernetes-validate runs");
+    assert!(
+        out.status.success(),
+        "kubernetes-validate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It does refuse what the schemas refuse (so a pass means something).
+    let bad = std::env::temp_dir().join(format!("moat-bad-deployment-{}.yaml", std::process::id()));
+    std::fs::write(
+        &bad,
+        read(&format!("{MANIFESTS}/deployment.yaml")).replace("replicas: 3", "replicas: three"),
+    )
+    .unwrap();
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .arg(&bad)
+        .output()
+        .expect("kubernetes-validate runs");
+    let _ = std::fs::remove_file(&bad);
+    assert!(!out.status.success(), "a Deployment with replicas: three passed");
+}
+
+/// The ConfigMap's `moat.toml`: the block under `moat.toml: |`.
+fn configmap_toml() -> String {
+    let text = read(&format!("{MANIFESTS}/configmap.yaml"));
+    let mut lines = text.lines().skip_while(|l| l.trim() != "moat.toml: |");
+    lines.next().expect("a moat.toml key in the ConfigMap");
+    lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.get(4..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `(variable, secret key, optional)` of every `secretKeyRef` in the
+/// Deployment's env.
+fn secret_refs(deployment: &str) -> Vec<(String, String, bool)> {
+    let lines: Vec<&str> = deployment.lines().collect();
+    let mut refs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(at) = line.find("secretKeyRef:") else {
+            continue;
+        };
+        let name = lines[..i]
+            .iter()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("- name: "))
+            .expect("the variable's name");
+        let spec = &line[at..];
+        let key = spec
+            .split("key: ")
+            .nth(1)
+            .and_then(|k| k.split([',', ' ', '}']).next())
+            .expect("a key");
+        assert!(spec.contains("name: moat,"), "{name}: not from the Secret moat");
+        refs.push((name.to_string(), key.to_string(), spec.contains("optional: true")));
+    }
+    refs
+}
+
+#[test]
+fn the_deployment_reads_every_secret_from_the_secret_and_probes_readiness() {
+    let deployment = read(&format!("{MANIFESTS}/deployment.yaml"));
+    let refs = secret_refs(&deployment);
+    let referenced = |var: &str| refs.iter().find(|(name, _, _)| name == var);
+    // Every fixed variable Secrets reads, and the Redis URL (its password).
+    let secrets = read("src/config/secrets.rs");
+    let mut fixed: Vec<String> = secrets
+        .split("var(\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    fixed.push("MOAT_REDIS_URL".into());
+    assert!(fixed.len() >= 7, "{fixed:?}");
+    for var in &fixed {
+        let (_, key, _) = referenced(var).unwrap_or_else(|| panic!("{var} is not read from a Secret"));
+        assert_eq!(key, var, "{var}: the Secret's key is the variable's name");
+    }
+    // Each system's credentials, as its auth in the ConfigMap reads them,
+    // and none it does not read (Moat refuses to start with one set).
+    let file = support::process::config_file("configmap", &configmap_toml());
+    let config = moat::config::Config::from_files(&[file.as_path()], false)
+        .unwrap_or_else(|e| panic!("the ConfigMap's moat.toml: {e}"));
+    for system in ["pim", "erp", "crm", "oms"] {
+        let suffixes: &[&str] = match config.system(system).auth {
+            moat::config::Auth::None => &[],
+            moat::config::Auth::Bearer | moat::config::Auth::Header { .. } => &["_TOKEN"],
+            moat::config::Auth::Basic => &["_USER", "_PASSWORD"],
+            moat::config::Auth::Oauth2 { .. } => &["_CLIENT_ID", "_CLIENT_SECRET"],
+        };
+        for suffix in ["_TOKEN", "_USER", "_PASSWORD", "_CLIENT_ID", "_CLIENT_SECRET"] {
+            let var = format!("MOAT_{}{suffix}", system.to_uppercase());
+            assert_eq!(
+                referenced(&var).is_some(),
+                suffixes.contains(&suffix),
+                "{var}: {system}'s auth reads {suffixes:?}"
+            );
+        }
+    }
+    // Named admin tokens and per-source event secrets: the optional Secret.
+    assert!(deployment.contains("name: moat-extra\n                optional: true"));
+    // The example Secret holds every key that is not optional.
+    let example = read(&format!("{MANIFESTS}/secret.example.yaml"));
+    for (_, key, optional) in &refs {
+        if !optional {
+            assert!(example.contains(&format!("  {key}: ")), "secret.example.yaml lacks {key}");
+        }
+    }
+    // Readiness on /readyz, liveness on /healthz, both on the public port.
+    let probe = |kind: &str| {
+        let at = deployment.find(&format!("{kind}:")).unwrap_or_else(|| panic!("no {kind}"));
+        deployment[at..].lines().nth(1).unwrap().trim().to_string()
+    };
+    assert_eq!(probe("readinessProbe"), "httpGet: { path: /readyz, port: http }");
+    assert_eq!(probe("livenessProbe"), "httpGet: { path: /healthz, port: http }");
+    assert!(deployment.contains("runAsNonRoot: true"));
+    assert!(deployment.contains("readOnlyRootFilesystem: true"));
+    // The ConfigMap listens where the probes and the Service look.
+    assert_eq!(config.server.listen.port(), 8080);
+    assert!(deployment.contains("containerPort: 8080"));
+    assert!(read(&format!("{MANIFESTS}/service.yaml")).contains("targetPort: http"));
+    // The replica count the limits are split by is the Deployment's.
+    assert_eq!(config.upstream.replicas, 3);
+    assert!(deployment.contains("replicas: 3"));
+}
+
+/// The container file cannot be built here (no registry images), so it is
+/// checked for what matters: two stages, the binary copied from the build
+/// into the runtime image, a user that is not root, a health check that
+/// asks /readyz through the binary (the runtime image has no shell).
+#[test]
+fn the_container_file_is_multi_stage_non_root_and_checks_readiness() {
+    let file = read("deploy/container/Dockerfile");
+    let instructions: Vec<String> = {
+        let mut joined = Vec::new();
+        let mut current = String::new();
+        for line in file.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            if let Some(head) = line.strip_suffix('\\') {
+                current.push_str(head);
+                continue;
+            }
+            current.push_str(line);
+            if !current.trim().is_empty() {
+                joined.push(current.trim().to_string());
+            }
+            current.clear();
+        }
+        joined
+    };
+    let with = |word: &str| -> Vec<&String> {
+        instructions.iter().filter(|i| i.starts_with(&format!("{word} "))).collect()
+    };
+    let froms = with("FROM");
+    assert_eq!(froms.len(), 2, "{froms:?}");
+    assert!(froms[0].ends_with(" AS build"), "{}", froms[0]);
+    assert!(
+        with("RUN").iter().any(|r| r.contains("cargo build --release --locked --bin moat")),
+        "the build stage builds the release binary from Cargo.lock"
+    );
+    assert!(
+        with("COPY").iter().any(|c| c.starts_with("COPY --from=build ") && c.ends_with(" /usr/local/bin/moat")),
+        "the runtime image takes only the binary"
+    );
+    let user = with("USER");
+    assert_eq!(user.len(), 1, "{user:?}");
+    let who = user[0].trim_start_matches("USER ").split(':').next().unwrap();
+    assert!(!["root", "0"].contains(&who), "runs as {who}");
+    let check = with("HEALTHCHECK");
+    assert_eq!(check.len(), 1);
+    assert!(check[0].contains(r#"CMD ["/usr/local/bin/moat", "healthcheck", "http://127.0.0.1:8080/readyz"]"#), "{}", check[0]);
+    assert_eq!(with("ENTRYPOINT"), [&r#"ENTRYPOINT ["/usr/local/bin/moat"]"#.to_string()]);
+    // Build output stays out of the build context.
+    let ignored = read(".dockerignore");
+    assert!(ignored.lines().any(|l| l.trim() == "target"));
+    // The Deployment runs that image's entry point with the ConfigMap.
+    assert!(read(&format!("{MANIFESTS}/deployment.yaml"))
+        .contains(r#"args: ["serve", "--config", "/etc/moat/moat.toml"]"#));
+}
+
+/// `moat healthcheck`, the container's health check: 0 from a ready
+/// gateway, 1 (saying why) from a port nobody answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_zero_only_on_a_ready_gateway() {
+    support::install_tls_provider();
+    let file = config_file("healthcheck", "");
+    let moat = Running::start(&file, &[]);
+    let (code, _) = support::process::moat(&["healthcheck", &format!("{}/readyz", moat.public)], &[]).await;
+    assert_eq!(code, 0);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (code, output) =
+        support::process::moat(&["healthcheck", &format!("http://{closed}/readyz")], &[]).await;
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains(&format!("http://{closed}/readyz")), "{output}");
+}
