@@ -82,9 +82,15 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
-        let num = |what: &str| -> u64 { value.parse().unwrap_or_else(|_| panic!("{what}: {value:?}")) };
+        let num = |what: &str| -> u64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{what}: {value:?}"))
+        };
         let share = |what: &str| -> f64 {
-            let v: f64 = value.parse().unwrap_or_else(|_| panic!("{what}: {value:?}"));
+            let v: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("{what}: {value:?}"));
             assert!((0.0..=1.0).contains(&v), "{what} must be between 0 and 1");
             v
         };
@@ -114,7 +120,9 @@ fn args() -> Args {
             "--redeliver" => a.redeliver = share("--redeliver"),
             "--settle" => a.settle = num("--settle"),
             "--erp-limit" => {
-                a.erp_limit = value.parse().unwrap_or_else(|_| panic!("--erp-limit: {value:?}"))
+                a.erp_limit = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("--erp-limit: {value:?}"))
             }
             other => panic!("unknown flag {other}"),
         }
@@ -251,7 +259,8 @@ async fn main() {
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 let mut rng = fastrand::Rng::with_seed(k + 1);
-                let every = Duration::from_secs_f64(args.connections as f64 / args.rate.max(1) as f64);
+                let every =
+                    Duration::from_secs_f64(args.connections as f64 / args.rate.max(1) as f64);
                 let mut tick = tokio::time::interval_at(
                     tokio::time::Instant::now() + every.mul_f64(k as f64 / args.connections as f64),
                     every,
@@ -269,7 +278,8 @@ async fn main() {
                     } else {
                         rng.u64(1..=args.hot.min(args.products))
                     };
-                    let body = json!({ "query": query, "variables": { "id": format!("prod-{n:06}") } });
+                    let body =
+                        json!({ "query": query, "variables": { "id": format!("prod-{n:06}") } });
                     let at = unix_ms();
                     let t0 = Instant::now();
                     let answer = match client.post(&url).json(&body).send().await {
@@ -278,14 +288,17 @@ async fn main() {
                                 None => Answer::Ok,
                                 Some(errors)
                                     if v["data"]["product"]["name"].is_string()
-                                        && errors.iter().all(|e| {
-                                            e["extensions"]["code"] == "RATE_LIMITED"
-                                        }) =>
+                                        && errors
+                                            .iter()
+                                            .all(|e| e["extensions"]["code"] == "RATE_LIMITED") =>
                                 {
                                     Answer::RateLimited
                                 }
                                 Some(errors) => {
-                                    note(format!("page prod-{n:06}: {}", Value::from(errors.clone())));
+                                    note(format!(
+                                        "page prod-{n:06}: {}",
+                                        Value::from(errors.clone())
+                                    ));
                                     Answer::Failed
                                 }
                             },
@@ -492,7 +505,17 @@ async fn main() {
     say!();
     say!(
         "{:<8} {:>6} {:>9} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>11}",
-        "window", "secs", "requests", "rps", "failed", "rate_limited", "p50_ms", "p99_ms", "max_ms", "erp_rps", "erp/limit"
+        "window",
+        "secs",
+        "requests",
+        "rps",
+        "failed",
+        "rate_limited",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "erp_rps",
+        "erp/limit"
     );
     let mut total_failed = 0;
     for (name, from, to) in &windows {
@@ -517,7 +540,10 @@ async fn main() {
         };
         let secs = (to.saturating_sub(*from)) as f64 / 1000.0;
         // ERP rate: between the first and last counter readings inside the window.
-        let inside: Vec<&(u64, u64)> = erp.iter().filter(|(at, _)| at >= from && at <= to).collect();
+        let inside: Vec<&(u64, u64)> = erp
+            .iter()
+            .filter(|(at, _)| at >= from && at <= to)
+            .collect();
         let erp_rps = match (inside.first(), inside.last()) {
             (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 * 1000.0 / (b.0 - a.0) as f64,
             _ => f64::NAN,
@@ -582,7 +608,11 @@ async fn main() {
                 let fields: String = chunk
                     .iter()
                     .enumerate()
-                    .map(|(i, sku)| format!("p{i}: product(sku: \"{sku}\") {{ price {{ price {{ amount }} }} }} "))
+                    .map(|(i, sku)| {
+                        format!(
+                            "p{i}: product(sku: \"{sku}\") {{ price {{ price {{ amount }} }} }} "
+                        )
+                    })
                     .collect();
                 let answer = client
                     .post(format!("{replica}/graphql"))
@@ -612,14 +642,24 @@ async fn main() {
         views.push((replica.clone(), wrong));
     }
     say!();
-    say!("final view of the {} changed prices, each replica asked directly:", skus.len());
+    say!(
+        "final view of the {} changed prices, each replica asked directly:",
+        skus.len()
+    );
     let mut all_right = true;
     for (replica, wrong) in &views {
         say!(
             "  {replica}: {} of {} show the last amount{}",
             skus.len() - wrong.len(),
             skus.len(),
-            if wrong.is_empty() { String::new() } else { format!("; differing: {:?}", wrong.iter().take(5).collect::<Vec<_>>()) }
+            if wrong.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; differing: {:?}",
+                    wrong.iter().take(5).collect::<Vec<_>>()
+                )
+            }
         );
         all_right &= wrong.is_empty();
     }

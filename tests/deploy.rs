@@ -458,7 +458,9 @@ fn the_kubernetes_manifests_pass_schema_validation() {
     let kustomization = read(&format!("{MANIFESTS}/kustomization.yaml"));
     for file in manifests() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let listed = kustomization.lines().any(|l| l.trim() == format!("- {name}"));
+        let listed = kustomization
+            .lines()
+            .any(|l| l.trim() == format!("- {name}"));
         assert_eq!(
             listed,
             !name.ends_with(".example.yaml"),
@@ -478,7 +480,9 @@ fn the_kubernetes_manifests_pass_schema_validation() {
             std::env::var_os("MOAT_CI").is_none(),
             "kubernetes-validate is not on PATH (pip install kubernetes-validate)"
         );
-        eprintln!("kubernetes-validate is not on PATH: manifests not checked against the schemas here");
+        eprintln!(
+            "kubernetes-validate is not on PATH: manifests not checked against the schemas here"
+        );
         return;
     }
     let out = Command::new("kubernetes-validate")
@@ -505,7 +509,10 @@ fn the_kubernetes_manifests_pass_schema_validation() {
         .output()
         .expect("kubernetes-validate runs");
     let _ = std::fs::remove_file(&bad);
-    assert!(!out.status.success(), "a Deployment with replicas: three passed");
+    assert!(
+        !out.status.success(),
+        "a Deployment with replicas: three passed"
+    );
 }
 
 /// The ConfigMap's `moat.toml`: the block under `moat.toml: |`.
@@ -540,8 +547,15 @@ fn secret_refs(deployment: &str) -> Vec<(String, String, bool)> {
             .nth(1)
             .and_then(|k| k.split([',', ' ', '}']).next())
             .expect("a key");
-        assert!(spec.contains("name: moat,"), "{name}: not from the Secret moat");
-        refs.push((name.to_string(), key.to_string(), spec.contains("optional: true")));
+        assert!(
+            spec.contains("name: moat,"),
+            "{name}: not from the Secret moat"
+        );
+        refs.push((
+            name.to_string(),
+            key.to_string(),
+            spec.contains("optional: true"),
+        ));
     }
     refs
 }
@@ -551,17 +565,21 @@ fn the_deployment_reads_every_secret_from_the_secret_and_probes_readiness() {
     let deployment = read(&format!("{MANIFESTS}/deployment.yaml"));
     let refs = secret_refs(&deployment);
     let referenced = |var: &str| refs.iter().find(|(name, _, _)| name == var);
-    // Every fixed variable Secrets reads, and the Redis URL (its password).
+    // Every variable Secrets reads by its full name (a name ending in `_`
+    // is a prefix: named admin tokens and per-source event secrets, from
+    // the optional Secret below), and the Redis URL (its password).
     let secrets = read("src/config/secrets.rs");
-    let mut fixed: Vec<String> = secrets
-        .split("var(\"")
+    let mut fixed: BTreeSet<String> = secrets
+        .split("\"MOAT_")
         .skip(1)
-        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .map(|rest| format!("MOAT_{}", rest.split('"').next().unwrap()))
+        .filter(|name| !name.ends_with('_'))
         .collect();
-    fixed.push("MOAT_REDIS_URL".into());
+    fixed.insert("MOAT_REDIS_URL".into());
     assert!(fixed.len() >= 7, "{fixed:?}");
     for var in &fixed {
-        let (_, key, _) = referenced(var).unwrap_or_else(|| panic!("{var} is not read from a Secret"));
+        let (_, key, _) =
+            referenced(var).unwrap_or_else(|| panic!("{var} is not read from a Secret"));
         assert_eq!(key, var, "{var}: the Secret's key is the variable's name");
     }
     // Each system's credentials, as its auth in the ConfigMap reads them,
@@ -576,7 +594,13 @@ fn the_deployment_reads_every_secret_from_the_secret_and_probes_readiness() {
             moat::config::Auth::Basic => &["_USER", "_PASSWORD"],
             moat::config::Auth::Oauth2 { .. } => &["_CLIENT_ID", "_CLIENT_SECRET"],
         };
-        for suffix in ["_TOKEN", "_USER", "_PASSWORD", "_CLIENT_ID", "_CLIENT_SECRET"] {
+        for suffix in [
+            "_TOKEN",
+            "_USER",
+            "_PASSWORD",
+            "_CLIENT_ID",
+            "_CLIENT_SECRET",
+        ] {
             let var = format!("MOAT_{}{suffix}", system.to_uppercase());
             assert_eq!(
                 referenced(&var).is_some(),
@@ -591,16 +615,27 @@ fn the_deployment_reads_every_secret_from_the_secret_and_probes_readiness() {
     let example = read(&format!("{MANIFESTS}/secret.example.yaml"));
     for (_, key, optional) in &refs {
         if !optional {
-            assert!(example.contains(&format!("  {key}: ")), "secret.example.yaml lacks {key}");
+            assert!(
+                example.contains(&format!("  {key}: ")),
+                "secret.example.yaml lacks {key}"
+            );
         }
     }
     // Readiness on /readyz, liveness on /healthz, both on the public port.
     let probe = |kind: &str| {
-        let at = deployment.find(&format!("{kind}:")).unwrap_or_else(|| panic!("no {kind}"));
+        let at = deployment
+            .find(&format!("{kind}:"))
+            .unwrap_or_else(|| panic!("no {kind}"));
         deployment[at..].lines().nth(1).unwrap().trim().to_string()
     };
-    assert_eq!(probe("readinessProbe"), "httpGet: { path: /readyz, port: http }");
-    assert_eq!(probe("livenessProbe"), "httpGet: { path: /healthz, port: http }");
+    assert_eq!(
+        probe("readinessProbe"),
+        "httpGet: { path: /readyz, port: http }"
+    );
+    assert_eq!(
+        probe("livenessProbe"),
+        "httpGet: { path: /healthz, port: http }"
+    );
     assert!(deployment.contains("runAsNonRoot: true"));
     assert!(deployment.contains("readOnlyRootFilesystem: true"));
     // The ConfigMap listens where the probes and the Service look.
@@ -636,33 +671,55 @@ fn the_container_file_is_multi_stage_non_root_and_checks_readiness() {
         joined
     };
     let with = |word: &str| -> Vec<&String> {
-        instructions.iter().filter(|i| i.starts_with(&format!("{word} "))).collect()
+        instructions
+            .iter()
+            .filter(|i| i.starts_with(&format!("{word} ")))
+            .collect()
     };
     let froms = with("FROM");
     assert_eq!(froms.len(), 2, "{froms:?}");
     assert!(froms[0].ends_with(" AS build"), "{}", froms[0]);
     assert!(
-        with("RUN").iter().any(|r| r.contains("cargo build --release --locked --bin moat")),
+        with("RUN")
+            .iter()
+            .any(|r| r.contains("cargo build --release --locked --bin moat")),
         "the build stage builds the release binary from Cargo.lock"
     );
     assert!(
-        with("COPY").iter().any(|c| c.starts_with("COPY --from=build ") && c.ends_with(" /usr/local/bin/moat")),
+        with("COPY")
+            .iter()
+            .any(|c| c.starts_with("COPY --from=build ") && c.ends_with(" /usr/local/bin/moat")),
         "the runtime image takes only the binary"
     );
     let user = with("USER");
     assert_eq!(user.len(), 1, "{user:?}");
-    let who = user[0].trim_start_matches("USER ").split(':').next().unwrap();
+    let who = user[0]
+        .trim_start_matches("USER ")
+        .split(':')
+        .next()
+        .unwrap();
     assert!(!["root", "0"].contains(&who), "runs as {who}");
     let check = with("HEALTHCHECK");
     assert_eq!(check.len(), 1);
-    assert!(check[0].contains(r#"CMD ["/usr/local/bin/moat", "healthcheck", "http://127.0.0.1:8080/readyz"]"#), "{}", check[0]);
-    assert_eq!(with("ENTRYPOINT"), [&r#"ENTRYPOINT ["/usr/local/bin/moat"]"#.to_string()]);
+    assert!(
+        check[0].contains(
+            r#"CMD ["/usr/local/bin/moat", "healthcheck", "http://127.0.0.1:8080/readyz"]"#
+        ),
+        "{}",
+        check[0]
+    );
+    assert_eq!(
+        with("ENTRYPOINT"),
+        [&r#"ENTRYPOINT ["/usr/local/bin/moat"]"#.to_string()]
+    );
     // Build output stays out of the build context.
     let ignored = read(".dockerignore");
     assert!(ignored.lines().any(|l| l.trim() == "target"));
     // The Deployment runs that image's entry point with the ConfigMap.
-    assert!(read(&format!("{MANIFESTS}/deployment.yaml"))
-        .contains(r#"args: ["serve", "--config", "/etc/moat/moat.toml"]"#));
+    assert!(
+        read(&format!("{MANIFESTS}/deployment.yaml"))
+            .contains(r#"args: ["serve", "--config", "/etc/moat/moat.toml"]"#)
+    );
 }
 
 /// `moat healthcheck`, the container's health check: 0 from a ready
@@ -672,7 +729,8 @@ async fn healthcheck_exits_zero_only_on_a_ready_gateway() {
     support::install_tls_provider();
     let file = config_file("healthcheck", "");
     let moat = Running::start(&file, &[]);
-    let (code, _) = support::process::moat(&["healthcheck", &format!("{}/readyz", moat.public)], &[]).await;
+    let (code, _) =
+        support::process::moat(&["healthcheck", &format!("{}/readyz", moat.public)], &[]).await;
     assert_eq!(code, 0);
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -681,5 +739,8 @@ async fn healthcheck_exits_zero_only_on_a_ready_gateway() {
     let (code, output) =
         support::process::moat(&["healthcheck", &format!("http://{closed}/readyz")], &[]).await;
     assert_eq!(code, 1, "{output}");
-    assert!(output.contains(&format!("http://{closed}/readyz")), "{output}");
+    assert!(
+        output.contains(&format!("http://{closed}/readyz")),
+        "{output}"
+    );
 }
