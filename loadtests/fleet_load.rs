@@ -55,6 +55,7 @@ struct Args {
     redeliver: f64,
     settle: u64,
     erp_limit: f64,
+    browse_share: f64,
 }
 
 fn args() -> Args {
@@ -78,6 +79,7 @@ fn args() -> Args {
         redeliver: 0.2,
         settle: 3,
         erp_limit: 0.0,
+        browse_share: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -119,6 +121,7 @@ fn args() -> Args {
             "--event-senders" => a.event_senders = num("--event-senders").max(1),
             "--redeliver" => a.redeliver = share("--redeliver"),
             "--settle" => a.settle = num("--settle"),
+            "--browse-share" => a.browse_share = share("--browse-share"),
             "--erp-limit" => {
                 a.erp_limit = value
                     .parse()
@@ -504,7 +507,7 @@ async fn main() {
     }
     say!();
     say!(
-        "{:<8} {:>6} {:>9} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>11}",
+        "{:<8} {:>6} {:>9} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>10} {:>11}",
         "window",
         "secs",
         "requests",
@@ -515,8 +518,16 @@ async fn main() {
         "p99_ms",
         "max_ms",
         "erp_rps",
-        "erp/limit"
+        "erp/limit",
+        "erp/browse"
     );
+    let share = |rate: f64, of: f64| {
+        if of > 0.0 && rate.is_finite() {
+            format!("{:.2}", rate / of)
+        } else {
+            "-".to_string()
+        }
+    };
     let mut total_failed = 0;
     for (name, from, to) in &windows {
         let mut lat: Vec<u32> = Vec::new();
@@ -549,7 +560,7 @@ async fn main() {
             _ => f64::NAN,
         };
         say!(
-            "{:<8} {:>6.1} {:>9} {:>7.0} {:>7} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>11}",
+            "{:<8} {:>6.1} {:>9} {:>7.0} {:>7} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10} {:>11}",
             name,
             secs,
             lat.len(),
@@ -560,16 +571,14 @@ async fn main() {
             q(0.99),
             lat.last().map_or(0.0, |m| *m as f64 / 1000.0),
             erp_rps,
-            if args.erp_limit > 0.0 && erp_rps.is_finite() {
-                format!("{:.2}", erp_rps / args.erp_limit)
-            } else {
-                "-".into()
-            },
+            share(erp_rps, args.erp_limit),
+            share(erp_rps, args.erp_limit * args.browse_share),
         );
     }
     say!(
-        "(failed: not answered, or an error other than RATE_LIMITED; rate_limited: a cold read the shared ERP limit refused, by design; erp_rps: calls the simulator's ERP saw, all replicas; the shared limit is {} rps)",
-        args.erp_limit
+        "(failed: not answered, or an error other than RATE_LIMITED; rate_limited: a cold read the shared ERP limit refused, by design; erp_rps: calls the simulator's ERP saw, all replicas; the shared limit is {} rps, of which browsing may use {} rps: erp/browse)",
+        args.erp_limit,
+        args.erp_limit * args.browse_share
     );
 
     // Events.
