@@ -690,3 +690,53 @@ async fn product_customer_and_order_events_are_applied() {
     assert_eq!(sim.requests("oms.orders").await, oms + 1);
     moat.stop().await;
 }
+
+/// With Redis configured but down, a replica cannot know whether another
+/// one applied an event, nor tell the others it did: a fat event is
+/// refused for later rather than applied here alone, and its redelivery,
+/// once Redis is back, reaches every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_fat_event_waits_for_it_and_then_reaches_every_replica() {
+    let mut redis = RedisServer::start();
+    let sim = Sim::start().await;
+    let a = replica(&sim, &redis.url()).await;
+    let b = replica(&sim, &redis.url()).await;
+    let sku = "SKU-000013";
+    let (amount, version) = upstream_price(&sim, sku).await;
+    let before = decimal(amount);
+    for moat in [&a, &b] {
+        assert_eq!(shown_price(moat, sku).await.0, before);
+    }
+
+    redis.kill();
+    let event = price_event("while-redis-is-down", sku, amount + 100, version + 1);
+    let (status, receipt) = send(&a, "erp", &event).await;
+    assert_eq!(status, 503, "{receipt}");
+    assert_eq!(receipt["code"], "REDIS_UNAVAILABLE", "{receipt}");
+    assert_eq!(
+        shown_price(&a, sku).await.0,
+        before,
+        "not applied on A alone"
+    );
+
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            send(&a, "erp", &event).await.1["outcome"] == "applied"
+        })
+        .await
+    );
+    let after = decimal(amount + 100);
+    for moat in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                shown_price(moat, sku).await.0 == after
+            })
+            .await,
+            "every replica shows the redelivered change"
+        );
+    }
+    assert_eq!(send(&b, "erp", &event).await.1["outcome"], "duplicate");
+    a.stop().await;
+    b.stop().await;
+}

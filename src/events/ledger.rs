@@ -2,7 +2,10 @@
 //! is a duplicate, on any replica) and the newest version applied per
 //! entity (so an older version arriving late is stale). Both live in Redis,
 //! with a retention window; while Redis is away each replica keeps its own
-//! in process, so events are still applied once per replica. Versions are
+//! in process. A claim made there while Redis is configured but away says
+//! so ([`Claim::Unavailable`]): a fat event is then refused (503), since a
+//! redelivery reaching another replica would be applied twice and the
+//! others would not hear of it. Versions are
 //! compared exactly, in Redis as here; reconciliation lowers one that ran
 //! ahead of its owner ([`SeenVersions`]), so a forged or buggy version
 //! cannot make the record's later events stale.
@@ -24,6 +27,11 @@ pub enum Claim {
     Done,
     /// Another delivery of it is being handled right now.
     Busy,
+    /// Nobody here has it, but Redis, where replicas share which events
+    /// they have handled, does not answer: handled here, the event could
+    /// be applied again by a replica its redelivery reaches, and the others
+    /// would not hear of it.
+    Unavailable,
 }
 
 /// How long a claim lasts if its holder dies before settling it.
@@ -161,15 +169,20 @@ impl Ledger {
                 Ok(None) => return Claim::New,
                 Ok(Some(held)) if held == "done" => return Claim::Done,
                 Ok(Some(_)) => return Claim::Busy,
-                Err(_) => {} // Redis away: this replica's memory decides.
+                Err(_) => return self.claim_here(key, Claim::Unavailable),
             }
         }
+        self.claim_here(key, Claim::New)
+    }
+
+    /// Claims in this replica's memory: `new` if it has not seen the id.
+    fn claim_here(&self, key: String, new: Claim) -> Claim {
         match self.seen.get(&key) {
             Some(Claim::Done) => Claim::Done,
             Some(_) => Claim::Busy,
             None => {
                 self.seen.insert(key, Claim::Busy);
-                Claim::New
+                new
             }
         }
     }

@@ -7,7 +7,10 @@
 //! 2. `envelope`: Moat's envelope or a CloudEvent, checked against the
 //!    protocol, its time against Moat's clock (refused: 400 naming the
 //!    field);
-//! 3. `ledger`: an id already handled is a `duplicate`, on any replica;
+//! 3. `ledger`: an id already handled is a `duplicate`, on any replica
+//!    (with Redis configured but not answering, a fat event is 503:
+//!    applied here, it could be applied twice and would not reach the
+//!    other replicas; a thin one, which only refetches, goes ahead);
 //! 4. `apply`: a version not newer than the one held or seen is `stale`;
 //!    otherwise the caches change (retried a few times when a refetch
 //!    fails);
@@ -263,6 +266,17 @@ impl Events {
             Claim::Busy => {
                 return Err(Error::unavailable(
                     "this event is being applied by another delivery; retry shortly",
+                ));
+            }
+            // A thin event only marks and refetches the owner's truth,
+            // which may safely happen twice: this replica goes ahead.
+            Claim::Unavailable if event.item.is_none() => {}
+            Claim::Unavailable => {
+                self.ledger.release(source, &event.id).await;
+                return Err(Error::new(
+                    Kind::RedisUnavailable,
+                    "Redis, where replicas record which events they have applied, is not \
+                     answering; retry later",
                 ));
             }
             Claim::New => {}
