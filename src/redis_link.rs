@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::aio::{
@@ -325,13 +325,71 @@ enum Backend {
         client: redis::Client,
         conn: ConnectionManager,
     },
-    Cluster {
-        /// For blocking reads, which need connections of their own (boxed:
-        /// it is much the largest).
-        client: Box<redis::cluster::ClusterClient>,
-        conn: ClusterConnection,
-    },
+    Cluster(Arc<Cluster>),
     Sentinel(Arc<Sentinels>),
+}
+
+/// A Redis Cluster: the client (also for blocking reads, which need
+/// connections of their own) and the shared connection, made afresh from
+/// the seeds when calls keep failing.
+///
+/// The cluster client mends its slot map and node connections only from
+/// the answers to calls: a redirect or a dropped connection makes it look
+/// again. After a primary dies that is not enough here: with the breaker
+/// open only a probe a second reaches it, each cut at `timeout`, and a
+/// call whose caller gave up never starts the repair its error asked for.
+/// A fleet run saw a replica stay without Redis long after the cluster
+/// had failed over. A new connection asks the cluster for its slots as
+/// it connects.
+struct Cluster {
+    client: redis::cluster::ClusterClient,
+    config: redis::cluster::ClusterConfig,
+    conn: ArcSwap<ClusterConnection>,
+    /// A new connection is being made.
+    rebuilding: AtomicBool,
+    /// When the last one was started, so failures do not start one each.
+    last_rebuild: Mutex<Option<Instant>>,
+}
+
+impl Cluster {
+    /// Makes a new connection in the background (bounded in time) and
+    /// puts it in place when it has the cluster's slots; unless one is
+    /// being made or was started within the last second.
+    fn rebuild_soon(self: &Arc<Self>) {
+        {
+            let mut last = self.last_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            if self.rebuilding.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                this.client
+                    .get_async_connection_with_config(this.config.clone()),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => {
+                    this.conn.store(Arc::new(conn));
+                    metrics::histogram!(telemetry::REDIS_REFRESH_DURATION, "mode" => "cluster")
+                        .record(started.elapsed().as_secs_f64());
+                    tracing::info!("Redis Cluster connection made afresh from the seeds");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "no new Redis Cluster connection");
+                }
+                Err(_) => tracing::debug!("no new Redis Cluster connection: timed out"),
+            }
+            this.rebuilding.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// Whether Redis answered last, and since when it has not.
@@ -386,11 +444,14 @@ impl RedisLink {
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(connect_timeout)
                     .set_response_timeout(settings.timeout);
-                let conn = client.get_pending_async_connection_with_config(config);
-                Backend::Cluster {
-                    client: Box::new(client),
-                    conn,
-                }
+                let conn = client.get_pending_async_connection_with_config(config.clone());
+                Backend::Cluster(Arc::new(Cluster {
+                    client,
+                    config,
+                    conn: ArcSwap::from_pointee(conn),
+                    rebuilding: AtomicBool::new(false),
+                    last_rebuild: Mutex::new(None),
+                }))
             }
             Target::Sentinel { nodes, master } => {
                 let infos: Vec<redis::ConnectionInfo> = nodes
@@ -458,7 +519,7 @@ impl RedisLink {
     /// `keys`, in order), for scripts that take several keys: on one
     /// server, a single group.
     pub fn by_slot<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Vec<usize>> {
-        if !matches!(self.backend, Backend::Cluster { .. }) {
+        if !matches!(self.backend, Backend::Cluster(_)) {
             return if keys.is_empty() {
                 Vec::new()
             } else {
@@ -481,7 +542,7 @@ impl RedisLink {
     fn conn(&self) -> Option<Conn> {
         match &self.backend {
             Backend::Single { conn, .. } => Some(Conn::Managed(conn.clone())),
-            Backend::Cluster { conn, .. } => Some(Conn::Cluster(conn.clone())),
+            Backend::Cluster(cluster) => Some(Conn::Cluster((**cluster.conn.load()).clone())),
             Backend::Sentinel(sentinels) => {
                 let current = sentinels.current.load();
                 match current.as_ref() {
@@ -532,9 +593,15 @@ impl RedisLink {
     }
 
     fn failed(&self) {
-        if let Backend::Sentinel(sentinels) = &self.backend {
+        match &self.backend {
             // The primary may have moved (or become a replica): ask again.
-            sentinels.search_soon();
+            Backend::Sentinel(sentinels) => sentinels.search_soon(),
+            // Failing again after the breaker tripped (a probe, or the
+            // calls that tripped it): the client may not mend itself.
+            Backend::Cluster(cluster) if self.breaker.position() != breaker::Position::Closed => {
+                cluster.rebuild_soon()
+            }
+            _ => {}
         }
         self.went(false);
     }
@@ -587,7 +654,8 @@ impl RedisLink {
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?,
             )),
-            Backend::Cluster { client, .. } => {
+            Backend::Cluster(cluster) => {
+                let client = &cluster.client;
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(connect_timeout)
                     .set_response_timeout(response_timeout);
@@ -622,7 +690,7 @@ impl RedisLink {
     /// reconciler's walk: traffic and events find keys through indexes.
     pub async fn scan(&self, pattern: &str) -> Result<Vec<String>, Unavailable> {
         let nodes: Vec<Option<(String, u16)>> = match &self.backend {
-            Backend::Cluster { .. } => self
+            Backend::Cluster(_) => self
                 .run("scan", |mut c| async move {
                     let slots: Value = redis::cmd("CLUSTER")
                         .arg("SLOTS")

@@ -342,3 +342,63 @@ async fn doctor_checks_the_cluster_named_in_the_environment() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(redis_line(&out)["status"], "FAIL", "{out}");
 }
+
+/// Three replicas at the default Redis timeout under steady reads (many
+/// at once on each) while a primary is killed: once the cluster has
+/// failed over, every replica's Redis answers again and an event reaches
+/// all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_of_three_recovers_after_a_primary_dies_under_load() {
+    let mut cluster = RedisCluster::start();
+    let sim = Sim::start_with(moat::sim::SimConfig {
+        products: 20_000,
+        ..Default::default()
+    })
+    .await;
+    let mut moats = Vec::new();
+    for _ in 0..3 {
+        let mut c = on_cluster(&sim, &cluster);
+        c.redis.timeout = moat::config::Redis::default().timeout;
+        // A shared ERP limit far above the load: every cold read runs
+        // the bucket's script on the cluster.
+        c.upstream.limits.erp.rps = Some(100_000);
+        c.upstream.limits.erp.burst = Some(10_000);
+        moats.push(Moat::start(c).await);
+    }
+    let replicas: Vec<&Moat> = moats.iter().collect();
+    shared_tier_holds(&sim, &replicas, 100, "before").await;
+
+    // Mostly cold reads: L2, fill leases and the shared limit all in use.
+    let skus: Vec<String> = (1000..20_000).map(|n| format!("SKU-{n:06}")).collect();
+    // Eight readers on each replica.
+    let readers: Vec<&Moat> = (0..24).map(|i| replicas[i % 3]).collect();
+    let load = Load::start(&readers, &skus).await;
+    assert!(
+        load.progressed(200).await,
+        "load is running: {:?}",
+        load.failures.lock().unwrap()
+    );
+    let victim = cluster.primary_of("moat:v1:invalidations");
+    cluster.kill(victim);
+    tokio::task::block_in_place(|| cluster.wait_ok());
+    assert!(load.progressed(500).await, "serving after the failover");
+
+    for (i, moat) in replicas.iter().enumerate() {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                let redis = moat.admin_get("/admin/status").await.1["redis"].clone();
+                redis["answering"] == true && redis["breaker"]["state"] == "closed"
+            })
+            .await,
+            "replica {i}'s Redis answers again after the failover: {}",
+            moat.admin_get("/admin/status").await.1["redis"]
+        );
+    }
+    let (answered, failed, _) = load.finish().await;
+    eprintln!("{answered} reads answered, {failed} failed or not found");
+    // The shared tier works on every replica: leases, L2, invalidations.
+    shared_tier_holds(&sim, &replicas, 300, "after").await;
+    for moat in moats {
+        moat.stop().await;
+    }
+}
