@@ -114,9 +114,10 @@ enum Command {
         /// `moat-sim`, audience `moat`).
         #[arg(long, default_value = "opaque", value_parser = PossibleValuesParser::new(["opaque", "jwt"]))]
         customer_tokens: String,
-        /// The signature algorithm of those JWTs.
-        #[arg(long, default_value = "ES256", value_parser = PossibleValuesParser::new(sim::JwtAlg::NAMES))]
-        jwt_alg: String,
+        /// The signature algorithm of those JWTs (ES256 unless given; only
+        /// with `--customer-tokens jwt`).
+        #[arg(long, value_parser = PossibleValuesParser::new(sim::JwtAlg::NAMES))]
+        jwt_alg: Option<String>,
     },
     /// Check a config file (several: each over the ones before it, as
     /// `--config` takes them); every problem names the file, the key and
@@ -295,6 +296,12 @@ fn main() -> ExitCode {
                 eprintln!("moat sim: --require-token (MOAT_SIM_REQUIRE_TOKEN) must not be empty");
                 return ExitCode::from(2);
             }
+            if jwt_alg.is_some() && customer_tokens != "jwt" {
+                eprintln!(
+                    "moat sim: --jwt-alg is how the simulator signs JWTs: give it with --customer-tokens jwt"
+                );
+                return ExitCode::from(2);
+            }
             let oauth_client = match oauth_client.as_deref().map(split_client) {
                 None => None,
                 Some(Some(client)) => Some(client),
@@ -330,7 +337,10 @@ fn main() -> ExitCode {
                     dialect: sim::Dialect::parse(&dialect).unwrap_or_default(),
                     customer_tokens: match customer_tokens.as_str() {
                         "jwt" => sim::CustomerTokens::Jwt(
-                            sim::JwtAlg::parse(&jwt_alg).unwrap_or_default(),
+                            jwt_alg
+                                .as_deref()
+                                .and_then(sim::JwtAlg::parse)
+                                .unwrap_or_default(),
                         ),
                         _ => sim::CustomerTokens::Opaque,
                     },

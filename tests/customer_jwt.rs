@@ -444,3 +444,12 @@ async fn a_withdrawn_key_stops_verifying_once_the_keys_held_are_old() {
     assert_eq!(sim.requests("crm.jwks").await, fetches, "already held");
     moat.stop().await;
 }
+
+/// `--jwt-alg` only means something for JWTs: without `--customer-tokens
+/// jwt` the simulator refuses it rather than ignore it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_a_jwt_algorithm_without_jwt_tokens() {
+    let (code, out) = support::process::moat(&["sim", "--jwt-alg", "RS256"], &[]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--customer-tokens jwt"), "{out}");
+}
