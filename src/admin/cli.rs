@@ -683,14 +683,6 @@ fn letters(v: &Value) -> String {
     out
 }
 
-/// `2026-12-06T17:55:37.123Z` → `2026-12-06 17:55`.
-fn minutes(t: &str) -> String {
-    match (t.get(..10), t.get(11..16)) {
-        (Some(day), Some(time)) if t.len() >= 20 => format!("{day} {time}"),
-        _ => t.to_string(),
-    }
-}
-
 fn replayed(v: &Value) -> String {
     let done = v["replayed"].as_array().map_or(0, Vec::len);
     let failed = v["failed"].as_array().cloned().unwrap_or_default();
@@ -706,11 +698,22 @@ fn replayed(v: &Value) -> String {
     out
 }
 
+/// `2026-12-06T17:55:37.123Z` → `2026-12-06 17:55`.
+fn minutes(t: &str) -> String {
+    shortened(t, 16, "")
+}
+
 /// `2026-12-06T17:55:37.123Z` → `2026-12-06 17:55:37Z`: seconds are
 /// plenty in a table.
 fn short_time(t: &str) -> String {
-    match (t.get(..10), t.get(11..19)) {
-        (Some(day), Some(time)) if t.len() >= 20 => format!("{day} {time}Z"),
+    shortened(t, 19, "Z")
+}
+
+/// An RFC 3339 time cut at byte `end` of its clock, the `T` a space; any
+/// other text as it is.
+fn shortened(t: &str, end: usize, suffix: &str) -> String {
+    match (t.get(..10), t.get(11..end)) {
+        (Some(day), Some(time)) if t.len() >= 20 => format!("{day} {time}{suffix}"),
         _ => t.to_string(),
     }
 }
