@@ -103,7 +103,24 @@ pub struct Verifier {
     algorithms: Vec<JwtAlgorithm>,
     clock_skew: Duration,
     max_token_bytes: usize,
+    /// Tokens verified lately, by their SHA-256 (in memory only): a
+    /// shopper sends the same token with every request, and a signature
+    /// check costs more than answering a stored page. Each is remembered
+    /// until it expires or `VERIFIED_FOR` (at most `jwks_max_age`) has
+    /// passed, so a key withdrawn from the JWKS stops a token within that.
+    verified: moka::sync::Cache<[u8; 32], Verified>,
 }
+
+/// A token that passed: whose it is, and until when (Unix seconds, skew
+/// included).
+#[derive(Clone)]
+struct Verified {
+    subject: Arc<str>,
+    until: i64,
+}
+
+/// Longest a verification is taken on trust.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
 
 impl Verifier {
     /// The verifier of a checked `[customers]` section with `tokens =
@@ -143,13 +160,27 @@ impl Verifier {
             algorithms: config.algorithms.clone(),
             clock_skew: config.clock_skew,
             max_token_bytes: config.max_token_bytes,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(VERIFIED_FOR.min(config.jwks_max_age))
+                .build(),
         }
+    }
+
+    /// The customer id of a token verified lately and not expired since,
+    /// without checking it again (`None`: `verify` must).
+    pub fn verified(&self, token: &str) -> Option<Arc<str>> {
+        let seen = self.verified.get(&digest(token))?;
+        (unix_now() <= seen.until).then_some(seen.subject)
     }
 
     /// The customer id of a good token.
     pub async fn verify(&self, token: &str) -> Result<String, Rejection> {
         if token.len() > self.max_token_bytes {
             return Err(Reason::Oversized.into());
+        }
+        if let Some(subject) = self.verified(token) {
+            return Ok(subject.to_string());
         }
         let mut parts = token.split('.');
         let (Some(header), Some(claims), Some(signature), None) =
@@ -190,11 +221,18 @@ impl Verifier {
         if !key.verifies(signed.as_bytes(), &signature) {
             return Err(Reason::Signature.into());
         }
-        self.subject(&object(claims)?, unix_now())
+        let (subject, until) = self.subject(&object(claims)?, unix_now())?;
+        let verified = Verified {
+            subject: Arc::from(subject.as_str()),
+            until,
+        };
+        self.verified.insert(digest(token), verified);
+        Ok(subject)
     }
 
-    /// The `sub` of verified claims, if they hold at `now` (Unix seconds).
-    fn subject(&self, claims: &Map<String, Value>, now: i64) -> Result<String, Rejection> {
+    /// The `sub` of verified claims, if they hold at `now` (Unix seconds),
+    /// and the last second they hold.
+    fn subject(&self, claims: &Map<String, Value>, now: i64) -> Result<(String, i64), Rejection> {
         let skew = i64::try_from(self.clock_skew.as_secs()).unwrap_or(i64::MAX);
         let time = |name: &str| match claims.get(name) {
             None => Ok(None),
@@ -210,10 +248,10 @@ impl Verifier {
                 .ok_or(Reason::Malformed),
             Some(_) => Err(Reason::Malformed),
         };
-        match time("exp")? {
-            Some(exp) if now <= exp.saturating_add(skew) => {}
+        let until = match time("exp")? {
+            Some(exp) if now <= exp.saturating_add(skew) => exp.saturating_add(skew),
             _ => return Err(Reason::Expired.into()),
-        }
+        };
         if let Some(nbf) = time("nbf")?
             && now.saturating_add(skew) < nbf
         {
@@ -233,10 +271,17 @@ impl Verifier {
             return Err(Reason::Audience.into());
         }
         match claims.get("sub").and_then(Value::as_str) {
-            Some(sub) if !sub.is_empty() && sub.len() <= MAX_SUBJECT_BYTES => Ok(sub.to_string()),
+            Some(sub) if !sub.is_empty() && sub.len() <= MAX_SUBJECT_BYTES => {
+                Ok((sub.to_string(), until))
+            }
             _ => Err(Reason::Subject.into()),
         }
     }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// How many usable keys a JWKS file holds (for `moat doctor`).
