@@ -45,6 +45,8 @@ pub struct Gateway {
     background: Background,
     /// The embedded simulator, stopped last of all.
     simulator: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The full path's threads (`http::Lane`), let go of with the gateway.
+    _lane: Arc<http::Lane>,
 }
 
 impl Gateway {
@@ -191,11 +193,12 @@ impl Gateway {
         let public_addr = local_addr(&public)?;
         let admin_addr = local_addr(&admin)?;
         let (stop_listening, listening) = watch::channel(false);
+        let lane = Arc::new(http::Lane::new(config.server.full_path_nice)?);
         let listeners = vec![
             listener::serve(
                 "public",
                 public,
-                http::service(state.clone()),
+                http::service(state.clone(), lane.clone()),
                 config.server.connections.clone(),
                 listening.clone(),
             ),
@@ -223,6 +226,7 @@ impl Gateway {
             listeners,
             background,
             simulator,
+            _lane: lane,
         })
     }
 

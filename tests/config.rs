@@ -65,6 +65,7 @@ fn bad_values_are_all_reported_with_their_keys() {
         r#"
 [server]
 max_query_depth = 1
+full_path_nice = 20
 [cache]
 jitter = 0.9
 [cache.price]
@@ -82,6 +83,7 @@ default_currency = "USD"
     assert!(!ok);
     for key in [
         "server.max_query_depth",
+        "server.full_path_nice",
         "cache.jitter",
         "cache.price.hard_ttl",
         "catalog.currencies[1]",

@@ -69,6 +69,11 @@ pub struct Server {
     /// Queries sent by hash (Apollo's automatic persisted queries), and
     /// the allow-list mode for production.
     pub persisted_queries: PersistedQueries,
+    /// How much lower (a nice increment, 0 to 19) the threads that build
+    /// answers run than those answering stored ones at the door, so a
+    /// storm of misses does not delay hits. 0: the same priority (still
+    /// apart, so hits never queue behind misses).
+    pub full_path_nice: i32,
 }
 
 impl Default for Server {
@@ -93,6 +98,7 @@ impl Default for Server {
             client_limit: ClientLimit::default(),
             connections: Connections::default(),
             persisted_queries: PersistedQueries::default(),
+            full_path_nice: 10,
         }
     }
 }
@@ -134,6 +140,11 @@ impl Section for Server {
             !self.graphiql || self.introspection,
             "graphiql",
             "GraphiQL needs server.introspection = true (its docs are built from it)",
+        );
+        p.check(
+            (0..=19).contains(&self.full_path_nice),
+            "full_path_nice",
+            "must be between 0 and 19",
         );
         self.query_limit_problems(p);
         p.within("client_limit", |p| self.client_limit.problems(p));

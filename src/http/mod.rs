@@ -8,6 +8,7 @@ pub mod client_addr;
 pub mod client_limit;
 mod events;
 mod graphql;
+pub mod lane;
 mod reply;
 
 use std::convert::Infallible;
@@ -26,6 +27,7 @@ use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 use self::body::BodyLimit;
+pub use self::lane::Lane;
 use crate::error::{Error, Kind};
 use crate::state::AppState;
 
@@ -33,7 +35,8 @@ use crate::state::AppState;
 /// layer wraps the ones above it, and says why it sits there. In front of
 /// all of it, `listener::serve` holds each connection to its limits (how
 /// many, how slow its headers, how long idle) and sets `ConnectInfo`.
-pub fn service(app: Arc<AppState>) -> impl crate::listener::Service {
+/// Requests the door does not answer run on `lane`.
+pub fn service(app: Arc<AppState>, lane: Arc<Lane>) -> impl crate::listener::Service {
     let graphql_body = BodyLimit::new(&app, graphql_body_max, graphql::too_large);
     let graphql = get(graphql::get)
         .post(graphql::post)
@@ -76,12 +79,12 @@ pub fn service(app: Arc<AppState>) -> impl crate::listener::Service {
         .layer(middleware::from_fn_with_state(app.clone(), request_timeout))
         // Traced outside the timeout, so a 504 is traced like any answer.
         .layer(TraceLayer::new_for_http());
-    // Outermost, the door: a repeated anonymous POST answered from its
-    // stored bytes before routing, tracing, the timeout and decoding, the
-    // steady state of a storefront (`benches/cache_hit.rs`). It takes a body
-    // only when it came whole with the head and within `/graphql`'s limit,
-    // and hands everything else on untouched.
-    door(app, routes)
+    // Outermost, the door: a repeated query answered from its stored bytes
+    // before routing, tracing, the timeout and decoding, the steady state
+    // of a storefront (`benches/cache_hit.rs`). It takes a body only when
+    // it came whole with the head and within `/graphql`'s limit, and hands
+    // everything else on untouched, to the full path's own threads.
+    door(app, routes, lane)
 }
 
 /// `/graphql`'s body limit, which the door holds bodies to as well.
@@ -93,17 +96,23 @@ fn event_body_max(app: &AppState) -> usize {
     app.events.settings().max_body_bytes.bytes() as usize
 }
 
-/// Answers what `graphql::stored` can, and passes the rest to `routes`.
-fn door(app: Arc<AppState>, routes: Router) -> impl crate::listener::Service {
+/// Answers what `graphql::stored` can, and passes the rest to `routes`
+/// on the `lane`.
+fn door(app: Arc<AppState>, routes: Router, lane: Arc<Lane>) -> impl crate::listener::Service {
     tower::service_fn(move |request: Request| {
-        let (app, routes) = (app.clone(), routes.clone());
+        let (app, routes, lane) = (app.clone(), routes.clone(), lane.clone());
         async move {
             Ok::<_, Infallible>(match graphql::stored(&app, request, graphql_body_max) {
                 ControlFlow::Break(answer) => answer,
-                ControlFlow::Continue(request) => match routes.oneshot(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
+                ControlFlow::Continue(request) => {
+                    let routed = async move {
+                        match routes.oneshot(request).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    };
+                    lane.run(routed).await
+                }
             })
         }
     })
