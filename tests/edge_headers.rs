@@ -202,15 +202,18 @@ async fn signed_in_post_error_and_switched_off_answers_are_private() {
     // Signed in.
     let (_, token, _) = support::customer_in(&sim, "wholesale").await;
     let bearer = format!("Bearer {token}");
-    let (status, headers, _) = get(
-        &moat,
-        name,
-        json!({ "sku": sku }),
-        &[("authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(status, 200);
-    private(&headers);
+    // Again and again: once stored for its segment, still private.
+    for _ in 0..3 {
+        let (status, headers, _) = get(
+            &moat,
+            name,
+            json!({ "sku": sku }),
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(status, 200);
+        private(&headers);
+    }
     // POST, even anonymous, even answered from the stored answer.
     for _ in 0..2 {
         let (_, headers, _) = moat.query_as(None, name, json!({ "sku": sku })).await;
@@ -222,4 +225,38 @@ async fn signed_in_post_error_and_switched_off_answers_are_private() {
     private(&headers);
     let (_, headers, _) = get(&moat, "{ product(sku: \"\") { name } }", json!({}), &[]).await;
     private(&headers);
+}
+
+#[tokio::test]
+async fn a_stored_get_answer_keeps_its_headers_and_browsers_still_get_graphiql() {
+    let sim = Sim::start().await;
+    let moat = start(&sim, |_| {}).await;
+    let sku = support::shop::skus_in_stock(&moat, 1).await[0].clone();
+    let (_, first, body) = get(&moat, PAGE, json!({ "sku": sku }), &[]).await;
+    // Served again (from the stored answer, at the door), byte for byte
+    // and with the same validator and keys.
+    for _ in 0..3 {
+        let (status, headers, again) = get(&moat, PAGE, json!({ "sku": sku }), &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(again, body);
+        assert!(header(&headers, "cache-control").starts_with("public"));
+        for name in ["etag", "surrogate-key", "vary"] {
+            assert_eq!(header(&headers, name), header(&first, name), "{name}");
+        }
+    }
+    let etag = header(&first, "etag").to_string();
+    let (status, _, empty) = get(
+        &moat,
+        PAGE,
+        json!({ "sku": sku }),
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!((status, empty.as_str()), (304, ""));
+    // A browser asking for the same URL gets GraphiQL, not the answer.
+    let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
+    let (status, headers, page) = get(&moat, PAGE, json!({ "sku": sku }), &[("accept", browser)]).await;
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").starts_with("text/html"), "{headers:?}");
+    assert!(page.contains("graphiql") || page.contains("GraphiQL"), "{page}");
 }

@@ -361,7 +361,11 @@ async fn keys_follow_the_selection_for_misses_hits_and_stored_answers() {
     // Hits, until the door holds the answer: each the miss's bytes.
     let responses = &moat.state().responses;
     let key = responses
-        .key(ORDERED, moat::cache::Sent::Post(sent.clone().into()))
+        .key(
+            ORDERED,
+            moat::cache::Sent::Post(sent.clone().into()),
+            moat::cache::Audience::Anyone,
+        )
         .expect("a storable query");
     let stored = eventually(Duration::from_secs(5), || async {
         let (_, hit) = post(&moat, &sent).await;

@@ -35,7 +35,11 @@ fn amount(r: &Value) -> &str {
 fn stored_text(moat: &Moat, sku: &str, query: &str) -> Option<String> {
     let responses = &moat.state().responses;
     let sent = serde_json::to_vec(&json!({ "query": query, "variables": { "sku": sku } }));
-    let key = responses.key(query, moat::cache::Sent::Post(sent.unwrap().into()))?;
+    let key = responses.key(
+        query,
+        moat::cache::Sent::Post(sent.unwrap().into()),
+        moat::cache::Audience::Anyone,
+    )?;
     Some(String::from_utf8(responses.get(&key)?.body.to_vec()).unwrap())
 }
 
@@ -184,7 +188,7 @@ async fn a_stored_answer_shows_every_change_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_anonymous_clock_free_answers_without_errors_are_stored() {
+async fn only_clock_free_answers_without_errors_are_stored_and_for_their_audience() {
     let sim = Sim::start().await;
     let moat = Moat::start(config(&sim.url)).await;
     let sku = "SKU-000022";
@@ -204,7 +208,8 @@ async fn only_anonymous_clock_free_answers_without_errors_are_stored() {
         );
     }
     assert!(stored(&moat, sku, with_age).is_none());
-    // A customer's answer is theirs alone.
+    // A customer's answer is never given to anonymous shoppers (it is
+    // stored for their segment: `tests/segment_answers.rs`).
     let token = sim.customers().await[0]["token"]
         .as_str()
         .unwrap()

@@ -40,7 +40,7 @@ pub use hit::{Found, Hit};
 pub use invalidation::Invalidator;
 pub use key::Key;
 pub use l2::L2;
-pub use responses::{Reads, ResponseCache, Sent};
+pub use responses::{Asked, Audience, Reads, ResponseCache, Sent};
 pub use sources::{Shareable, Source, Sources};
 pub use tier::{AnyTier, Target, Tier, Tiers};
 

@@ -1,10 +1,16 @@
-//! Whole responses to anonymous queries, served again without running
-//! GraphQL: the bytes, keyed by the request as sent (a POST's body, a GET's
-//! query string), with the L1 entries the answer was built from. Keyed so,
-//! a repeated request is answered before it is even decoded: an answer is
-//! stored only for bytes that decoded into that very request, and the
-//! same bytes decode the same way. GET and POST are separate key spaces,
-//! so no body is ever taken for a query string.
+//! Whole responses to queries, served again without running GraphQL: the
+//! bytes, keyed by the request as sent (a POST's body, a GET's query
+//! string) and by who may be given them (`Audience`), with the L1 entries
+//! the answer was built from. Keyed so, a repeated request is answered
+//! before it is even decoded: an answer is stored only for bytes that
+//! decoded into that very request, and the same bytes decode the same way.
+//! GET and POST are separate key spaces, so no body is ever taken for a
+//! query string.
+//!
+//! A signed-in shopper's answer is shared with every shopper of the same
+//! price segment, as long as nothing in it depended on who they are: a
+//! field that reads the customer (`viewer`, `order`) spoils the reads, so
+//! such an answer is never stored (`Scope::viewer`).
 //!
 //! A stored response is served only while every one of those entries is
 //! still the very one in L1 and still fresh. So it needs no invalidation of
@@ -65,6 +71,12 @@ impl Reads {
         }
     }
 
+    /// The answer depends on who asked (it read the customer): it is
+    /// never stored, not even for their segment.
+    pub fn spoil(&self) {
+        *self.lock() = None;
+    }
+
     pub(super) fn take(&self) -> Option<Vec<Box<dyn Read>>> {
         self.lock().take()
     }
@@ -94,6 +106,30 @@ pub enum Sent {
     Post(Bytes),
 }
 
+/// Who a stored answer may be given to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// Anonymous shoppers (no `Authorization`).
+    Anyone,
+    /// Signed-in shoppers priced in this segment.
+    Segment(Arc<str>),
+}
+
+/// A stored answer's key: the request as sent, and who asked.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Asked {
+    sent: Sent,
+    audience: Audience,
+}
+
+impl Asked {
+    /// The key of a request whose answer may be stored (`ResponseCache::key`
+    /// checks that first; a lookup may use this directly).
+    pub fn new(sent: Sent, audience: Audience) -> Asked {
+        Asked { sent, audience }
+    }
+}
+
 impl Sent {
     fn bytes(&self) -> &Bytes {
         match self {
@@ -106,7 +142,7 @@ impl Sent {
 const READ_WEIGHT: usize = 96;
 
 pub struct ResponseCache {
-    entries: Option<moka::sync::Cache<Sent, Arc<Stored>>>,
+    entries: Option<moka::sync::Cache<Asked, Arc<Stored>>>,
     hits: Counter,
     misses: Counter,
 }
@@ -121,8 +157,13 @@ impl ResponseCache {
             entries: max_bytes.map(|max| {
                 moka::sync::Cache::builder()
                     .max_capacity(max)
-                    .weigher(|key: &Sent, stored: &Arc<Stored>| {
-                        let bytes = key.bytes().len()
+                    .weigher(|key: &Asked, stored: &Arc<Stored>| {
+                        let segment = match &key.audience {
+                            Audience::Anyone => 0,
+                            Audience::Segment(s) => s.len(),
+                        };
+                        let bytes = key.sent.bytes().len()
+                            + segment
                             + stored.body.len()
                             + stored.reads.len() * READ_WEIGHT
                             + size_of::<Bytes>()
@@ -139,22 +180,21 @@ impl ResponseCache {
         self.entries.is_some()
     }
 
-    /// The key of a request whose answer may be stored: anonymous (the
-    /// caller's check), and not asking for anything that changes with the
-    /// clock (a superset check on the decoded text: a mere mention only
-    /// costs the shortcut).
-    pub fn key(&self, query: &str, sent: Sent) -> Option<Sent> {
+    /// The key of a request whose answer may be stored for `audience`: not
+    /// asking for anything that changes with the clock (a superset check
+    /// on the decoded text: a mere mention only costs the shortcut).
+    pub fn key(&self, query: &str, sent: Sent, audience: Audience) -> Option<Asked> {
         if self.entries.is_none() || CLOCK_FIELDS.iter().any(|f| query.contains(f)) {
             return None;
         }
-        Some(sent)
+        Some(Asked { sent, audience })
     }
 
     /// The stored answer, if every entry it was built from is still the
     /// one in L1 and fresh (counted as a hit); else it is dropped. The
     /// caller counts a miss with `missed`, once it knows the request was
     /// one that could have been stored.
-    pub fn get(&self, key: &Sent) -> Option<Answer> {
+    pub fn get(&self, key: &Asked) -> Option<Answer> {
         let entries = self.entries.as_ref()?;
         let stored = entries.get(key)?;
         let now = Timestamp::now();
@@ -176,7 +216,7 @@ impl ResponseCache {
 
     /// Stores an answer built from `reads`, unless something spoiled them,
     /// with what HTTP caches are told of it.
-    pub fn put(&self, key: Sent, body: Bytes, reads: &Reads, shareable: Option<Arc<Shareable>>) {
+    pub fn put(&self, key: Asked, body: Bytes, reads: &Reads, shareable: Option<Arc<Shareable>>) {
         let (Some(entries), Some(reads)) = (&self.entries, reads.take()) else {
             return;
         };
@@ -184,10 +224,11 @@ impl ResponseCache {
         // often a slice of a connection's read buffer (kilobytes, kept
         // alive for as long as the slice is), the body a grown Vec.
         let own = |b: &Bytes| Bytes::copy_from_slice(b);
-        let key = match &key {
+        let sent = match &key.sent {
             Sent::Get(b) => Sent::Get(own(b)),
             Sent::Post(b) => Sent::Post(own(b)),
         };
+        let key = Asked { sent, ..key };
         let body = own(&body);
         entries.insert(
             key,
@@ -226,7 +267,7 @@ mod tests {
     #[test]
     fn an_answer_is_served_while_what_it_read_holds() {
         let cache = ResponseCache::new(Some(1 << 20));
-        let key = cache.key("{ a }", sent("{ a }")).unwrap();
+        let key = cache.key("{ a }", sent("{ a }"), Audience::Anyone).unwrap();
         let valid = Arc::new(AtomicBool::new(true));
         let reads = Reads::recording();
         reads.record(Some(Box::new(Flag(valid.clone()))));
@@ -250,7 +291,7 @@ mod tests {
         let spoiled = Reads::recording();
         spoiled.record(None);
         spoiled.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
-        let key = cache.key("{ b }", sent("{ b }")).unwrap();
+        let key = cache.key("{ b }", sent("{ b }"), Audience::Anyone).unwrap();
         cache.put(key.clone(), Bytes::from_static(b"x"), &spoiled, None);
         assert!(cache.get(&key).is_none());
         cache.put(
@@ -261,12 +302,12 @@ mod tests {
         );
         assert!(cache.get(&key).is_none());
         let clock = "{ p { freshness { stale } } }";
-        assert!(cache.key(clock, sent(clock)).is_none());
+        assert!(cache.key(clock, sent(clock), Audience::Anyone).is_none());
         let token = "{ p { priceToken } }";
-        assert!(cache.key(token, sent(token)).is_none());
+        assert!(cache.key(token, sent(token), Audience::Anyone).is_none());
         assert!(
             ResponseCache::new(None)
-                .key("{ b }", sent("{ b }"))
+                .key("{ b }", sent("{ b }"), Audience::Anyone)
                 .is_none()
         );
     }
@@ -281,11 +322,37 @@ mod tests {
     fn a_body_is_never_taken_for_a_query_string() {
         let cache = ResponseCache::new(Some(1 << 20));
         let text = Bytes::from_static(b"query=%7B%20a%20%7D");
-        let key = cache.key("{ a }", Sent::Get(text.clone())).unwrap();
+        let key = cache
+            .key("{ a }", Sent::Get(text.clone()), Audience::Anyone)
+            .unwrap();
         let reads = Reads::recording();
         reads.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
         cache.put(key, Bytes::from_static(b"{\"data\":1}"), &reads, None);
-        assert!(cache.get(&Sent::Get(text.clone())).is_some());
-        assert!(cache.get(&Sent::Post(text)).is_none());
+        let anyone = |sent| Asked::new(sent, Audience::Anyone);
+        assert!(cache.get(&anyone(Sent::Get(text.clone()))).is_some());
+        assert!(cache.get(&anyone(Sent::Post(text))).is_none());
+    }
+
+    #[test]
+    fn an_answer_is_given_only_to_its_audience() {
+        let cache = ResponseCache::new(Some(1 << 20));
+        let vip = Audience::Segment(Arc::from("vip"));
+        let key = cache.key("{ a }", sent("{ a }"), vip.clone()).unwrap();
+        let reads = Reads::recording();
+        reads.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
+        cache.put(key, Bytes::from_static(b"{\"data\":1}"), &reads, None);
+        assert!(cache.get(&Asked::new(sent("{ a }"), vip)).is_some());
+        for other in [Audience::Anyone, Audience::Segment(Arc::from("default"))] {
+            assert!(cache.get(&Asked::new(sent("{ a }"), other)).is_none());
+        }
+        // An answer that read the customer is stored for no one.
+        let personal = Reads::recording();
+        personal.record(Some(Box::new(Flag(Arc::new(AtomicBool::new(true))))));
+        personal.spoil();
+        let key = cache
+            .key("{ b }", sent("{ b }"), Audience::Segment(Arc::from("vip")))
+            .unwrap();
+        cache.put(key.clone(), Bytes::from_static(b"x"), &personal, None);
+        assert!(cache.get(&key).is_none());
     }
 }

@@ -352,6 +352,22 @@ impl Customers {
         }
     }
 
+    /// The price segment of a token's customer when this replica can tell
+    /// it at once, as `sign_in` would, with no call and no wait: an opaque
+    /// token, or a JWT verified lately, whose customer L1 holds. `None`
+    /// sends the request the full way (`sign_in`).
+    pub fn cached_segment(&self, token: &str) -> Option<Arc<str>> {
+        let tokens = self.tokens.load();
+        let key = match &tokens.jwt {
+            _ if token.len() > tokens.max_bytes => return None,
+            Some(verifier) => TokenKey::subject(&verifier.verified(token)?, self.data.as_deref()),
+            None if token.len() > OPAQUE_MAX_BYTES => return None,
+            None => TokenKey::new(token, self.data.as_deref()),
+        };
+        let hit = self.by_token.get_cached(&key)?;
+        hit.value().map(|customer| Arc::from(customer.segment.as_str()))
+    }
+
     /// A JWT is verified before anything else: one that fails costs no
     /// CRM call. A good one is the customer its `sub` names, read from the
     /// CRM by id once and cached under the subject, so no limit on unknown

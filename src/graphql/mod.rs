@@ -152,8 +152,9 @@ pub fn sdl() -> String {
 /// that batch its cache reads.
 pub struct Scope {
     pub catalog: Arc<Catalog>,
-    /// Who is asking (resolved by `http` before the request runs).
-    pub viewer: Viewer,
+    /// Who is asking (resolved by `http` before the request runs); read
+    /// through `viewer()`.
+    viewer: Viewer,
     /// The price segment of the shopper, or why it is unknown (the CRM
     /// could not say who a token belongs to): then every price fails
     /// rather than showing a signed-in shopper anonymous prices.
@@ -210,10 +211,13 @@ impl Scope {
         deadline: Duration,
     ) -> Scope {
         let deadline = Instant::now() + deadline;
-        // Only an anonymous answer is the same for everyone who asks.
+        // An anonymous answer is the same for everyone who asks, and HTTP
+        // caches may share it; a customer's is the same for their segment
+        // until a field reads who they are (`viewer`), and stays private.
         let (reads, sources) = match viewer {
             Viewer::Anonymous => (Reads::recording(), Sources::recording()),
-            _ => (Reads::ignored(), Sources::ignored()),
+            Viewer::Customer(_) => (Reads::recording(), Sources::ignored()),
+            Viewer::Unresolved(_) => (Reads::ignored(), Sources::ignored()),
         };
         let (reads, sources) = (Arc::new(reads), Arc::new(sources));
         Scope {
@@ -279,6 +283,16 @@ impl Scope {
             tier.note(&key, hit, &self.sources);
         }
         found
+    }
+
+    /// Who is asking. A customer's answer then depends on who they are,
+    /// not only on their segment: it is stored for no one. (Anonymous is
+    /// the same for everyone.)
+    pub fn viewer(&self) -> &Viewer {
+        if !matches!(self.viewer, Viewer::Anonymous) {
+            self.reads.spoil();
+        }
+        &self.viewer
     }
 
     /// The segment prices are read in, or why it is unknown.
@@ -352,7 +366,7 @@ impl Query {
     /// The signed-in customer (`Authorization: Bearer <customer token>`);
     /// null when anonymous.
     async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<Customer>> {
-        match &ctx.data::<Scope>()?.viewer {
+        match ctx.data::<Scope>()?.viewer() {
             Viewer::Anonymous => Ok(None),
             Viewer::Customer(c) => Ok(Some(Customer(c.clone()))),
             Viewer::Unresolved(e) => Err(e.clone().into()),
@@ -364,7 +378,7 @@ impl Query {
     /// without an error when there is no such order.
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
         let scope = ctx.data::<Scope>()?;
-        let customer = match &scope.viewer {
+        let customer = match scope.viewer() {
             Viewer::Customer(c) => c,
             Viewer::Anonymous => {
                 return Err(Error::new(

@@ -39,7 +39,8 @@ use tracing::Instrument;
 
 use super::client_addr::ClientAddr;
 use super::reply::{self, Media, problem, reply};
-use crate::cache::Sent;
+use crate::cache::responses::Answer;
+use crate::cache::{Asked, Audience, Sent};
 use crate::customers::Viewer;
 use crate::domain::Timestamp;
 use crate::edge;
@@ -127,56 +128,95 @@ pub async fn get(
     .await
 }
 
-/// A repeated anonymous `POST /graphql`, answered from the response cache
-/// before routing, the inbound layers and decoding: the steady state of a
-/// storefront, the same few queries over and over. Anything else goes on
-/// to the router, untouched but for a body read here (which it gets back);
-/// so do requests this shortcut leaves to the full path: traced ones (their
-/// spans), limited clients (their counts), and a body that did not arrive
-/// whole with the head.
+/// A repeated `/graphql` query answered from the response cache before
+/// routing, the inbound layers and decoding: the steady state of a
+/// storefront, the same few queries over and over, as a POST body or a GET
+/// query string (plain or persisted), anonymous or by a shopper whose
+/// segment is known at once (`Customers::cached_segment`). Anything else
+/// goes on to the router, untouched but for a body read here (which it
+/// gets back); so do requests this shortcut leaves to the full path:
+/// traced ones (their spans), limited clients (their counts), a token not
+/// known yet, and a body that did not arrive whole with the head.
 pub fn stored(
     app: &AppState,
     request: Request,
     body_max: fn(&AppState) -> usize,
 ) -> ControlFlow<Response, Request> {
     let started = Instant::now();
-    let headers = request.headers();
-    if request.method() != Method::POST
-        || request.uri().path() != "/graphql"
+    if request.uri().path() != "/graphql"
         || !app.responses.enabled()
         || traces::on()
         || app.client_limits.enabled()
-        || headers.contains_key(header::AUTHORIZATION)
-        || !is_json(headers)
     {
         return Continue(request);
     }
-    let Some(media) = negotiate(headers, false) else {
-        return Continue(request);
+    let audience = match request.headers().get(header::AUTHORIZATION) {
+        None => Audience::Anyone,
+        Some(value) => {
+            let token = value.to_str().ok().and_then(bearer_token);
+            match token.and_then(|t| app.customers.cached_segment(t)) {
+                Some(segment) => Audience::Segment(segment),
+                None => return Continue(request),
+            }
+        }
     };
-    let limit = body_max(app);
-    let (mut parts, mut body) = request.into_parts();
-    let sent = match body.frame().now_or_never() {
+    let (request, media, sent) = match *request.method() {
+        Method::GET => {
+            let graphiql = app.config().server.graphiql;
+            match negotiate(request.headers(), graphiql) {
+                Some(media) if media != Media::Html => {
+                    let query = request.uri().query().unwrap_or("").as_bytes();
+                    let sent = Sent::Get(Bytes::copy_from_slice(query));
+                    (request, media, sent)
+                }
+                _ => return Continue(request),
+            }
+        }
+        Method::POST if is_json(request.headers()) => {
+            let Some(media) = negotiate(request.headers(), false) else {
+                return Continue(request);
+            };
+            match whole_body(request, body_max(app)) {
+                Ok((request, body)) => (request, media, Sent::Post(body)),
+                Err(request) => return Continue(request),
+            }
+        }
+        _ => return Continue(request),
+    };
+    let asked = Asked::new(sent, audience);
+    if let Some(answer) = app.responses.get(&asked) {
+        telemetry::graphql_request(started.elapsed(), true);
+        return Break(match &answer.shareable {
+            Some(shareable) => reply::shared(media, request.headers(), answer.body, shareable),
+            None => reply(media, StatusCode::OK, answer.body),
+        });
+    }
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(LookedUp);
+    Continue(Request::from_parts(parts, body))
+}
+
+/// A POST's body when it came whole with the head and within `limit`, and
+/// the request with it put back; else the request to pass on as it came
+/// (a longer body with its first part in front of the rest).
+fn whole_body(request: Request, limit: usize) -> Result<(Request, Bytes), Request> {
+    let (parts, mut body) = request.into_parts();
+    let data = match body.frame().now_or_never() {
         Some(Some(Ok(frame))) => match frame.into_data() {
             Ok(data) if body.is_end_stream() && data.len() <= limit => data,
             // Part of a longer body: hand it on in front of the rest.
             Ok(data) => {
                 let first = futures_util::stream::once(async move { Ok(data) });
                 let body = Body::from_stream(first.chain(body.into_data_stream()));
-                return Continue(Request::from_parts(parts, body));
+                return Err(Request::from_parts(parts, body));
             }
-            Err(_) => return Continue(Request::from_parts(parts, body)),
+            Err(_) => return Err(Request::from_parts(parts, body)),
         },
         // Not here yet, or empty: the full path reads (or refuses) it.
-        None | Some(None) => return Continue(Request::from_parts(parts, body)),
-        Some(Some(Err(_))) => return Continue(Request::from_parts(parts, Body::empty())),
+        None | Some(None) => return Err(Request::from_parts(parts, body)),
+        Some(Some(Err(_))) => return Err(Request::from_parts(parts, Body::empty())),
     };
-    if let Some(answer) = app.responses.get(&Sent::Post(sent.clone())) {
-        telemetry::graphql_request(started.elapsed(), true);
-        return Break(reply(media, StatusCode::OK, answer.body));
-    }
-    parts.extensions.insert(LookedUp);
-    Continue(Request::from_parts(parts, Body::from(sent)))
+    Ok((Request::from_parts(parts, Body::from(data.clone())), data))
 }
 
 /// Marks a request `stored` looked up in vain, so it is not looked up again.
@@ -355,19 +395,21 @@ async fn run(
         Ok(r) => r,
         Err(e) => return problem(media, &e),
     };
-    // An anonymous query answered before, from entries L1 still holds.
-    let stored = stored_key(app, headers, &request, sent.sent);
-    if let Some(key) = &stored {
-        if !sent.looked_up
-            && let Some(answer) = app.responses.get(key)
-        {
+    // An anonymous query answered before, from entries L1 still holds (a
+    // customer's is looked up once the token says their segment).
+    let anonymous = !headers.contains_key(header::AUTHORIZATION);
+    let mut stored = None;
+    if anonymous {
+        stored = app
+            .responses
+            .key(&request.query, sent.sent.clone(), Audience::Anyone);
+        if let Some(answer) = look_up(app, stored.as_ref(), sent.looked_up) {
             telemetry::graphql_request(started.elapsed(), true);
             return match &answer.shareable {
                 Some(shareable) => reply::shared(media, headers, answer.body, shareable),
                 None => reply(media, StatusCode::OK, answer.body),
             };
         }
-        app.responses.missed();
     }
     let prepared = match app.documents.prepare(&mut request) {
         Ok(p) => p,
@@ -423,6 +465,17 @@ async fn run(
         Ok(viewer) => viewer,
         Err(e) => return unauthenticated(media, &e),
     };
+    // A customer's query answered before for their segment.
+    if let Viewer::Customer(customer) = &viewer
+        && !prepared.is_mutation
+    {
+        let segment = Audience::Segment(Arc::from(customer.segment.as_str()));
+        stored = app.responses.key(&request.query, sent.sent, segment);
+        if let Some(answer) = look_up(app, stored.as_ref(), sent.looked_up) {
+            telemetry::graphql_request(started.elapsed(), true);
+            return reply(media, StatusCode::OK, answer.body);
+        }
+    }
     let scope = Scope::for_viewer(
         app.catalog.clone(),
         &app.customers,
@@ -478,17 +531,15 @@ async fn run(
     }
 }
 
-/// The response cache's key for an anonymous request, when it has one.
-fn stored_key(
-    app: &AppState,
-    headers: &HeaderMap,
-    request: &async_graphql::Request,
-    sent: Sent,
-) -> Option<Sent> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return None;
+/// The stored answer for `key` (a request whose answer may be stored),
+/// unless the door already looked; a miss is counted.
+fn look_up(app: &AppState, key: Option<&Asked>, looked_up: bool) -> Option<Answer> {
+    let key = key?;
+    if !looked_up && let Some(answer) = app.responses.get(key) {
+        return Some(answer);
     }
-    app.responses.key(&request.query, sent)
+    app.responses.missed();
+    None
 }
 
 /// Who is asking: anonymous without `Authorization`, a customer for a
@@ -577,6 +628,12 @@ fn negotiate(headers: &HeaderMap, html_allowed: bool) -> Option<Media> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Some(Media::Json);
     };
+    // What clients send most, settled without parsing.
+    match accept {
+        JSON => return Some(Media::Json),
+        GRAPHQL_RESPONSE => return Some(Media::GraphqlResponse),
+        _ => {}
+    }
     let ranges: Vec<(String, f32)> = accept
         .split(',')
         .filter_map(|part| {
