@@ -255,8 +255,15 @@ async fn a_stored_get_answer_keeps_its_headers_and_browsers_still_get_graphiql()
     assert_eq!((status, empty.as_str()), (304, ""));
     // A browser asking for the same URL gets GraphiQL, not the answer.
     let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
-    let (status, headers, page) = get(&moat, PAGE, json!({ "sku": sku }), &[("accept", browser)]).await;
+    let (status, headers, page) =
+        get(&moat, PAGE, json!({ "sku": sku }), &[("accept", browser)]).await;
     assert_eq!(status, 200);
-    assert!(header(&headers, "content-type").starts_with("text/html"), "{headers:?}");
-    assert!(page.contains("graphiql") || page.contains("GraphiQL"), "{page}");
+    assert!(
+        header(&headers, "content-type").starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(
+        page.contains("graphiql") || page.contains("GraphiQL"),
+        "{page}"
+    );
 }

@@ -99,18 +99,29 @@ async fn a_segments_answer_is_shared_within_it_and_nothing_personal_is() {
     // Another vip shopper (whose token the gateway learns first) is
     // served those very bytes from the store, with no CRM call once known.
     post(&moat, Some(&second), "{ __typename }", sku).await;
-    let (hits, crm) = (served_stored(&moat).await, sim.requests("crm.customers").await);
+    let (hits, crm) = (
+        served_stored(&moat).await,
+        sim.requests("crm.customers").await,
+    );
     let (status, served) = post(&moat, Some(&second), PAGE, sku).await;
     assert_eq!(status, 200, "{served}");
     assert_eq!(served, theirs);
     assert_eq!(served_stored(&moat).await, hits + 1.0, "served stored");
-    assert_eq!(sim.requests("crm.customers").await, crm, "no CRM call on a hit");
+    assert_eq!(
+        sim.requests("crm.customers").await,
+        crm,
+        "no CRM call on a hit"
+    );
 
     // Another segment, and anonymous shoppers, get their own prices.
     let before = served_stored(&moat).await;
     let (_, other) = post(&moat, Some(&wholesale), PAGE, sku).await;
     let (_, anonymous) = post(&moat, None, PAGE, sku).await;
-    assert_eq!(served_stored(&moat).await, before, "neither was the vip answer");
+    assert_eq!(
+        served_stored(&moat).await,
+        before,
+        "neither was the vip answer"
+    );
     let (vip, whole, default) = (amount(&theirs), amount(&other), amount(&anonymous));
     assert_ne!(vip, whole, "wholesale is priced apart");
     assert_ne!(vip, default, "anonymous shoppers see default prices");
@@ -120,15 +131,22 @@ async fn a_segments_answer_is_shared_within_it_and_nothing_personal_is() {
     })
     .await;
     assert!(held, "the wholesale answer is stored for wholesale");
-    assert_eq!(stored(&moat, PAGE, sku, "wholesale").map(|a| amount(&a)), Some(whole));
-    assert_eq!(stored(&moat, PAGE, sku, "vip").map(|a| amount(&a)), Some(vip));
+    assert_eq!(
+        stored(&moat, PAGE, sku, "wholesale").map(|a| amount(&a)),
+        Some(whole)
+    );
+    assert_eq!(
+        stored(&moat, PAGE, sku, "vip").map(|a| amount(&a)),
+        Some(vip)
+    );
 
     // An answer that reads who is asking is never stored: each shopper
     // sees themselves, however often they ask.
     for _ in 0..3 {
         let (_, me) = post(&moat, Some(&first), PERSONAL, sku).await;
         let (_, them) = post(&moat, Some(&second), PERSONAL, sku).await;
-        let id = |a: &str| serde_json::from_str::<Value>(a).unwrap()["data"]["viewer"]["id"].clone();
+        let id =
+            |a: &str| serde_json::from_str::<Value>(a).unwrap()["data"]["viewer"]["id"].clone();
         assert_eq!(id(&me), vips[0]["id"], "{me}");
         assert_eq!(id(&them), vips[1]["id"], "{them}");
     }
@@ -148,7 +166,9 @@ async fn a_segments_answer_is_shared_within_it_and_nothing_personal_is() {
         let path = task.unwrap().path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         if comm.trim() == "moat-full-path" {
-            lane.push(nice_of(&std::fs::read_to_string(path.join("stat")).unwrap()));
+            lane.push(nice_of(
+                &std::fs::read_to_string(path.join("stat")).unwrap(),
+            ));
         }
     }
     assert!(!lane.is_empty(), "the full path has threads of its own");

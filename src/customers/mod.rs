@@ -365,7 +365,8 @@ impl Customers {
             None => TokenKey::new(token, self.data.as_deref()),
         };
         let hit = self.by_token.get_cached(&key)?;
-        hit.value().map(|customer| Arc::from(customer.segment.as_str()))
+        hit.value()
+            .map(|customer| Arc::from(customer.segment.as_str()))
     }
 
     /// A JWT is verified before anything else: one that fails costs no

@@ -177,8 +177,8 @@ pub fn stored(
                 return Continue(request);
             };
             match whole_body(request, body_max(app)) {
-                Ok((request, body)) => (request, media, Sent::Post(body)),
-                Err(request) => return Continue(request),
+                (request, Some(body)) => (request, media, Sent::Post(body)),
+                (request, None) => return Continue(request),
             }
         }
         _ => return Continue(request),
@@ -196,10 +196,10 @@ pub fn stored(
     Continue(Request::from_parts(parts, body))
 }
 
-/// A POST's body when it came whole with the head and within `limit`, and
-/// the request with it put back; else the request to pass on as it came
-/// (a longer body with its first part in front of the rest).
-fn whole_body(request: Request, limit: usize) -> Result<(Request, Bytes), Request> {
+/// The request with its body put back, and that body when it came whole
+/// with the head and within `limit`; else the request as it came (a longer
+/// body with its first part in front of the rest).
+fn whole_body(request: Request, limit: usize) -> (Request, Option<Bytes>) {
     let (parts, mut body) = request.into_parts();
     let data = match body.frame().now_or_never() {
         Some(Some(Ok(frame))) => match frame.into_data() {
@@ -208,15 +208,18 @@ fn whole_body(request: Request, limit: usize) -> Result<(Request, Bytes), Reques
             Ok(data) => {
                 let first = futures_util::stream::once(async move { Ok(data) });
                 let body = Body::from_stream(first.chain(body.into_data_stream()));
-                return Err(Request::from_parts(parts, body));
+                return (Request::from_parts(parts, body), None);
             }
-            Err(_) => return Err(Request::from_parts(parts, body)),
+            Err(_) => return (Request::from_parts(parts, body), None),
         },
         // Not here yet, or empty: the full path reads (or refuses) it.
-        None | Some(None) => return Err(Request::from_parts(parts, body)),
-        Some(Some(Err(_))) => return Err(Request::from_parts(parts, Body::empty())),
+        None | Some(None) => return (Request::from_parts(parts, body), None),
+        Some(Some(Err(_))) => return (Request::from_parts(parts, Body::empty()), None),
     };
-    Ok((Request::from_parts(parts, Body::from(data.clone())), data))
+    (
+        Request::from_parts(parts, Body::from(data.clone())),
+        Some(data),
+    )
 }
 
 /// Marks a request `stored` looked up in vain, so it is not looked up again.
