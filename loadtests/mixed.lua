@@ -5,7 +5,9 @@
 --   hot   uniformly among the MIX_HOT most popular (warm by then), at a
 --         set pace with MIX_DELAY_MS;
 --   cold  products never asked before: each thread walks down its own
---         stripe from the end of the catalog, so every request is a miss;
+--         stripe from the end of the catalog (or from MIX_COLD_FROM, so a
+--         second storm starts below where the first one stopped), so every
+--         request is a miss;
 --   sweep every product in turn, from the end of the catalog down (then
 --         round again): the whole catalog into L1.
 -- The query is browse.lua's; `loadtests/run mixed-browse` sets the rest.
@@ -17,6 +19,7 @@ local mode = os.getenv("MIX_MODE") or "zipf"
 local products = tonumber(os.getenv("MIX_PRODUCTS") or "100000")
 local hot = tonumber(os.getenv("MIX_HOT") or "200")
 local s = tonumber(os.getenv("MIX_ZIPF_S") or "1.0")
+local cold_from = tonumber(os.getenv("MIX_COLD_FROM") or products)
 
 local threads = 0
 function setup(thread)
@@ -42,7 +45,7 @@ function init(args)
   end
   -- cold: 64 stripes of the catalog's second half, walked from the top
   -- down; sweep: one walk over it all (run it with one thread).
-  next_cold = products - (stripe or 0) * math.floor(products / 128)
+  next_cold = cold_from - (stripe or 0) * math.floor(products / 128)
 end
 
 local function zipf_rank()
