@@ -15,6 +15,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "process_cpu.rs"]
+mod process_cpu;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -191,21 +194,7 @@ fn count(stats: &Value) -> u64 {
 
 /// User + system CPU time of process `pid`, in milliseconds.
 fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
-        .split(' ')
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks * 1000.0 / clock_ticks() as f64
-}
-
-fn clock_ticks() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
+    process_cpu::cpu_seconds(pid) * 1000.0
 }
 
 /// Stops the gateway when the setup ends, however it ends.

@@ -23,6 +23,9 @@
 //! `cargo build --release --bin moat --example cold_page &&
 //! target/release/examples/cold_page`
 
+#[path = "process_cpu.rs"]
+mod process_cpu;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -255,22 +258,7 @@ fn moat_binary() -> std::path::PathBuf {
 
 /// User + system CPU time of process `pid`, in microseconds.
 fn cpu_us(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
-        .split(' ')
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks * 1_000_000.0 / clock_ticks() as f64
-}
-
-fn clock_ticks() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
+    process_cpu::cpu_seconds(pid) * 1_000_000.0
 }
 
 fn has_taskset() -> bool {

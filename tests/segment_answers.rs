@@ -46,17 +46,8 @@ async fn post(moat: &Moat, token: Option<&str>, query: &str, sku: &str) -> (u16,
 
 /// Stored answers served, from the process's metrics.
 async fn served_stored(moat: &Moat) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", moat.admin_url))
+    moat.metric(r#"moat_cache_requests_total{entity="query",tier="response",result="hit"}"#)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with("moat_cache_requests_total{"))
-        .filter(|l| l.contains("tier=\"response\"") && l.contains("result=\"hit\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn amount(answer: &str) -> String {
