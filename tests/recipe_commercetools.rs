@@ -285,7 +285,14 @@ async fn akeneo_and_commercetools_serve_what_protocol_v1_serves_and_take_their_e
         "the drift is an exception for its owner: {exceptions}"
     );
 
-    // A malformed answer: its broken resource fails its own sku only.
+    // A malformed answer: its broken resource fails its own sku only. The
+    // products are read first, so the three prices are asked in one call
+    // (products landing in L1 at different moments would split it).
+    let names: String = (21..=23)
+        .map(|i| format!(r#"p{i}: product(sku: "SKU-{i:06}") {{ name }} "#))
+        .collect();
+    let named = rest.query(&format!("{{ {names} }}"), json!({})).await;
+    assert!(named.get("errors").is_none(), "{named}");
     ct.fault("erp", json!({ "malformed_rate": 1.0 })).await;
     let aliases: String = (21..=23)
         .map(|i| {
