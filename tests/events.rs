@@ -139,6 +139,24 @@ async fn duplicates_and_older_versions_change_nothing() {
         "{outcomes:?}"
     );
 
+    // Two deliveries at once while the refetch is slow: the later one
+    // waits for the first and answers as a duplicate, not with a 503 its
+    // sender would have to retry.
+    let other = "SKU-000016";
+    sim.set_price(other, json!({ "amount": "16.16", "segment": "default" }))
+        .await;
+    let (_, changed) = upstream_price(&sim, other).await;
+    sim.fault("erp", json!({ "latency_ms": 300 })).await;
+    let copy = thin_price_event("dup-2", other, changed);
+    let (first, second) = tokio::join!(send(&a, "erp", &copy), send(&b, "erp", &copy));
+    sim.fault("erp", json!({ "latency_ms": 0 })).await;
+    let mut outcomes = [first, second].map(|(status, r)| {
+        assert_eq!(status, 200, "{r}");
+        r["outcome"].as_str().unwrap().to_string()
+    });
+    outcomes.sort();
+    assert_eq!(outcomes, ["applied", "duplicate"]);
+
     // Version 9, then 7: the older one is ignored.
     let (_, r) = send(&a, "erp", &price_event("v9", sku, 9_00, version + 9)).await;
     assert_eq!(r["outcome"], "applied", "{r}");

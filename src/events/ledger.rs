@@ -37,6 +37,12 @@ pub enum Claim {
 /// How long a claim lasts if its holder dies before settling it.
 const CLAIM: Duration = Duration::from_secs(30);
 
+/// How long a delivery waits for another delivery of the same event to
+/// finish, and how often it looks: long enough for a refetch, well under
+/// the 5 s Akeneo allows for a reply.
+const PATIENCE: Duration = Duration::from_secs(2);
+const LOOK_AGAIN: Duration = Duration::from_millis(25);
+
 /// Lua that compares versions exactly. Redis scripts read numbers as
 /// doubles, which stop being exact past 2^53 (there `2^53+1 > 2^53` is
 /// false), so versions are compared as the decimal text Moat writes: by
@@ -141,7 +147,7 @@ impl Ledger {
     }
 
     /// Claims event `id` of `source` for handling.
-    pub async fn claim(&self, source: &str, id: &str) -> Claim {
+    async fn claim(&self, source: &str, id: &str) -> Claim {
         let key = format!("{source}:{id}");
         if let Some(redis) = &self.redis {
             let redis_key = redis.key(&["event", source, id]);
@@ -173,6 +179,23 @@ impl Ledger {
             }
         }
         self.claim_here(key, Claim::New)
+    }
+
+    /// Claims `id`, waiting while another delivery of it is handled: a
+    /// copy that arrives mid-apply answers as a duplicate once that one
+    /// settles (or takes over if it gives the claim back), rather than a
+    /// 503 its sender must retry; Akeneo retries only after 5 minutes and
+    /// counts the failure against the subscription. [`Claim::Busy`] only
+    /// when the other delivery takes longer than [`PATIENCE`].
+    pub async fn claim_patiently(&self, source: &str, id: &str) -> Claim {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let claim = self.claim(source, id).await;
+            if claim != Claim::Busy || tokio::time::Instant::now() >= deadline {
+                return claim;
+            }
+            tokio::time::sleep(LOOK_AGAIN).await;
+        }
     }
 
     /// Claims in this replica's memory: `new` if it has not seen the id.

@@ -261,11 +261,11 @@ impl Events {
             outcome,
             reason,
         };
-        match self.ledger.claim(source, &event.id).await {
+        match self.ledger.claim_patiently(source, &event.id).await {
             Claim::Done => return Ok(receipt(Outcome::Duplicate, None)),
             Claim::Busy => {
                 return Err(Error::unavailable(
-                    "this event is being applied by another delivery; retry shortly",
+                    "this event is still being applied by another delivery; retry shortly",
                 ));
             }
             // A thin event only marks and refetches the owner's truth,
