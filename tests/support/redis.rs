@@ -14,6 +14,8 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// A Sentinel: started from a config file of its own.
     sentinel: Option<String>,
+    /// Why the last start failed.
+    failure: String,
 }
 
 fn temp_dir(what: &str) -> PathBuf {
@@ -38,6 +40,7 @@ impl RedisServer {
         cluster_bus: &[()],
         extra: impl Fn(u16) -> Vec<String>,
     ) -> RedisServer {
+        let mut failure = String::new();
         for _ in 0..50 {
             let port = super::free_port();
             if !cluster_bus.is_empty()
@@ -52,12 +55,14 @@ impl RedisServer {
                 child: None,
                 extra: extra(port),
                 sentinel: None,
+                failure: String::new(),
             };
             if server.spawn() {
                 return server;
             }
+            failure = std::mem::take(&mut server.failure);
         }
-        panic!("could not start redis-server (is it on PATH?)");
+        panic!("could not start redis-server (is it on PATH?); the last try: {failure}");
     }
 
     /// `host:port`.
@@ -114,6 +119,9 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
+        // A failed try before this one, dropped, took the shared directory
+        // with it.
+        let _ = std::fs::create_dir_all(&self.dir);
         let mut command = Command::new("redis-server");
         if let Some(conf) = &self.sentinel {
             let file = self.dir.join(format!("sentinel-{}.conf", self.port));
@@ -136,14 +144,28 @@ impl RedisServer {
                 ])
                 .args(&self.extra);
         }
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-        let Ok(mut child) = child else {
-            return false;
+        // Its log, kept for the panic message should it never start.
+        let log = self.dir.join(format!("redis-{}.log", self.port));
+        let out = std::fs::File::create(&log).map(Stdio::from);
+        let child = command
+            .stdout(out.unwrap_or_else(|_| Stdio::null()))
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                self.failure = format!("cannot run redis-server: {e}");
+                return false;
+            }
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return false; // exited early: port taken, say
+            if let Ok(Some(status)) = child.try_wait() {
+                // Exited early: port taken, say.
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let last = said.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                self.failure = format!("redis-server exited ({status}): {last}");
+                return false;
             }
             if ping(self.port) {
                 self.child = Some(child);
@@ -153,6 +175,7 @@ impl RedisServer {
         }
         let _ = child.kill();
         let _ = child.wait();
+        self.failure = "redis-server did not answer PING within 5 s".into();
         false
     }
 }
@@ -360,6 +383,7 @@ impl RedisSentinels {
                         child: None,
                         extra: Vec::new(),
                         sentinel: Some(conf.clone()),
+                        failure: String::new(),
                     };
                     if s.spawn() {
                         return s;
