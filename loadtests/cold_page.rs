@@ -16,7 +16,9 @@
 //!
 //! CPU is the serve process's user + system time (`/proc/PID/stat`) over
 //! the measured pages; calls are the simulator's own counts
-//! (`/_sim/stats`). `COLD_PAGE_WRAP` (e.g. `valgrind --tool=callgrind`)
+//! (`/_sim/stats`). The serve process inherits this one's environment, so
+//! `MOAT_SYSTEMS__ERP__OFFERS=true` measures pages whose price and stock
+//! come in one ERP call (`loadtests/run paths` runs both). `COLD_PAGE_WRAP` (e.g. `valgrind --tool=callgrind`)
 //! runs the serve process under that command, for a profile of the miss
 //! path; it is stopped with SIGTERM so the wrapper can write its output.
 //!

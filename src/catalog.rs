@@ -141,6 +141,8 @@ pub struct Catalog {
     pub prices: Arc<Tier<PriceKey, Price>>,
     pub stock: Arc<Tier<String, Stock>>,
     pub selling: Selling,
+    /// Asked whether stock comes with the prices.
+    erp: Erp,
 }
 
 impl Catalog {
@@ -155,15 +157,27 @@ impl Catalog {
             pim: pim.clone(),
             products: products.clone(),
         };
+        let stock = tiers.build(Entity::Inventory, Inventory(erp.clone()));
+        let prices = Prices {
+            erp: erp.clone(),
+            stock: stock.clone(),
+        };
         Catalog {
             product_ids: tiers.build(Entity::ProductSku, by_sku),
             pages: tiers.build(Entity::ProductPage, pages),
             categories: tiers.build(Entity::Category, Categories(pim.clone())),
-            prices: tiers.build(Entity::Price, Prices(erp.clone())),
-            stock: tiers.build(Entity::Inventory, Inventory(erp.clone())),
+            prices: tiers.build(Entity::Price, prices),
+            stock,
             products,
             selling: Selling::from_config(config),
+            erp: erp.clone(),
         }
+    }
+
+    /// Whether fetching prices brings the skus' stock too (`offers`): a
+    /// request's stock then waits for its prices rather than asking apart.
+    pub fn stock_comes_with_prices(&self) -> bool {
+        self.erp.offers_enabled()
     }
 
     /// The registry: every tier of the catalog, each named once.
@@ -292,8 +306,14 @@ impl Fetch<(), Vec<Category>> for Categories {
 }
 
 /// Prices: one ERP call per (segment, currency) in the batch, since the
-/// protocol asks for one of each per call.
-struct Prices(Erp);
+/// protocol asks for one of each per call. With `offers`, each call brings
+/// the skus' stock too, filed in the stock cache before the prices land,
+/// so a page's availability (which waits for its prices then) is an L1
+/// hit: one round trip where there were two.
+struct Prices {
+    erp: Erp,
+    stock: Arc<Tier<String, Stock>>,
+}
 
 impl Fetch<PriceKey, Price> for Prices {
     fn fetch(
@@ -301,7 +321,8 @@ impl Fetch<PriceKey, Price> for Prices {
         keys: Vec<PriceKey>,
         priority: Priority,
     ) -> BoxFuture<'static, Batch<PriceKey, Price>> {
-        let erp = self.0.clone();
+        let erp = self.erp.clone();
+        let stock = self.stock.clone();
         async move {
             let mut groups: HashMap<(String, Currency), Vec<String>> = HashMap::new();
             for key in keys {
@@ -312,8 +333,13 @@ impl Fetch<PriceKey, Price> for Prices {
             }
             let calls = groups.into_iter().map(|((segment, currency), skus)| {
                 let erp = erp.clone();
+                let stock = stock.clone();
                 async move {
-                    let found = erp.prices(skus.clone(), &segment, currency, priority).await;
+                    let found = if erp.offers_enabled() {
+                        offers(&erp, &stock, skus.clone(), &segment, currency, priority).await
+                    } else {
+                        erp.prices(skus.clone(), &segment, currency, priority).await
+                    };
                     (segment, currency, skus, found)
                 }
             });
@@ -344,6 +370,37 @@ impl Fetch<PriceKey, Price> for Prices {
         }
         .boxed()
     }
+}
+
+/// Prices through `offers`, the stock that came with them filed first.
+async fn offers(
+    erp: &Erp,
+    stock: &Tier<String, Stock>,
+    skus: Vec<String>,
+    segment: &str,
+    currency: Currency,
+    priority: Priority,
+) -> Result<HashMap<String, Result<Price, Error>>, Error> {
+    let found = erp.offers(skus, segment, currency, priority).await?;
+    let mut prices = HashMap::with_capacity(found.len());
+    let mut levels = Vec::with_capacity(found.len());
+    for (sku, offer) in found {
+        match offer {
+            Ok(offer) => {
+                if let Some(Ok(level)) = offer.stock {
+                    levels.push((sku.clone(), level));
+                }
+                if let Some(price) = offer.price {
+                    prices.insert(sku, price);
+                }
+            }
+            Err(e) => {
+                prices.insert(sku, Err(e));
+            }
+        }
+    }
+    stock.insert_fetched(levels, Timestamp::now()).await;
+    Ok(prices)
 }
 
 struct Inventory(Erp);

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 /// Every schema file, by name.
-const FILES: [(&str, &str); 9] = [
+const FILES: [(&str, &str); 10] = [
     (
         "product.json",
         include_str!("../schema/upstream/product.json"),
@@ -26,6 +26,10 @@ const FILES: [(&str, &str); 9] = [
     (
         "inventory.json",
         include_str!("../schema/upstream/inventory.json"),
+    ),
+    (
+        "offers.json",
+        include_str!("../schema/upstream/offers.json"),
     ),
     (
         "customer.json",

@@ -94,6 +94,35 @@ default_currency = "USD"
 }
 
 #[test]
+fn offers_are_only_for_a_v1_system_that_owns_prices_and_stock() {
+    let path = write(
+        "offers.toml",
+        r#"
+[entities]
+products = "pim"
+categories = "pim"
+prices = "erp"
+inventory = "wms"
+[systems.erp]
+offers = true
+[systems.pim]
+protocol = "rest"
+offers = true
+"#,
+    );
+    let (ok, _, stderr) = moat(&["check-config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("systems.erp.offers") && stderr.contains("must own both"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("systems.pim.offers") && stderr.contains("protocol v1"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn customer_jwt_settings_are_checked_by_name() {
     // JWTs without keys, issuer or audience; each bad value named.
     let path = write(

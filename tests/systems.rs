@@ -533,6 +533,14 @@ async fn contract_verify_lists_violations_and_fails_only_when_there_are_some() {
     assert!(out.contains("GET /erp/v1/prices"), "{out}");
     assert!(out.contains("POST /erp/v1/quote"), "{out}");
     assert!(out.contains(", 0 violations"), "{out}");
+    assert!(!out.contains("/erp/v1/offers"), "not configured: {out}");
+
+    // An ERP configured to answer the combined route is held to it too.
+    let offers = [("MOAT_SYSTEMS__ERP__OFFERS", "true")];
+    let (code, out) = moat(&args, &offers).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("GET /erp/v1/offers"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
 
     sim.fault("erp", json!({ "malformed_rate": 1.0 })).await;
     let (code, out) = moat(&args, &[]).await;

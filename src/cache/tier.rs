@@ -32,7 +32,7 @@ use super::responses::{Read, Reads};
 use super::sources::{Source, Sources};
 use crate::background::Background;
 use crate::config;
-use crate::domain::Timestamp;
+use crate::domain::{Timestamp, Versioned};
 use crate::error::Error;
 use crate::telemetry::traces::{self, trace_span};
 use crate::vocab::{Entity, Priority};
@@ -414,6 +414,27 @@ impl<K: Key, V: Value> Tier<K, V> {
             }
         }
         self.filler.put(&entries, policy).await;
+    }
+
+    /// Values that came with another entity's (stock with its prices),
+    /// into L1 and L2 as `insert_many` puts them, except where L1 holds a
+    /// newer version (an event applied while the call was out).
+    pub async fn insert_fetched(&self, values: Vec<(K, V)>, fetched_at: Timestamp)
+    where
+        V: Versioned,
+    {
+        let newer = |key: &K, value: &V| {
+            self.l1
+                .get(key)
+                .and_then(|held| held.value.as_ref().map(Versioned::version))
+                .is_none_or(|held| held <= value.version())
+        };
+        let values = values
+            .into_iter()
+            .filter(|(k, v)| newer(k, v))
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        self.insert_many(values, fetched_at).await;
     }
 
     /// Into L1, listed under its id.

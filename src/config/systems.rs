@@ -12,7 +12,7 @@ use super::{
     BreakerConfig, ForeignEvents, LimitOverride, Problems, Retry, Route, SystemLimit, Upstream,
     redact,
 };
-use crate::vocab::{Owners, PROTOCOL, System};
+use crate::vocab::{Owners, PROTOCOL, Record, System};
 
 /// The tables by system name.
 pub type Systems = BTreeMap<String, SystemConfig>;
@@ -65,6 +65,10 @@ pub struct SystemConfig {
     /// Whether it sends change events to `/events/NAME` (unset: yes), so
     /// its events secret must be set.
     pub sends_events: Option<bool>,
+    /// A protocol v1 system that owns prices and inventory and answers
+    /// `GET /erp/v1/offers`: a product's price and stock come in one call
+    /// (unset: no, the two routes apart, as every v1 ERP answers them).
+    pub offers: Option<bool>,
 }
 
 /// Names a system may not take: their `MOAT_{NAME}_*` variables mean
@@ -125,6 +129,11 @@ impl SystemConfig {
             rest || self.defs.is_none(),
             "defs",
             "jq definitions are for protocol = \"rest\"",
+        );
+        p.check(
+            !(rest && self.offers == Some(true)),
+            "offers",
+            "the offers route is protocol v1's; a rest system is read through its routes",
         );
         match &self.auth {
             Some(Auth::Header { name }) => p.check(
@@ -188,6 +197,13 @@ pub(super) fn problems(upstream: &Upstream, systems: &Systems, owners: &Owners, 
                 owners.systems().iter().any(|s| s.name() == name),
                 "",
                 "owns nothing: name it in [entities] (or remove the table)",
+            );
+            let owns = |record| owners.of(record).name() == name;
+            p.check(
+                own.offers != Some(true) || (owns(Record::Prices) && owns(Record::Inventory)),
+                "offers",
+                "offers bring prices and stock together: the system must own both \
+                 (entities.prices and entities.inventory)",
             );
         });
     }
@@ -321,6 +337,8 @@ pub struct SystemSettings {
     pub tls: Tls,
     pub owner: Option<String>,
     pub contact: Option<String>,
+    /// Prices and stock in one call (`GET /erp/v1/offers`).
+    pub offers: bool,
 }
 
 impl SystemSettings {
@@ -428,6 +446,7 @@ impl Upstream {
             tls: own.tls.clone(),
             owner: own.owner.clone(),
             contact: own.contact.clone(),
+            offers: own.offers.unwrap_or(false),
         }
     }
 }

@@ -7,12 +7,16 @@
 //! sibling fields in the same pass, so by the time the first one resumes,
 //! its siblings have queued their keys. A cache hit skips the batch and the
 //! yield entirely.
+//!
+//! A loader may follow another one of the same request ([`Ahead`]): its
+//! batch then waits for the other's to land, when one fetch fills both
+//! (stock that comes with the prices).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
-use futures_util::future::Shared;
+use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -29,6 +33,21 @@ struct Pending<K, V> {
     done: Done<K, V>,
 }
 
+/// The batch a loader of one request has started, for a loader of the same
+/// request that waits for it to land before it fetches its own.
+#[derive(Clone, Default)]
+pub struct Ahead(Arc<Mutex<Option<Shared<BoxFuture<'static, ()>>>>>);
+
+impl Ahead {
+    fn set(&self, landed: Shared<BoxFuture<'static, ()>>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(landed);
+    }
+
+    fn current(&self) -> Option<Shared<BoxFuture<'static, ()>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Batches one request's reads of one tier.
 pub struct Loader<K, V> {
     tier: Arc<Tier<K, V>>,
@@ -40,6 +59,11 @@ pub struct Loader<K, V> {
     /// The request's deadline: a field still waiting then fails alone
     /// (the fetch goes on and fills the cache for the next request).
     deadline: Instant,
+    /// Where this loader's batches are announced, for a loader that
+    /// follows it.
+    leads: Option<Ahead>,
+    /// The loader whose batch this one's waits for.
+    follows: Option<Ahead>,
 }
 
 impl<K: Key, V: Value> Loader<K, V> {
@@ -55,7 +79,22 @@ impl<K: Key, V: Value> Loader<K, V> {
             reads,
             sources,
             deadline,
+            leads: None,
+            follows: None,
         }
+    }
+
+    /// Announces each batch on `ahead`, if any.
+    pub fn leading(mut self, ahead: Option<Ahead>) -> Self {
+        self.leads = ahead;
+        self
+    }
+
+    /// Waits for the batch announced on `ahead`, if any, before fetching:
+    /// its fetch may bring this loader's keys too.
+    pub fn following(mut self, ahead: Option<Ahead>) -> Self {
+        self.follows = ahead;
+        self
     }
 
     pub async fn load(&self, key: K) -> Result<Hit<V>, Error> {
@@ -108,6 +147,9 @@ impl<K: Key, V: Value> Loader<K, V> {
             None => {
                 let (tx, rx) = oneshot::channel();
                 let done = rx.shared();
+                if let Some(ahead) = &self.leads {
+                    ahead.set(done.clone().map(drop).boxed().shared());
+                }
                 *pending = Some(Pending {
                     keys: vec![key.clone()],
                     done: done.clone(),
@@ -137,8 +179,13 @@ impl<K: Key, V: Value> Leading<'_, K, V> {
     /// batch and hands every waiter the results.
     async fn fetch(mut self, tx: Answer<K, V>) -> Result<(), Error> {
         tokio::task::yield_now().await;
-        let keys = self.take().map(|batch| batch.keys).unwrap_or_default();
         let loader = self.loader;
+        // Announced before this one's yield ended, so it is seen here
+        // whichever sibling field was polled first.
+        if let Some(ahead) = loader.follows.as_ref().and_then(Ahead::current) {
+            let _ = tokio::time::timeout_at(loader.deadline, ahead).await;
+        }
+        let keys = self.take().map(|batch| batch.keys).unwrap_or_default();
         let results = loader.tier.get_many(keys, Priority::Browse);
         match tokio::time::timeout_at(loader.deadline, results).await {
             Ok(results) => {

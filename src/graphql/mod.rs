@@ -220,6 +220,9 @@ impl Scope {
             Viewer::Unresolved(_) => (Reads::ignored(), Sources::ignored()),
         };
         let (reads, sources) = (Arc::new(reads), Arc::new(sources));
+        // Stock that comes with the prices is waited for, not asked apart.
+        let ahead = loader::Ahead::default();
+        let ahead = catalog.stock_comes_with_prices().then_some(ahead);
         Scope {
             products: Loader::new(
                 catalog.products.clone(),
@@ -238,13 +241,15 @@ impl Scope {
                 deadline,
                 reads.clone(),
                 sources.clone(),
-            ),
+            )
+            .leading(ahead.clone()),
             stock: Loader::new(
                 catalog.stock.clone(),
                 deadline,
                 reads.clone(),
                 sources.clone(),
-            ),
+            )
+            .following(ahead),
             orders: Loader::new(
                 customers.orders.clone(),
                 deadline,

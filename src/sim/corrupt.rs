@@ -19,6 +19,8 @@ pub enum Shape {
     Categories,
     Prices,
     Inventory,
+    /// Prices and stock together; a defect lands on a price.
+    Offers,
     Quote,
     Order,
     Customer,
@@ -56,7 +58,9 @@ impl Shape {
             Shape::Products | Shape::Categories | Shape::Customer | Shape::Foreign(_) => {
                 &[MissingField, WrongType, NotJson]
             }
-            Shape::Prices | Shape::Order => &[MissingField, WrongType, UnknownCurrency, NotJson],
+            Shape::Prices | Shape::Offers | Shape::Order => {
+                &[MissingField, WrongType, UnknownCurrency, NotJson]
+            }
             Shape::Inventory => &[MissingField, WrongType, NegativeStock, NotJson],
             Shape::Quote => &[
                 MissingField,
@@ -83,7 +87,7 @@ impl Shape {
             ],
             // Not parentId: absent means a root category.
             Shape::Categories => &["id", "name", "version", "updatedAt"],
-            Shape::Prices => &[
+            Shape::Prices | Shape::Offers => &[
                 "sku",
                 "segment",
                 "currency",
@@ -125,7 +129,7 @@ impl Shape {
                 ("categoryIds", "\"cat-01\""),
             ],
             Shape::Categories => &[("name", "false"), ("parentId", "12")],
-            Shape::Prices => &[("amount", "\"abc\""), ("version", "\"1\"")],
+            Shape::Prices | Shape::Offers => &[("amount", "\"abc\""), ("version", "\"1\"")],
             Shape::Inventory => &[("available", "\"lots\""), ("version", "[1]")],
             Shape::Quote => &[("totalAmount", "\"abc\""), ("lines", "{}")],
             Shape::Order => &[("totalAmount", "\"abc\""), ("lines", "\"none\"")],
@@ -140,6 +144,7 @@ impl Shape {
             Shape::Products | Shape::Categories | Shape::Prices | Shape::Inventory => {
                 Some("/items")
             }
+            Shape::Offers => Some("/prices/items"),
             Shape::Foreign(breakage) => breakage.list,
             _ => None,
         }

@@ -18,6 +18,8 @@ pub enum Endpoint {
     ErpPrices,
     ErpInventory,
     ErpQuote,
+    /// Prices and stock together.
+    ErpOffers,
     OmsOrders,
     /// Both customer look-ups: by token and by id.
     CrmCustomers,
@@ -27,12 +29,13 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::PimProducts,
         Endpoint::PimCategories,
         Endpoint::ErpPrices,
         Endpoint::ErpInventory,
         Endpoint::ErpQuote,
+        Endpoint::ErpOffers,
         Endpoint::OmsOrders,
         Endpoint::CrmCustomers,
         Endpoint::CrmJwks,
@@ -46,6 +49,7 @@ impl Endpoint {
             Endpoint::ErpPrices => "erp.prices",
             Endpoint::ErpInventory => "erp.inventory",
             Endpoint::ErpQuote => "erp.quote",
+            Endpoint::ErpOffers => "erp.offers",
             Endpoint::OmsOrders => "oms.orders",
             Endpoint::CrmCustomers => "crm.customers",
             Endpoint::CrmJwks => "crm.jwks",
@@ -56,7 +60,10 @@ impl Endpoint {
     pub fn system(self) -> System {
         match self {
             Endpoint::PimProducts | Endpoint::PimCategories => System::Pim,
-            Endpoint::ErpPrices | Endpoint::ErpInventory | Endpoint::ErpQuote => System::Erp,
+            Endpoint::ErpPrices
+            | Endpoint::ErpInventory
+            | Endpoint::ErpQuote
+            | Endpoint::ErpOffers => System::Erp,
             Endpoint::OmsOrders => System::Oms,
             Endpoint::CrmCustomers | Endpoint::CrmJwks => System::Crm,
         }

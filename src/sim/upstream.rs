@@ -35,6 +35,7 @@ pub fn routes(sim: &Simulator, system: System) -> Router<Simulator> {
         System::Erp => Router::new()
             .route("/erp/v1/prices", get(prices))
             .route("/erp/v1/inventory", get(inventory))
+            .route("/erp/v1/offers", get(offers))
             .route("/erp/v1/quote", post(quote)),
         System::Oms => Router::new().route("/oms/v1/orders/{id}", get(order)),
         System::Crm => Router::new()
@@ -260,6 +261,41 @@ pub async fn inventory(
         .collect();
     let payload = Items { items: &items };
     sim.reply(ENDPOINT, Shape::Inventory, corrupt, items.len(), &payload)
+}
+
+/// `GET /erp/v1/offers?skus=…&segment=…&currency=…`: the prices and the
+/// stock of the skus, each list what its own route answers.
+pub async fn offers(
+    State(sim): State<Simulator>,
+    q: Result<Query<PricesQuery>, QueryRejection>,
+) -> Result<Response, Refusal> {
+    const ENDPOINT: Endpoint = Endpoint::ErpOffers;
+    let corrupt = sim.arrive(ENDPOINT).await?;
+    let q = query(q)?;
+    let (segment, currency) = price_list(q.segment.as_deref(), q.currency.as_deref())?;
+    let keys = required_skus(q.skus.as_deref())?;
+    let catalog = sim.read();
+    let found: Vec<_> = keys
+        .into_iter()
+        .filter_map(|sku| catalog.product_by_sku(sku))
+        .collect();
+    let prices: Vec<_> = found
+        .iter()
+        .map(|&i| catalog.price(i, segment, currency))
+        .collect();
+    let inventory: Vec<_> = found.iter().map(|&i| catalog.inventory(i)).collect();
+    let payload = Offers {
+        prices: Items { items: &prices },
+        inventory: Items { items: &inventory },
+    };
+    sim.reply(ENDPOINT, Shape::Offers, corrupt, prices.len(), &payload)
+}
+
+/// The offers answer: two lists.
+#[derive(serde::Serialize)]
+struct Offers<P, I> {
+    prices: Items<P>,
+    inventory: Items<I>,
 }
 
 /// `POST /erp/v1/quote`: authoritative unit prices, totals and stock.

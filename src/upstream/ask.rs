@@ -25,6 +25,12 @@ pub enum Ask<'a> {
         currency: &'a str,
     },
     Inventory(&'a [String]),
+    /// Prices and stock together (protocol v1's `offers`).
+    Offers {
+        skus: &'a [String],
+        segment: &'a str,
+        currency: &'a str,
+    },
     /// The customer a token belongs to (the token).
     Customer(&'a String),
     /// A customer by id (a verified JWT's `sub`).
@@ -45,6 +51,7 @@ impl Ask<'_> {
             Ask::Categories => "categories",
             Ask::Prices { .. } => "prices",
             Ask::Inventory(_) => "inventory",
+            Ask::Offers { .. } => "offers",
             Ask::Customer(_) => "customer",
             Ask::CustomerById(_) => "customer_by_id",
             Ask::Order(_) => "order",
@@ -56,7 +63,9 @@ impl Ask<'_> {
     pub(super) fn key_field(&self) -> Option<&'static str> {
         match self {
             Ask::ProductsById(_) => Some("id"),
-            Ask::ProductsBySku(_) | Ask::Prices { .. } | Ask::Inventory(_) => Some("sku"),
+            Ask::ProductsBySku(_) | Ask::Prices { .. } | Ask::Inventory(_) | Ask::Offers { .. } => {
+                Some("sku")
+            }
             _ => None,
         }
     }
@@ -72,7 +81,7 @@ impl Ask<'_> {
     pub(super) fn values(&self) -> Values<'_> {
         let keys: &[String] = match self {
             Ask::ProductsById(k) | Ask::ProductsBySku(k) | Ask::Inventory(k) => k,
-            Ask::Prices { skus, .. } => skus,
+            Ask::Prices { skus, .. } | Ask::Offers { skus, .. } => skus,
             Ask::Customer(key) | Ask::CustomerById(key) | Ask::Order(key) => {
                 std::slice::from_ref(*key)
             }
@@ -94,6 +103,9 @@ impl Ask<'_> {
                 values.page = Some(cursor.and_then(|c| c.parse().ok()).unwrap_or(1));
             }
             Ask::Prices {
+                segment, currency, ..
+            }
+            | Ask::Offers {
                 segment, currency, ..
             } => {
                 values.segment = Some(segment);
@@ -151,6 +163,19 @@ impl Ask<'_> {
                 "inventory",
                 "/erp/v1/inventory".into(),
                 vec![("skus", skus.join(","))],
+            ),
+            Ask::Offers {
+                skus,
+                segment,
+                currency,
+            } => (
+                "offers",
+                "/erp/v1/offers".into(),
+                vec![
+                    ("skus", skus.join(",")),
+                    ("segment", segment.to_string()),
+                    ("currency", currency.to_string()),
+                ],
             ),
             Ask::Customer(token) => (
                 "customers",

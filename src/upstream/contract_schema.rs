@@ -63,8 +63,24 @@ fn pairs() -> Vec<Pair> {
 /// envelope, which `events::envelope` reads field by field and tests
 /// against its example itself; what of it this floor decides (each type's
 /// `data`, who may send it, the ids it names) is held to it in
-/// `the_event_schema_takes_what_moat_reads_from_any_system`.
-const UNPAIRED: [&str; 2] = ["quote-request.json", "event.json"];
+/// `the_event_schema_takes_what_moat_reads_from_any_system`; and the
+/// offers answer, two lists of paired items
+/// (`the_offers_lists_hold_what_their_own_routes_answer`).
+const UNPAIRED: [&str; 3] = ["quote-request.json", "event.json", "offers.json"];
+
+#[test]
+fn the_offers_lists_hold_what_their_own_routes_answer() {
+    let offers = &schema_of("offers.json")["properties"];
+    for (list, file) in [("prices", "price.json"), ("inventory", "inventory.json")] {
+        let items = &offers[list]["properties"]["items"]["items"];
+        assert_eq!(items["$ref"], file, "{list}");
+        let pair = pairs().into_iter().find(|p| p.file == file).unwrap();
+        for item in example("offers.json")[list]["items"].as_array().unwrap() {
+            let body = serde_json::to_vec(item).unwrap();
+            assert_eq!((pair.accepts)(&body), Ok(()), "{list}: {item}");
+        }
+    }
+}
 
 fn accepts<W: Wire>(body: &[u8]) -> Result<(), String> {
     let at = Boundary {

@@ -2,8 +2,11 @@
 //! checkout verifies against. Wire types and their checks.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::contract::{self, Wire, non_empty, timestamp};
 use super::{Ask, Client, Priority, in_chunks};
@@ -16,11 +19,36 @@ use crate::error::Error;
 pub struct Erp {
     prices: Client,
     inventory: Client,
+    /// The owner of both answers `GET /erp/v1/offers`; turned off when it
+    /// turns out not to.
+    offers: Arc<AtomicBool>,
+}
+
+/// A product's price in one segment and currency and its stock, as one
+/// `offers` call answered them: `None` where the list left the sku out
+/// (it has no price, or no stock level).
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub price: Option<Result<Price, Error>>,
+    pub stock: Option<Result<Stock, Error>>,
 }
 
 impl Erp {
-    pub fn new(prices: Client, inventory: Client) -> Erp {
-        Erp { prices, inventory }
+    /// `offers`: whether the owner of prices, when it owns stock too,
+    /// answers the combined route (`systems.NAME.offers`).
+    pub fn new(prices: Client, inventory: Client, offers: bool) -> Erp {
+        let offers =
+            offers && prices.system() == inventory.system() && prices.connector().is_none();
+        Erp {
+            prices,
+            inventory,
+            offers: Arc::new(AtomicBool::new(offers)),
+        }
+    }
+
+    /// Whether a product's price and stock come in one call (`offers`).
+    pub fn offers_enabled(&self) -> bool {
+        self.offers.load(Ordering::Relaxed)
     }
 
     /// The system quotes come from (the owner of prices).
@@ -55,23 +83,135 @@ impl Erp {
             Ok(checked
                 .items
                 .into_iter()
-                .map(|(sku, price)| {
-                    let price = price.and_then(|p| {
-                        if p.segment == segment && p.currency == currency {
-                            Ok(p)
-                        } else {
-                            Err(contract::violation(
-                                self.prices.boundary(),
-                                WirePrice::ENTITY,
-                                Some(&p.sku),
-                                format!(
-                                    "asked for {segment}/{currency}, got {}/{}",
-                                    p.segment, p.currency
-                                ),
-                            ))
-                        }
-                    });
-                    (sku, price)
+                .map(|(sku, price)| (sku, self.as_asked(price, segment, currency)))
+                .collect())
+        })
+        .await
+    }
+
+    /// What `offers` answers, from the two routes apart.
+    async fn apart(
+        &self,
+        skus: Vec<String>,
+        segment: &str,
+        currency: Currency,
+        priority: Priority,
+    ) -> HashMap<String, Result<Offer, Error>> {
+        let (prices, stock) = tokio::join!(
+            self.prices(skus.clone(), segment, currency, priority),
+            self.inventory(skus.clone(), priority)
+        );
+        fn take<T>(
+            found: &mut Result<HashMap<String, Result<T, Error>>, Error>,
+            sku: &str,
+        ) -> Option<Result<T, Error>> {
+            match found {
+                Ok(found) => found.remove(sku),
+                Err(e) => Some(Err(e.clone())),
+            }
+        }
+        let (mut prices, mut stock) = (prices, stock);
+        skus.into_iter()
+            .map(|sku| {
+                let offer = Offer {
+                    price: take(&mut prices, &sku),
+                    stock: take(&mut stock, &sku),
+                };
+                (sku, Ok(offer))
+            })
+            .collect()
+    }
+
+    /// `price` if it is in the segment and currency asked for.
+    fn as_asked(
+        &self,
+        price: Result<Price, Error>,
+        segment: &str,
+        currency: Currency,
+    ) -> Result<Price, Error> {
+        price.and_then(|p| {
+            if p.segment == segment && p.currency == currency {
+                Ok(p)
+            } else {
+                Err(contract::violation(
+                    self.prices.boundary(),
+                    WirePrice::ENTITY,
+                    Some(&p.sku),
+                    format!(
+                        "asked for {segment}/{currency}, got {}/{}",
+                        p.segment, p.currency
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// `GET /erp/v1/offers?skus=&segment=&currency=`: `{"prices": {"items":
+    /// […]}, "inventory": {"items": […]}}`, each list what its own route
+    /// answers and checked the same way, so a product page's price and
+    /// stock cost one round trip. Only when `offers_enabled`.
+    pub async fn offers(
+        &self,
+        skus: Vec<String>,
+        segment: &str,
+        currency: Currency,
+        priority: Priority,
+    ) -> Result<HashMap<String, Result<Offer, Error>>, Error> {
+        #[derive(Deserialize)]
+        struct Lists<'a> {
+            #[serde(borrow)]
+            prices: &'a RawValue,
+            #[serde(borrow)]
+            inventory: &'a RawValue,
+        }
+        in_chunks(skus, self.prices.max_batch("offers"), |chunk| async move {
+            let ask = Ask::Offers {
+                skus: &chunk,
+                segment,
+                currency: currency.code(),
+            };
+            let reply = self.prices.read(ask, priority).await?;
+            if reply.is_not_found() {
+                // Configured, but not there: the two routes every v1 ERP
+                // answers, from now on.
+                if self.offers.swap(false, Ordering::Relaxed) {
+                    let system = self.prices.system();
+                    tracing::warn!(upstream = %system, "the ERP has no offers route; prices and stock are asked apart (set systems.{system}.offers = false)");
+                }
+                return Ok(self.apart(chunk, segment, currency, priority).await);
+            }
+            let at = self.prices.boundary();
+            let lists: Lists = serde_json::from_slice(&reply.body).map_err(|e| {
+                let reason = format!("the offers answer is not valid: {e}");
+                contract::violation(at, WirePrice::ENTITY, None, reason)
+            })?;
+            let list = |raw: &RawValue| raw.get().as_bytes().to_vec();
+            let mut prices = contract::parse_list::<WirePrice, _>(
+                at,
+                &list(lists.prices),
+                "sku",
+                |p: &Price| p.sku.clone(),
+                str::to_string,
+            )?
+            .into_map();
+            let mut stock = contract::parse_list::<WireStock, _>(
+                at,
+                &list(lists.inventory),
+                "sku",
+                |s: &Stock| s.sku.clone(),
+                str::to_string,
+            )?
+            .into_map();
+            Ok(chunk
+                .into_iter()
+                .map(|sku| {
+                    let offer = Offer {
+                        price: prices
+                            .remove(&sku)
+                            .map(|p| self.as_asked(p, segment, currency)),
+                        stock: stock.remove(&sku),
+                    };
+                    (sku, Ok(offer))
                 })
                 .collect())
         })

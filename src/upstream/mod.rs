@@ -184,7 +184,11 @@ impl Upstreams {
         };
         Ok(Upstreams {
             pim: Pim::new(client(Record::Products)?, client(Record::Categories)?),
-            erp: Erp::new(client(Record::Prices)?, client(Record::Inventory)?),
+            erp: Erp::new(
+                client(Record::Prices)?,
+                client(Record::Inventory)?,
+                config.system(owners.of(Record::Prices).name()).offers,
+            ),
             crm: Crm::new(client(Record::Customers)?),
             oms: Oms::new(client(Record::Orders)?),
             systems,

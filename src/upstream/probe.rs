@@ -36,6 +36,8 @@ pub struct Target {
     /// For a system that speaks its own API: its routes, which every ask
     /// goes through (and what they map is what is checked).
     pub connector: Option<Connector>,
+    /// It is configured to answer `GET /erp/v1/offers` too.
+    offers: bool,
 }
 
 impl Target {
@@ -95,6 +97,7 @@ impl Target {
             records,
             http,
             credentials,
+            offers: settings.offers && connector.is_none(),
             connector,
         })
     }
@@ -239,6 +242,9 @@ pub async fn verify(target: &Target, sample: &Sample) -> Report {
                     skus = probe.discover_skus().await;
                 }
                 probe.inventory(&skus).await;
+                if target.offers {
+                    probe.offers(&skus).await;
+                }
             }
             Record::Customers => probe.customer().await,
             Record::Orders => probe.order().await,
@@ -500,13 +506,18 @@ impl Probe<'_> {
     /// Checks a `{"items": [...], "nextCursor"?}` answer item by item;
     /// returns the items that passed.
     fn list<W: Wire>(&mut self, answer: &Answer, file: &str) -> Vec<Value> {
+        match self.json(answer) {
+            Some(root) => self.list_at::<W>(&root, "$", file),
+            None => Vec::new(),
+        }
+    }
+
+    /// `list` of the list at `at` (`$`, or `$.prices` in an offers answer).
+    fn list_at<W: Wire>(&mut self, root: &Value, at: &str, file: &str) -> Vec<Value> {
         let mut good = Vec::new();
-        let Some(root) = self.json(answer) else {
-            return good;
-        };
         let Some(items) = root.get("items").and_then(Value::as_array) else {
             self.last().violations.push(Violation {
-                path: "$.items".into(),
+                path: format!("{at}.items"),
                 rule: "list".into(),
                 found: "a list is {\"items\": [...], \"nextCursor\"?}".into(),
             });
@@ -517,7 +528,7 @@ impl Probe<'_> {
             && !(cursor.is_null() || cursor.as_str().is_some_and(|c| !c.is_empty()))
         {
             violations.push(Violation {
-                path: "$.nextCursor".into(),
+                path: format!("{at}.nextCursor"),
                 rule: "list".into(),
                 found: format!("{cursor} is not a non-empty string or null"),
             });
@@ -528,12 +539,12 @@ impl Probe<'_> {
                 good.push(item.clone());
             }
             violations.extend(found.into_iter().map(|v| Violation {
-                path: v.path.replacen('$', &format!("$.items[{i}]"), 1),
+                path: v.path.replacen('$', &format!("{at}.items[{i}]"), 1),
                 ..v
             }));
         }
         let call = self.last();
-        call.items = items.len();
+        call.items += items.len();
         call.violations.extend(violations);
         good
     }
@@ -744,6 +755,37 @@ impl Probe<'_> {
         if let Some(answer) = self.ask(Ask::Inventory(skus), &[StatusCode::OK]).await {
             self.list::<erp::WireStock>(&answer, "inventory.json");
         }
+    }
+
+    /// `systems.NAME.offers`: the combined route, each list as its own
+    /// route's.
+    async fn offers(&mut self, skus: &[String]) {
+        if skus.is_empty() {
+            return;
+        }
+        let (segment, currency) = (self.sample.segment.clone(), self.sample.currency.code());
+        let ask = Ask::Offers {
+            skus,
+            segment: &segment,
+            currency,
+        };
+        let Some(answer) = self.ask(ask, &[StatusCode::OK]).await else {
+            return;
+        };
+        let Some(root) = self.json(&answer) else {
+            return;
+        };
+        let prices = self.list_at::<erp::WirePrice>(&root["prices"], "$.prices", "price.json");
+        for (i, price) in prices.iter().enumerate() {
+            let (s, c) = (&price["segment"], &price["currency"]);
+            if s.as_str() != Some(segment.as_str()) || c.as_str() != Some(currency) {
+                self.unanswered(
+                    &format!("$.prices.items[{i}]"),
+                    format!("asked for {segment}/{currency}, got {s}/{c}"),
+                );
+            }
+        }
+        self.list_at::<erp::WireStock>(&root["inventory"], "$.inventory", "inventory.json");
     }
 
     /// The checkout call: a quote for one of each of a few skus.

@@ -119,7 +119,7 @@ async fn systems_not_served_are_404_naming_them_and_not_counted() {
     let (_, stats) = get(&app, "/_sim/stats").await;
     assert_eq!(
         stats["requests"],
-        json!({"pim.products": 0, "pim.categories": 0, "erp.prices": 1, "erp.inventory": 0, "erp.quote": 0, "oms.orders": 0, "crm.customers": 1, "crm.jwks": 0})
+        json!({"pim.products": 0, "pim.categories": 0, "erp.prices": 1, "erp.inventory": 0, "erp.quote": 0, "erp.offers": 0, "oms.orders": 0, "crm.customers": 1, "crm.jwks": 0})
     );
     assert_eq!(stats["unauthorized"], 0);
 }

@@ -158,6 +158,7 @@ async fn stats_count_arrivals_and_served_entities() {
     get(&app, "/erp/v1/prices?skus=SKU-000001,NOPE").await;
     get(&app, "/erp/v1/prices?skus=SKU-000001&currency=XXX").await;
     post(&app, "/erp/v1/quote", json!({"lines": [{"sku": "SKU-000001", "quantity": 1}, {"sku": "SKU-000002", "quantity": 1}]})).await;
+    get(&app, "/erp/v1/offers?skus=SKU-000001,NOPE").await;
     get(&app, "/oms/v1/orders/ord-00001").await;
     get(&app, "/oms/v1/orders/nope").await;
     post(&app, "/_sim/faults/erp", json!({"down": true})).await;
@@ -168,8 +169,8 @@ async fn stats_count_arrivals_and_served_entities() {
     assert_eq!(
         stats,
         json!({
-            "requests": {"pim.products": 2, "pim.categories": 1, "erp.prices": 2, "erp.inventory": 1, "erp.quote": 1, "oms.orders": 2, "crm.customers": 0, "crm.jwks": 0},
-            "items": {"pim.products": 7, "pim.categories": 24, "erp.prices": 1, "erp.inventory": 0, "erp.quote": 2, "oms.orders": 1, "crm.customers": 0, "crm.jwks": 0},
+            "requests": {"pim.products": 2, "pim.categories": 1, "erp.prices": 2, "erp.inventory": 1, "erp.quote": 1, "erp.offers": 1, "oms.orders": 2, "crm.customers": 0, "crm.jwks": 0},
+            "items": {"pim.products": 7, "pim.categories": 24, "erp.prices": 1, "erp.inventory": 0, "erp.quote": 2, "erp.offers": 1, "oms.orders": 1, "crm.customers": 0, "crm.jwks": 0},
             "unauthorized": 0,
             "tokens_issued": 0,
         })

@@ -444,4 +444,15 @@ async fn entities_match_their_schemas() {
         assert!(!items.is_empty(), "{name}");
         items.iter().for_each(|item| assert_valid(name, item));
     }
+    let (status, offers) = get(
+        &app,
+        &format!("/erp/v1/offers?skus={}&segment=wholesale", skus(1, 300)),
+    )
+    .await;
+    assert_eq!(status, 200, "{offers}");
+    assert_valid("offers.json", &offers);
+    for list in ["prices", "inventory"] {
+        let items = offers[list]["items"].as_array().expect("items");
+        assert_eq!(items.len(), 300, "{list}");
+    }
 }
