@@ -21,6 +21,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::Sha256;
 
 use crate::config::Secrets;
+use crate::hex;
 
 /// Bytes of a nonce, stored in front of its ciphertext.
 const NONCE: usize = 12;
@@ -125,10 +126,6 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Subkeys {
     fn new(key: &[u8; 32]) -> Subkeys {
         let naming = hmac(key, &[b"moat data key: names"]);
@@ -142,18 +139,18 @@ impl Subkeys {
     /// The Redis name of what `label` names (hex of an HMAC): the same on
     /// every replica with this key, and says nothing of the label.
     pub fn name(&self, label: &str) -> String {
-        hex(&hmac(&self.naming, &[b"name", label.as_bytes()]))
+        hex::encode(&hmac(&self.naming, &[b"name", label.as_bytes()]))
     }
 
     /// A customer token's digest: what its sign-in is known by.
     pub fn token_digest(&self, token: &str) -> String {
-        hex(&hmac(&self.naming, &[b"token", token.as_bytes()]))
+        hex::encode(&hmac(&self.naming, &[b"token", token.as_bytes()]))
     }
 
     /// A verified JWT subject's digest (a customer id): labelled apart
     /// from tokens', so no token is known by it.
     pub fn subject_digest(&self, id: &str) -> String {
-        hex(&hmac(&self.naming, &[b"subject", id.as_bytes()]))
+        hex::encode(&hmac(&self.naming, &[b"subject", id.as_bytes()]))
     }
 
     /// `plain` sealed under a random nonce, bound to `aad` (the Redis key

@@ -28,7 +28,7 @@
 //!
 //! 1. [`error`] (the one error type and its code table), [`vocab`]
 //!    (systems, priorities, entities, currencies), [`background`] (owned
-//!    background work): leaves, importing nothing of the crate;
+//!    background work), [`hex`]: leaves, importing nothing of the crate;
 //! 2. [`config`] (strict TOML + env, plain settings), [`domain`] (what Moat
 //!    serves), [`telemetry`] (logs and metric names);
 //! 3. [`resilience`] (breakers, limits, retry budget, client limits), then
@@ -67,6 +67,7 @@ pub mod events;
 pub mod exceptions;
 pub mod fleet;
 pub mod graphql;
+pub mod hex;
 pub mod http;
 pub mod listener;
 pub mod reconcile;

@@ -152,6 +152,7 @@ fn the_bottom_floors_stand_on_nothing_above_them() {
         ("error", &[]),
         ("vocab", &[]),
         ("background", &[]),
+        ("hex", &[]),
         ("schema", &[]),
         ("config", &["vocab"]),
         ("domain", &["error", "vocab"]),

@@ -29,6 +29,7 @@ use super::freshness::Cached;
 use super::key::escape;
 use crate::data_key::{DataKeys, Subkeys};
 use crate::domain::Timestamp;
+use crate::hex;
 use crate::redis_link::{RedisLink, Unavailable};
 use crate::vocab::Entity;
 
@@ -210,7 +211,7 @@ impl L2 {
     /// time (so one key is one member), hex for Redis.
     fn member(keys: Option<&Subkeys>, set: &str, key: &str) -> String {
         match keys {
-            Some(keys) => hex(&keys.seal_fixed(set.as_bytes(), key.as_bytes())),
+            Some(keys) => hex::encode(&keys.seal_fixed(set.as_bytes(), key.as_bytes())),
             None => key.to_string(),
         }
     }
@@ -480,7 +481,7 @@ impl L2 {
         for (i, ((k, set), members)) in sets.iter().zip(members).enumerate() {
             let keys = &mut out[i / generations.len()];
             for member in members {
-                let opened = unhex(&member).and_then(|b| k.open(set.as_bytes(), &b));
+                let opened = hex::decode(&member).and_then(|b| k.open(set.as_bytes(), &b));
                 if let Some(key) = opened.and_then(|b| String::from_utf8(b).ok())
                     && !keys.contains(&key)
                 {
@@ -664,7 +665,7 @@ impl L2 {
                 })
                 .await?;
             for member in members {
-                let opened = unhex(&member).and_then(|b| {
+                let opened = hex::decode(&member).and_then(|b| {
                     std::iter::once(keys.current())
                         .chain(keys.previous())
                         .find_map(|k| k.open(set.as_bytes(), &b))
@@ -747,17 +748,4 @@ impl L2 {
             .await?;
         Ok(held.into_iter().map(|n| n > 0).collect())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len() / 2)
-        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
 }

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Secrets;
 use crate::domain::{Currency, Timestamp};
 use crate::error::Error;
+use crate::hex;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -74,10 +75,7 @@ impl SigningKey {
         let mut id = Sha256::new();
         id.update(b"moat price token key id\0");
         id.update(secret);
-        let id: String = id.finalize()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = hex::encode(&id.finalize()[..4]);
         let mac = HmacSha256::new_from_slice(secret)
             .map_err(|e| Error::internal(format!("price token key: {e}")))?;
         Ok(SigningKey { id, mac })

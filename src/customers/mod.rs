@@ -38,6 +38,7 @@ use crate::config::{self, Config};
 use crate::data_key::DataKeys;
 use crate::domain::{Customer, Order};
 use crate::error::{Error, Kind};
+use crate::hex;
 use crate::redis_link::RedisLink;
 use crate::resilience::address_limit::{AddressLimit, Bucket};
 use crate::telemetry;
@@ -89,7 +90,7 @@ impl TokenKey {
     pub fn new(token: &str, keys: Option<&DataKeys>) -> TokenKey {
         let digest = match keys {
             Some(keys) => keys.current().token_digest(token),
-            None => hex(&Sha256::digest(token.as_bytes())),
+            None => hex::encode(&Sha256::digest(token.as_bytes())),
         };
         TokenKey {
             digest,
@@ -106,7 +107,7 @@ impl TokenKey {
     pub fn subject(id: &str, keys: Option<&DataKeys>) -> TokenKey {
         let digest = match keys {
             Some(keys) => keys.current().subject_digest(id),
-            None => hex(&Sha256::digest(format!("{SUBJECT_PREFIX}{id}").as_bytes())),
+            None => hex::encode(&Sha256::digest(format!("{SUBJECT_PREFIX}{id}").as_bytes())),
         };
         TokenKey {
             digest,
@@ -672,10 +673,6 @@ impl Fetch<OrderKey, OrderAccess> for OrdersFor {
         }
         .boxed()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::keys;
 use crate::cache::{Shareable, Source};
 use crate::config;
 use crate::domain::Timestamp;
+use crate::hex;
 use crate::telemetry;
 
 pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
@@ -87,12 +88,7 @@ fn etag(body: &[u8], media: &str) -> HeaderValue {
     digest.update([0]);
     digest.update(body);
     let digest = digest.finalize();
-    let mut text = String::with_capacity(34);
-    text.push('"');
-    for b in &digest[..16] {
-        text.push_str(&format!("{b:02x}"));
-    }
-    text.push('"');
+    let text = format!("\"{}\"", hex::encode(&digest[..16]));
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 

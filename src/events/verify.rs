@@ -33,6 +33,7 @@ use subtle::ConstantTimeEq;
 use super::envelope::is_binary;
 use crate::config::{Encoding, Signature};
 use crate::error::{Error, Kind};
+use crate::hex;
 use crate::vocab::System;
 
 /// Each source's secrets (its own, else the shared ones).
@@ -153,7 +154,7 @@ impl Secrets {
                 None => hmac(secret, &[body]),
             };
             let expected = match encoding {
-                Encoding::Hex => hex(&digest),
+                Encoding::Hex => hex::encode(&digest),
                 Encoding::Base64 => STANDARD.encode(digest),
             };
             let given = match encoding {
@@ -237,7 +238,7 @@ fn moat_signature(
     let t = t.ok_or_else(|| refused("Moat-Signature has no t="))?;
     fresh(t, tolerance)?;
     for secret in secrets {
-        let expected = hex(&hmac(secret, &[t.as_bytes(), b".", body]));
+        let expected = hex::encode(&hmac(secret, &[t.as_bytes(), b".", body]));
         if given
             .iter()
             .any(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())))
@@ -313,10 +314,6 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `Moat-Signature` for `body` at unix time `t`: what a sender computes
 /// (tests and the load generator sign with it). For a binary-mode
 /// CloudEvent, `body` is its [`signed_content`].
@@ -324,7 +321,7 @@ pub fn moat_signature_for(secret: &[u8], t: u64, body: &[u8]) -> String {
     let t = t.to_string();
     format!(
         "t={t},v1={}",
-        hex(&hmac(secret, &[t.as_bytes(), b".", body]))
+        hex::encode(&hmac(secret, &[t.as_bytes(), b".", body]))
     )
 }
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{PersistedMode, PersistedQueries};
 use crate::error::{Error, Kind};
+use crate::hex;
 
 /// The persisted queries Moat knows and the rule for using them.
 pub struct Persisted {
@@ -210,10 +211,7 @@ fn requested_hash(extensions: Option<&Value>) -> Result<Option<String>, Error> {
 }
 
 pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(text.as_bytes()))
 }
 
 #[cfg(test)]
