@@ -18,6 +18,18 @@ use crate::domain::{self, AvailabilityStatus as Status};
 #[derive(Clone)]
 pub struct Product(pub Found<domain::Product>);
 
+impl Product {
+    /// The key of this product's price for the shopper, in `currency_code`
+    /// or the storefront's default currency.
+    fn price_key(&self, scope: &Scope, currency_code: Option<&str>) -> Result<PriceKey> {
+        Ok(PriceKey {
+            sku: self.0.sku.clone(),
+            segment: scope.segment()?.to_string(),
+            currency: scope.catalog.selling.currency(currency_code)?,
+        })
+    }
+}
+
 #[Object]
 impl Product {
     async fn id(&self) -> ID {
@@ -66,12 +78,7 @@ impl Product {
         currency_code: Option<String>,
     ) -> Result<Option<ProductPrice>> {
         let scope = ctx.data::<Scope>()?;
-        let currency = scope.catalog.selling.currency(currency_code.as_deref())?;
-        let key = PriceKey {
-            sku: self.0.sku.clone(),
-            segment: scope.segment()?.to_string(),
-            currency,
-        };
+        let key = self.price_key(scope, currency_code.as_deref())?;
         let hit = scope.prices.load(key).await?;
         Ok(hit.found().map(|price| ProductPrice {
             freshness: price.freshness(scope.now),
@@ -108,14 +115,11 @@ impl Product {
         currency_code: Option<String>,
     ) -> Result<Json<serde_json::Value>> {
         let scope = ctx.data::<Scope>()?;
-        let currency = scope.catalog.selling.currency(currency_code.as_deref())?;
-        let key = PriceKey {
-            sku: self.0.sku.clone(),
-            segment: scope.segment()?.to_string(),
-            currency,
-        };
-        let price = scope.prices.load(key).await?.found();
-        let stock = scope.stock.load(self.0.sku.clone()).await?.found();
+        let key = self.price_key(scope, currency_code.as_deref())?;
+        // Together, so they batch with the page's other prices and stock.
+        let (price, stock) =
+            tokio::join!(scope.prices.load(key), scope.stock.load(self.0.sku.clone()));
+        let (price, stock) = (price?.found(), stock?.found());
         let hard_ttl = scope.catalog.prices.policy().hard_ttl;
         let read = price.as_ref().map(|p| {
             let freshness = p.freshness(scope.now);
