@@ -342,6 +342,9 @@ impl Fetch<PriceKey, Price> for Prices {
                     };
                     (segment, currency, skus, found)
                 }
+                // Boxed: an upstream call is a large future, which joining
+                // would otherwise move whole, twice.
+                .boxed()
             });
             let mut out = HashMap::new();
             let mut failure = None;

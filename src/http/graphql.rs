@@ -363,7 +363,9 @@ async fn execute(
         trace_id = tracing::field::Empty,
     );
     traces::continue_from(&span, headers);
-    let request = run(app, media, headers, client, addr, params, sent).instrument(span);
+    // Boxed: the executing query is a large future, and every layer above
+    // (routing, the timeout, tracing, the lane's task) would move it whole.
+    let request = Box::pin(run(app, media, headers, client, addr, params, sent)).instrument(span);
     match traces::incoming(headers) {
         Some(context) => traces::pass_on(context, request).await,
         None => request.await,
