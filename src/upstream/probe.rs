@@ -733,15 +733,18 @@ impl Probe<'_> {
         let Some(answer) = self.ask(ask, &[StatusCode::OK]).await else {
             return;
         };
-        for (i, price) in self
-            .list::<erp::WirePrice>(&answer, "price.json")
-            .iter()
-            .enumerate()
-        {
+        let prices = self.list::<erp::WirePrice>(&answer, "price.json");
+        self.as_asked(&prices, "$", &segment, currency);
+    }
+
+    /// A violation for each of `prices` (listed at `at`) in another
+    /// segment or currency than asked.
+    fn as_asked(&mut self, prices: &[Value], at: &str, segment: &str, currency: &str) {
+        for (i, price) in prices.iter().enumerate() {
             let (s, c) = (&price["segment"], &price["currency"]);
-            if s.as_str() != Some(segment.as_str()) || c.as_str() != Some(currency) {
+            if s.as_str() != Some(segment) || c.as_str() != Some(currency) {
                 self.unanswered(
-                    &format!("$.items[{i}]"),
+                    &format!("{at}.items[{i}]"),
                     format!("asked for {segment}/{currency}, got {s}/{c}"),
                 );
             }
@@ -776,15 +779,7 @@ impl Probe<'_> {
             return;
         };
         let prices = self.list_at::<erp::WirePrice>(&root["prices"], "$.prices", "price.json");
-        for (i, price) in prices.iter().enumerate() {
-            let (s, c) = (&price["segment"], &price["currency"]);
-            if s.as_str() != Some(segment.as_str()) || c.as_str() != Some(currency) {
-                self.unanswered(
-                    &format!("$.prices.items[{i}]"),
-                    format!("asked for {segment}/{currency}, got {s}/{c}"),
-                );
-            }
-        }
+        self.as_asked(&prices, "$.prices", &segment, currency);
         self.list_at::<erp::WireStock>(&root["inventory"], "$.inventory", "inventory.json");
     }
 
