@@ -16,7 +16,10 @@
 //!
 //! CPU is the serve process's user + system time (`/proc/PID/stat`) over
 //! the measured pages; calls are the simulator's own counts
-//! (`/_sim/stats`). The serve process inherits this one's environment, so
+//! (`/_sim/stats`). Each page's query names its product in the text, so
+//! every page is a new text to parse and validate; `COLD_VARIABLES=1`
+//! sends one text with the id as a variable, as storefronts mostly do.
+//! The serve process inherits this one's environment, so
 //! `MOAT_SYSTEMS__ERP__OFFERS=true` measures pages whose price and stock
 //! come in one ERP call (`loadtests/run paths` runs both). `COLD_PAGE_WRAP` (e.g. `valgrind --tool=callgrind`)
 //! runs the serve process under that command, for a profile of the miss
@@ -34,6 +37,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+/// The page as a storefront sending variables asks it: one text for every
+/// product (`COLD_VARIABLES=1`), parsed and validated once.
+const BY_VARIABLE: &str = "query($id: ID!) { product(id: $id) { name price { price { amount } } availability { status } } }";
 
 /// Pages read before measuring (connections, allocator, lazy statics).
 const WARM_UP: usize = 50;
@@ -178,6 +185,7 @@ async fn send_pages(
 ) {
     let next = Arc::new(AtomicUsize::new(*range.start()));
     let last = *range.end();
+    let variables = env_number("COLD_VARIABLES", 0) != 0;
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (http, url, next) = (http.clone(), url.to_string(), next.clone());
@@ -188,12 +196,18 @@ async fn send_pages(
                     return;
                 }
                 assert!(started.elapsed() < BOUND, "the run took too long");
-                let query = format!(
-                    "{{ product(id: \"prod-{n:06}\") {{ name price {{ price {{ amount }} }} availability {{ status }} }} }}"
-                );
+                let id = format!("prod-{n:06}");
+                let body = if variables {
+                    json!({ "query": BY_VARIABLE, "variables": { "id": id } })
+                } else {
+                    let query = format!(
+                        "{{ product(id: \"{id}\") {{ name price {{ price {{ amount }} }} availability {{ status }} }} }}"
+                    );
+                    json!({ "query": query })
+                };
                 let r: Value = http
                     .post(&url)
-                    .json(&json!({ "query": query }))
+                    .json(&body)
                     .send()
                     .await
                     .expect("request")
