@@ -221,41 +221,16 @@ impl Scope {
         };
         let (reads, sources) = (Arc::new(reads), Arc::new(sources));
         // Stock that comes with the prices is waited for, not asked apart.
-        let ahead = loader::Ahead::default();
-        let ahead = catalog.stock_comes_with_prices().then_some(ahead);
+        let ahead = catalog
+            .stock_comes_with_prices()
+            .then(loader::Ahead::default);
+        let at = (deadline, &reads, &sources);
         Scope {
-            products: Loader::new(
-                catalog.products.clone(),
-                deadline,
-                reads.clone(),
-                sources.clone(),
-            ),
-            product_ids: Loader::new(
-                catalog.product_ids.clone(),
-                deadline,
-                reads.clone(),
-                sources.clone(),
-            ),
-            prices: Loader::new(
-                catalog.prices.clone(),
-                deadline,
-                reads.clone(),
-                sources.clone(),
-            )
-            .leading(ahead.clone()),
-            stock: Loader::new(
-                catalog.stock.clone(),
-                deadline,
-                reads.clone(),
-                sources.clone(),
-            )
-            .following(ahead),
-            orders: Loader::new(
-                customers.orders.clone(),
-                deadline,
-                reads.clone(),
-                sources.clone(),
-            ),
+            products: loader(&catalog.products, at),
+            product_ids: loader(&catalog.product_ids, at),
+            prices: loader(&catalog.prices, at).leading(ahead.clone()),
+            stock: loader(&catalog.stock, at).following(ahead),
+            orders: loader(&customers.orders, at),
             reads,
             sources,
             catalog,
@@ -313,6 +288,15 @@ impl Scope {
     async fn product(&self, id: String) -> Result<Option<Product>, Error> {
         Ok(self.products.load(id).await?.found().map(Product))
     }
+}
+
+/// A loader of `tier` for one request: its deadline and its records of
+/// what it read.
+fn loader<K: Key, V: Value>(
+    tier: &Arc<Tier<K, V>>,
+    (deadline, reads, sources): (Instant, &Arc<Reads>, &Arc<Sources>),
+) -> Loader<K, V> {
+    Loader::new(tier.clone(), deadline, reads.clone(), sources.clone())
 }
 
 pub struct Query;
