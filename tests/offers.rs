@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use moat::config::{Config, SystemConfig};
 use serde_json::{Value, json};
+use support::redis::RedisServer;
 use support::{Moat, Sim, config, error_codes};
 
 const PAGE: &str = r#"query($sku: String!) {
@@ -129,6 +130,57 @@ async fn a_broken_offers_answer_fails_its_fields_not_the_page() {
         "the price's error names it: {page}"
     );
     moat.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_that_came_with_prices_is_shared_through_redis_and_an_erp_outage_fails_both_fields() {
+    let redis = RedisServer::start();
+    let sim = Sim::start().await;
+    let replica = || {
+        let mut c = with_offers(&sim.url);
+        c.redis.url = Some(redis.url());
+        Moat::start(c)
+    };
+    let (a, b) = (replica().await, replica().await);
+
+    // One replica's cold page fills L2 with the stock that came along: the
+    // other serves the same page without asking the ERP.
+    let sku = "SKU-000015";
+    let page = a.query(PAGE, json!({ "sku": sku })).await;
+    assert!(page.get("errors").is_none(), "{page}");
+    let calls = erp_calls(&sim).await;
+    assert_eq!(calls, (1, 0, 0));
+    assert_eq!(b.query(PAGE, json!({ "sku": sku })).await, page);
+    assert_eq!(erp_calls(&sim).await, calls, "from L2");
+
+    // The ERP down: a product never read still shows its PIM content; its
+    // price and availability are null, each with its error.
+    sim.fault("erp", json!({ "down": true })).await;
+    let page = a.query(PAGE, json!({ "sku": "SKU-000016" })).await;
+    let product = &page["data"]["product"];
+    assert!(product["name"].is_string(), "{page}");
+    assert_eq!(product["price"], Value::Null, "{page}");
+    assert_eq!(product["availability"], Value::Null, "{page}");
+    let paths: Vec<&Value> = page["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    for field in ["price", "availability"] {
+        assert!(
+            paths.contains(&&json!(["product", field])),
+            "{field}: {page}"
+        );
+    }
+    assert!(
+        error_codes(&page)
+            .iter()
+            .all(|c| c == "UPSTREAM_UNAVAILABLE"),
+        "{page}"
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Forwards every request to the simulator except the offers route: an
