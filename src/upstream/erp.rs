@@ -185,10 +185,9 @@ impl Erp {
                 let reason = format!("the offers answer is not valid: {e}");
                 contract::violation(at, WirePrice::ENTITY, None, reason)
             })?;
-            let list = |raw: &RawValue| raw.get().as_bytes().to_vec();
             let mut prices = contract::parse_list::<WirePrice, _>(
                 at,
-                &list(lists.prices),
+                lists.prices.get().as_bytes(),
                 "sku",
                 |p: &Price| p.sku.clone(),
                 str::to_string,
@@ -196,7 +195,7 @@ impl Erp {
             .into_map();
             let mut stock = contract::parse_list::<WireStock, _>(
                 at,
-                &list(lists.inventory),
+                lists.inventory.get().as_bytes(),
                 "sku",
                 |s: &Stock| s.sku.clone(),
                 str::to_string,
