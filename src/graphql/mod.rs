@@ -11,6 +11,7 @@ mod guard;
 mod loader;
 mod persisted;
 mod prepare;
+mod reader;
 mod scalars;
 mod structured;
 mod types;

@@ -3,9 +3,10 @@
 //! 1. the guard (`guard`): the raw text is lexed once and refused if it
 //!    nests, or holds tokens or aliases, past the limits, so nothing
 //!    recursive ever sees an unbounded document;
-//! 2. the parser, whose result is cached by query text (storefronts send
-//!    the same few queries over and over, and parsing is the largest
-//!    single cost of a cache hit); a document is cached only once its
+//! 2. the parser (`reader`, or the library's for what it declines), whose
+//!    result is cached by query text (storefronts send the same few
+//!    queries over and over, and parsing is the largest single cost of a
+//!    cache hit); a document is cached only once its
 //!    whole expansion (every operation and fragment) fits the budget, so
 //!    the library's own validation, which expands every fragment, never
 //!    meets an exponential document;
@@ -30,6 +31,7 @@ use async_graphql::parser::types::{
 
 use super::cost::{self, Cost};
 use super::guard::{self, Bounds, Refusal};
+use super::reader;
 use crate::error::{Error, Kind};
 
 /// Every bound a query is held to before it runs.
@@ -146,8 +148,13 @@ impl Documents {
             Refusal::TooLarge(message) => Error::too_complex(message),
             Refusal::Syntax(message) => Error::new(Kind::ParseFailed, message),
         })?;
-        let doc = async_graphql::parser::parse_query(text)
-            .map_err(|e| Error::new(Kind::ParseFailed, e.to_string()))?;
+        let doc = match reader::read(text) {
+            Some(doc) => doc,
+            // What the reader leaves (syntax errors among it) the library
+            // parses, so its errors read as they always have.
+            None => async_graphql::parser::parse_query(text)
+                .map_err(|e| Error::new(Kind::ParseFailed, e.to_string()))?,
+        };
         cost::check_expansion(&doc, self.limits.cost)?;
         Ok(doc)
     }
