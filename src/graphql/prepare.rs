@@ -50,7 +50,8 @@ pub struct Documents {
 /// A parsed document, and whether it has passed the library's full
 /// validation without variables (which then cannot come out differently).
 struct Parsed {
-    doc: ExecutableDocument,
+    /// Handed to each request as it is: execution reads it, never copies it.
+    doc: Arc<ExecutableDocument>,
     valid_without_variables: AtomicBool,
 }
 
@@ -89,7 +90,7 @@ impl Documents {
             Some(parsed) => parsed,
             None => {
                 let parsed = Arc::new(Parsed {
-                    doc: self.parse(&request.query)?,
+                    doc: Arc::new(self.parse(&request.query)?),
                     valid_without_variables: AtomicBool::new(false),
                 });
                 self.cache.insert(request.query.clone(), parsed.clone());
@@ -97,7 +98,7 @@ impl Documents {
             }
         };
         let doc = &parsed.doc;
-        request.set_parsed_query(ExecutableDocument::clone(doc));
+        request.set_shared_query(doc.clone());
         let known_valid =
             request.variables.is_empty() && parsed.valid_without_variables.load(Ordering::Relaxed);
         let Some(op) = selected_operation(doc, request.operation_name.as_deref()) else {

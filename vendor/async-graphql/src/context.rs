@@ -21,7 +21,8 @@ use crate::{
     ServerError, ServerResult, UploadValue, Value,
     extensions::Extensions,
     parser::types::{
-        Directive, Field, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
+        Directive, DocumentOperations, ExecutableDocument, Field, FragmentDefinition,
+        OperationDefinition, Selection, SelectionSet,
     },
     schema::{IntrospectionMode, SchemaEnv},
 };
@@ -250,14 +251,49 @@ pub struct QueryEnvInner {
     pub extensions: Extensions,
     pub variables: Variables,
     pub operation_name: Option<String>,
-    pub operation: Positioned<OperationDefinition>,
-    pub fragments: HashMap<Name, Positioned<FragmentDefinition>>,
+    pub operation: OperationRef,
+    pub fragments: FragmentsRef,
     pub uploads: Vec<UploadValue>,
     pub session_data: Arc<Data>,
     pub query_data: Arc<Data>,
     pub http_headers: Mutex<http::HeaderMap>,
     pub introspection_mode: IntrospectionMode,
     pub errors: Mutex<Vec<ServerError>>,
+}
+
+/// The operation being executed, within its document (which may be shared
+/// with a cache of parsed documents, so it is not copied per request).
+#[doc(hidden)]
+pub struct OperationRef {
+    pub(crate) document: Arc<ExecutableDocument>,
+    /// `None` for the document's only, anonymous operation.
+    pub(crate) name: Option<Name>,
+}
+
+impl Deref for OperationRef {
+    type Target = Positioned<OperationDefinition>;
+
+    fn deref(&self) -> &Self::Target {
+        match (&self.document.operations, &self.name) {
+            (DocumentOperations::Single(operation), _) => operation,
+            (DocumentOperations::Multiple(operations), Some(name)) => &operations[name],
+            (DocumentOperations::Multiple(_), None) => {
+                unreachable!("a named operation is executed by its name")
+            }
+        }
+    }
+}
+
+/// The fragments of the document being executed.
+#[doc(hidden)]
+pub struct FragmentsRef(pub(crate) Arc<ExecutableDocument>);
+
+impl Deref for FragmentsRef {
+    type Target = HashMap<Name, Positioned<FragmentDefinition>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.fragments
+    }
 }
 
 #[doc(hidden)]

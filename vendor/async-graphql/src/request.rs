@@ -1,6 +1,7 @@
 use std::{
     any::Any,
     fmt::{self, Debug, Formatter},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -49,6 +50,11 @@ pub struct Request {
     #[serde(skip)]
     pub(crate) parsed_query: Option<ExecutableDocument>,
 
+    /// A parsed document shared with others (a cache's): executed without
+    /// a copy unless an extension or `@skip`/`@include` needs one.
+    #[serde(skip)]
+    pub(crate) shared_query: Option<Arc<ExecutableDocument>>,
+
     /// Sets the introspection mode for this request (defaults to
     /// [IntrospectionMode::Enabled]).
     #[serde(skip)]
@@ -66,6 +72,7 @@ impl Request {
             data: Data::default(),
             extensions: Default::default(),
             parsed_query: None,
+            shared_query: None,
             introspection_mode: IntrospectionMode::Enabled,
         }
     }
@@ -131,6 +138,12 @@ impl Request {
     /// the query again.
     pub fn set_parsed_query(&mut self, doc: ExecutableDocument) {
         self.parsed_query = Some(doc);
+    }
+
+    /// Sets a parsed query shared with others (a cache of documents): the
+    /// request runs on it without copying it.
+    pub fn set_shared_query(&mut self, doc: Arc<ExecutableDocument>) {
+        self.shared_query = Some(doc);
     }
 
     /// Set a variable to an upload value.

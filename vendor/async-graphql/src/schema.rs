@@ -9,10 +9,10 @@ use async_graphql_parser::types::ExecutableDocument;
 use futures_util::stream::{self, BoxStream, FuturesOrdered, StreamExt};
 
 use crate::{
-    BatchRequest, BatchResponse, CacheControl, ContextBase, EmptyMutation, EmptySubscription,
+    BatchRequest, BatchResponse, CacheControl, ContextBase, EmptyMutation, EmptySubscription, Name,
     Executor, InputType, ObjectType, OutputType, QueryEnv, Request, Response, ServerError,
     ServerResult, SubscriptionType, Variables,
-    context::{Data, QueryEnvInner},
+    context::{Data, FragmentsRef, OperationRef, QueryEnvInner},
     custom_directive::CustomDirectiveFactory,
     extensions::{ExtensionFactory, Extensions},
     parser::{
@@ -798,6 +798,24 @@ fn check_recursive_depth(doc: &ExecutableDocument, max_depth: usize) -> ServerRe
     Ok(())
 }
 
+/// Whether `remove_skipped_selection` would change anything here.
+fn has_skip_or_include(selection_set: &SelectionSet) -> bool {
+    selection_set.items.iter().any(|selection| {
+        selection
+            .node
+            .directives()
+            .iter()
+            .any(|directive| matches!(&*directive.node.name.node, "skip" | "include"))
+            || match &selection.node {
+                Selection::Field(field) => has_skip_or_include(&field.node.selection_set.node),
+                Selection::FragmentSpread(_) => false,
+                Selection::InlineFragment(inline) => {
+                    has_skip_or_include(&inline.node.selection_set.node)
+                }
+            }
+    })
+}
+
 fn remove_skipped_selection(selection_set: &mut SelectionSet, variables: &Variables) {
     fn is_skipped(directives: &[Positioned<Directive>], variables: &Variables) -> bool {
         for directive in directives {
@@ -862,24 +880,40 @@ pub(crate) async fn prepare_request(
     let query_data = Arc::new(std::mem::take(&mut request.data));
     extensions.attach_query_data(query_data.clone());
 
-    let mut document = {
-        let query = &request.query;
-        let parsed_doc = request.parsed_query.take();
-        let fut_parse = async move {
-            let doc = match parsed_doc {
-                Some(parsed_doc) => parsed_doc,
-                None => parse_query(query)?,
-            };
-            check_recursive_depth(&doc, recursive_depth)?;
+    let mut document: Arc<ExecutableDocument> = match request.shared_query.take() {
+        // A shared document runs as it is, unless an extension may want to
+        // see (or replace) it being parsed.
+        Some(shared) if extensions.is_empty() => {
+            check_recursive_depth(&shared, recursive_depth)?;
             if let Some(max_directives) = max_directives {
-                check_max_directives(&doc, max_directives)?;
+                check_max_directives(&shared, max_directives)?;
             }
-            Ok(doc)
-        };
-        futures_util::pin_mut!(fut_parse);
-        extensions
-            .parse_query(query, &request.variables, &mut fut_parse)
-            .await?
+            shared
+        }
+        shared => {
+            let query = &request.query;
+            let parsed_doc = request
+                .parsed_query
+                .take()
+                .or_else(|| shared.map(Arc::unwrap_or_clone));
+            let fut_parse = async move {
+                let doc = match parsed_doc {
+                    Some(parsed_doc) => parsed_doc,
+                    None => parse_query(query)?,
+                };
+                check_recursive_depth(&doc, recursive_depth)?;
+                if let Some(max_directives) = max_directives {
+                    check_max_directives(&doc, max_directives)?;
+                }
+                Ok(doc)
+            };
+            futures_util::pin_mut!(fut_parse);
+            Arc::new(
+                extensions
+                    .parse_query(query, &request.variables, &mut fut_parse)
+                    .await?,
+            )
+        }
     };
 
     // check rules
@@ -899,47 +933,72 @@ pub(crate) async fn prepare_request(
         extensions.validation(&mut validation_fut).await?
     };
 
-    let operation = if let Some(operation_name) = &request.operation_name {
-        match document.operations {
-            DocumentOperations::Single(_) => None,
-            DocumentOperations::Multiple(mut operations) => operations
-                .remove(operation_name.as_str())
-                .map(|operation| (Some(operation_name.clone()), operation)),
+    let operation_name = match (&request.operation_name, &document.operations) {
+        (Some(name), DocumentOperations::Multiple(operations))
+            if operations.contains_key(name.as_str()) =>
+        {
+            Some(name.clone())
         }
-        .ok_or_else(|| {
-            ServerError::new(
-                format!(r#"Unknown operation named "{}""#, operation_name),
+        (Some(name), _) => {
+            return Err(vec![ServerError::new(
+                format!(r#"Unknown operation named "{}""#, name),
                 None,
-            )
-        })
-    } else {
-        match document.operations {
-            DocumentOperations::Single(operation) => Ok((None, operation)),
-            DocumentOperations::Multiple(map) if map.len() == 1 => {
-                let (operation_name, operation) = map.into_iter().next().unwrap();
-                Ok((Some(operation_name.to_string()), operation))
-            }
-            DocumentOperations::Multiple(_) => Err(ServerError::new(
+            )]);
+        }
+        (None, DocumentOperations::Single(_)) => None,
+        (None, DocumentOperations::Multiple(operations)) if operations.len() == 1 => {
+            operations.keys().next().map(|name| name.to_string())
+        }
+        (None, DocumentOperations::Multiple(_)) => {
+            return Err(vec![ServerError::new(
                 "Operation name required in request.",
                 None,
-            )),
+            )]);
         }
     };
+    let name = match &document.operations {
+        DocumentOperations::Single(_) => None,
+        DocumentOperations::Multiple(_) => operation_name.as_deref().map(Name::new),
+    };
 
-    let (operation_name, mut operation) = operation.map_err(|err| vec![err])?;
-
-    // remove skipped fields
-    for fragment in document.fragments.values_mut() {
-        remove_skipped_selection(&mut fragment.node.selection_set.node, &request.variables);
+    // remove skipped fields: the document is copied first only when it
+    // has some to remove (and is shared)
+    let selected = |document: &ExecutableDocument| match (&document.operations, &name) {
+        (DocumentOperations::Single(operation), _) => has_skip_or_include(&operation.node.selection_set.node),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            has_skip_or_include(&operations[name].node.selection_set.node)
+        }
+        (DocumentOperations::Multiple(_), None) => false,
+    };
+    if selected(&document)
+        || document
+            .fragments
+            .values()
+            .any(|fragment| has_skip_or_include(&fragment.node.selection_set.node))
+    {
+        let document = Arc::make_mut(&mut document);
+        for fragment in document.fragments.values_mut() {
+            remove_skipped_selection(&mut fragment.node.selection_set.node, &request.variables);
+        }
+        let operation = match (&mut document.operations, &name) {
+            (DocumentOperations::Single(operation), _) => Some(operation),
+            (DocumentOperations::Multiple(operations), Some(name)) => operations.get_mut(name),
+            (DocumentOperations::Multiple(_), None) => None,
+        };
+        if let Some(operation) = operation {
+            remove_skipped_selection(&mut operation.node.selection_set.node, &request.variables);
+        }
     }
-    remove_skipped_selection(&mut operation.node.selection_set.node, &request.variables);
 
     let env = QueryEnvInner {
         extensions,
         variables: request.variables,
         operation_name,
-        operation,
-        fragments: document.fragments,
+        operation: OperationRef {
+            document: document.clone(),
+            name,
+        },
+        fragments: FragmentsRef(document),
         uploads: request.uploads,
         session_data,
         query_data,
