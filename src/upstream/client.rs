@@ -64,6 +64,9 @@ pub struct Client {
     protection: Arc<Protection>,
     http: reqwest::Client,
     base_url: String,
+    /// `base_url` parsed once: a call's URL is made from it without
+    /// parsing (and IDNA-mapping) the host again.
+    base: Option<reqwest::Url>,
     timeout: Duration,
     max_batch: usize,
     credentials: Arc<Credentials>,
@@ -90,6 +93,7 @@ impl Client {
             protection,
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
+            base: reqwest::Url::parse(base_url).ok(),
             timeout: settings.timeout,
             max_batch: settings.max_batch,
             credentials,
@@ -212,10 +216,9 @@ impl Client {
         query: &[(&str, &str)],
         priority: Priority,
     ) -> Result<Reply, Error> {
-        let url = format!("{}{path}", self.base_url);
+        let url = self.url(path);
         self.call(endpoint, priority, true, &[], || {
-            self.http
-                .request(Method::GET, &url)
+            self.request(Method::GET, &url)
                 .query(query)
                 .header(PROTOCOL_HEADER, PROTOCOL)
                 .build()
@@ -231,16 +234,35 @@ impl Client {
         body: &B,
         priority: Priority,
     ) -> Result<Reply, Error> {
-        let url = format!("{}{path}", self.base_url);
+        let url = self.url(path);
         // A POST may not be idempotent: it is never retried.
         self.call(endpoint, priority, false, &[], || {
-            self.http
-                .request(Method::POST, &url)
+            self.request(Method::POST, &url)
                 .json(body)
                 .header(PROTOCOL_HEADER, PROTOCOL)
                 .build()
         })
         .await
+    }
+
+    /// `{base}{path}`, parsed; `Err` holds the text when the base is not a URL
+    /// (the request then fails to build, as a client error).
+    fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        match &self.base {
+            Some(base) => Ok(on(base, path)),
+            None => Err(format!("{}{path}", self.base_url)),
+        }
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        url: &Result<reqwest::Url, String>,
+    ) -> reqwest::RequestBuilder {
+        match url {
+            Ok(url) => self.http.request(method, url.clone()),
+            Err(text) => self.http.request(method, text),
+        }
     }
 
     async fn call(
@@ -564,5 +586,36 @@ fn traced(outcome: &'static str, status: Option<StatusCode>) {
     }
     if !matches!(outcome, "ok" | "not_found") {
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// `path` (already percent-encoded) after the base's own path.
+fn on(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_s_url_is_its_path_after_the_base_as_the_text_would_read() {
+        for (base, path) in [
+            ("http://127.0.0.1:8080", "/pim/v1/products"),
+            ("http://127.0.0.1:8080/", "/erp/v1/offers"),
+            ("https://erp.example.com/api/", "/erp/v1/prices"),
+            ("https://crm.example.com/x/y", "/crm/v1/customers/a%2Fb%20c"),
+            ("http://[::1]:9000", "/oms/v1/orders/o-1"),
+        ] {
+            let text = format!("{}{path}", base.trim_end_matches('/'));
+            let parsed = reqwest::Url::parse(base).unwrap();
+            assert_eq!(
+                on(&parsed, path),
+                reqwest::Url::parse(&text).unwrap(),
+                "{base} {path}"
+            );
+        }
     }
 }
