@@ -635,7 +635,8 @@ fn negotiate(headers: &HeaderMap, html_allowed: bool) -> Option<Media> {
     };
     // What clients send most, settled without parsing.
     match accept {
-        JSON => return Some(Media::Json),
+        // `*/*` is what curl and most HTTP libraries send unasked.
+        JSON | "*/*" => return Some(Media::Json),
         GRAPHQL_RESPONSE => return Some(Media::GraphqlResponse),
         _ => {}
     }
