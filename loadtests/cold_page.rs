@@ -11,11 +11,12 @@
 //! answer, and prints one line for the load-test runner:
 //!
 //! ```text
-//! cold-page: pages=N cpu_us_per_page=X upstream_calls_per_page=Y pages_per_s=Z
+//! cold-page: pages=N cpu_us_per_page=X upstream_calls_per_page=Y pages_per_s=Z user_us_per_page=U system_us_per_page=S
 //! ```
 //!
 //! CPU is the serve process's user + system time (`/proc/PID/stat`) over
-//! the measured pages; calls are the simulator's own counts
+//! the measured pages, and each apart (system time is the kernel's work for
+//! it: sockets, wake-ups, page faults); calls are the simulator's own counts
 //! (`/_sim/stats`). Each page's query names its product in the text, so
 //! every page is a new text to parse and validate; `COLD_VARIABLES=1`
 //! sends one text with the id as a variable, as storefronts mostly do.
@@ -65,21 +66,25 @@ fn main() {
         .expect("tokio runtime");
     let measured = runtime.block_on(run(pages, connections, pinned));
     let Measured {
-        cpu_us,
+        user_us,
+        system_us,
         calls,
         took,
     } = measured;
     let n = pages as f64;
     println!(
-        "cold-page: pages={pages} cpu_us_per_page={:.1} upstream_calls_per_page={:.2} pages_per_s={:.0}",
-        cpu_us / n,
+        "cold-page: pages={pages} cpu_us_per_page={:.1} upstream_calls_per_page={:.2} pages_per_s={:.0} user_us_per_page={:.1} system_us_per_page={:.1}",
+        (user_us + system_us) / n,
         calls as f64 / n,
-        n / took.as_secs_f64()
+        n / took.as_secs_f64(),
+        user_us / n,
+        system_us / n
     );
 }
 
 struct Measured {
-    cpu_us: f64,
+    user_us: f64,
+    system_us: f64,
     calls: u64,
     took: Duration,
 }
@@ -168,7 +173,8 @@ async fn run(pages: usize, connections: usize, pinned: bool) -> Measured {
     drop(serve);
     drop(sim);
     Measured {
-        cpu_us: cpu_after - cpu_before,
+        user_us: cpu_after.0 - cpu_before.0,
+        system_us: cpu_after.1 - cpu_before.1,
         calls: calls_after - calls_before,
         took,
     }
@@ -272,9 +278,10 @@ fn moat_binary() -> std::path::PathBuf {
     dir.join("moat")
 }
 
-/// User + system CPU time of process `pid`, in microseconds.
-fn cpu_us(pid: u32) -> f64 {
-    process_cpu::cpu_seconds(pid) * 1_000_000.0
+/// User and system CPU time of process `pid`, in microseconds.
+fn cpu_us(pid: u32) -> (f64, f64) {
+    let (user, system) = process_cpu::user_and_system_seconds(pid);
+    (user * 1_000_000.0, system * 1_000_000.0)
 }
 
 fn has_taskset() -> bool {
