@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use moat::config::{Config, SystemConfig};
 use serde_json::{Value, json};
 use support::redis::RedisServer;
-use support::{Moat, Sim, config, error_codes};
+use support::{Moat, Sim, config, error_codes, error_paths};
 
 const PAGE: &str = r#"query($sku: String!) {
   product(sku: $sku) {
@@ -119,14 +119,9 @@ async fn a_broken_offers_answer_fails_its_fields_not_the_page() {
     assert!(page["data"]["product"]["name"].is_string(), "{page}");
     assert_eq!(page["data"]["product"]["price"], Value::Null, "{page}");
     assert!(!error_codes(&page).is_empty(), "{page}");
-    let paths: Vec<&Value> = page["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
+    let paths = error_paths(&page);
     assert!(
-        paths.contains(&&json!(["product", "price"])),
+        paths.contains(&json!(["product", "price"])),
         "the price's error names it: {page}"
     );
     moat.stop().await;
@@ -161,15 +156,10 @@ async fn stock_that_came_with_prices_is_shared_through_redis_and_an_erp_outage_f
     assert!(product["name"].is_string(), "{page}");
     assert_eq!(product["price"], Value::Null, "{page}");
     assert_eq!(product["availability"], Value::Null, "{page}");
-    let paths: Vec<&Value> = page["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
+    let paths = error_paths(&page);
     for field in ["price", "availability"] {
         assert!(
-            paths.contains(&&json!(["product", field])),
+            paths.contains(&json!(["product", field])),
             "{field}: {page}"
         );
     }

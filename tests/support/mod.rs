@@ -410,6 +410,14 @@ pub fn decimal(cents: i64) -> String {
 }
 
 /// The `extensions.code` of every error in a response.
+/// Every error's `path`, in order (`Null` for an error without one).
+pub fn error_paths(response: &Value) -> Vec<Value> {
+    response["errors"]
+        .as_array()
+        .map(|errors| errors.iter().map(|e| e["path"].clone()).collect())
+        .unwrap_or_default()
+}
+
 pub fn error_codes(response: &Value) -> Vec<String> {
     response["errors"]
         .as_array()
