@@ -91,6 +91,58 @@ async fn request_errors_get_the_specs_status_per_media_type() {
     moat.stop().await;
 }
 
+/// A text whose shape passed full validation is checked by the rules that
+/// look at values only: what they refuse reads as full validation has it,
+/// and texts of another shape are validated in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validated_shape_still_refuses_what_full_validation_refuses() {
+    let (_sim, moat) = setup().await;
+    let by_variable = "query($id: ID!) { product(id: $id) { name } }";
+    let bad = query(by_variable, json!({ "id": { "not": "an id" } }));
+    let (status, _, refused_in_full) = post(&moat, GRAPHQL_RESPONSE, bad.clone()).await;
+    assert_eq!(status, 400, "{refused_in_full}");
+    assert_eq!(error_codes(&refused_in_full), ["GRAPHQL_VALIDATION_FAILED"]);
+    let (status, _, r) = post(
+        &moat,
+        GRAPHQL_RESPONSE,
+        query(by_variable, json!({ "id": "prod-000001" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["data"]["product"]["name"].is_string(), "{r}");
+    let (status, _, refused_again) = post(&moat, GRAPHQL_RESPONSE, bad).await;
+    assert_eq!(status, 400, "{refused_again}");
+    assert_eq!(
+        refused_again, refused_in_full,
+        "the same errors, word for word"
+    );
+
+    // Ids written into the text: one shape, whichever the ids, as long as
+    // the same ones are the same (merging two fields compares them).
+    let twice = |a: &str, b: &str| {
+        query(
+            &format!("{{ p: product(id: \"{a}\") {{ name }} p: product(id: \"{b}\") {{ name }} }}"),
+            json!({}),
+        )
+    };
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, twice("prod-000001", "prod-000001")).await;
+    assert_eq!(status, 200, "{r}");
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, twice("prod-000002", "prod-000002")).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["data"]["p"]["name"].is_string(), "{r}");
+    let (status, _, r) = post(&moat, GRAPHQL_RESPONSE, twice("prod-000002", "prod-000003")).await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(error_codes(&r), ["GRAPHQL_VALIDATION_FAILED"]);
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("differing arguments"),
+        "{r}"
+    );
+    moat.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_with_a_reason() {
     let (_sim, moat) = setup().await;

@@ -13,6 +13,7 @@ mod persisted;
 mod prepare;
 mod reader;
 mod scalars;
+mod shape;
 mod structured;
 mod types;
 
@@ -61,25 +62,25 @@ fn schema(
     builder.data(checkout).finish()
 }
 
-/// The schema twice: with the library's full validation, and with its fast
-/// mode for documents that passed full validation before
-/// (`Prepared::known_valid`).
+/// The schema twice: with the library's full validation, and with only the
+/// rules that look at values, for texts whose shape passed full validation
+/// before (`Prepared::known_valid`).
 pub struct Schemas {
     strict: Schema,
-    fast: Schema,
+    values: Schema,
 }
 
 impl Schemas {
     pub fn new(server: &Server, checkout: Arc<Checkout>) -> Schemas {
         use async_graphql::ValidationMode;
         Schemas {
-            fast: schema(server, checkout.clone(), ValidationMode::Fast),
+            values: schema(server, checkout.clone(), ValidationMode::Values),
             strict: schema(server, checkout, ValidationMode::Strict),
         }
     }
 
     /// Runs `request` (prepared by `documents`) on the schema it may use,
-    /// and remembers a document that passed full validation.
+    /// and remembers a text whose shape passed full validation.
     pub async fn execute(
         &self,
         documents: &Documents,
@@ -87,12 +88,11 @@ impl Schemas {
         request: async_graphql::Request,
     ) -> async_graphql::Response {
         let schema = if prepared.known_valid {
-            &self.fast
+            &self.values
         } else {
             &self.strict
         };
-        let query =
-            (!prepared.known_valid && request.variables.is_empty()).then(|| request.query.clone());
+        let query = (!prepared.known_valid).then(|| request.query.clone());
         let response = schema.execute(request).await;
         if let Some(query) = query.filter(|_| !is_request_error(&response)) {
             documents.passed_validation(&query);

@@ -15,11 +15,14 @@
 //! 4. the checks the spec wants as request errors that async-graphql would
 //!    only notice mid-execution (a missing required variable).
 //!
-//! The library validates every request against the schema again (about a
-//! tenth of a cache hit's CPU). A document that passed that once without
-//! variables passes it every time, so `Prepared::known_valid` lets the
-//! handler run it on the schema built with the library's fast mode.
+//! The library validates every request against the schema (about a tenth
+//! of a miss's CPU). Once a text's shape (`shape`: its tokens, strings
+//! numbered by content) has passed that, every text of that shape passes
+//! all of it but the rules that look at values, whatever the variables, so
+//! `Prepared::known_valid` lets the handler run it with only those
+//! (`ValidationMode::Values`).
 
+use std::hash::RandomState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,6 +35,7 @@ use async_graphql::parser::types::{
 use super::cost::{self, Cost};
 use super::guard::{self, Bounds, Refusal};
 use super::reader;
+use super::shape;
 use crate::error::{Error, Kind};
 
 /// Every bound a query is held to before it runs.
@@ -41,18 +45,25 @@ pub struct QueryLimits {
     pub cost: cost::Limits,
 }
 
-/// Parsed documents by query text, bounded by the text's size.
+/// Parsed documents by query text, bounded by the text's size, and the
+/// shapes that passed the library's full validation.
 pub struct Documents {
     cache: moka::sync::Cache<String, Arc<Parsed>>,
+    valid_shapes: moka::sync::Cache<u64, ()>,
+    /// The key of every shape's hash.
+    shape_keys: RandomState,
     limits: QueryLimits,
 }
 
-/// A parsed document, and whether it has passed the library's full
-/// validation without variables (which then cannot come out differently).
+/// A parsed document, its shape, and whether that has passed the library's
+/// full validation (then only values can make it fail).
 struct Parsed {
     /// Handed to each request as it is: execution reads it, never copies it.
     doc: Arc<ExecutableDocument>,
-    valid_without_variables: AtomicBool,
+    /// `None`: validated in full every time.
+    shape: Option<u64>,
+    /// Remembered here once known, so a repeated text skips the lookup.
+    valid_shape: AtomicBool,
 }
 
 /// What the handler needs to know about a prepared request.
@@ -62,8 +73,8 @@ pub struct Prepared {
     /// mutation's upstream calls go at checkout priority).
     pub is_mutation: bool,
     pub cost: Cost,
-    /// This very request (same text, no variables) passed full validation
-    /// before: the fast schema may run it.
+    /// A text of this one's shape passed full validation before: the rules
+    /// that look at values are all it needs.
     pub known_valid: bool,
 }
 
@@ -75,6 +86,9 @@ impl Documents {
                 // A parsed document takes several times its text.
                 .weigher(|text: &String, _| u32::try_from(text.len() * 8).unwrap_or(u32::MAX))
                 .build(),
+            // A few dozen bytes each: far more shapes than any storefront has.
+            valid_shapes: moka::sync::Cache::new(100_000),
+            shape_keys: RandomState::new(),
             limits,
         }
     }
@@ -89,9 +103,11 @@ impl Documents {
         let parsed = match self.cache.get(&request.query) {
             Some(parsed) => parsed,
             None => {
+                let (doc, shape) = self.parse(&request.query)?;
                 let parsed = Arc::new(Parsed {
-                    doc: Arc::new(self.parse(&request.query)?),
-                    valid_without_variables: AtomicBool::new(false),
+                    doc: Arc::new(doc),
+                    shape,
+                    valid_shape: AtomicBool::new(false),
                 });
                 self.cache.insert(request.query.clone(), parsed.clone());
                 parsed
@@ -99,8 +115,14 @@ impl Documents {
         };
         let doc = &parsed.doc;
         request.set_shared_query(doc.clone());
-        let known_valid =
-            request.variables.is_empty() && parsed.valid_without_variables.load(Ordering::Relaxed);
+        let known_valid = parsed.valid_shape.load(Ordering::Relaxed)
+            || parsed.shape.is_some_and(|shape| {
+                let valid = self.valid_shapes.contains_key(&shape);
+                if valid {
+                    parsed.valid_shape.store(true, Ordering::Relaxed);
+                }
+                valid
+            });
         let Some(op) = selected_operation(doc, request.operation_name.as_deref()) else {
             // No such operation, or several without a name: the library
             // reports it as a request error.
@@ -134,30 +156,36 @@ impl Documents {
         })
     }
 
-    /// `query` ran without variables and the library's full validation
-    /// found nothing: its next runs without variables need not repeat it.
+    /// `query` passed the library's full validation: the texts of its shape
+    /// need only the rules that look at values from now on.
     pub fn passed_validation(&self, query: &str) {
-        if let Some(parsed) = self.cache.get(query) {
-            parsed
-                .valid_without_variables
-                .store(true, Ordering::Relaxed);
+        if let Some(parsed) = self.cache.get(query)
+            && let Some(shape) = parsed.shape
+        {
+            self.valid_shapes.insert(shape, ());
+            parsed.valid_shape.store(true, Ordering::Relaxed);
         }
     }
 
-    fn parse(&self, text: &str) -> Result<ExecutableDocument, Error> {
+    /// The document, and its shape when the reader read it (what the
+    /// library parses instead has escapes, block strings or an error).
+    fn parse(&self, text: &str) -> Result<(ExecutableDocument, Option<u64>), Error> {
         guard::check(text, self.limits.text).map_err(|refusal| match refusal {
             Refusal::TooLarge(message) => Error::too_complex(message),
             Refusal::Syntax(message) => Error::new(Kind::ParseFailed, message),
         })?;
-        let doc = match reader::read(text) {
-            Some(doc) => doc,
+        let (doc, shape) = match reader::read(text) {
+            Some(doc) => (doc, shape::of(text, &self.shape_keys)),
             // What the reader leaves (syntax errors among it) the library
             // parses, so its errors read as they always have.
-            None => async_graphql::parser::parse_query(text)
-                .map_err(|e| Error::new(Kind::ParseFailed, e.to_string()))?,
+            None => (
+                async_graphql::parser::parse_query(text)
+                    .map_err(|e| Error::new(Kind::ParseFailed, e.to_string()))?,
+                None,
+            ),
         };
         cost::check_expansion(&doc, self.limits.cost)?;
-        Ok(doc)
+        Ok((doc, shape))
     }
 }
 
@@ -212,24 +240,42 @@ mod tests {
     }
 
     #[test]
-    fn only_a_document_that_passed_validation_without_variables_skips_it() {
+    fn a_shape_that_passed_validation_needs_only_the_value_rules() {
         let documents = Documents::new(LIMITS);
-        let query = "{ categories { id } }";
-        let prepare = |vars: Option<serde_json::Value>| {
-            let mut request = Request::new(query);
-            if let Some(v) = vars {
-                request = request.variables(async_graphql::Variables::from_json(v));
-            }
+        let prepare = |query: &str, vars: serde_json::Value| {
+            let mut request =
+                Request::new(query).variables(async_graphql::Variables::from_json(vars));
             documents.prepare(&mut request).unwrap().known_valid
         };
-        assert!(!prepare(None));
-        assert!(!prepare(None), "not until validation passed");
-        documents.passed_validation(query);
-        assert!(prepare(None));
+        let none = serde_json::json!({});
+        let page = r#"{ product(id: "prod-1") { name } }"#;
+        assert!(!prepare(page, none.clone()));
+        assert!(!prepare(page, none.clone()), "not until validation passed");
+        documents.passed_validation(page);
+        assert!(prepare(page, none.clone()));
         assert!(
-            !prepare(Some(serde_json::json!({ "x": 1 }))),
-            "variables: always validated"
+            prepare(r#"{ product(id: "prod-2") { name } }"#, none.clone()),
+            "another text of the same shape"
         );
+        assert!(!prepare(
+            r#"{ product(sku: "prod-2") { name } }"#,
+            none.clone()
+        ));
+
+        let by_variable = "query($id: ID!) { product(id: $id) { name } }";
+        assert!(!prepare(by_variable, serde_json::json!({ "id": "a" })));
+        documents.passed_validation(by_variable);
+        assert!(
+            prepare(by_variable, serde_json::json!({ "id": "b" })),
+            "variables are for the value rules"
+        );
+
+        // Without a shape (an escape), validated in full every time.
+        let escaped = r#"{ product(id: "prod-\u0031") { name } }"#;
+        assert!(!prepare(escaped, none.clone()));
+        documents.passed_validation(escaped);
+        assert!(!prepare(escaped, none));
+
         documents.passed_validation("{ never prepared }");
         assert!(!documents.cache.contains_key("{ never prepared }"));
     }

@@ -37,6 +37,15 @@ pub enum ValidationMode {
     /// The executor itself also has error handling, so it can improve
     /// performance, but it can lose some error messages.
     Fast,
+
+    /// Only the rules whose outcome depends on the values a document holds
+    /// (its literals, and the request's variables put in place):
+    /// `ArgumentsOfCorrectType` and `DefaultValuesOfCorrectType`, with
+    /// `Fast`'s. For a document that differs from one that passed `Strict`
+    /// only in such values (and not in which of them are equal, which
+    /// `OverlappingFieldsCanBeMerged` compares): every other rule comes out
+    /// the same for both, so the errors are `Strict`'s.
+    Values,
 }
 
 pub(crate) fn check_rules(
@@ -81,6 +90,20 @@ pub(crate) fn check_rules(
             visit(&mut visitor, &mut ctx, doc);
 
             let mut visitor = VisitorNil
+                .with(visitors::CacheControlCalculate {
+                    cache_control: &mut cache_control,
+                })
+                .with(visitors::ComplexityCalculate::new(&mut complexity))
+                .with(visitors::DepthCalculate::new(&mut depth));
+            visit(&mut visitor, &mut ctx, doc);
+            ctx.errors
+        }
+        ValidationMode::Values => {
+            let mut visitor = VisitorNil
+                .with(rules::ArgumentsOfCorrectType::default())
+                .with(rules::DefaultValuesOfCorrectType)
+                .with(rules::NoFragmentCycles::default())
+                .with(rules::UploadFile)
                 .with(visitors::CacheControlCalculate {
                     cache_control: &mut cache_control,
                 })
