@@ -271,7 +271,9 @@ impl TokenSource {
         {
             return Ok(token);
         }
-        let fetched = self.fetch().await;
+        // Boxed: fetching is rare, and inline its HTTP exchange would make
+        // every upstream call's future larger.
+        let fetched = Box::pin(self.fetch()).await;
         telemetry::token_fetch(self.system, fetched.is_ok());
         let token = Arc::new(fetched?);
         self.current.store(Some(token.clone()));

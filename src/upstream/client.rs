@@ -148,7 +148,10 @@ impl Client {
                 client: self,
                 priority,
             };
-            return connector.ask(&stack, ask).await;
+            // Boxed: a connector's exchange (its calls, paging, translation)
+            // is a large future, which every protocol v1 read would
+            // otherwise carry, and copy wherever it is moved or boxed.
+            return Box::pin(connector.ask(&stack, ask)).await;
         }
         let Some((endpoint, path, query)) = ask.v1() else {
             // A key no URL can carry belongs to no record.
