@@ -63,10 +63,12 @@ pub struct Client {
     system: System,
     protection: Arc<Protection>,
     http: reqwest::Client,
-    base_url: String,
+    /// Shared, as the parsed one is: a client is cloned into every batch
+    /// of reads, and these would be copied with it.
+    base_url: Arc<str>,
     /// `base_url` parsed once: a call's URL is made from it without
     /// parsing (and IDNA-mapping) the host again.
-    base: Option<reqwest::Url>,
+    base: Option<Arc<reqwest::Url>>,
     timeout: Duration,
     max_batch: usize,
     credentials: Arc<Credentials>,
@@ -92,8 +94,8 @@ impl Client {
             system: protection.system,
             protection,
             http,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            base: reqwest::Url::parse(base_url).ok(),
+            base_url: Arc::from(base_url.trim_end_matches('/')),
+            base: reqwest::Url::parse(base_url).ok().map(Arc::new),
             timeout: settings.timeout,
             max_batch: settings.max_batch,
             credentials,
