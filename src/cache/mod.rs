@@ -47,6 +47,8 @@ pub use tier::{AnyTier, Target, Tier, Tiers};
 /// What the cache's own tests (and the loader's) fill tiers from.
 #[cfg(test)]
 pub(crate) mod testing {
+    use std::sync::{Arc, Mutex};
+
     use futures_util::FutureExt;
     use futures_util::future::BoxFuture;
 
@@ -61,6 +63,25 @@ pub(crate) mod testing {
             let values = keys.into_iter().map(|k| (k.clone(), Ok(k.len() as u32)));
             let batch = Ok(values.collect());
             async move { batch }.boxed()
+        }
+    }
+
+    /// `Lengths`, keeping each call's keys (sorted) in the order made.
+    #[derive(Clone, Default)]
+    pub struct Counted(Arc<Mutex<Vec<Vec<String>>>>);
+
+    impl Counted {
+        pub fn batches(&self) -> Vec<Vec<String>> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Fetch<String, u32> for Counted {
+        fn fetch(&self, keys: Vec<String>, p: Priority) -> BoxFuture<'static, Batch<String, u32>> {
+            let mut sorted = keys.clone();
+            sorted.sort();
+            self.0.lock().unwrap().push(sorted);
+            Lengths.fetch(keys, p)
         }
     }
 }

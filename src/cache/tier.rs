@@ -1,7 +1,9 @@
 //! One entity's cache: L1 (moka, bounded by bytes) in front of single-flight
 //! fetches. `get_many` is the read path of every storefront query: L1 hit?
-//! return it. Else join the fetch already running for that key, or lead a
-//! new one for all the keys of the batch that nobody is fetching yet.
+//! return it. Else join the fetch already running for that key, or put the
+//! keys nobody is fetching yet on the open flight: it takes keys for one
+//! turn of the scheduler, from every request then in progress, and then
+//! makes as few upstream calls as the fetcher allows for all of them.
 //!
 //! Fetches run as background work of their own, so a client that hangs up
 //! never cancels the fetch that other requests are waiting on (the leader
@@ -20,6 +22,7 @@ use futures_util::future::{BoxFuture, Shared};
 use metrics::Counter;
 use moka::notification::RemovalCause;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::fill::{Fetch, Filler, Mode, Outcome, Value, weight};
@@ -44,6 +47,19 @@ type Flight<K, V> = Shared<BoxFuture<'static, Arc<HashMap<K, Outcome<V>>>>>;
 struct Flights<K, V> {
     next_id: u64,
     by_key: HashMap<K, (u64, Flight<K, V>)>,
+    /// Flights still taking keys: each stays open until the scheduler
+    /// comes back to it, so misses that other requests meet in the
+    /// meantime ride the same upstream call.
+    open: Vec<Open<K, V>>,
+}
+
+/// A flight that has not taken off yet, and the keys it will fetch.
+struct Open<K, V> {
+    id: u64,
+    priority: Priority,
+    mode: Mode,
+    keys: Vec<K>,
+    flight: Flight<K, V>,
 }
 
 /// L1 counters for one entity, resolved once (hot path).
@@ -200,6 +216,7 @@ impl<K: Key, V: Value> Tier<K, V> {
             flights: Mutex::new(Flights {
                 next_id: 0,
                 by_key: HashMap::new(),
+                open: Vec::new(),
             }),
             refresh_queue: Mutex::new(Vec::new()),
             filler: Filler::new(entity, l2, fetch),
@@ -588,31 +605,95 @@ impl<K: Key, V: Value> Tier<K, V> {
         if leading.is_empty() {
             return joined;
         }
-        let id = flights.next_id;
-        flights.next_id += 1;
+        let open = flights
+            .open
+            .iter_mut()
+            .find(|o| o.priority == priority && o.mode == mode);
+        let mut driver = None;
+        let (id, flight) = match open {
+            Some(open) => {
+                open.keys.extend(leading.iter().cloned());
+                (open.id, open.flight.clone())
+            }
+            None => {
+                let id = flights.next_id;
+                flights.next_id += 1;
+                let (flight, closing) = self.take_off(id, priority, mode);
+                flights.open.push(Open {
+                    id,
+                    priority,
+                    mode,
+                    keys: leading.clone(),
+                    flight: flight.clone(),
+                });
+                let driven = flight.clone();
+                driver = Some(async move {
+                    // In this task, not in the flight: any of its waiters
+                    // may poll the flight, and a yield ends at a second poll.
+                    tokio::task::yield_now().await;
+                    let _ = closing.send(());
+                    driven.await;
+                });
+                (id, flight)
+            }
+        };
+        for key in leading {
+            flights.by_key.insert(key.clone(), (id, flight.clone()));
+            joined.push((key, flight.clone()));
+        }
+        drop(flights);
+        if let Some(driver) = driver {
+            self.background.spawn(driver);
+        }
+        joined
+    }
+
+    /// Flight `id`, which fetches every key it was given once `closing`
+    /// fires (or is dropped): its driver fires it after one turn of the
+    /// scheduler (a yield runs after every task already woken, and after
+    /// the network's news). Under a storm of misses the pages in progress
+    /// share their upstream calls; a lone miss waits for nothing but that
+    /// turn.
+    fn take_off(
+        self: &Arc<Self>,
+        id: u64,
+        priority: Priority,
+        mode: Mode,
+    ) -> (Flight<K, V>, oneshot::Sender<()>) {
+        let (closing, closed) = oneshot::channel();
         let tier = self.clone();
-        let batch = leading.clone();
         // Its span is the leader's child, and it passes on the leader's
         // trace context, whoever ends up driving it.
         let span = trace_span!(
             "cache.fill",
             otel.name = %format_args!("fill {}", self.entity),
             moat.cache.entity = %self.entity,
-            moat.cache.keys = leading.len(),
+            moat.cache.keys = tracing::field::Empty,
             moat.cache.mode = ?mode,
         );
-        let fly = async move { Arc::new(tier.fly(id, batch, priority, mode).await) };
+        let fly = async move {
+            let _ = closed.await;
+            let keys = tier.close(id);
+            tracing::Span::current().record("moat.cache.keys", keys.len());
+            Arc::new(tier.fly(id, keys, priority, mode).await)
+        };
         let flight = traces::carried(fly).instrument(span).boxed().shared();
-        for key in leading {
-            flights.by_key.insert(key.clone(), (id, flight.clone()));
-            joined.push((key, flight.clone()));
-        }
+        (flight, closing)
+    }
+
+    /// The keys open flight `id` was given, each once (a key dropped by an
+    /// invalidation while the flight was open may have been given again);
+    /// it takes no more.
+    fn close(&self, id: u64) -> Vec<K> {
+        let mut flights = self.lock_flights();
+        let Some(at) = flights.open.iter().position(|o| o.id == id) else {
+            return Vec::new();
+        };
+        let mut keys = flights.open.swap_remove(at).keys;
         drop(flights);
-        let driven = flight.clone();
-        self.background.spawn(async move {
-            driven.await;
-        });
-        joined
+        let mut seen = HashSet::with_capacity(keys.len());
+        keys.retain(|k| seen.insert(k.clone()));
+        keys
     }
 
     /// One flight: fill the keys past L1, land them in L1, then share them.
@@ -789,7 +870,7 @@ impl<K, V> moka::Expiry<K, Arc<Cached<V>>> for Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::testing::Lengths;
+    use crate::cache::testing::{Counted, Lengths};
 
     fn tier() -> Arc<Tier<String, u32>> {
         let cache = config::Cache {
@@ -849,5 +930,78 @@ mod tests {
         assert!(kept.still_fresh(now));
         tier.set_policy(**tier.policy.load());
         assert!(!kept.still_fresh(now), "judged by rules that changed");
+    }
+
+    fn counted_tier(upstream: &Counted) -> Arc<Tier<String, u32>> {
+        let cache = config::Cache::default();
+        Tier::new(
+            Entity::Price,
+            &cache,
+            None,
+            Background::new(),
+            upstream.clone(),
+        )
+    }
+
+    fn keys(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_misses_of_one_turn_share_one_upstream_call() {
+        let upstream = Counted::default();
+        let tier = counted_tier(&upstream);
+
+        // Two requests' batches, in one turn of the scheduler.
+        let (first, second) = tokio::join!(
+            tier.get_many(keys(&["a", "abc"]), Priority::Browse),
+            tier.get_many(keys(&["abc", "abcdefg"]), Priority::Browse),
+        );
+        assert_eq!(first[&"a".to_string()].as_ref().unwrap().value(), Some(&1));
+        assert_eq!(
+            second[&"abc".to_string()].as_ref().unwrap().value(),
+            Some(&3)
+        );
+        assert_eq!(
+            second[&"abcdefg".to_string()].as_ref().unwrap().value(),
+            Some(&7)
+        );
+        assert_eq!(upstream.batches(), vec![keys(&["a", "abc", "abcdefg"])]);
+
+        // Held now: no call. A miss in a later turn is a call of its own,
+        // and so is one of another priority in the same turn.
+        tier.get_many(keys(&["abc"]), Priority::Browse).await;
+        let (_, _) = tokio::join!(
+            tier.get_many(keys(&["ab"]), Priority::Browse),
+            tier.get_many(keys(&["abcd"]), Priority::Checkout),
+        );
+        let mut later = upstream.batches().split_off(1);
+        later.sort();
+        assert_eq!(later, vec![keys(&["ab"]), keys(&["abcd"])]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_reader_does_not_cancel_the_call_others_wait_on() {
+        let upstream = Counted::default();
+        let tier = counted_tier(&upstream);
+
+        // The first reader opens the flight and is dropped (its client
+        // hung up) before the call went out; another request joined it.
+        let mut first = Box::pin(tier.get_many(keys(&["abc"]), Priority::Browse));
+        assert!(first.as_mut().now_or_never().is_none(), "waiting");
+        let mut second = Box::pin(tier.get_many(keys(&["hello"]), Priority::Browse));
+        assert!(second.as_mut().now_or_never().is_none(), "waiting");
+        drop(first);
+
+        let found = second.await;
+        assert_eq!(
+            found[&"hello".to_string()].as_ref().unwrap().value(),
+            Some(&5)
+        );
+        assert_eq!(upstream.batches(), vec![keys(&["abc", "hello"])]);
+        let held = tier
+            .get_cached(&"abc".to_string())
+            .expect("filled all the same");
+        assert_eq!(held.value(), Some(&3));
     }
 }

@@ -6,7 +6,8 @@
 //! The batch window is one scheduler yield, not a timer: async-graphql polls
 //! sibling fields in the same pass, so by the time the first one resumes,
 //! its siblings have queued their keys. A cache hit skips the batch and the
-//! yield entirely.
+//! yield entirely. The tier then puts the batch on its open flight, where
+//! the batches of other requests in progress may join it (`Tier`).
 //!
 //! A loader may follow another one of the same request ([`Ahead`]): its
 //! batch then waits for the other's to land, when one fetch fills both
