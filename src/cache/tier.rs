@@ -1,9 +1,9 @@
 //! One entity's cache: L1 (moka, bounded by bytes) in front of single-flight
 //! fetches. `get_many` is the read path of every storefront query: L1 hit?
 //! return it. Else join the fetch already running for that key, or put the
-//! keys nobody is fetching yet on the open flight: it takes keys for one
-//! turn of the scheduler, from every request then in progress, and then
-//! makes as few upstream calls as the fetcher allows for all of them.
+//! keys nobody is fetching yet on the open flight: it takes keys until the
+//! tasks already queued have run, from every request then in progress, and
+//! then makes as few upstream calls as the fetcher allows for all of them.
 //!
 //! Fetches run as background work of their own, so a client that hangs up
 //! never cancels the fetch that other requests are waiting on (the leader
@@ -47,9 +47,9 @@ type Flight<K, V> = Shared<BoxFuture<'static, Arc<HashMap<K, Outcome<V>>>>>;
 struct Flights<K, V> {
     next_id: u64,
     by_key: HashMap<K, (u64, Flight<K, V>)>,
-    /// Flights still taking keys: each stays open until the scheduler
-    /// comes back to it, so misses that other requests meet in the
-    /// meantime ride the same upstream call.
+    /// Flights still taking keys: each stays open until the tasks already
+    /// queued have run, so misses that other requests meet in the meantime
+    /// ride the same upstream call.
     open: Vec<Open<K, V>>,
 }
 
@@ -629,8 +629,9 @@ impl<K: Key, V: Value> Tier<K, V> {
                 let driven = flight.clone();
                 driver = Some(async move {
                     // In this task, not in the flight: any of its waiters
-                    // may poll the flight, and a yield ends at a second poll.
-                    tokio::task::yield_now().await;
+                    // may poll the flight, and this wait ends at a second
+                    // poll.
+                    behind_the_queue().await;
                     let _ = closing.send(());
                     driven.await;
                 });
@@ -649,11 +650,11 @@ impl<K: Key, V: Value> Tier<K, V> {
     }
 
     /// Flight `id`, which fetches every key it was given once `closing`
-    /// fires (or is dropped): its driver fires it after one turn of the
-    /// scheduler (a yield runs after every task already woken, and after
-    /// the network's news). Under a storm of misses the pages in progress
-    /// share their upstream calls; a lone miss waits for nothing but that
-    /// turn.
+    /// fires (or is dropped): its driver fires it once every task already
+    /// queued has run. Requests' loaders hand their batches over after a
+    /// yield, all in the same turn of the scheduler, so under a storm of
+    /// misses the pages in progress share their upstream calls; a lone
+    /// miss waits for nothing.
     fn take_off(
         self: &Arc<Self>,
         id: u64,
@@ -757,6 +758,22 @@ impl<K: Key, V: Value> Tier<K, V> {
             });
         }
     }
+}
+
+/// Returns once every task already queued on this worker has run: a task
+/// that wakes itself goes to the back of the run queue. (`yield_now` would
+/// wait for the worker to poll the network first, one more turn.)
+async fn behind_the_queue() {
+    let mut queued = false;
+    std::future::poll_fn(|cx| {
+        if queued {
+            return std::task::Poll::Ready(());
+        }
+        queued = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// One L1 entry a stored response was built from. Checking it costs a few
