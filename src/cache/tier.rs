@@ -59,6 +59,8 @@ struct Open<K, V> {
     priority: Priority,
     mode: Mode,
     keys: Vec<K>,
+    /// Whether another batch than the first joined it.
+    joined: bool,
     flight: Flight<K, V>,
 }
 
@@ -613,6 +615,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         let (id, flight) = match open {
             Some(open) => {
                 open.keys.extend(leading.iter().cloned());
+                open.joined = true;
                 (open.id, open.flight.clone())
             }
             None => {
@@ -624,6 +627,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                     priority,
                     mode,
                     keys: leading.clone(),
+                    joined: false,
                     flight: flight.clone(),
                 });
                 let driven = flight.clone();
@@ -682,18 +686,22 @@ impl<K: Key, V: Value> Tier<K, V> {
         (flight, closing)
     }
 
-    /// The keys open flight `id` was given, each once (a key dropped by an
-    /// invalidation while the flight was open may have been given again);
-    /// it takes no more.
+    /// The keys open flight `id` was given, each once; it takes no more.
+    /// (A batch's keys are distinct, but a key an invalidation dropped
+    /// while the flight was open may come again in a later batch.)
     fn close(&self, id: u64) -> Vec<K> {
         let mut flights = self.lock_flights();
         let Some(at) = flights.open.iter().position(|o| o.id == id) else {
             return Vec::new();
         };
-        let mut keys = flights.open.swap_remove(at).keys;
+        let Open {
+            mut keys, joined, ..
+        } = flights.open.swap_remove(at);
         drop(flights);
-        let mut seen = HashSet::with_capacity(keys.len());
-        keys.retain(|k| seen.insert(k.clone()));
+        if joined {
+            let mut seen = HashSet::with_capacity(keys.len());
+            keys.retain(|k| seen.insert(k.clone()));
+        }
         keys
     }
 
@@ -1020,5 +1028,26 @@ mod tests {
             .get_cached(&"abc".to_string())
             .expect("filled all the same");
         assert_eq!(held.value(), Some(&3));
+    }
+
+    #[tokio::test]
+    async fn a_key_asked_again_after_an_invalidation_is_sent_once() {
+        let upstream = Counted::default();
+        let tier = counted_tier(&upstream);
+
+        // Detached from the open flight by an invalidation, then missed
+        // again before the flight closed: it joins the same flight.
+        let mut first = Box::pin(tier.get_many(keys(&["abc"]), Priority::Browse));
+        assert!(first.as_mut().now_or_never().is_none(), "waiting");
+        tier.invalidate(&keys(&["abc"]));
+        let (first, again) = tokio::join!(first, tier.get_many(keys(&["abc"]), Priority::Browse));
+        for found in [first, again] {
+            assert_eq!(
+                found[&"abc".to_string()].as_ref().unwrap().value(),
+                Some(&3)
+            );
+        }
+        assert_eq!(upstream.batches(), vec![keys(&["abc"])]);
+        assert!(tier.get_cached(&"abc".to_string()).is_some(), "and held");
     }
 }
