@@ -972,6 +972,22 @@ mod tests {
         keys.iter().map(|k| k.to_string()).collect()
     }
 
+    type Found = HashMap<String, Result<Hit<u32>, Error>>;
+
+    /// A read of `key`, polled once: it waits on the open flight.
+    fn waiting<'a>(
+        tier: &'a Arc<Tier<String, u32>>,
+        key: &str,
+    ) -> std::pin::Pin<Box<impl Future<Output = Found> + 'a>> {
+        let mut read = Box::pin(tier.get_many(keys(&[key]), Priority::Browse));
+        assert!(read.as_mut().now_or_never().is_none(), "waiting");
+        read
+    }
+
+    fn value(found: &Found, key: &str) -> Option<u32> {
+        found[key].as_ref().unwrap().value().copied()
+    }
+
     #[tokio::test]
     async fn the_misses_of_one_turn_share_one_upstream_call() {
         let upstream = Counted::default();
@@ -982,15 +998,9 @@ mod tests {
             tier.get_many(keys(&["a", "abc"]), Priority::Browse),
             tier.get_many(keys(&["abc", "abcdefg"]), Priority::Browse),
         );
-        assert_eq!(first[&"a".to_string()].as_ref().unwrap().value(), Some(&1));
-        assert_eq!(
-            second[&"abc".to_string()].as_ref().unwrap().value(),
-            Some(&3)
-        );
-        assert_eq!(
-            second[&"abcdefg".to_string()].as_ref().unwrap().value(),
-            Some(&7)
-        );
+        assert_eq!(value(&first, "a"), Some(1));
+        assert_eq!(value(&second, "abc"), Some(3));
+        assert_eq!(value(&second, "abcdefg"), Some(7));
         assert_eq!(upstream.batches(), vec![keys(&["a", "abc", "abcdefg"])]);
 
         // Held now: no call. A miss in a later turn is a call of its own,
@@ -1012,22 +1022,14 @@ mod tests {
 
         // The first reader opens the flight and is dropped (its client
         // hung up) before the call went out; another request joined it.
-        let mut first = Box::pin(tier.get_many(keys(&["abc"]), Priority::Browse));
-        assert!(first.as_mut().now_or_never().is_none(), "waiting");
-        let mut second = Box::pin(tier.get_many(keys(&["hello"]), Priority::Browse));
-        assert!(second.as_mut().now_or_never().is_none(), "waiting");
+        let first = waiting(&tier, "abc");
+        let second = waiting(&tier, "hello");
         drop(first);
 
-        let found = second.await;
-        assert_eq!(
-            found[&"hello".to_string()].as_ref().unwrap().value(),
-            Some(&5)
-        );
+        assert_eq!(value(&second.await, "hello"), Some(5));
         assert_eq!(upstream.batches(), vec![keys(&["abc", "hello"])]);
-        let held = tier
-            .get_cached(&"abc".to_string())
-            .expect("filled all the same");
-        assert_eq!(held.value(), Some(&3));
+        let held = tier.get_cached(&"abc".to_string());
+        assert_eq!(held.expect("filled all the same").value(), Some(&3));
     }
 
     #[tokio::test]
@@ -1037,16 +1039,10 @@ mod tests {
 
         // Detached from the open flight by an invalidation, then missed
         // again before the flight closed: it joins the same flight.
-        let mut first = Box::pin(tier.get_many(keys(&["abc"]), Priority::Browse));
-        assert!(first.as_mut().now_or_never().is_none(), "waiting");
+        let first = waiting(&tier, "abc");
         tier.invalidate(&keys(&["abc"]));
-        let (first, again) = tokio::join!(first, tier.get_many(keys(&["abc"]), Priority::Browse));
-        for found in [first, again] {
-            assert_eq!(
-                found[&"abc".to_string()].as_ref().unwrap().value(),
-                Some(&3)
-            );
-        }
+        let (first, again) = tokio::join!(first, waiting(&tier, "abc"));
+        assert_eq!([value(&first, "abc"), value(&again, "abc")], [Some(3); 2]);
         assert_eq!(upstream.batches(), vec![keys(&["abc"])]);
         assert!(tier.get_cached(&"abc".to_string()).is_some(), "and held");
     }
