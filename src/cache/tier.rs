@@ -621,7 +621,7 @@ impl<K: Key, V: Value> Tier<K, V> {
             None => {
                 let id = flights.next_id;
                 flights.next_id += 1;
-                let (flight, closing) = self.take_off(id, priority, mode);
+                let (flight, drive) = self.take_off(id, priority, mode);
                 flights.open.push(Open {
                     id,
                     priority,
@@ -630,15 +630,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                     joined: false,
                     flight: flight.clone(),
                 });
-                let driven = flight.clone();
-                driver = Some(async move {
-                    // In this task, not in the flight: any of its waiters
-                    // may poll the flight, and this wait ends at a second
-                    // poll.
-                    behind_the_queue().await;
-                    let _ = closing.send(());
-                    driven.await;
-                });
+                driver = Some(drive);
                 (id, flight)
             }
         };
@@ -653,19 +645,20 @@ impl<K: Key, V: Value> Tier<K, V> {
         joined
     }
 
-    /// Flight `id`, which fetches every key it was given once `closing`
-    /// fires (or is dropped): its driver fires it once every task already
-    /// queued has run. Requests' loaders hand their batches over after a
-    /// yield, all in the same turn of the scheduler, so under a storm of
-    /// misses the pages in progress share their upstream calls; a lone
-    /// miss waits for nothing.
+    /// Flight `id`, and the background work that drives it: the flight
+    /// fetches every key it was given once its driver lets it (or is
+    /// gone), and the driver does once every task already queued has run.
+    /// Requests' loaders hand their batches over after a yield, all in
+    /// the same turn of the scheduler, so under a storm of misses the
+    /// pages in progress share their upstream calls; a lone miss waits for
+    /// nothing.
     fn take_off(
         self: &Arc<Self>,
         id: u64,
         priority: Priority,
         mode: Mode,
-    ) -> (Flight<K, V>, oneshot::Sender<()>) {
-        let (closing, closed) = oneshot::channel();
+    ) -> (Flight<K, V>, impl Future<Output = ()> + Send + 'static) {
+        let (closing, closed) = oneshot::channel::<()>();
         let tier = self.clone();
         // Its span is the leader's child, and it passes on the leader's
         // trace context, whoever ends up driving it.
@@ -683,7 +676,15 @@ impl<K: Key, V: Value> Tier<K, V> {
             Arc::new(tier.fly(id, keys, priority, mode).await)
         };
         let flight = traces::carried(fly).instrument(span).boxed().shared();
-        (flight, closing)
+        let driven = flight.clone();
+        let driver = async move {
+            // In this task, not in the flight: any of its waiters may poll
+            // the flight, and this wait ends at a second poll.
+            behind_the_queue().await;
+            let _ = closing.send(());
+            driven.await;
+        };
+        (flight, driver)
     }
 
     /// The keys open flight `id` was given, each once; it takes no more.
