@@ -12,9 +12,14 @@
 //! A loader may follow another one of the same request ([`Ahead`]): its
 //! batch then waits for the other's to land, when one fetch fills both
 //! (stock that comes with the prices).
+//!
+//! Every wait is bounded by the request's [`Deadline`], one timer for all
+//! of its fields.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -57,9 +62,7 @@ pub struct Loader<K, V> {
     reads: Arc<Reads>,
     /// What the answer is built from, for HTTP caches (`edge`).
     sources: Arc<Sources>,
-    /// The request's deadline: a field still waiting then fails alone
-    /// (the fetch goes on and fills the cache for the next request).
-    deadline: Instant,
+    deadline: Deadline,
     /// Where this loader's batches are announced, for a loader that
     /// follows it.
     leads: Option<Ahead>,
@@ -70,7 +73,7 @@ pub struct Loader<K, V> {
 impl<K: Key, V: Value> Loader<K, V> {
     pub fn new(
         tier: Arc<Tier<K, V>>,
-        deadline: Instant,
+        deadline: Deadline,
         reads: Arc<Reads>,
         sources: Arc<Sources>,
     ) -> Loader<K, V> {
@@ -121,7 +124,7 @@ impl<K: Key, V: Value> Loader<K, V> {
                 .fetch(tx)
                 .await?;
             }
-            match tokio::time::timeout_at(self.deadline, done).await {
+            match self.deadline.bound(done).await {
                 Ok(Ok(results)) => {
                     return results.get(&key).cloned().unwrap_or_else(|| {
                         Err(Error::internal(format!("batch lost key {key:?}")))
@@ -131,7 +134,7 @@ impl<K: Key, V: Value> Loader<K, V> {
                 // was dropped): start a new batch, or join one started by
                 // another waiter.
                 Ok(Err(_)) => continue,
-                Err(_) => return Err(past_deadline()),
+                Err(past) => return Err(past),
             }
         }
     }
@@ -184,17 +187,13 @@ impl<K: Key, V: Value> Leading<'_, K, V> {
         // Announced before this one's yield ended, so it is seen here
         // whichever sibling field was polled first.
         if let Some(ahead) = loader.follows.as_ref().and_then(Ahead::current) {
-            let _ = tokio::time::timeout_at(loader.deadline, ahead).await;
+            let _ = loader.deadline.bound(ahead).await;
         }
         let keys = self.take().map(|batch| batch.keys).unwrap_or_default();
         let results = loader.tier.get_many(keys, Priority::Browse);
-        match tokio::time::timeout_at(loader.deadline, results).await {
-            Ok(results) => {
-                let _ = tx.send(Arc::new(results));
-                Ok(())
-            }
-            Err(_) => Err(past_deadline()),
-        }
+        let results = loader.deadline.bound(results).await?;
+        let _ = tx.send(Arc::new(results));
+        Ok(())
     }
 
     /// The pending batch, if it is still the one this leader started.
@@ -227,8 +226,54 @@ impl<K, V> Drop for Leading<'_, K, V> {
     }
 }
 
+/// When a request stops waiting on upstream data: a field still waiting
+/// then fails alone (the fetch goes on and fills the cache for the next
+/// request). Its fields share one timer, set when the first of them
+/// waits: a timer per wait costs a page three or more, and each one the
+/// runtime takes may wake its driver (a write to its eventfd).
+#[derive(Clone)]
+pub struct Deadline(Arc<Timer>);
+
+struct Timer {
+    at: Instant,
+    passed: OnceLock<Shared<BoxFuture<'static, ()>>>,
+}
+
+impl Deadline {
+    pub fn at(at: Instant) -> Deadline {
+        Deadline(Arc::new(Timer {
+            at,
+            passed: OnceLock::new(),
+        }))
+    }
+
+    /// `work`'s output, or a field error if the deadline passes first.
+    /// Like `tokio::time::timeout_at`, `work` is polled first, and the
+    /// timer is only set when it has to wait.
+    pub async fn bound<F: Future>(&self, work: F) -> Result<F::Output, Error> {
+        let mut work = pin!(work);
+        let mut passed = None;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            let passed = passed.get_or_insert_with(|| self.passed());
+            passed.poll_unpin(cx).map(|()| Err(past_deadline()))
+        })
+        .await
+    }
+
+    fn passed(&self) -> Shared<BoxFuture<'static, ()>> {
+        let at = self.0.at;
+        self.0
+            .passed
+            .get_or_init(|| tokio::time::sleep_until(at).boxed().shared())
+            .clone()
+    }
+}
+
 /// A field that ran out of the request's time.
-pub fn past_deadline() -> Error {
+fn past_deadline() -> Error {
     Error::unavailable("the upstream did not answer within the request deadline")
 }
 
@@ -250,7 +295,7 @@ mod tests {
             Background::new(),
             Lengths,
         );
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = Deadline::at(Instant::now() + std::time::Duration::from_secs(5));
         let loader = Loader::new(
             tier,
             deadline,

@@ -40,6 +40,7 @@ pub use cost::{Cost, Limits as CostLimits};
 use customer::{Customer, Order};
 pub use errors::{code_every_error, request_error};
 pub use guard::Bounds;
+use loader::Deadline;
 pub use loader::Loader;
 pub use persisted::{Persisted, sha256_hex};
 pub use prepare::{Documents, Prepared, QueryLimits};
@@ -163,7 +164,7 @@ pub struct Scope {
     /// One clock reading per request, so every `ageSeconds` agrees.
     pub now: Timestamp,
     /// When this request stops waiting on upstream data.
-    pub deadline: Instant,
+    deadline: Deadline,
     pub products: Loader<String, domain::Product>,
     /// sku → product id, so `product(sku:)` aliases batch like `product(id:)`.
     pub product_ids: Loader<String, String>,
@@ -211,7 +212,7 @@ impl Scope {
         segment: Result<String, Error>,
         deadline: Duration,
     ) -> Scope {
-        let deadline = Instant::now() + deadline;
+        let deadline = Deadline::at(Instant::now() + deadline);
         // An anonymous answer is the same for everyone who asks, and HTTP
         // caches may share it; a customer's is the same for their segment
         // until a field reads who they are (`viewer`), and stays private.
@@ -225,7 +226,7 @@ impl Scope {
         let ahead = catalog
             .stock_comes_with_prices()
             .then(loader::Ahead::default);
-        let at = (deadline, &reads, &sources);
+        let at = (&deadline, &reads, &sources);
         Scope {
             products: loader(&catalog.products, at),
             product_ids: loader(&catalog.product_ids, at),
@@ -254,11 +255,11 @@ impl Scope {
             return Ok(hit);
         }
         let read = tier.get_many(vec![key.clone()], Priority::Browse);
-        let found = match tokio::time::timeout_at(self.deadline, read).await {
+        let found = match self.deadline.bound(read).await {
             Ok(mut found) => found
                 .remove(&key)
                 .unwrap_or_else(|| Err(Error::internal(format!("{} lost {key:?}", tier.entity())))),
-            Err(_) => Err(loader::past_deadline()),
+            Err(past) => Err(past),
         };
         if let Ok(hit) = &found {
             tier.note(&key, hit, &self.sources);
@@ -295,9 +296,14 @@ impl Scope {
 /// what it read.
 fn loader<K: Key, V: Value>(
     tier: &Arc<Tier<K, V>>,
-    (deadline, reads, sources): (Instant, &Arc<Reads>, &Arc<Sources>),
+    (deadline, reads, sources): (&Deadline, &Arc<Reads>, &Arc<Sources>),
 ) -> Loader<K, V> {
-    Loader::new(tier.clone(), deadline, reads.clone(), sources.clone())
+    Loader::new(
+        tier.clone(),
+        deadline.clone(),
+        reads.clone(),
+        sources.clone(),
+    )
 }
 
 pub struct Query;
