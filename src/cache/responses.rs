@@ -28,6 +28,7 @@ use metrics::Counter;
 use super::sources::Shareable;
 use crate::domain::Timestamp;
 use crate::telemetry;
+use crate::vocab::CacheHasher;
 
 /// One L1 entry a response was built from.
 pub trait Read: Send + Sync {
@@ -142,7 +143,7 @@ impl Sent {
 const READ_WEIGHT: usize = 96;
 
 pub struct ResponseCache {
-    entries: Option<moka::sync::Cache<Asked, Arc<Stored>>>,
+    entries: Option<moka::sync::Cache<Asked, Arc<Stored>, CacheHasher>>,
     hits: Counter,
     misses: Counter,
 }
@@ -171,7 +172,7 @@ impl ResponseCache {
                             + super::ENTRY_BYTES;
                         u32::try_from(bytes).unwrap_or(u32::MAX)
                     })
-                    .build()
+                    .build_with_hasher(CacheHasher::default())
             }),
         }
     }

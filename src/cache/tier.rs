@@ -38,7 +38,7 @@ use crate::config;
 use crate::domain::{Timestamp, Versioned};
 use crate::error::Error;
 use crate::telemetry::traces::{self, trace_span};
-use crate::vocab::{Entity, Priority};
+use crate::vocab::{CacheHasher, Entity, Priority};
 
 type Flight<K, V> = Shared<BoxFuture<'static, Arc<HashMap<K, Outcome<V>>>>>;
 
@@ -113,7 +113,7 @@ pub trait AnyTier: Send + Sync {
 /// The cache of one entity.
 pub struct Tier<K, V> {
     entity: Entity,
-    l1: moka::sync::Cache<K, Arc<Cached<V>>>,
+    l1: moka::sync::Cache<K, Arc<Cached<V>>, CacheHasher>,
     /// The keys of each id in L1, when keys are composite.
     ids: Option<Arc<Ids<K>>>,
     /// Counts `invalidate_all`s (which moka applies lazily, so an entry
@@ -207,7 +207,7 @@ impl<K: Key, V: Value> Tier<K, V> {
                     ids.remove(&*key, &entry);
                 }
             })
-            .build();
+            .build_with_hasher(CacheHasher::default());
         let c = |result: &'static str| metrics::counter!(crate::telemetry::CACHE_REQUESTS, "entity" => entity.name(), "tier" => "l1", "result" => result);
         Arc::new(Tier {
             entity,

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use super::jwks::{Jwks, Missing};
 use crate::config::{self, JwtAlgorithm};
+use crate::vocab::CacheHasher;
 
 /// Longest `sub` taken as a customer id.
 const MAX_SUBJECT_BYTES: usize = 256;
@@ -108,7 +109,7 @@ pub struct Verifier {
     /// check costs more than answering a stored page. Each is remembered
     /// until it expires or `VERIFIED_FOR` (at most `jwks_max_age`) has
     /// passed, so a key withdrawn from the JWKS stops a token within that.
-    verified: moka::sync::Cache<[u8; 32], Verified>,
+    verified: moka::sync::Cache<[u8; 32], Verified, CacheHasher>,
 }
 
 /// A token that passed: whose it is, and until when (Unix seconds, skew
@@ -163,7 +164,7 @@ impl Verifier {
             verified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(VERIFIED_FOR.min(config.jwks_max_age))
-                .build(),
+                .build_with_hasher(CacheHasher::default()),
         }
     }
 

@@ -23,12 +23,13 @@ use sha2::{Digest, Sha256};
 use crate::config::{PersistedMode, PersistedQueries};
 use crate::error::{Error, Kind};
 use crate::hex;
+use crate::vocab::CacheHasher;
 
 /// The persisted queries Moat knows and the rule for using them.
 pub struct Persisted {
     rules: ArcSwap<Rules>,
     /// Registered by clients (`auto`), by hash; bounded by text size.
-    registered: moka::sync::Cache<String, Arc<str>>,
+    registered: moka::sync::Cache<String, Arc<str>, CacheHasher>,
 }
 
 struct Rules {
@@ -47,7 +48,7 @@ impl Persisted {
                 .weigher(|hash: &String, text: &Arc<str>| {
                     u32::try_from(hash.len() + text.len()).unwrap_or(u32::MAX)
                 })
-                .build(),
+                .build_with_hasher(CacheHasher::default()),
         })
     }
 

@@ -37,6 +37,7 @@ use super::guard::{self, Bounds, Refusal};
 use super::reader;
 use super::shape;
 use crate::error::{Error, Kind};
+use crate::vocab::CacheHasher;
 
 /// Every bound a query is held to before it runs.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +49,8 @@ pub struct QueryLimits {
 /// Parsed documents by query text, bounded by the text's size, and the
 /// shapes that passed the library's full validation.
 pub struct Documents {
-    cache: moka::sync::Cache<String, Arc<Parsed>>,
-    valid_shapes: moka::sync::Cache<u64, ()>,
+    cache: moka::sync::Cache<String, Arc<Parsed>, CacheHasher>,
+    valid_shapes: moka::sync::Cache<u64, (), CacheHasher>,
     /// The key of every shape's hash.
     shape_keys: RandomState,
     limits: QueryLimits,
@@ -85,9 +86,11 @@ impl Documents {
                 .max_capacity(8 * 1024 * 1024)
                 // A parsed document takes several times its text.
                 .weigher(|text: &String, _| u32::try_from(text.len() * 8).unwrap_or(u32::MAX))
-                .build(),
+                .build_with_hasher(CacheHasher::default()),
             // A few dozen bytes each: far more shapes than any storefront has.
-            valid_shapes: moka::sync::Cache::new(100_000),
+            valid_shapes: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .build_with_hasher(CacheHasher::default()),
             shape_keys: RandomState::new(),
             limits,
         }
