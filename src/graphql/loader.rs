@@ -316,4 +316,23 @@ mod tests {
         let hit = loader.load("later".to_string()).await.expect("a new batch");
         assert_eq!(hit.value(), Some(&5));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_wait_of_a_request_ends_at_its_one_deadline() {
+        let deadline = Deadline::at(Instant::now() + std::time::Duration::from_secs(5));
+        let (first, second) = tokio::join!(
+            deadline.bound(std::future::pending::<()>()),
+            deadline.bound(std::future::pending::<()>()),
+        );
+        let code = |r: Result<(), Error>| r.expect_err("past the deadline").kind().code();
+        assert_eq!(code(first), "UPSTREAM_UNAVAILABLE");
+        assert_eq!(code(second), "UPSTREAM_UNAVAILABLE");
+        assert_eq!(
+            Instant::now() - deadline.0.at,
+            std::time::Duration::ZERO,
+            "both ended when it passed"
+        );
+        // What is ready is taken, deadline or not (as `timeout_at` does).
+        assert_eq!(deadline.bound(async { 7 }).await.ok(), Some(7));
+    }
 }
