@@ -222,7 +222,12 @@ fn http_client(settings: &SystemSettings) -> Result<reqwest::Client, Error> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60));
+        .pool_idle_timeout(Duration::from_secs(60))
+        // Every attempt goes through the system's limit, breaker and retry
+        // budget (`client`): none is made behind them. (reqwest would
+        // retry a refused HTTP/2 stream itself, and copies each request
+        // in case it does.)
+        .retry(reqwest::retry::never().max_retries_per_request(0));
     if let Some(path) = &settings.tls.ca_file {
         let certificates = reqwest::Certificate::from_pem_bundle(&read("ca_file", path)?)
             .map_err(|e| Error::internal(format!("systems.{system}.tls.ca_file: {e}")))?;
