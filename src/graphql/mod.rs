@@ -255,12 +255,11 @@ impl Scope {
             return Ok(hit);
         }
         let read = tier.get_many(vec![key.clone()], Priority::Browse);
-        let found = match self.deadline.bound(read).await {
-            Ok(mut found) => found
+        let found = self.deadline.bound(read).await.and_then(|mut found| {
+            found
                 .remove(&key)
-                .unwrap_or_else(|| Err(Error::internal(format!("{} lost {key:?}", tier.entity())))),
-            Err(past) => Err(past),
-        };
+                .unwrap_or_else(|| Err(Error::internal(format!("{} lost {key:?}", tier.entity()))))
+        });
         if let Ok(hit) = &found {
             tier.note(&key, hit, &self.sources);
         }
