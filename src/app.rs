@@ -57,6 +57,10 @@ impl Gateway {
         telemetry::series::register_at_zero(&config);
         let background = Background::new();
 
+        // reqwest (JWKS, edge purges, traces) is built without a TLS
+        // provider of its own (ring is lighter than aws-lc), and panics at
+        // build unless one is installed first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // The demo upstream stands in for every system config gives no URL.
         let needs_sim = config
             .owners()

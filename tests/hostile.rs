@@ -580,6 +580,14 @@ async fn requests_moat_cannot_send_never_open_a_breaker() {
         metric(&moat.admin, "moat_breaker_state{upstream=\"pim\"}").await,
         0.0
     );
+    // Each is counted as a call not sent, and none as a failed one.
+    let outcome = |o: &str| {
+        format!(
+            "moat_upstream_requests_total{{upstream=\"pim\",endpoint=\"products\",outcome=\"{o}\"}}"
+        )
+    };
+    assert!(metric(&moat.admin, &outcome("not_sent")).await >= 10.0);
+    assert_eq!(metric(&moat.admin, &outcome("error")).await, 0.0);
 }
 
 /// A POST body spelled like a stored GET's query string is decoded as

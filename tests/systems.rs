@@ -883,3 +883,48 @@ async fn a_system_behind_a_private_ca_and_mutual_tls() {
     assert!(prices_work(&r), "{r}");
     moat.stop().await;
 }
+
+/// A system answering with a redirect: Moat does not follow it (a hop
+/// elsewhere would pass no limit or breaker, and could carry the
+/// system's credentials to another host). The redirect is a refused
+/// request: the price is null with its error, the rest of the page is
+/// served, and the target never sees a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_s_redirect_is_not_followed() {
+    let erp = sim_of(&["erp"], |_| {}).await;
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+    let redirects = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (target, seen) = (erp.url.clone(), redirects.clone());
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (target, seen) = (target.clone(), seen.clone());
+        async move {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            axum::response::Response::builder()
+                .status(307)
+                .header("location", format!("{target}{path}"))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = support::config(&rest.url);
+    config.systems = [("erp".to_string(), system(&front, Auth::None))].into();
+    let moat = Moat::start(config).await;
+    let r = read(&moat, 1).await;
+    assert!(r["data"]["product"]["name"].is_string(), "{r}");
+    assert!(r["data"]["product"]["price"].is_null(), "{r}");
+    assert!(
+        error_messages(&r)
+            .iter()
+            .any(|m| m.contains("erp refused the request (307")),
+        "{r}"
+    );
+    assert!(redirects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(erp.requests("erp.prices").await, 0);
+    assert_eq!(erp.requests("erp.inventory").await, 0);
+    moat.stop().await;
+}

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use base64::Engine;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use http_body_util::Full;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::Request;
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::System;
+use super::pool::{Outgoing, Pool};
 use crate::config::{Auth, ClientAuth, Grant, SystemSecrets};
 use crate::error::Error;
 use crate::telemetry;
@@ -80,7 +83,7 @@ impl Credentials {
         system: System,
         auth: &Auth,
         secrets: Option<&SystemSecrets>,
-        http: reqwest::Client,
+        pool: Pool,
         timeout: Duration,
         base_url: &str,
     ) -> Result<Credentials, Error> {
@@ -130,7 +133,7 @@ impl Credentials {
                 header,
             } => Credentials::OAuth2(Box::new(TokenSource {
                 system,
-                http,
+                pool,
                 timeout,
                 token_url: on_host(base_url, token_url),
                 scope: scope.clone(),
@@ -157,26 +160,24 @@ impl Credentials {
     /// A request that already carries the header these credentials would
     /// set (a connector route sending a shopper's own token) is left as it
     /// is: the system's credentials are not for that call.
-    pub async fn apply(&self, request: &mut Request) -> Result<Option<Arc<Token>>, Error> {
+    pub async fn apply(&self, headers: &mut HeaderMap) -> Result<Option<Arc<Token>>, Error> {
         let sets = match self {
             Credentials::None => return Ok(None),
             Credentials::Header(name, _) => name,
             Credentials::OAuth2(source) => source.header.as_ref().unwrap_or(&AUTHORIZATION),
         };
-        if request.headers().contains_key(sets) {
+        if headers.contains_key(sets) {
             return Ok(None);
         }
         match self {
             Credentials::None => Ok(None),
             Credentials::Header(name, value) => {
-                request.headers_mut().insert(name.clone(), value.clone());
+                headers.insert(name.clone(), value.clone());
                 Ok(None)
             }
             Credentials::OAuth2(source) => {
                 let token = source.token().await?;
-                request
-                    .headers_mut()
-                    .insert(sets.clone(), token.header.clone());
+                headers.insert(sets.clone(), token.header.clone());
                 Ok(Some(token))
             }
         }
@@ -219,7 +220,7 @@ fn on_host(base_url: &str, token_url: &str) -> String {
 /// them (§4.3), of one system.
 pub struct TokenSource {
     system: System,
-    http: reqwest::Client,
+    pool: Pool,
     timeout: Duration,
     token_url: String,
     scope: Option<String>,
@@ -299,7 +300,7 @@ impl TokenSource {
             form.extend(utf8_percent_encode(scope, NON_ALPHANUMERIC));
         }
         let asked = Instant::now();
-        let mut request = self.http.post(&self.token_url);
+        let mut basic = None;
         if self.client_in_body {
             for (name, value) in [
                 ("client_id", &self.client_id),
@@ -311,23 +312,33 @@ impl TokenSource {
                 form.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
             }
         } else {
-            request = request.basic_auth(&self.client_id, Some(&self.client_secret));
+            let pair = format!("{}:{}", self.client_id, self.client_secret);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                .map_err(|_| failed("the client id cannot go in a header".into()))?;
+            value.set_sensitive(true);
+            basic = Some(value);
         }
-        let response = request
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form)
-            .timeout(self.timeout)
-            .send()
+        let mut request = Outgoing::new(Full::new(Bytes::from(form)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self
+            .token_url
+            .parse()
+            .map_err(|e| failed(format!("the token URL is not one: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        if let Some(basic) = basic {
+            headers.insert(AUTHORIZATION, basic);
+        }
+        let answer = self
+            .pool
+            .exchange(request, self.timeout)
             .await
-            .map_err(|e| failed(format!("token endpoint unreachable: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| failed(format!("token endpoint broke off: {e}")))?;
+            .map_err(|e| failed(format!("token endpoint: {e}")))?;
+        let (status, body) = (answer.status, answer.body);
         if !status.is_success() {
             // RFC 6749 §5.2: `{"error": "invalid_client"}` and the like.
             let code = serde_json::from_slice::<serde_json::Value>(&body)
@@ -370,6 +381,11 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The connections of a system with default settings.
+    fn plain() -> Pool {
+        Pool::new(&crate::config::Config::default().system("test")).expect("a pool")
+    }
 
     #[test]
     fn missing_names_every_variable() {
@@ -427,7 +443,7 @@ mod tests {
                 token: Some("k-123".into()),
                 ..Default::default()
             }),
-            reqwest::Client::new(),
+            plain(),
             Duration::from_secs(1),
             "http://127.0.0.1:1",
         )
@@ -442,7 +458,7 @@ mod tests {
             System::ERP,
             &Auth::Bearer,
             None,
-            reqwest::Client::new(),
+            plain(),
             Duration::from_secs(1),
             "http://127.0.0.1:1",
         );
@@ -461,7 +477,7 @@ mod tests {
             System::ERP,
             &Auth::Basic,
             Some(&secrets),
-            reqwest::Client::new(),
+            plain(),
             Duration::from_secs(1),
             "http://127.0.0.1:1",
         )
@@ -520,22 +536,25 @@ mod tests {
                 System::named("shop"),
                 auth,
                 Some(&secrets),
-                reqwest::Client::new(),
+                plain(),
                 Duration::from_secs(2),
                 &base,
             )
             .expect("complete")
         };
         let own = credentials(&auth(Some("X-Shopify-Access-Token")));
-        let mut request = Request::new(reqwest::Method::POST, base.parse().unwrap());
-        own.apply(&mut request).await.expect("a token");
-        assert_eq!(request.headers()["x-shopify-access-token"], "shpat_1");
-        assert!(request.headers().get(AUTHORIZATION).is_none());
+        let mut headers = HeaderMap::new();
+        own.apply(&mut headers).await.expect("a token");
+        assert_eq!(headers["x-shopify-access-token"], "shpat_1");
+        assert!(headers.get(AUTHORIZATION).is_none());
 
         // For `Authorization: Bearer`, a token of no stated type will not do.
         let bearer = credentials(&auth(None));
-        let mut request = Request::new(reqwest::Method::POST, base.parse().unwrap());
-        let refused = bearer.apply(&mut request).await.map(|_| ()).unwrap_err();
+        let refused = bearer
+            .apply(&mut HeaderMap::new())
+            .await
+            .map(|_| ())
+            .unwrap_err();
         assert!(
             refused.message().contains("token type missing"),
             "{}",

@@ -7,7 +7,7 @@
 //! 3. circuit breaker: while open nothing is sent and the call fails at
 //!    once, so nothing waits on a dead upstream;
 //! 4. timeout per attempt: a slow upstream costs at most its `timeout`;
-//! 5. HTTP (reqwest, pooled per system), and classification of the answer
+//! 5. HTTP (`pool`, one per system), and classification of the answer
 //!    into a reply or an `Error` that says whether a retry may help; an
 //!    answer declaring another protocol version than Moat's is a contract
 //!    violation;
@@ -22,13 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::{Method, Request, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use tracing::Instrument;
 
 use super::ask::Ask;
 use super::auth::Credentials;
 use super::contract::{self, Boundary};
+use super::pool::{self, Failed, Outgoing, Pool};
 use super::protection::Protection;
 use super::rest::{Connector, Outbound, Transport};
 use super::{Priority, System};
@@ -62,13 +64,10 @@ impl Reply {
 pub struct Client {
     system: System,
     protection: Arc<Protection>,
-    http: reqwest::Client,
-    /// Shared, as the parsed one is: a client is cloned into every batch
-    /// of reads, and these would be copied with it.
+    pool: Pool,
+    /// A call's URL is its path after this. Shared: a client is cloned
+    /// into every batch of reads.
     base_url: Arc<str>,
-    /// `base_url` parsed once: a call's URL is made from it without
-    /// parsing (and IDNA-mapping) the host again.
-    base: Option<Arc<reqwest::Url>>,
     timeout: Duration,
     max_batch: usize,
     credentials: Arc<Credentials>,
@@ -80,10 +79,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// `http` is the system's own (its TLS and connect timeout).
+    /// `pool` is the system's own (its TLS and connect timeout).
     pub fn new(
         protection: Arc<Protection>,
-        http: reqwest::Client,
+        pool: Pool,
         base_url: &str,
         settings: &SystemSettings,
         credentials: Arc<Credentials>,
@@ -93,9 +92,8 @@ impl Client {
         Client {
             system: protection.system,
             protection,
-            http,
+            pool,
             base_url: Arc::from(base_url.trim_end_matches('/')),
-            base: reqwest::Url::parse(base_url).ok().map(Arc::new),
             timeout: settings.timeout,
             max_batch: settings.max_batch,
             credentials,
@@ -182,9 +180,7 @@ impl Client {
             let base = reqwest::Url::parse(&self.base_url).ok();
             let link = reqwest::Url::parse(&request.target).ok();
             match (base, link) {
-                (Some(base), Some(link)) if base.origin() == link.origin() => {
-                    request.target.clone()
-                }
+                (Some(base), Some(link)) if base.origin() == link.origin() => link.into(),
                 _ => {
                     return Err(contract::violation(
                         self.boundary(),
@@ -196,19 +192,8 @@ impl Client {
             }
         };
         let idempotent = request.method == Method::GET;
-        let answers = request.answers.clone();
-        self.call(route, priority, idempotent, &answers, || {
-            let mut builder = self
-                .http
-                .request(request.method.clone(), &url)
-                .query(&request.query);
-            for (name, value) in &request.headers {
-                builder = builder.header(name, value);
-            }
-            if let Some(body) = &request.body {
-                builder = builder.body(body.clone());
-            }
-            builder.build()
+        self.call(route, priority, idempotent, &request.answers, || {
+            request.to(&url)
         })
         .await
     }
@@ -221,12 +206,11 @@ impl Client {
         query: &[(&str, &str)],
         priority: Priority,
     ) -> Result<Reply, Error> {
-        let url = self.url(path);
+        let url = pool::with_query(format!("{}{path}", self.base_url), query);
         self.call(endpoint, priority, true, &[], || {
-            self.request(Method::GET, &url)
-                .query(query)
-                .header(PROTOCOL_HEADER, PROTOCOL)
-                .build()
+            let mut request = pool::request(Method::GET, &url, Bytes::new())?;
+            declare(&mut request);
+            Ok(request)
         })
         .await
     }
@@ -239,35 +223,19 @@ impl Client {
         body: &B,
         priority: Priority,
     ) -> Result<Reply, Error> {
-        let url = self.url(path);
+        let url = format!("{}{path}", self.base_url);
+        let body = serde_json::to_vec(body).map(Bytes::from);
         // A POST may not be idempotent: it is never retried.
         self.call(endpoint, priority, false, &[], || {
-            self.request(Method::POST, &url)
-                .json(body)
-                .header(PROTOCOL_HEADER, PROTOCOL)
-                .build()
+            let body = body.as_ref().map_err(|e| e.to_string())?;
+            let mut request = pool::request(Method::POST, &url, body.clone())?;
+            request
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            declare(&mut request);
+            Ok(request)
         })
         .await
-    }
-
-    /// `{base}{path}`, parsed; `Err` holds the text when the base is not a URL
-    /// (the request then fails to build, as a client error).
-    fn url(&self, path: &str) -> Result<reqwest::Url, String> {
-        match &self.base {
-            Some(base) => Ok(on(base, path)),
-            None => Err(format!("{}{path}", self.base_url)),
-        }
-    }
-
-    fn request(
-        &self,
-        method: Method,
-        url: &Result<reqwest::Url, String>,
-    ) -> reqwest::RequestBuilder {
-        match url {
-            Ok(url) => self.http.request(method, url.clone()),
-            Err(text) => self.http.request(method, text),
-        }
     }
 
     async fn call(
@@ -276,7 +244,7 @@ impl Client {
         priority: Priority,
         idempotent: bool,
         answers: &[StatusCode],
-        request: impl Fn() -> reqwest::Result<Request>,
+        request: impl Fn() -> Result<Outgoing, String>,
     ) -> Result<Reply, Error> {
         let retry = self.protection.retry();
         let budget = self.protection.budget();
@@ -286,7 +254,7 @@ impl Client {
             // A request Moat cannot build is no upstream's failure: it is
             // refused before any permit, breaker or budget sees it.
             let mut request = self.buildable(endpoint, request())?;
-            let token = self.credentials.apply(&mut request).await?;
+            let token = self.credentials.apply(request.headers_mut()).await?;
             if attempt == 1 && !reauthorized {
                 budget.deposit();
             }
@@ -300,7 +268,7 @@ impl Client {
                 moat.upstream.attempt = attempt,
                 moat.upstream.outcome = tracing::field::Empty,
                 http.request.method = %request.method(),
-                url.full = %request.url(),
+                url.full = %request.uri(),
                 http.response.status_code = tracing::field::Empty,
             );
             let attempted = self
@@ -348,18 +316,14 @@ impl Client {
     fn buildable(
         &self,
         endpoint: &'static str,
-        request: reqwest::Result<Request>,
-    ) -> Result<Request, Error> {
+        request: Result<Outgoing, String>,
+    ) -> Result<Outgoing, Error> {
         let system = self.system;
-        let request = request.map_err(|e| {
-            tracing::warn!(upstream = %system, endpoint, error = %e, "cannot build an upstream request");
+        request.map_err(|why| {
+            tracing::warn!(upstream = %system, endpoint, error = %why, "cannot build an upstream request; not sent");
+            telemetry::upstream_request(system, endpoint, "not_sent", Duration::ZERO);
             too_big_to_send(system)
-        })?;
-        if request.url().as_str().len() > MAX_URL {
-            tracing::warn!(upstream = %system, endpoint, bytes = request.url().as_str().len(), "upstream URL too long; not sent");
-            return Err(too_big_to_send(system));
-        }
-        Ok(request)
+        })
     }
 
     /// One attempt through limit, breaker and timeout.
@@ -368,7 +332,7 @@ impl Client {
         endpoint: &'static str,
         priority: Priority,
         answers: &[StatusCode],
-        request: Request,
+        request: Outgoing,
     ) -> Result<Reply, Error> {
         let system = self.system;
         if let Err(limited) = self.protection.limiter().acquire(priority).await {
@@ -397,24 +361,19 @@ impl Client {
             Ok(reply) if reply.is_not_found() => "not_found",
             Ok(reply) if reply.status == StatusCode::UNAUTHORIZED => "unauthorized",
             Ok(_) => "ok",
-            Err(Failure::Upstream(e)) if e.is_retryable() => "error",
-            Err(Failure::Upstream(_)) => "rejected",
-            Err(Failure::Local(_)) => "not_sent",
+            Err(e) if e.is_retryable() => "error",
+            Err(_) => "rejected",
         };
         // Only failures that say the upstream is unwell count against it:
-        // a 4xx means it is up and answering, and a request that never
-        // left Moat says nothing about it (the permit goes back unused).
+        // a 4xx means it is up and answering.
         match &result {
-            Err(Failure::Upstream(e)) if e.is_retryable() => permit.failure(),
-            Err(Failure::Local(_)) => drop(permit),
+            Err(e) if e.is_retryable() => permit.failure(),
             _ => permit.success(),
         }
         self.protection.record_latency(took);
         telemetry::upstream_request(system, endpoint, outcome, took);
         traced(outcome, result.as_ref().ok().map(|r| r.status));
-        result.map_err(|f| match f {
-            Failure::Upstream(e) | Failure::Local(e) => e,
-        })
+        result
     }
 
     /// One HTTP exchange, bounded by the per-attempt timeout. What went
@@ -424,64 +383,48 @@ impl Client {
         &self,
         endpoint: &'static str,
         answers: &[StatusCode],
-        mut request: Request,
-    ) -> Result<Reply, Failure> {
+        mut request: Outgoing,
+    ) -> Result<Reply, Error> {
         let system = self.system;
-        let timed_out = || {
-            Failure::Upstream(Error::transient(format!(
-                "{system} did not answer within {:?}",
-                self.timeout
-            )))
-        };
-        // One deadline for the whole exchange, body included.
-        *request.timeout_mut() = Some(self.timeout);
+        let timed_out =
+            || Error::transient(format!("{system} did not answer within {:?}", self.timeout));
         traces::inject(request.headers_mut());
-        let response = match self.http.execute(request).await {
-            Ok(response) => response,
-            Err(e) if e.is_timeout() => return Err(timed_out()),
-            Err(e) if e.is_builder() => {
-                tracing::warn!(upstream = %system, endpoint, error = %root_cause(&e), "upstream request not sent");
-                return Err(Failure::Local(too_big_to_send(system)));
+        // One deadline for the whole exchange, body included.
+        let answer = match self.pool.exchange(request, self.timeout).await {
+            Ok(answer) => answer,
+            Err(Failed::TimedOut) => return Err(timed_out()),
+            Err(Failed::Unreachable(why)) => {
+                tracing::warn!(upstream = %system, endpoint, error = %why, "upstream unreachable");
+                return Err(Error::transient(format!("{system} is unreachable")));
             }
-            Err(e) => {
-                tracing::warn!(upstream = %system, endpoint, error = %root_cause(&e), "upstream unreachable");
-                return Err(Failure::Upstream(Error::transient(format!(
-                    "{system} is unreachable"
-                ))));
+            Err(Failed::BrokeOff(why)) => {
+                tracing::warn!(upstream = %system, endpoint, error = %why, "upstream broke off its answer");
+                return Err(Error::transient(format!("{system} broke off its answer")));
             }
         };
-        let status = response.status();
+        let pool::Answer {
+            status,
+            headers,
+            body,
+        } = answer;
         // A connector's system speaks its own API: it declares nothing.
-        let declared = response
-            .headers()
+        let declared = headers
             .get(PROTOCOL_HEADER)
-            .filter(|_| self.connector.is_none())
-            .cloned();
-        let link_next = response
-            .headers()
+            .filter(|_| self.connector.is_none());
+        let link_next = headers
             .get_all(http::header::LINK)
             .iter()
             .find_map(|v| next_link(v.to_str().ok()?));
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(e) if e.is_timeout() => return Err(timed_out()),
-            Err(e) => {
-                tracing::warn!(upstream = %system, endpoint, error = %root_cause(&e), "upstream broke off its answer");
-                return Err(Failure::Upstream(Error::transient(format!(
-                    "{system} broke off its answer"
-                ))));
-            }
-        };
-        if let Some(declared) = declared.filter(|v| v != PROTOCOL) {
+        if let Some(declared) = declared.filter(|v| *v != PROTOCOL) {
             // Whatever it sent is another protocol's: not one field of it
             // is read.
             let declared = String::from_utf8_lossy(declared.as_bytes()).into_owned();
-            return Err(Failure::Upstream(contract::violation(
+            return Err(contract::violation(
                 self.boundary(),
                 endpoint,
                 None,
                 format!("it declares protocol {declared:?}; Moat speaks {PROTOCOL}"),
-            )));
+            ));
         }
         if status.is_success() || status == StatusCode::NOT_FOUND || answers.contains(&status) {
             Ok(Reply {
@@ -497,21 +440,19 @@ impl Client {
                 link_next,
             })
         } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Failure::Upstream(Error::transient(format!(
-                "{system} failed ({status})"
-            ))))
+            Err(Error::transient(format!("{system} failed ({status})")))
         } else {
             // A 4xx other than 404 means Moat sent something the upstream
             // does not accept; repeating it will not help. Its text may say
             // why, for the logs only.
             if status == StatusCode::FORBIDDEN {
-                return Err(Failure::Upstream(self.not_accepted(endpoint, status)));
+                return Err(self.not_accepted(endpoint, status));
             }
             let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             tracing::warn!(upstream = %system, endpoint, %status, %detail, "upstream refused a request");
-            Err(Failure::Upstream(Error::unavailable(format!(
+            Err(Error::unavailable(format!(
                 "{system} refused the request ({status})"
-            ))))
+            )))
         }
     }
 }
@@ -541,21 +482,15 @@ pub(super) fn next_link(value: &str) -> Option<String> {
     })
 }
 
-/// Why an attempt produced no reply.
-enum Failure {
-    /// The upstream failed or refused: counted by its breaker when
-    /// retryable.
-    Upstream(Error),
-    /// The request never left Moat.
-    Local(Error),
-}
-
 /// How each side declares the protocol version it speaks.
 pub const PROTOCOL_HEADER: &str = "moat-protocol";
 
-/// Longest URL sent upstream; common HTTP servers refuse longer request
-/// lines (and http's own limit is 64 KiB).
-const MAX_URL: usize = 16 * 1024;
+/// Says which protocol version the request speaks.
+fn declare(request: &mut Outgoing) {
+    request
+        .headers_mut()
+        .insert(PROTOCOL_HEADER, HeaderValue::from_static(PROTOCOL));
+}
 
 fn too_big_to_send(system: System) -> Error {
     Error::new(
@@ -571,14 +506,6 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     exp.mul_f64(0.5 + fastrand::f64())
 }
 
-pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
 /// An attempt's outcome on its span (`guarded` runs inside it).
 fn traced(outcome: &'static str, status: Option<StatusCode>) {
     if !traces::on() {
@@ -591,36 +518,5 @@ fn traced(outcome: &'static str, status: Option<StatusCode>) {
     }
     if !matches!(outcome, "ok" | "not_found") {
         span.record("otel.status_code", "ERROR");
-    }
-}
-
-/// `path` (already percent-encoded) after the base's own path.
-fn on(base: &reqwest::Url, path: &str) -> reqwest::Url {
-    let mut url = base.clone();
-    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
-    url
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_call_s_url_is_its_path_after_the_base_as_the_text_would_read() {
-        for (base, path) in [
-            ("http://127.0.0.1:8080", "/pim/v1/products"),
-            ("http://127.0.0.1:8080/", "/erp/v1/offers"),
-            ("https://erp.example.com/api/", "/erp/v1/prices"),
-            ("https://crm.example.com/x/y", "/crm/v1/customers/a%2Fb%20c"),
-            ("http://[::1]:9000", "/oms/v1/orders/o-1"),
-        ] {
-            let text = format!("{}{path}", base.trim_end_matches('/'));
-            let parsed = reqwest::Url::parse(base).unwrap();
-            assert_eq!(
-                on(&parsed, path),
-                reqwest::Url::parse(&text).unwrap(),
-                "{base} {path}"
-            );
-        }
     }
 }

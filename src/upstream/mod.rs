@@ -18,6 +18,7 @@ pub mod crm;
 pub mod erp;
 pub mod oms;
 pub mod pim;
+mod pool;
 pub mod probe;
 pub mod protection;
 pub mod rest;
@@ -25,7 +26,6 @@ pub mod rest;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -37,9 +37,10 @@ pub use crm::Crm;
 pub use erp::Erp;
 pub use oms::Oms;
 pub use pim::Pim;
+use pool::Pool;
 pub use protection::Protection;
 
-use crate::config::{Config, Secrets, SystemSettings};
+use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::exceptions::Exceptions;
 use crate::resilience::ratelimit::SharedBuckets;
@@ -118,9 +119,6 @@ impl Upstreams {
         shared: Option<Arc<dyn SharedBuckets>>,
         exceptions: Arc<Exceptions>,
     ) -> Result<Upstreams, Error> {
-        // reqwest is built without a default TLS provider (ring is lighter
-        // than aws-lc); it panics at build unless one is installed first.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let owners = config.owners();
         let connectors: HashMap<String, Arc<rest::Connector>> = rest::connectors(config)
             .map_err(|problems| {
@@ -140,12 +138,12 @@ impl Upstreams {
                 .as_deref()
                 .or(embedded)
                 .ok_or_else(|| Error::internal(format!("systems.{system}.url is not set")))?;
-            let http = http_client(&settings)?;
+            let pool = Pool::new(&settings)?;
             let credentials = Credentials::new(
                 system,
                 &settings.auth,
                 secrets.systems.get(system.name()),
-                http.clone(),
+                pool.clone(),
                 settings.timeout,
                 url,
             )?;
@@ -153,7 +151,7 @@ impl Upstreams {
                 Protection::new(system, &settings, config.upstream.replicas, shared.clone());
             clients.push(Client::new(
                 protection.clone(),
-                http,
+                pool,
                 url,
                 &settings,
                 Arc::new(credentials),
@@ -205,44 +203,6 @@ impl Upstreams {
     pub fn protection(&self) -> impl Iterator<Item = &Arc<Protection>> {
         self.systems.iter().map(|c| &c.protection)
     }
-}
-
-/// The system's own HTTP client: its connect timeout, extra CA and client
-/// certificate.
-fn http_client(settings: &SystemSettings) -> Result<reqwest::Client, Error> {
-    let system = &settings.name;
-    let read = |key: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            Error::internal(format!(
-                "systems.{system}.tls.{key}: cannot read {}: {e}",
-                path.display()
-            ))
-        })
-    };
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(settings.connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(60))
-        // Every attempt goes through the system's limit, breaker and retry
-        // budget (`client`): none is made behind them. (reqwest would
-        // retry a refused HTTP/2 stream itself, and copies each request
-        // in case it does.)
-        .retry(reqwest::retry::never().max_retries_per_request(0));
-    if let Some(path) = &settings.tls.ca_file {
-        let certificates = reqwest::Certificate::from_pem_bundle(&read("ca_file", path)?)
-            .map_err(|e| Error::internal(format!("systems.{system}.tls.ca_file: {e}")))?;
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    if let Some(path) = &settings.tls.client_identity {
-        let identity = reqwest::Identity::from_pem(&read("client_identity", path)?)
-            .map_err(|e| Error::internal(format!("systems.{system}.tls.client_identity: {e}")))?;
-        builder = builder.identity(identity);
-    }
-    builder
-        .build()
-        .map_err(|e| Error::internal(format!("cannot build the HTTP client of {system}: {e}")))
 }
 
 /// What a path segment may carry unescaped (RFC 3986 unreserved).

@@ -9,15 +9,16 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::StatusCode;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::auth::Credentials;
-use super::client::root_cause;
 use super::contract::{Boundary, Wire, check_one};
+use super::pool::{self, Pool};
 use super::rest::{Connector, Outbound, Translation, Transport};
-use super::{Ask, PROTOCOL_HEADER, Reply, crm, erp, http_client, oms, pim};
+use super::{Ask, PROTOCOL_HEADER, Reply, crm, erp, oms, pim};
 use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::schema::{self, Properties, Violation};
@@ -31,7 +32,7 @@ pub struct Target {
     /// for a name config does not use, the records of the protocol family
     /// it is named after.
     pub records: Vec<Record>,
-    http: reqwest::Client,
+    pool: Pool,
     credentials: Credentials,
     /// For a system that speaks its own API: its routes, which every ask
     /// goes through (and what they map is what is checked).
@@ -49,7 +50,6 @@ impl Target {
         name: &str,
         url: Option<&str>,
     ) -> Result<Target, Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let system = System::named(name);
         let settings = config.system(name);
         let url = url
@@ -72,12 +72,12 @@ impl Target {
                 "{name} owns nothing in [entities] and is not one of pim, erp, crm, oms"
             )));
         }
-        let http = http_client(&settings)?;
+        let pool = Pool::new(&settings)?;
         let credentials = Credentials::new(
             system,
             &settings.auth,
             secrets.systems.get(name),
-            http.clone(),
+            pool.clone(),
             settings.timeout,
             &url,
         )?;
@@ -95,7 +95,7 @@ impl Target {
             system,
             url: url.trim_end_matches('/').to_string(),
             records,
-            http,
+            pool,
             credentials,
             offers: settings.offers && connector.is_none(),
             connector,
@@ -289,23 +289,13 @@ impl Probe<'_> {
     /// the body checks.
     async fn send(
         &mut self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
         expect: &[StatusCode],
     ) -> Option<Answer> {
-        let url = format!("{}{path}", self.target.url);
-        let mut builder = self
-            .target
-            .http
-            .request(method.clone(), &url)
-            .query(query)
-            .header(PROTOCOL_HEADER, PROTOCOL)
-            .timeout(self.sample.timeout);
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
+        let url = pool::with_query(format!("{}{path}", self.target.url), query);
         let mut shown_query = query
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -326,25 +316,27 @@ impl Probe<'_> {
             found,
         };
         let answer = async {
-            let mut request = builder.build().map_err(|e| broken("HTTP", e.to_string()))?;
+            let json = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+            let mut request =
+                pool::request(method.clone(), &url, json).map_err(|e| broken("HTTP", e))?;
+            let headers = request.headers_mut();
+            headers.insert(PROTOCOL_HEADER, HeaderValue::from_static(PROTOCOL));
+            if body.is_some() {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
             self.target
                 .credentials
-                .apply(&mut request)
+                .apply(headers)
                 .await
                 .map_err(|e| broken("auth", e.message().to_string()))?;
-            let response = self
+            let answer = self
                 .target
-                .http
-                .execute(request)
+                .pool
+                .exchange(request, self.sample.timeout)
                 .await
-                .map_err(|e| broken("HTTP", format!("no answer: {}", root_cause(&e))))?;
-            let status = response.status();
-            let declared = response.headers().get(PROTOCOL_HEADER).cloned();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| broken("HTTP", format!("answer broken off: {e}")))?;
-            Ok::<_, Violation>((status, declared, body))
+                .map_err(|e| broken("HTTP", e.to_string()))?;
+            let declared = answer.headers.get(PROTOCOL_HEADER).cloned();
+            Ok::<_, Violation>((answer.status, declared, answer.body))
         }
         .await;
         let answer = match answer {
@@ -393,9 +385,7 @@ impl Probe<'_> {
         let Some(connector) = &self.target.connector else {
             let (_, path, query) = ask.v1()?;
             let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            return self
-                .send(reqwest::Method::GET, &path, &query, None, expect)
-                .await;
+            return self.send(Method::GET, &path, &query, None, expect).await;
         };
         let direct = Direct {
             target: self.target,
@@ -636,36 +626,42 @@ impl Probe<'_> {
         if let Some(connector) = &self.target.connector {
             return self.discover_through(connector).await;
         }
-        let url = format!("{}/pim/v1/products", self.target.url);
         let page = self.sample.page.to_string();
-        let mut request = match self
-            .target
-            .http
-            .get(&url)
-            .query(&[("limit", page.as_str())])
-            .timeout(self.sample.timeout)
-            .build()
-        {
-            Ok(r) => r,
-            Err(_) => return Vec::new(),
+        let url = pool::with_query(
+            format!("{}/pim/v1/products", self.target.url),
+            &[("limit", page.as_str())],
+        );
+        let Ok(mut request) = pool::request(Method::GET, &url, Bytes::new()) else {
+            return Vec::new();
         };
-        if self.target.credentials.apply(&mut request).await.is_err() {
+        if self
+            .target
+            .credentials
+            .apply(request.headers_mut())
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
-        let skus: Vec<String> = match self.target.http.execute(request).await {
-            Ok(r) if r.status().is_success() => r
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| {
-                    v.get("items")?.as_array().map(|items| {
-                        items
-                            .iter()
-                            .filter_map(|i| i.get("sku")?.as_str().map(str::to_string))
-                            .collect()
+        let answer = self
+            .target
+            .pool
+            .exchange(request, self.sample.timeout)
+            .await;
+        let skus: Vec<String> = match answer {
+            Ok(answer) if answer.status.is_success() => {
+                serde_json::from_slice::<Value>(&answer.body)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("items")?.as_array().map(|items| {
+                            items
+                                .iter()
+                                .filter_map(|i| i.get("sku")?.as_str().map(str::to_string))
+                                .collect()
+                        })
                     })
-                })
-                .unwrap_or_default(),
+                    .unwrap_or_default()
+            }
             _ => Vec::new(),
         };
         if skus.is_empty() {
@@ -805,7 +801,7 @@ impl Probe<'_> {
         });
         let Some(answer) = self
             .send(
-                reqwest::Method::POST,
+                Method::POST,
                 "/erp/v1/quote",
                 &[],
                 Some(&request),
@@ -912,41 +908,24 @@ impl Transport for Direct<'_> {
         } else {
             request.target.clone()
         };
-        let mut builder = self
-            .target
-            .http
-            .request(request.method.clone(), &url)
-            .query(&request.query)
-            .timeout(self.timeout);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        let mut built = builder
-            .build()
+        let mut built = request
+            .to(&url)
             .map_err(|e| Error::bad_request(format!("cannot build the request: {e}")))?;
-        self.target.credentials.apply(&mut built).await?;
-        let response = self
+        self.target.credentials.apply(built.headers_mut()).await?;
+        let answer = self
             .target
-            .http
-            .execute(built)
+            .pool
+            .exchange(built, self.timeout)
             .await
-            .map_err(|e| Error::unavailable(format!("no answer: {}", root_cause(&e))))?;
-        let status = response.status();
-        let link_next = response
-            .headers()
+            .map_err(|e| Error::unavailable(e.to_string()))?;
+        let link_next = answer
+            .headers
             .get_all(http::header::LINK)
             .iter()
             .find_map(|v| super::client::next_link(v.to_str().ok()?));
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::unavailable(format!("answer broken off: {e}")))?;
         Ok(Reply {
-            status,
-            body,
+            status: answer.status,
+            body: answer.body,
             link_next,
         })
     }

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use http::StatusCode;
 use jaq_json::Val;
-use reqwest::StatusCode;
 
 use super::Reply;
 use super::ask::Ask;

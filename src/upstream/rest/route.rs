@@ -3,12 +3,14 @@
 //! the foreign items, mapping each to protocol v1 items, finding the next
 //! page).
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use jaq_json::Val;
 
 use super::jq::{self, Jq};
 use super::template::{Batch, Template, Text, Values};
 use crate::config::{BatchStyle, Route as RouteConfig};
+use crate::upstream::pool::{self, Outgoing};
 
 /// The variables every route expression may read.
 pub const VARS: &[&str] = &[
@@ -45,7 +47,7 @@ pub struct Route {
 /// A request to send, before the system's credentials and stack.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    pub method: reqwest::Method,
+    pub method: http::Method,
     /// A path below the system's URL, or (a page link) an absolute URL.
     pub target: String,
     pub query: Vec<(String, String)>,
@@ -56,6 +58,16 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// The request to send to `url` (its target, resolved by the
+    /// sender), with its query, headers and body.
+    pub fn to(&self, url: &str) -> Result<Outgoing, String> {
+        let url = pool::with_query(url.to_string(), &self.query);
+        let body = self.body.clone().map(Bytes::from).unwrap_or_default();
+        let mut request = pool::request(self.method.clone(), &url, body)?;
+        request.headers_mut().extend(self.headers.iter().cloned());
+        Ok(request)
+    }
+
     /// `GET /path?query` as shown to people (values decoded).
     pub fn shown(&self) -> String {
         let query: Vec<String> = self.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -134,7 +146,7 @@ impl Route {
         }
         if template
             .as_ref()
-            .is_some_and(|t| t.method == reqwest::Method::POST && config.body.is_none())
+            .is_some_and(|t| t.method == http::Method::POST && config.body.is_none())
         {
             problems.push((key("body"), "a POST route needs a body".into()));
         }

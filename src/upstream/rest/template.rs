@@ -63,7 +63,7 @@ enum Form {
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
-    pub method: reqwest::Method,
+    pub method: http::Method,
     path: Vec<Part>,
     query: Vec<(String, Vec<Part>)>,
 }
@@ -116,8 +116,8 @@ impl Template {
             ));
         };
         let method = match method {
-            "GET" => reqwest::Method::GET,
-            "POST" => reqwest::Method::POST,
+            "GET" => http::Method::GET,
+            "POST" => http::Method::POST,
             other => return err(format!("method {other:?}: only GET and POST read data")),
         };
         let target = target.trim();
