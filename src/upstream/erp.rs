@@ -178,7 +178,9 @@ impl Erp {
                     let system = self.prices.system();
                     tracing::warn!(upstream = %system, "the ERP has no offers route; prices and stock are asked apart (set systems.{system}.offers = false)");
                 }
-                return Ok(self.apart(chunk, segment, currency, priority).await);
+                // Boxed: two calls, which every offers read would otherwise
+                // carry (and copy) for this one-off fallback.
+                return Ok(Box::pin(self.apart(chunk, segment, currency, priority)).await);
             }
             let at = self.prices.boundary();
             let lists: Lists = serde_json::from_slice(&reply.body).map_err(|e| {
