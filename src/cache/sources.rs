@@ -78,8 +78,8 @@ impl Sources {
 
 /// What HTTP caches are told of one shareable answer, worked out once
 /// (by `edge`, when the answer is first built) and kept with it in the
-/// response cache, so a stored answer's hit only formats its `max-age`.
-#[derive(Debug, Clone)]
+/// response cache, so a stored answer's hit at most formats its `max-age`.
+#[derive(Debug)]
 pub struct Shareable {
     /// Strong validators of the bytes, one per media type they are served
     /// as (the same bytes as `application/json` and as
@@ -96,6 +96,10 @@ pub struct Shareable {
     /// when keys are sent.
     pub surrogate_key: Option<axum::http::HeaderValue>,
     pub cache_tag: Option<axum::http::HeaderValue>,
+    /// The last `Cache-Control` sent, with the `max-age` it says: that
+    /// changes once a second, and a hot answer is served thousands of
+    /// times in between.
+    pub cache_control: arc_swap::ArcSwapOption<(u64, axum::http::HeaderValue)>,
 }
 
 impl Shareable {

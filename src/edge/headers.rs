@@ -3,6 +3,7 @@
 //! be kept for as long as the least fresh record it holds, and names those
 //! records for purges; everything else is `private, no-store`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -77,6 +78,7 @@ pub fn shareable(
         stale_if_error: secs(sie),
         surrogate_key,
         cache_tag,
+        cache_control: Default::default(),
     })
 }
 
@@ -95,12 +97,24 @@ fn etag(body: &[u8], media: &str) -> HeaderValue {
 /// Puts `shareable`'s headers on an answer served in `media` at `now`.
 pub fn apply(shareable: &Shareable, media: &str, headers: &mut HeaderMap, now: Timestamp) {
     let max_age = u64::try_from(shareable.fresh_until.0 - now.0).unwrap_or(0) / 1000;
-    let control = format!(
-        "public, max-age={max_age}, stale-while-revalidate={}, stale-if-error={}",
-        shareable.stale_while_revalidate, shareable.stale_if_error
-    );
-    if let Ok(value) = HeaderValue::from_str(&control) {
-        headers.insert(header::CACHE_CONTROL, value);
+    let last = shareable.cache_control.load();
+    let control = match last.as_deref() {
+        Some((age, value)) if *age == max_age => Some(value.clone()),
+        _ => {
+            let text = format!(
+                "public, max-age={max_age}, stale-while-revalidate={}, stale-if-error={}",
+                shareable.stale_while_revalidate, shareable.stale_if_error
+            );
+            let value = HeaderValue::from_str(&text).ok();
+            if let Some(value) = &value {
+                let kept = Arc::new((max_age, value.clone()));
+                shareable.cache_control.store(Some(kept));
+            }
+            value
+        }
+    };
+    if let Some(control) = control {
+        headers.insert(header::CACHE_CONTROL, control);
     }
     headers.insert(header::ETAG, shareable.etag(media).clone());
     headers.insert(header::VARY, VARY);
@@ -115,6 +129,9 @@ pub fn apply(shareable: &Shareable, media: &str, headers: &mut HeaderMap, now: T
 /// Whether `If-None-Match` names `etag` (or is `*`): the cache's copy is
 /// current, and a 304 says so. Weak comparison, as RFC 9110 asks of it.
 pub fn not_modified(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    if !request.contains_key(header::IF_NONE_MATCH) {
+        return false;
+    }
     let Ok(ours) = etag.to_str() else {
         return false;
     };
