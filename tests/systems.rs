@@ -928,3 +928,93 @@ async fn a_system_s_redirect_is_not_followed() {
     assert_eq!(erp.requests("erp.inventory").await, 0);
     moat.stop().await;
 }
+
+/// A system that speaks HTTP/2 over TLS (as the SaaS APIs behind a CDN
+/// do): Moat negotiates h2 by ALPN and reads prices through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_offering_http2_is_read_over_it() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
+    let pki = Pki::new("h2");
+    let erp = sim_of(&["erp"], |_| {}).await;
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::try_from(pki.server.1.serialize_der()).expect("key der");
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.server.0.der().clone()], key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("https://{}", listener.local_addr().unwrap());
+    // Each request's HTTP version, then the request passed on to the ERP.
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let (target, seen) = (erp.url.clone(), versions.clone());
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, target, seen, http) =
+                (acceptor.clone(), target.clone(), seen.clone(), http.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                    let (target, seen, http) = (target.clone(), seen.clone(), http.clone());
+                    async move {
+                        seen.lock().unwrap().push(request.version());
+                        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                        let answer = http.get(format!("{target}{path}")).send().await.unwrap();
+                        let mut response = hyper::Response::builder().status(answer.status());
+                        for (name, value) in answer.headers() {
+                            if name == "content-type" || name == "moat-protocol" {
+                                response = response.header(name, value);
+                            }
+                        }
+                        let body = answer.bytes().await.unwrap();
+                        Ok::<_, std::convert::Infallible>(
+                            response.body(http_body_util::Full::new(body)).unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+
+    let mut config = support::config(&rest.url);
+    config.systems = [(
+        "erp".to_string(),
+        SystemConfig {
+            tls: moat::config::Tls {
+                ca_file: Some(pki.file("ca.pem")),
+                client_identity: None,
+            },
+            ..system(&front, Auth::None)
+        },
+    )]
+    .into();
+    let moat = Moat::start(config).await;
+    let r = read(&moat, 5).await;
+    assert!(
+        r["data"]["product"]["price"]["price"]["amount"].is_string(),
+        "{r}"
+    );
+    assert!(
+        r["data"]["product"]["availability"]["quantity"].is_number(),
+        "{r}"
+    );
+    let versions = versions.lock().unwrap().clone();
+    assert!(!versions.is_empty());
+    assert!(
+        versions.iter().all(|v| *v == hyper::Version::HTTP_2),
+        "{versions:?}"
+    );
+    moat.stop().await;
+}
