@@ -1018,3 +1018,136 @@ async fn a_system_offering_http2_is_read_over_it() {
     );
     moat.stop().await;
 }
+
+/// A CONNECT proxy on a free loopback port: notes each tunnel's target
+/// with its `Proxy-Authorization`, then splices the two connections.
+async fn connect_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let noted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let (target, auth) = {
+                    let mut head = BufReader::new(&mut client);
+                    let mut line = String::new();
+                    if head.read_line(&mut line).await.is_err() {
+                        return;
+                    }
+                    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut auth = String::new();
+                    loop {
+                        line.clear();
+                        if head.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if line
+                            .to_ascii_lowercase()
+                            .starts_with("proxy-authorization:")
+                        {
+                            auth = line.trim().to_string();
+                        }
+                    }
+                    (target, auth)
+                };
+                noted.lock().unwrap().push(format!("{target} {auth}"));
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A system behind an egress proxy: `HTTPS_PROXY` (with its credentials)
+/// tunnels calls to an https system; a system `NO_PROXY` names, or one no
+/// variable covers (PIM, over http, with only `HTTPS_PROXY` set), is
+/// reached straight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_is_reached_through_the_proxy_the_environment_names() {
+    let pki = Pki::new("proxy");
+    let erp = sim_of(&["erp"], |_| {}).await;
+    let rest = sim_of(&["pim", "crm", "oms"], |_| {}).await;
+    let front = pki
+        .front(erp.url.trim_start_matches("http://"), false)
+        .await;
+    let (proxy, seen) = connect_proxy().await;
+    let file = support::process::config_file(
+        "proxy",
+        &format!(
+            "[systems.erp]\nurl = \"{front}\"\ntls = {{ ca_file = \"{}\" }}\n",
+            pki.file("ca.pem").display()
+        ),
+    );
+    let with_login = format!("http://moat:s3cret@{}", proxy.trim_start_matches("http://"));
+    let front_address = front.trim_start_matches("https://").to_string();
+
+    let moat = Running::start(
+        &file,
+        &[
+            ("MOAT_UPSTREAM_URL", &rest.url),
+            ("HTTPS_PROXY", &with_login),
+        ],
+    );
+    let r = moat.query(&price_of(1)).await;
+    assert!(price_served(&r), "{r}");
+    let tunnels = seen.lock().unwrap().clone();
+    assert!(!tunnels.is_empty());
+    // Basic bW9hdDpzM2NyZXQ= is moat:s3cret.
+    for tunnel in &tunnels {
+        assert_eq!(
+            *tunnel,
+            format!("{front_address} Proxy-Authorization: Basic bW9hdDpzM2NyZXQ="),
+            "only the https ERP goes through the proxy: {tunnels:?}"
+        );
+    }
+    drop(moat);
+
+    let before = seen.lock().unwrap().len();
+    let moat = Running::start(
+        &file,
+        &[
+            ("MOAT_UPSTREAM_URL", &rest.url),
+            ("HTTPS_PROXY", &with_login),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    );
+    let r = moat.query(&price_of(2)).await;
+    assert!(price_served(&r), "{r}");
+    assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY goes straight");
+    drop(moat);
+
+    // `HTTP_PROXY` covers the http systems: the PIM is tunnelled too.
+    let moat = Running::start(
+        &file,
+        &[
+            ("MOAT_UPSTREAM_URL", &rest.url),
+            ("HTTP_PROXY", &proxy),
+            ("NO_PROXY", ""),
+        ],
+    );
+    let r = moat.query(&price_of(3)).await;
+    assert!(price_served(&r), "{r}");
+    let rest_address = rest.url.trim_start_matches("http://");
+    let tunnels = seen.lock().unwrap()[before..].to_vec();
+    assert!(
+        tunnels.iter().any(|t| t.trim() == rest_address),
+        "{tunnels:?}"
+    );
+    assert!(
+        tunnels.iter().all(|t| !t.starts_with(&front_address)),
+        "{tunnels:?}"
+    );
+}

@@ -4,20 +4,28 @@
 //! stack's (`client`), the OAuth2 token fetch's (`auth`) and the probe's,
 //! so each reaches the system the same way.
 //!
-//! It sends each request once, as given: no redirect followed, no retry
-//! and no proxy, since every attempt must pass the system's limit,
-//! breaker and retry budget (`client`), and a hop elsewhere would not.
+//! It sends each request once, as given: no redirect followed and no
+//! retry, since every attempt must pass the system's limit, breaker and
+//! retry budget (`client`), and a hop elsewhere would not. A system the
+//! environment's `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` names a proxy
+//! for (and `NO_PROXY` does not exempt) is reached through that proxy, by
+//! a `CONNECT` tunnel.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, HeaderValue};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,7 +39,7 @@ pub type Outgoing = Request<Full<Bytes>>;
 /// One system's pooled connections. Cloning shares them.
 #[derive(Clone)]
 pub struct Pool {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<Connect>, Full<Bytes>>,
 }
 
 /// What the system answered, read in full.
@@ -61,12 +69,16 @@ impl Pool {
         connector.enforce_http(false);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
+        let connect = Connect {
+            direct: connector,
+            proxies: Arc::new(Matcher::from_env()),
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls(settings)?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(connector);
+            .wrap_connector(connect);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
@@ -105,6 +117,65 @@ impl Pool {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(Failed::TimedOut))
+    }
+}
+
+/// How a new connection to a system is made: straight to it, or through
+/// the proxy the environment names for it, by a `CONNECT` tunnel (TLS to
+/// the system then runs inside it). Only new connections pay for the
+/// choice; pooled ones are reused.
+#[derive(Clone)]
+struct Connect {
+    direct: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+type Connecting<T> =
+    Pin<Box<dyn Future<Output = Result<T, Box<dyn std::error::Error + Send + Sync>>> + Send>>;
+
+impl tower::Service<Uri> for Connect {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Connecting<Self::Response>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, system: Uri) -> Self::Future {
+        let mut direct = self.direct.clone();
+        let Some(proxy) = self.proxies.intercept(&system) else {
+            return Box::pin(async move { Ok(direct.call(system).await?) });
+        };
+        if proxy.uri().scheme_str() != Some("http") {
+            let why = format!(
+                "the proxy {} is not an http:// one; only those are supported",
+                crate::config::redact(&proxy.uri().to_string())
+            );
+            return Box::pin(async move { Err(why.into()) });
+        }
+        let mut tunnel = Tunnel::new(proxy.uri().clone(), direct);
+        if let Some(auth) = proxy.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        // The tunnel's port: the URL's, or its scheme's (the tunnel itself
+        // would take 443 for both).
+        let port = system
+            .port_u16()
+            .unwrap_or(if system.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
+        let target = format!(
+            "{}://{}:{port}/",
+            system.scheme_str().unwrap_or("https"),
+            system.host().unwrap_or("")
+        );
+        Box::pin(async move {
+            let target: Uri = target.parse()?;
+            Ok(tunnel.call(target).await?)
+        })
     }
 }
 
