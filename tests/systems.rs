@@ -1094,15 +1094,9 @@ async fn a_system_is_reached_through_the_proxy_the_environment_names() {
     let with_login = format!("http://moat:s3cret@{}", proxy.trim_start_matches("http://"));
     let front_address = front.trim_start_matches("https://").to_string();
 
-    let moat = Running::start(
-        &file,
-        &[
-            ("MOAT_UPSTREAM_URL", &rest.url),
-            ("HTTPS_PROXY", &with_login),
-        ],
-    );
-    let r = moat.query(&price_of(1)).await;
-    assert!(price_served(&r), "{r}");
+    // NO_PROXY empty: whatever this machine's environment says.
+    let covered = [("HTTPS_PROXY", with_login.as_str()), ("NO_PROXY", "")];
+    price_read_with(&file, &rest.url, 1, &covered).await;
     let tunnels = seen.lock().unwrap().clone();
     assert!(!tunnels.is_empty());
     // Basic bW9hdDpzM2NyZXQ= is moat:s3cret.
@@ -1113,33 +1107,18 @@ async fn a_system_is_reached_through_the_proxy_the_environment_names() {
             "only the https ERP goes through the proxy: {tunnels:?}"
         );
     }
-    drop(moat);
 
     let before = seen.lock().unwrap().len();
-    let moat = Running::start(
-        &file,
-        &[
-            ("MOAT_UPSTREAM_URL", &rest.url),
-            ("HTTPS_PROXY", &with_login),
-            ("NO_PROXY", "127.0.0.1"),
-        ],
-    );
-    let r = moat.query(&price_of(2)).await;
-    assert!(price_served(&r), "{r}");
+    let exempt = [
+        ("HTTPS_PROXY", with_login.as_str()),
+        ("NO_PROXY", "127.0.0.1"),
+    ];
+    price_read_with(&file, &rest.url, 2, &exempt).await;
     assert_eq!(seen.lock().unwrap().len(), before, "NO_PROXY goes straight");
-    drop(moat);
 
     // `HTTP_PROXY` covers the http systems: the PIM is tunnelled too.
-    let moat = Running::start(
-        &file,
-        &[
-            ("MOAT_UPSTREAM_URL", &rest.url),
-            ("HTTP_PROXY", &proxy),
-            ("NO_PROXY", ""),
-        ],
-    );
-    let r = moat.query(&price_of(3)).await;
-    assert!(price_served(&r), "{r}");
+    let covered = [("HTTP_PROXY", proxy.as_str()), ("NO_PROXY", "")];
+    price_read_with(&file, &rest.url, 3, &covered).await;
     let rest_address = rest.url.trim_start_matches("http://");
     let tunnels = seen.lock().unwrap()[before..].to_vec();
     assert!(
@@ -1150,4 +1129,19 @@ async fn a_system_is_reached_through_the_proxy_the_environment_names() {
         tunnels.iter().all(|t| !t.starts_with(&front_address)),
         "{tunnels:?}"
     );
+}
+
+/// A price read, in full, from a gateway started with `proxies` in its
+/// environment.
+async fn price_read_with(
+    file: &std::path::Path,
+    upstream: &str,
+    i: usize,
+    proxies: &[(&str, &str)],
+) {
+    let mut env = vec![("MOAT_UPSTREAM_URL", upstream)];
+    env.extend_from_slice(proxies);
+    let moat = Running::start(file, &env);
+    let r = moat.query(&price_of(i)).await;
+    assert!(price_served(&r), "{r}");
 }
