@@ -115,11 +115,10 @@ impl Credentials {
                 AUTHORIZATION,
                 value(format!("Bearer {}", secret(&s.token)))?,
             ),
-            Auth::Basic => {
-                let pair = format!("{}:{}", secret(&s.user), secret(&s.password));
-                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                Credentials::Header(AUTHORIZATION, value(format!("Basic {encoded}"))?)
-            }
+            Auth::Basic => Credentials::Header(
+                AUTHORIZATION,
+                value(basic(&secret(&s.user), &secret(&s.password)))?,
+            ),
             Auth::Header { name } => {
                 let name = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| Error::internal(format!("{name:?} is not a header name")))?;
@@ -194,6 +193,12 @@ impl Credentials {
     pub fn is_oauth2(&self) -> bool {
         matches!(self, Credentials::OAuth2(_))
     }
+}
+
+/// HTTP Basic credentials (RFC 7617), as an `Authorization` value.
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
 }
 
 /// An access token and when to replace it.
@@ -300,7 +305,7 @@ impl TokenSource {
             form.extend(utf8_percent_encode(scope, NON_ALPHANUMERIC));
         }
         let asked = Instant::now();
-        let mut basic = None;
+        let mut client = None;
         if self.client_in_body {
             for (name, value) in [
                 ("client_id", &self.client_id),
@@ -312,12 +317,10 @@ impl TokenSource {
                 form.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
             }
         } else {
-            let pair = format!("{}:{}", self.client_id, self.client_secret);
-            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-            let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+            let mut value = HeaderValue::from_str(&basic(&self.client_id, &self.client_secret))
                 .map_err(|_| failed("the client id cannot go in a header".into()))?;
             value.set_sensitive(true);
-            basic = Some(value);
+            client = Some(value);
         }
         let mut request = Outgoing::new(Full::new(Bytes::from(form)));
         *request.method_mut() = Method::POST;
@@ -330,8 +333,8 @@ impl TokenSource {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
-        if let Some(basic) = basic {
-            headers.insert(AUTHORIZATION, basic);
+        if let Some(client) = client {
+            headers.insert(AUTHORIZATION, client);
         }
         let answer = self
             .pool

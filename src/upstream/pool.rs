@@ -280,7 +280,7 @@ fn tls(settings: &SystemSettings) -> Result<rustls::ClientConfig, Error> {
 
 /// The innermost cause: what actually went wrong (a refused connection,
 /// an unknown certificate), not the layers that passed it on.
-pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
