@@ -35,8 +35,18 @@ pub trait Wire: DeserializeOwned {
     fn check(self) -> Result<Self::Domain, String>;
 }
 
-/// `{"items": [...], "nextCursor": ...}` with items kept raw, so one bad item
-/// does not hide the good ones.
+/// `{"items": [...], "nextCursor": ...}` read in one pass, every item typed:
+/// what a system that keeps its contract sends.
+#[derive(Deserialize)]
+#[serde(bound = "W: Wire")]
+struct TypedList<W> {
+    items: Vec<W>,
+    #[serde(rename = "nextCursor", default)]
+    next_cursor: Option<String>,
+}
+
+/// The same list with items kept raw, so one bad item does not hide the
+/// good ones.
 #[derive(Deserialize)]
 struct RawList<'a> {
     #[serde(borrow)]
@@ -69,19 +79,43 @@ pub fn parse_list<W: Wire, K>(
     key_of: impl Fn(&W::Domain) -> K,
     key_from_str: impl Fn(&str) -> K,
 ) -> Result<Checked<K, W::Domain>, Error> {
+    match parse_whole::<W, K>(at, body, &key_of) {
+        Some(checked) => checked,
+        None => parse_apart::<W, K>(at, body, key_field, key_of, key_from_str),
+    }
+}
+
+/// The list in one pass, when every item reads and checks; `None` when one
+/// does not, for `parse_apart` to find which (the payload is read again,
+/// which only a broken one pays).
+fn parse_whole<W: Wire, K>(
+    at: Boundary<'_>,
+    body: &[u8],
+    key_of: &impl Fn(&W::Domain) -> K,
+) -> Option<Result<Checked<K, W::Domain>, Error>> {
+    let list: TypedList<W> = serde_json::from_slice(body).ok()?;
+    let items = list
+        .items
+        .into_iter()
+        .map(|wire| wire.check().map(|value| (key_of(&value), Ok(value))))
+        .collect::<Result<Vec<_>, String>>()
+        .ok()?;
+    Some(
+        checked_cursor::<W>(at, list.next_cursor).map(|next_cursor| Checked { items, next_cursor }),
+    )
+}
+
+/// The list item by item.
+pub(super) fn parse_apart<W: Wire, K>(
+    at: Boundary<'_>,
+    body: &[u8],
+    key_field: &str,
+    key_of: impl Fn(&W::Domain) -> K,
+    key_from_str: impl Fn(&str) -> K,
+) -> Result<Checked<K, W::Domain>, Error> {
     let list: RawList = serde_json::from_slice(body)
         .map_err(|e| violation(at, W::ENTITY, None, format!("the list is not valid: {e}")))?;
-    if let Some(cursor) = &list.next_cursor
-        && (cursor.len() > MAX_CURSOR || cursor.chars().any(char::is_control))
-    {
-        // It goes back out in a URL and into a cache key.
-        return Err(violation(
-            at,
-            W::ENTITY,
-            None,
-            format!("nextCursor is longer than {MAX_CURSOR} bytes or holds control characters"),
-        ));
-    }
+    let next_cursor = checked_cursor::<W>(at, list.next_cursor)?;
     let mut items = Vec::with_capacity(list.items.len());
     for raw in list.items {
         let checked = checked_item::<W>(raw.get());
@@ -97,10 +131,25 @@ pub fn parse_list<W: Wire, K>(
             }
         }
     }
-    Ok(Checked {
-        items,
-        next_cursor: list.next_cursor,
-    })
+    Ok(Checked { items, next_cursor })
+}
+
+/// The paging cursor, which goes back out in a URL and into a cache key.
+fn checked_cursor<W: Wire>(
+    at: Boundary<'_>,
+    cursor: Option<String>,
+) -> Result<Option<String>, Error> {
+    match cursor {
+        Some(cursor) if cursor.len() > MAX_CURSOR || cursor.chars().any(char::is_control) => {
+            Err(violation(
+                at,
+                W::ENTITY,
+                None,
+                format!("nextCursor is longer than {MAX_CURSOR} bytes or holds control characters"),
+            ))
+        }
+        cursor => Ok(cursor),
+    }
 }
 
 /// Parses a single-entity payload.

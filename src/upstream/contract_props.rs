@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::System;
-use super::contract::{Boundary, Wire, parse_list, parse_one};
+use super::contract::{Boundary, Checked, Wire, parse_apart, parse_list, parse_one};
 use super::crm::WireCustomer;
 use super::erp::{WirePrice, WireQuote, WireStock};
 use super::oms::WireOrder;
@@ -77,6 +77,18 @@ fn item() -> impl Strategy<Value = Value> {
         .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
 }
 
+/// A stock item, mostly well formed: the one-pass read meets good lists.
+fn stock_item() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![Just(json!("SKU-1")), Just(json!("SKU-2")), Just(json!("")), Just(json!(7))],
+        prop_oneof![Just(json!(3)), Just(json!(0)), Just(json!(-1)), Just(json!("3"))],
+        prop_oneof![Just(json!("2026-01-01T00:00:00Z")), Just(json!("yesterday"))],
+    )
+        .prop_map(|(sku, available, at)| {
+            json!({ "sku": sku, "available": available, "version": 1, "updatedAt": at })
+        })
+}
+
 /// What a list endpoint might answer.
 fn list_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -107,6 +119,47 @@ fn list_never_panics<W: Wire>(body: &[u8]) {
     }
 }
 
+/// What a decoded list says to its reader: each key, whether it was a
+/// value, and the cursor; or the kind of error that refused it all.
+fn seen<D>(
+    decoded: Result<Checked<String, D>, crate::error::Error>,
+) -> Result<(Vec<(String, bool)>, Option<String>), Kind> {
+    decoded
+        .map(|c| {
+            (
+                c.items.into_iter().map(|(k, v)| (k, v.is_ok())).collect(),
+                c.next_cursor,
+            )
+        })
+        .map_err(|e| e.kind())
+}
+
+/// The one-pass read of a list tells its reader what the item-by-item one
+/// does, whatever the payload.
+fn one_pass_agrees(body: &[u8]) {
+    let at = Boundary {
+        system: System::ERP,
+        exceptions: None,
+    };
+    let sku = |s: &crate::domain::Stock| s.sku.clone();
+    assert_eq!(
+        seen(parse_list::<WireStock, String>(
+            at,
+            body,
+            "sku",
+            sku,
+            str::to_string
+        )),
+        seen(parse_apart::<WireStock, String>(
+            at,
+            body,
+            "sku",
+            sku,
+            str::to_string
+        )),
+    );
+}
+
 fn one_never_panics<W: Wire>(body: &[u8]) {
     let at = Boundary {
         system: System::ERP,
@@ -127,6 +180,16 @@ proptest! {
         list_never_panics::<WireCategory>(&body);
         list_never_panics::<WirePrice>(&body);
         list_never_panics::<WireStock>(&body);
+        one_pass_agrees(&body);
+    }
+
+    #[test]
+    fn stock_lists_read_in_one_pass_as_item_by_item(
+        items in prop::collection::vec(stock_item(), 0..4),
+        cursor in prop_oneof![Just(Value::Null), Just(json!("c1")), Just(json!("\u{7}"))],
+    ) {
+        let body = json!({ "items": items, "nextCursor": cursor }).to_string();
+        one_pass_agrees(body.as_bytes());
     }
 
     #[test]
