@@ -39,7 +39,7 @@ pub trait Wire: DeserializeOwned {
 /// what a system that keeps its contract sends.
 #[derive(Deserialize)]
 #[serde(bound = "W: Wire")]
-struct TypedList<W> {
+pub(super) struct TypedList<W> {
     items: Vec<W>,
     #[serde(rename = "nextCursor", default)]
     next_cursor: Option<String>,
@@ -94,15 +94,27 @@ fn parse_whole<W: Wire, K>(
     key_of: &impl Fn(&W::Domain) -> K,
 ) -> Option<Result<Checked<K, W::Domain>, Error>> {
     let list: TypedList<W> = serde_json::from_slice(body).ok()?;
-    let items = list
-        .items
-        .into_iter()
-        .map(|wire| wire.check().map(|value| (key_of(&value), Ok(value))))
-        .collect::<Result<Vec<_>, String>>()
-        .ok()?;
-    Some(
-        checked_cursor::<W>(at, list.next_cursor).map(|next_cursor| Checked { items, next_cursor }),
-    )
+    list.checked(at, key_of)
+}
+
+impl<W: Wire> TypedList<W> {
+    /// Every item checked, or `None` when one breaks the contract.
+    pub(super) fn checked<K>(
+        self,
+        at: Boundary<'_>,
+        key_of: &impl Fn(&W::Domain) -> K,
+    ) -> Option<Result<Checked<K, W::Domain>, Error>> {
+        let items = self
+            .items
+            .into_iter()
+            .map(|wire| wire.check().map(|value| (key_of(&value), Ok(value))))
+            .collect::<Result<Vec<_>, String>>()
+            .ok()?;
+        Some(
+            checked_cursor::<W>(at, self.next_cursor)
+                .map(|next_cursor| Checked { items, next_cursor }),
+        )
+    }
 }
 
 /// The list item by item.

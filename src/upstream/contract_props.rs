@@ -119,11 +119,12 @@ fn list_never_panics<W: Wire>(body: &[u8]) {
     }
 }
 
-/// What a decoded list says to its reader: each key, whether it was a
-/// value, and the cursor; or the kind of error that refused it all.
-fn seen<D>(
-    decoded: Result<Checked<String, D>, crate::error::Error>,
-) -> Result<(Vec<(String, bool)>, Option<String>), Kind> {
+/// What a decoded list says to its reader: each key and whether it was a
+/// value, and the cursor.
+type Seen = (Vec<(String, bool)>, Option<String>);
+
+/// `Seen`, or the kind of error that refused the whole list.
+fn seen<D>(decoded: Result<Checked<String, D>, crate::error::Error>) -> Result<Seen, Kind> {
     decoded
         .map(|c| {
             (

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::contract::{self, Wire, non_empty, timestamp};
+use super::contract::{self, Boundary, TypedList, Wire, non_empty, timestamp};
 use super::{Ask, Client, Priority, in_chunks};
 use crate::domain::{Currency, Price, Quote, QuotedLine, Stock, Timestamp};
 use crate::error::Error;
@@ -157,13 +157,6 @@ impl Erp {
         currency: Currency,
         priority: Priority,
     ) -> Result<HashMap<String, Result<Offer, Error>>, Error> {
-        #[derive(Deserialize)]
-        struct Lists<'a> {
-            #[serde(borrow)]
-            prices: &'a RawValue,
-            #[serde(borrow)]
-            inventory: &'a RawValue,
-        }
         in_chunks(skus, self.prices.max_batch("offers"), |chunk| async move {
             let ask = Ask::Offers {
                 skus: &chunk,
@@ -183,42 +176,38 @@ impl Erp {
                 return Ok(Box::pin(self.apart(chunk, segment, currency, priority)).await);
             }
             let at = self.prices.boundary();
-            let lists: Lists = serde_json::from_slice(&reply.body).map_err(|e| {
-                let reason = format!("the offers answer is not valid: {e}");
-                contract::violation(at, WirePrice::ENTITY, None, reason)
-            })?;
-            let mut prices = contract::parse_list::<WirePrice, _>(
-                at,
-                lists.prices.get().as_bytes(),
-                "sku",
-                |p: &Price| p.sku.clone(),
-                str::to_string,
-            )?
-            .into_map();
-            let mut stock = contract::parse_list::<WireStock, _>(
-                at,
-                lists.inventory.get().as_bytes(),
-                "sku",
-                |s: &Stock| s.sku.clone(),
-                str::to_string,
-            )?
-            .into_map();
-            Ok(chunk
-                .into_iter()
-                .map(|sku| {
-                    let offer = Offer {
-                        price: prices
-                            .remove(&sku)
-                            .map(|p| self.as_asked(p, segment, currency)),
-                        stock: stock.remove(&sku),
-                    };
-                    (sku, Ok(offer))
-                })
-                .collect())
+            let (prices, stock) = match offers_whole(at, &reply.body) {
+                Some(both) => both?,
+                None => offers_apart(at, &reply.body)?,
+            };
+            Ok(self.offers_of(chunk, prices, stock, segment, currency))
         })
         .await
     }
 
+    /// The asked skus' offers: a sku missing from a list has no price (or
+    /// stock) there.
+    fn offers_of(
+        &self,
+        chunk: Vec<String>,
+        mut prices: HashMap<String, Result<Price, Error>>,
+        mut stock: HashMap<String, Result<Stock, Error>>,
+        segment: &str,
+        currency: Currency,
+    ) -> HashMap<String, Result<Offer, Error>> {
+        chunk
+            .into_iter()
+            .map(|sku| {
+                let offer = Offer {
+                    price: prices
+                        .remove(&sku)
+                        .map(|p| self.as_asked(p, segment, currency)),
+                    stock: stock.remove(&sku),
+                };
+                (sku, Ok(offer))
+            })
+            .collect()
+    }
     /// `GET /erp/v1/inventory?skus=`: stock keyed by sku.
     pub async fn inventory(
         &self,
@@ -527,6 +516,57 @@ impl CheckedQuote {
             quoted_at: self.quoted_at,
         })
     }
+}
+
+/// Prices and stock, as an offers answer has them.
+type Lists = (
+    HashMap<String, Result<Price, Error>>,
+    HashMap<String, Result<Stock, Error>>,
+);
+
+/// The offers answer in one pass, when every item in it keeps the
+/// contract; `None` when one does not, for `offers_apart`.
+fn offers_whole(at: Boundary<'_>, body: &[u8]) -> Option<Result<Lists, Error>> {
+    #[derive(Deserialize)]
+    struct Whole {
+        prices: TypedList<WirePrice>,
+        inventory: TypedList<WireStock>,
+    }
+    let whole: Whole = serde_json::from_slice(body).ok()?;
+    let prices = whole.prices.checked(at, &|p: &Price| p.sku.clone())?;
+    let stock = whole.inventory.checked(at, &|s: &Stock| s.sku.clone())?;
+    Some(prices.and_then(|p| Ok((p.into_map(), stock?.into_map()))))
+}
+
+/// The offers answer list by list, and each list item by item, so a
+/// broken item fails only its sku.
+fn offers_apart(at: Boundary<'_>, body: &[u8]) -> Result<Lists, Error> {
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        prices: &'a RawValue,
+        #[serde(borrow)]
+        inventory: &'a RawValue,
+    }
+    let lists: Raw = serde_json::from_slice(body).map_err(|e| {
+        let reason = format!("the offers answer is not valid: {e}");
+        contract::violation(at, WirePrice::ENTITY, None, reason)
+    })?;
+    let prices = contract::parse_list::<WirePrice, _>(
+        at,
+        lists.prices.get().as_bytes(),
+        "sku",
+        |p: &Price| p.sku.clone(),
+        str::to_string,
+    )?;
+    let stock = contract::parse_list::<WireStock, _>(
+        at,
+        lists.inventory.get().as_bytes(),
+        "sku",
+        |s: &Stock| s.sku.clone(),
+        str::to_string,
+    )?;
+    Ok((prices.into_map(), stock.into_map()))
 }
 
 #[derive(Deserialize)]
