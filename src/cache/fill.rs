@@ -28,12 +28,16 @@ use crate::domain::Timestamp;
 use crate::error::Error;
 use crate::redis_link::Unavailable;
 use crate::telemetry::traces::trace_span;
-use crate::vocab::{Entity, Priority};
+use crate::vocab::{CacheHasher, Entity, Priority};
 
 /// What a fetcher returns for a batch: `Err` when the whole call failed;
 /// otherwise each key found (or `Err` for an item that broke the contract).
 /// A key absent from the map does not exist upstream.
 pub type Batch<K, V> = Result<HashMap<K, Result<V, Error>>, Error>;
+
+/// Each key's outcome of one flight; foldhash, as the caches (a flight's
+/// keys are hashed on every insert and read).
+pub(super) type Outcomes<K, V> = HashMap<K, Outcome<V>, CacheHasher>;
 
 /// How a tier reads its upstream. Implemented in `catalog` and `customers`.
 pub trait Fetch<K, V>: Send + Sync + 'static {
@@ -79,7 +83,7 @@ pub(super) struct Filler<K, V> {
 /// What a flight found, before it lands.
 pub(super) struct Filled<K, V> {
     /// Each key's outcome, for the flight's waiters.
-    pub results: HashMap<K, Outcome<V>>,
+    pub results: Outcomes<K, V>,
     /// Entries for L1: from L2, from other replicas' fills, from upstream.
     pub for_l1: Vec<(K, Arc<Cached<V>>)>,
     /// Keys served stale from L2, to refresh in the background.
@@ -130,9 +134,9 @@ impl<K: Key, V: Value> Filler<K, V> {
         policy: Policy,
         held: impl Fn(&K) -> Option<Arc<Cached<V>>>,
     ) -> Filled<K, V> {
-        let mut results: HashMap<K, Outcome<V>> = HashMap::with_capacity(keys.len());
+        let mut results = Outcomes::with_capacity_and_hasher(keys.len(), CacheHasher::default());
         // Entries past their hard TTL, kept to serve if the upstream fails.
-        let mut fallback: HashMap<K, Arc<Cached<V>>> = HashMap::new();
+        let mut fallback: HashMap<K, Arc<Cached<V>>, CacheHasher> = HashMap::default();
         let mut from_l2 = Vec::new();
         let mut stale = Vec::new();
         let mut need = keys;

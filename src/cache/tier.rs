@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::fill::{Fetch, Filler, Mode, Outcome, Value, weight};
+use super::fill::{Fetch, Filler, Mode, Outcomes, Value, weight};
 use super::freshness::{Cached, Policy, Reason, State};
 use super::hit::Hit;
 use super::ids::{self, Ids};
@@ -40,13 +40,13 @@ use crate::error::Error;
 use crate::telemetry::traces::{self, trace_span};
 use crate::vocab::{CacheHasher, Entity, Priority};
 
-type Flight<K, V> = Shared<BoxFuture<'static, Arc<HashMap<K, Outcome<V>>>>>;
+type Flight<K, V> = Shared<BoxFuture<'static, Arc<Outcomes<K, V>>>>;
 
 /// Keys being fetched right now, each with the id of its flight so a
 /// finishing flight can tell whether an invalidation has superseded it.
 struct Flights<K, V> {
     next_id: u64,
-    by_key: HashMap<K, (u64, Flight<K, V>)>,
+    by_key: HashMap<K, (u64, Flight<K, V>), CacheHasher>,
     /// Flights still taking keys: each stays open until the tasks already
     /// queued have run, so misses that other requests meet in the meantime
     /// ride the same upstream call.
@@ -217,7 +217,7 @@ impl<K: Key, V: Value> Tier<K, V> {
             policy,
             flights: Mutex::new(Flights {
                 next_id: 0,
-                by_key: HashMap::new(),
+                by_key: HashMap::default(),
                 open: Vec::new(),
             }),
             refresh_queue: Mutex::new(Vec::new()),
@@ -344,7 +344,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         let policy = **self.policy.load();
         let mut out = HashMap::with_capacity(keys.len());
         let mut missing = Vec::new();
-        let mut seen = HashSet::with_capacity(keys.len());
+        let mut seen = HashSet::with_capacity_and_hasher(keys.len(), CacheHasher::default());
         for key in keys {
             if !seen.insert(key.clone()) {
                 continue;
@@ -578,7 +578,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         let mut flights = self.lock_flights();
         let mut joined = Vec::with_capacity(keys.len());
         let mut leading = Vec::new();
-        let mut landed = HashMap::new();
+        let mut landed = Outcomes::default();
         let now = Timestamp::now();
         for key in keys {
             match flights.by_key.get(&key) {
@@ -700,7 +700,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         } = flights.open.swap_remove(at);
         drop(flights);
         if joined {
-            let mut seen = HashSet::with_capacity(keys.len());
+            let mut seen = HashSet::with_capacity_and_hasher(keys.len(), CacheHasher::default());
             keys.retain(|k| seen.insert(k.clone()));
         }
         keys
@@ -713,7 +713,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         keys: Vec<K>,
         priority: Priority,
         mode: Mode,
-    ) -> HashMap<K, Outcome<V>> {
+    ) -> Outcomes<K, V> {
         let policy = **self.policy.load();
         let mut filled = self
             .filler
