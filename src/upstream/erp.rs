@@ -701,4 +701,47 @@ mod tests {
         assert!(!ok(&[("A", 2), ("B", 1)], "default"), "a line missing");
         assert!(!ok(&[], "default"), "a line not asked for");
     }
+
+    #[test]
+    fn an_offers_answer_with_a_broken_item_fails_only_that_sku() {
+        let at = Boundary {
+            system: crate::vocab::System::ERP,
+            exceptions: None,
+        };
+        let price = |sku: &str, amount: i64| {
+            serde_json::json!({
+                "sku": sku, "segment": "default", "currency": "EUR", "amount": amount,
+                "version": 1, "updatedAt": "2026-01-01T00:00:00Z"
+            })
+        };
+        let stock = |sku: &str| {
+            serde_json::json!({
+                "sku": sku, "available": 3, "version": 1, "updatedAt": "2026-01-01T00:00:00Z"
+            })
+        };
+        let answer = |prices: serde_json::Value| {
+            serde_json::json!({
+                "prices": { "items": prices },
+                "inventory": { "items": [stock("A"), stock("B")] }
+            })
+            .to_string()
+        };
+
+        // Kept: read in one pass, as item by item.
+        let good = answer(serde_json::json!([price("A", 100), price("B", 200)]));
+        let (prices, stock) = offers_whole(at, good.as_bytes()).unwrap().unwrap();
+        assert_eq!(prices["B"].as_ref().unwrap().amount, 200);
+        assert_eq!(stock.len(), 2);
+        let (apart, _) = offers_apart(at, good.as_bytes()).unwrap();
+        assert_eq!(apart["B"].as_ref().unwrap().amount, 200);
+
+        // A negative amount: the one pass declines, and item by item only
+        // B's price fails; A's price and both stocks stand.
+        let broken = answer(serde_json::json!([price("A", 100), price("B", -1)]));
+        assert!(offers_whole(at, broken.as_bytes()).is_none());
+        let (prices, stock) = offers_apart(at, broken.as_bytes()).unwrap();
+        assert_eq!(prices["A"].as_ref().unwrap().amount, 100);
+        assert!(prices["B"].is_err());
+        assert!(stock["A"].is_ok() && stock["B"].is_ok());
+    }
 }
