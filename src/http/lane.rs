@@ -4,6 +4,11 @@
 //! than the listener's, where the door answers. So a hit is never queued
 //! behind misses on a worker, and the kernel lets it preempt a miss being
 //! built: a storm of misses costs hits little but the CPU it takes.
+//!
+//! It also makes concurrent misses share upstream calls: the door, which
+//! outranks the lane, hands it every request it has read before the lane
+//! runs any, so their loaders meet in one flight (`cache::tier`). Run
+//! inline, a cold page at 4 connections made twice the upstream calls.
 
 use std::future::Future;
 
