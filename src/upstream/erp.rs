@@ -208,6 +208,7 @@ impl Erp {
             })
             .collect()
     }
+
     /// `GET /erp/v1/inventory?skus=`: stock keyed by sku.
     pub async fn inventory(
         &self,
@@ -552,21 +553,21 @@ fn offers_apart(at: Boundary<'_>, body: &[u8]) -> Result<Lists, Error> {
         let reason = format!("the offers answer is not valid: {e}");
         contract::violation(at, WirePrice::ENTITY, None, reason)
     })?;
-    let prices = contract::parse_list::<WirePrice, _>(
-        at,
-        lists.prices.get().as_bytes(),
-        "sku",
-        |p: &Price| p.sku.clone(),
-        str::to_string,
-    )?;
-    let stock = contract::parse_list::<WireStock, _>(
-        at,
-        lists.inventory.get().as_bytes(),
-        "sku",
-        |s: &Stock| s.sku.clone(),
-        str::to_string,
-    )?;
-    Ok((prices.into_map(), stock.into_map()))
+    Ok((
+        list_apart::<WirePrice>(at, lists.prices, |p| p.sku.clone())?,
+        list_apart::<WireStock>(at, lists.inventory, |s| s.sku.clone())?,
+    ))
+}
+
+/// One of an offers answer's lists, item by item, keyed by sku.
+fn list_apart<W: Wire>(
+    at: Boundary<'_>,
+    list: &RawValue,
+    sku: fn(&W::Domain) -> String,
+) -> Result<HashMap<String, Result<W::Domain, Error>>, Error> {
+    let checked =
+        contract::parse_apart::<W, _>(at, list.get().as_bytes(), "sku", sku, str::to_string)?;
+    Ok(checked.into_map())
 }
 
 #[derive(Deserialize)]
