@@ -220,8 +220,14 @@ impl<K: Key, V: Value> Filler<K, V> {
             }
             _ => (need, Vec::new()),
         };
+        // The leases taken, to give back once the flight has landed.
+        let leased = if self.l2.is_some() {
+            mine.clone()
+        } else {
+            Vec::new()
+        };
         let (mut upstream, (followed, orphaned)) = tokio::join!(
-            self.fetch_upstream(mine.clone(), priority),
+            self.fetch_upstream(mine, priority),
             self.follow(theirs, policy)
         );
         if !orphaned.is_empty() {
@@ -235,9 +241,12 @@ impl<K: Key, V: Value> Filler<K, V> {
         for (key, outcome) in upstream {
             let outcome = match outcome {
                 Ok(value) => {
-                    let entry = Arc::new(Cached::new(value.clone(), now, weight(&value)));
+                    let weight = weight(&value);
+                    let entry = Arc::new(Cached::new(value, now, weight));
                     for_l1.push((key.clone(), entry.clone()));
-                    fetched.push((key.clone(), entry.clone()));
+                    if self.l2.is_some() {
+                        fetched.push((key.clone(), entry.clone()));
+                    }
                     Ok(entry)
                 }
                 Err(e) => last_good(policy, held(&key), fallback.remove(&key), e),
@@ -252,7 +261,7 @@ impl<K: Key, V: Value> Filler<K, V> {
             for_l1,
             stale,
             fetched,
-            leased: mine,
+            leased,
         }
     }
 

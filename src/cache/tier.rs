@@ -343,13 +343,10 @@ impl<K: Key, V: Value> Tier<K, V> {
     ) -> HashMap<K, Result<Hit<V>, Error>> {
         let now = Timestamp::now();
         let policy = **self.policy.load();
+        let keys = distinct(keys);
         let mut out = HashMap::with_capacity(keys.len());
         let mut missing = Vec::new();
-        let mut seen = HashSet::with_capacity_and_hasher(keys.len(), CacheHasher::default());
         for key in keys {
-            if !seen.insert(key.clone()) {
-                continue;
-            }
             match self.l1.get(&key).map(|e| (policy.state(&e, now), e)) {
                 Some((State::Fresh, entry)) => {
                     self.counters.hit.increment(1);
@@ -702,15 +699,9 @@ impl<K: Key, V: Value> Tier<K, V> {
         let Some(at) = flights.open.iter().position(|o| o.id == id) else {
             return Vec::new();
         };
-        let Open {
-            mut keys, joined, ..
-        } = flights.open.swap_remove(at);
+        let Open { keys, joined, .. } = flights.open.swap_remove(at);
         drop(flights);
-        if joined {
-            let mut seen = HashSet::with_capacity_and_hasher(keys.len(), CacheHasher::default());
-            keys.retain(|k| seen.insert(k.clone()));
-        }
-        keys
+        if joined { distinct(keys) } else { keys }
     }
 
     /// One flight: fill the keys past L1, land them in L1, then share them.
@@ -774,6 +765,22 @@ impl<K: Key, V: Value> Tier<K, V> {
             });
         }
     }
+}
+
+/// `keys` without repeats, in order, each kept where it first came.
+fn distinct<K: Key>(mut keys: Vec<K>) -> Vec<K> {
+    if keys.len() < 2 {
+        return keys;
+    }
+    let mut seen = HashSet::with_capacity_and_hasher(keys.len(), CacheHasher::default());
+    let repeated: Vec<bool> = keys.iter().map(|k| !seen.insert(k)).collect();
+    drop(seen);
+    let mut at = 0;
+    keys.retain(|_| {
+        at += 1;
+        !repeated[at - 1]
+    });
+    keys
 }
 
 /// Returns once every task already queued on this worker has run: a task

@@ -110,12 +110,11 @@ impl<K: Key, V: Value> Loader<K, V> {
     }
 
     async fn load_unnoted(&self, key: &K) -> Result<Hit<V>, Error> {
-        let key = key.clone();
-        if let Some(hit) = self.tier.get_recorded(&key, &self.reads) {
+        if let Some(hit) = self.tier.get_recorded(key, &self.reads) {
             return Ok(hit);
         }
         loop {
-            let (leader, done) = self.join(&key);
+            let (leader, done) = self.join(key);
             if let Some(tx) = leader {
                 Leading {
                     loader: self,
@@ -126,7 +125,7 @@ impl<K: Key, V: Value> Loader<K, V> {
             }
             match self.deadline.bound(done).await {
                 Ok(Ok(results)) => {
-                    return results.get(&key).cloned().unwrap_or_else(|| {
+                    return results.get(key).cloned().unwrap_or_else(|| {
                         Err(Error::internal(format!("batch lost key {key:?}")))
                     });
                 }
