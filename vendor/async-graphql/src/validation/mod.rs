@@ -44,7 +44,8 @@ pub enum ValidationMode {
     /// `Fast`'s. For a document that differs from one that passed `Strict`
     /// only in such values (and not in which of them are equal, which
     /// `OverlappingFieldsCanBeMerged` compares): every other rule comes out
-    /// the same for both, so the errors are `Strict`'s.
+    /// the same for both, so the errors are `Strict`'s. It reports no cache
+    /// control, and complexity and depth only when a limit is set.
     Values,
 }
 
@@ -98,15 +99,23 @@ pub(crate) fn check_rules(
             visit(&mut visitor, &mut ctx, doc);
             ctx.errors
         }
+        // Complexity and depth only when a limit asks for them, and no
+        // cache control: the caller keeps its own.
+        ValidationMode::Values if limit_complexity.is_none() && limit_depth.is_none() => {
+            let mut visitor = VisitorNil
+                .with(rules::ArgumentsOfCorrectType::default())
+                .with(rules::DefaultValuesOfCorrectType)
+                .with(rules::NoFragmentCycles::default())
+                .with(rules::UploadFile);
+            visit(&mut visitor, &mut ctx, doc);
+            ctx.errors
+        }
         ValidationMode::Values => {
             let mut visitor = VisitorNil
                 .with(rules::ArgumentsOfCorrectType::default())
                 .with(rules::DefaultValuesOfCorrectType)
                 .with(rules::NoFragmentCycles::default())
                 .with(rules::UploadFile)
-                .with(visitors::CacheControlCalculate {
-                    cache_control: &mut cache_control,
-                })
                 .with(visitors::ComplexityCalculate::new(&mut complexity))
                 .with(visitors::DepthCalculate::new(&mut depth));
             visit(&mut visitor, &mut ctx, doc);
