@@ -16,7 +16,7 @@ use crate::domain::{Category, Currency, Price, Product, ProductPage, Stock, Time
 use crate::error::Error;
 use crate::upstream::pim::ProductKey;
 use crate::upstream::{Erp, Pim, Upstreams};
-use crate::vocab::{Entity, Priority};
+use crate::vocab::{CacheMap, Entity, Priority};
 
 /// A price is cached per sku, segment and currency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -223,7 +223,7 @@ impl Fetch<String, String> for ProductIdsBySku {
         let products = self.products.clone();
         async move {
             let found = pim.products(ProductKey::Sku, skus, priority).await?;
-            let mut ids = HashMap::with_capacity(found.len());
+            let mut ids = CacheMap::with_capacity_and_hasher(found.len(), Default::default());
             let mut fills = Vec::with_capacity(found.len());
             for (sku, product) in found {
                 ids.insert(
@@ -272,7 +272,7 @@ impl Fetch<PageKey, ProductPage> for Pages {
                 }
             }))
             .await;
-            let mut out = HashMap::new();
+            let mut out = CacheMap::default();
             let mut fills = Vec::new();
             for (key, page) in pages {
                 let page = page.map(|(page, items)| {
@@ -299,7 +299,7 @@ impl Fetch<(), Vec<Category>> for Categories {
         let pim = self.0.clone();
         async move {
             let all = pim.categories(priority).await?;
-            Ok(HashMap::from([((), Ok(all))]))
+            Ok([((), Ok(all))].into_iter().collect())
         }
         .boxed()
     }
@@ -346,7 +346,7 @@ impl Fetch<PriceKey, Price> for Prices {
                 // would otherwise move whole, twice.
                 .boxed()
             });
-            let mut out = HashMap::new();
+            let mut out = CacheMap::default();
             let mut failure = None;
             let mut any_ok = false;
             for (segment, currency, skus, found) in join_all(calls).await {
@@ -383,9 +383,9 @@ async fn offers(
     segment: &str,
     currency: Currency,
     priority: Priority,
-) -> Result<HashMap<String, Result<Price, Error>>, Error> {
+) -> Result<CacheMap<String, Result<Price, Error>>, Error> {
     let found = erp.offers(skus, segment, currency, priority).await?;
-    let mut prices = HashMap::with_capacity(found.len());
+    let mut prices = CacheMap::with_capacity_and_hasher(found.len(), Default::default());
     let mut levels = Vec::with_capacity(found.len());
     for (sku, offer) in found {
         match offer {

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// process, so a client still cannot choose colliding keys ahead of time.
 pub type CacheHasher = foldhash::fast::RandomState;
 
+/// A map by cache key, hashed as the caches are: what an upstream call
+/// or a cache read returns for each key it was asked.
+pub type CacheMap<K, V> = std::collections::HashMap<K, V, CacheHasher>;
+
 /// The upstream protocol version Moat speaks (`schema/upstream/`): what it
 /// sends as `Moat-Protocol` and accepts back.
 pub const PROTOCOL: &str = "v1";

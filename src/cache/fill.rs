@@ -28,16 +28,15 @@ use crate::domain::Timestamp;
 use crate::error::Error;
 use crate::redis_link::Unavailable;
 use crate::telemetry::traces::trace_span;
-use crate::vocab::{CacheHasher, Entity, Priority};
+use crate::vocab::{CacheHasher, CacheMap, Entity, Priority};
 
 /// What a fetcher returns for a batch: `Err` when the whole call failed;
 /// otherwise each key found (or `Err` for an item that broke the contract).
 /// A key absent from the map does not exist upstream.
-pub type Batch<K, V> = Result<HashMap<K, Result<V, Error>>, Error>;
+pub type Batch<K, V> = Result<CacheMap<K, Result<V, Error>>, Error>;
 
-/// Each key's outcome of one flight; foldhash, as the caches (a flight's
-/// keys are hashed on every insert and read).
-pub(super) type Outcomes<K, V> = HashMap<K, Outcome<V>, CacheHasher>;
+/// Each key's outcome of one flight.
+pub(super) type Outcomes<K, V> = CacheMap<K, Outcome<V>>;
 
 /// How a tier reads its upstream. Implemented in `catalog` and `customers`.
 pub trait Fetch<K, V>: Send + Sync + 'static {

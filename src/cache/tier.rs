@@ -39,7 +39,7 @@ use crate::config;
 use crate::domain::{Timestamp, Versioned};
 use crate::error::Error;
 use crate::telemetry::traces::{self, trace_span};
-use crate::vocab::{CacheHasher, Entity, Priority};
+use crate::vocab::{CacheHasher, CacheMap, Entity, Priority};
 
 type Flight<K, V> = Shared<BoxFuture<'static, Arc<Outcomes<K, V>>>>;
 
@@ -323,7 +323,7 @@ impl<K: Key, V: Value> Tier<K, V> {
         self: &Arc<Self>,
         keys: Vec<K>,
         priority: Priority,
-    ) -> HashMap<K, Result<Hit<V>, Error>> {
+    ) -> CacheMap<K, Result<Hit<V>, Error>> {
         let span = trace_span!(
             "cache",
             otel.name = %format_args!("cache {}", self.entity),
@@ -340,11 +340,11 @@ impl<K: Key, V: Value> Tier<K, V> {
         self: &Arc<Self>,
         keys: Vec<K>,
         priority: Priority,
-    ) -> HashMap<K, Result<Hit<V>, Error>> {
+    ) -> CacheMap<K, Result<Hit<V>, Error>> {
         let now = Timestamp::now();
         let policy = **self.policy.load();
         let keys = distinct(keys);
-        let mut out = HashMap::with_capacity(keys.len());
+        let mut out = CacheMap::with_capacity_and_hasher(keys.len(), Default::default());
         let mut missing = Vec::new();
         for key in keys {
             match self.l1.get(&key).map(|e| (policy.state(&e, now), e)) {
@@ -988,7 +988,7 @@ mod tests {
         keys.iter().map(|k| k.to_string()).collect()
     }
 
-    type Found = HashMap<String, Result<Hit<u32>, Error>>;
+    type Found = CacheMap<String, Result<Hit<u32>, Error>>;
 
     /// A read of `key`, polled once: it waits on the open flight.
     fn waiting<'a>(

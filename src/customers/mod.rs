@@ -20,7 +20,6 @@
 mod jwks;
 pub mod jwt;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -43,7 +42,7 @@ use crate::redis_link::RedisLink;
 use crate::resilience::address_limit::{AddressLimit, Bucket};
 use crate::telemetry;
 use crate::upstream::{Crm, Oms, Upstreams};
-use crate::vocab::{Entity, Priority};
+use crate::vocab::{CacheMap, Entity, Priority};
 
 /// Who is asking, as one request sees it.
 #[derive(Debug, Clone)]
@@ -622,7 +621,7 @@ impl Fetch<TokenKey, Customer> for CustomersByToken {
                     (key, found)
                 }
             });
-            let mut out = HashMap::new();
+            let mut out = CacheMap::default();
             for (key, found) in join_all(lookups).await {
                 match found {
                     Ok(Some(customer)) => {
@@ -657,7 +656,7 @@ impl Fetch<OrderKey, OrderAccess> for OrdersFor {
                     (key, found)
                 }
             });
-            let mut out = HashMap::new();
+            let mut out = CacheMap::default();
             for (key, found) in join_all(lookups).await {
                 let access = match found {
                     Ok(None) => continue,

@@ -16,7 +16,6 @@
 //! Every wait is bounded by the request's [`Deadline`], one timer for all
 //! of its fields.
 
-use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
@@ -28,9 +27,9 @@ use tokio::time::Instant;
 
 use crate::cache::{Hit, Key, Reads, Sources, Tier, Value};
 use crate::error::Error;
-use crate::vocab::Priority;
+use crate::vocab::{CacheMap, Priority};
 
-type Results<K, V> = Arc<HashMap<K, Result<Hit<V>, Error>>>;
+type Results<K, V> = Arc<CacheMap<K, Result<Hit<V>, Error>>>;
 type Done<K, V> = Shared<oneshot::Receiver<Results<K, V>>>;
 type Answer<K, V> = oneshot::Sender<Results<K, V>>;
 

@@ -3,7 +3,6 @@
 //! currency, not JSON at all) is rejected here, counted, logged, and never
 //! reaches the cache. The last good value stays.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use serde::Deserialize;
@@ -14,6 +13,7 @@ use super::System;
 use crate::error::Error;
 use crate::exceptions::{Exception, Exceptions, FoundBy};
 use crate::telemetry;
+use crate::vocab::CacheMap;
 
 /// Where a payload crossed into Moat: the system that sent it, and where
 /// its contract violations are recorded for their owner.
@@ -62,7 +62,7 @@ pub struct Checked<K, D> {
 }
 
 impl<K: Eq + Hash, D> Checked<K, D> {
-    pub fn into_map(self) -> HashMap<K, Result<D, Error>> {
+    pub fn into_map(self) -> CacheMap<K, Result<D, Error>> {
         self.items.into_iter().collect()
     }
 }

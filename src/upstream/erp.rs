@@ -1,7 +1,6 @@
 //! ERP: prices per segment and currency, stock, and the authoritative quote
 //! checkout verifies against. Wire types and their checks.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,6 +11,7 @@ use super::contract::{self, Boundary, TypedList, Wire, non_empty, timestamp};
 use super::{Ask, Client, Priority, in_chunks};
 use crate::domain::{Currency, Price, Quote, QuotedLine, Stock, Timestamp};
 use crate::error::Error;
+use crate::vocab::CacheMap;
 
 /// The ERP protocol: prices and quotes from the owner of prices, stock
 /// from the owner of inventory (an ERP, or a WMS speaking the same routes).
@@ -65,7 +65,7 @@ impl Erp {
         segment: &str,
         currency: Currency,
         priority: Priority,
-    ) -> Result<HashMap<String, Result<Price, Error>>, Error> {
+    ) -> Result<CacheMap<String, Result<Price, Error>>, Error> {
         in_chunks(skus, self.prices.max_batch("prices"), |chunk| async move {
             let ask = Ask::Prices {
                 skus: &chunk,
@@ -96,13 +96,13 @@ impl Erp {
         segment: &str,
         currency: Currency,
         priority: Priority,
-    ) -> HashMap<String, Result<Offer, Error>> {
+    ) -> CacheMap<String, Result<Offer, Error>> {
         let (prices, stock) = tokio::join!(
             self.prices(skus.clone(), segment, currency, priority),
             self.inventory(skus.clone(), priority)
         );
         fn take<T>(
-            found: &mut Result<HashMap<String, Result<T, Error>>, Error>,
+            found: &mut Result<CacheMap<String, Result<T, Error>>, Error>,
             sku: &str,
         ) -> Option<Result<T, Error>> {
             match found {
@@ -156,7 +156,7 @@ impl Erp {
         segment: &str,
         currency: Currency,
         priority: Priority,
-    ) -> Result<HashMap<String, Result<Offer, Error>>, Error> {
+    ) -> Result<CacheMap<String, Result<Offer, Error>>, Error> {
         in_chunks(skus, self.prices.max_batch("offers"), |chunk| async move {
             let ask = Ask::Offers {
                 skus: &chunk,
@@ -190,11 +190,11 @@ impl Erp {
     fn offers_of(
         &self,
         chunk: Vec<String>,
-        mut prices: HashMap<String, Result<Price, Error>>,
-        mut stock: HashMap<String, Result<Stock, Error>>,
+        mut prices: CacheMap<String, Result<Price, Error>>,
+        mut stock: CacheMap<String, Result<Stock, Error>>,
         segment: &str,
         currency: Currency,
-    ) -> HashMap<String, Result<Offer, Error>> {
+    ) -> CacheMap<String, Result<Offer, Error>> {
         chunk
             .into_iter()
             .map(|sku| {
@@ -214,7 +214,7 @@ impl Erp {
         &self,
         skus: Vec<String>,
         priority: Priority,
-    ) -> Result<HashMap<String, Result<Stock, Error>>, Error> {
+    ) -> Result<CacheMap<String, Result<Stock, Error>>, Error> {
         in_chunks(
             skus,
             self.inventory.max_batch("inventory"),
@@ -521,8 +521,8 @@ impl CheckedQuote {
 
 /// Prices and stock, as an offers answer has them.
 type Lists = (
-    HashMap<String, Result<Price, Error>>,
-    HashMap<String, Result<Stock, Error>>,
+    CacheMap<String, Result<Price, Error>>,
+    CacheMap<String, Result<Stock, Error>>,
 );
 
 /// The offers answer in one pass, when every item in it keeps the
@@ -564,7 +564,7 @@ fn list_apart<W: Wire>(
     at: Boundary<'_>,
     list: &RawValue,
     sku: fn(&W::Domain) -> String,
-) -> Result<HashMap<String, Result<W::Domain, Error>>, Error> {
+) -> Result<CacheMap<String, Result<W::Domain, Error>>, Error> {
     let checked =
         contract::parse_apart::<W, _>(at, list.get().as_bytes(), "sku", sku, str::to_string)?;
     Ok(checked.into_map())

@@ -44,7 +44,7 @@ use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::exceptions::Exceptions;
 use crate::resilience::ratelimit::SharedBuckets;
-use crate::vocab::{Priority, Record, System};
+use crate::vocab::{CacheMap, Priority, Record, System};
 
 /// A protocol v1 item outside a list: what a change event's `data` holds.
 #[derive(Debug, Clone)]
@@ -228,11 +228,11 @@ pub(crate) async fn in_chunks<K, V, F, Fut>(
     keys: Vec<K>,
     max: usize,
     call: F,
-) -> Result<HashMap<K, Result<V, Error>>, Error>
+) -> Result<CacheMap<K, Result<V, Error>>, Error>
 where
     K: Eq + Hash + Clone,
     F: Fn(Vec<K>) -> Fut,
-    Fut: Future<Output = Result<HashMap<K, Result<V, Error>>, Error>>,
+    Fut: Future<Output = Result<CacheMap<K, Result<V, Error>>, Error>>,
 {
     if keys.len() <= max {
         return call(keys).await;
@@ -246,7 +246,7 @@ where
     {
         return Err(e.clone());
     }
-    let mut merged = HashMap::with_capacity(keys.len());
+    let mut merged = CacheMap::with_capacity_and_hasher(keys.len(), Default::default());
     for (chunk, answer) in chunks.into_iter().zip(answers) {
         match answer {
             Ok(found) => merged.extend(found),

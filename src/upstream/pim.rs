@@ -1,13 +1,12 @@
 //! PIM: product content and categories. Wire types and their checks.
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 
 use super::contract::{self, Wire, non_empty, timestamp};
 use super::{Ask, Client, Priority, in_chunks};
 use crate::domain::{Attribute, Category, Product, ProductPage};
 use crate::error::Error;
+use crate::vocab::CacheMap;
 
 /// The PIM protocol: products from the owner of products, categories from
 /// the owner of categories (usually one PIM, but config may split them).
@@ -39,7 +38,7 @@ impl Pim {
         by: ProductKey,
         keys: Vec<String>,
         priority: Priority,
-    ) -> Result<HashMap<String, Result<Product, Error>>, Error> {
+    ) -> Result<CacheMap<String, Result<Product, Error>>, Error> {
         let (route, field) = match by {
             ProductKey::Id => ("products", "id"),
             ProductKey::Sku => ("products_by_sku", "sku"),
