@@ -1032,6 +1032,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_asked_twice_in_one_read_is_fetched_once() {
+        let upstream = Counted::default();
+        let tier = counted_tier(&upstream);
+
+        let found = tier
+            .get_many(keys(&["abc", "a", "abc"]), Priority::Browse)
+            .await;
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            [value(&found, "abc"), value(&found, "a")],
+            [Some(3), Some(1)]
+        );
+        assert_eq!(upstream.batches(), vec![keys(&["a", "abc"])]);
+    }
+
+    #[tokio::test]
     async fn a_dropped_reader_does_not_cancel_the_call_others_wait_on() {
         let upstream = Counted::default();
         let tier = counted_tier(&upstream);
