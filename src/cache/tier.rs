@@ -773,13 +773,10 @@ fn distinct<K: Key>(mut keys: Vec<K>) -> Vec<K> {
         return keys;
     }
     let mut seen = HashSet::with_capacity_and_hasher(keys.len(), CacheHasher::default());
-    let repeated: Vec<bool> = keys.iter().map(|k| !seen.insert(k)).collect();
+    let first: Vec<bool> = keys.iter().map(|k| seen.insert(k)).collect();
     drop(seen);
-    let mut at = 0;
-    keys.retain(|_| {
-        at += 1;
-        !repeated[at - 1]
-    });
+    let mut first = first.into_iter();
+    keys.retain(|_| first.next().unwrap_or(true));
     keys
 }
 

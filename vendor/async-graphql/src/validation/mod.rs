@@ -99,26 +99,22 @@ pub(crate) fn check_rules(
             visit(&mut visitor, &mut ctx, doc);
             ctx.errors
         }
-        // Complexity and depth only when a limit asks for them, and no
-        // cache control: the caller keeps its own.
-        ValidationMode::Values if limit_complexity.is_none() && limit_depth.is_none() => {
+        ValidationMode::Values => {
             let mut visitor = VisitorNil
                 .with(rules::ArgumentsOfCorrectType::default())
                 .with(rules::DefaultValuesOfCorrectType)
                 .with(rules::NoFragmentCycles::default())
                 .with(rules::UploadFile);
             visit(&mut visitor, &mut ctx, doc);
-            ctx.errors
-        }
-        ValidationMode::Values => {
-            let mut visitor = VisitorNil
-                .with(rules::ArgumentsOfCorrectType::default())
-                .with(rules::DefaultValuesOfCorrectType)
-                .with(rules::NoFragmentCycles::default())
-                .with(rules::UploadFile)
-                .with(visitors::ComplexityCalculate::new(&mut complexity))
-                .with(visitors::DepthCalculate::new(&mut depth));
-            visit(&mut visitor, &mut ctx, doc);
+
+            // Complexity and depth only when a limit asks for them, and no
+            // cache control: the caller keeps its own.
+            if limit_complexity.is_some() || limit_depth.is_some() {
+                let mut visitor = VisitorNil
+                    .with(visitors::ComplexityCalculate::new(&mut complexity))
+                    .with(visitors::DepthCalculate::new(&mut depth));
+                visit(&mut visitor, &mut ctx, doc);
+            }
             ctx.errors
         }
         ValidationMode::Fast => {
