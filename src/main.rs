@@ -547,6 +547,10 @@ fn healthcheck(url: &str) -> ExitCode {
 fn runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // While no hits are served, misses run on these threads, not the
+        // full path's (`http::lane`): their flights look longer for the
+        // misses that arrive meanwhile, as the door hands them in there.
+        .on_thread_start(|| moat::cache::looks_before_take_off(3))
         .build()
     {
         Ok(rt) => rt,

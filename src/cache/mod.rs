@@ -42,7 +42,7 @@ pub use key::Key;
 pub use l2::L2;
 pub use responses::{Asked, Audience, Reads, ResponseCache, Sent};
 pub use sources::{Shareable, Source, Sources};
-pub use tier::{AnyTier, Target, Tier, Tiers};
+pub use tier::{AnyTier, Target, Tier, Tiers, looks_before_take_off};
 
 /// What the cache's own tests (and the loader's) fill tiers from.
 #[cfg(test)]

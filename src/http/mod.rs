@@ -103,7 +103,10 @@ fn door(app: Arc<AppState>, routes: Router, lane: Arc<Lane>) -> impl crate::list
         let (app, routes, lane) = (app.clone(), routes.clone(), lane.clone());
         async move {
             Ok::<_, Infallible>(match graphql::stored(&app, request, graphql_body_max) {
-                ControlFlow::Break(answer) => answer,
+                ControlFlow::Break(answer) => {
+                    lane.answered_at_door();
+                    answer
+                }
                 ControlFlow::Continue(request) => {
                     let routed = async move {
                         match routes.oneshot(request).await {
